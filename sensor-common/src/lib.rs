@@ -1,0 +1,517 @@
+//! Types and constants shared by the kernel programs (`sensor-ebpf`) and user space
+//! (`sensor-user`).
+//!
+//! Every type here is `#[repr(C)]`, has no implicit padding (checked by a `size_of` assertion
+//! beside it) and holds no `bool`: a padded map key silently misses lookups, and a padded event
+//! leaks stack bytes. Multi-byte numbers are in host byte order unless a field name ends in
+//! `_be`. Addresses are always 16 bytes: IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`), so one
+//! key format serves both families in every map.
+#![no_std]
+
+use core::mem::size_of;
+
+/// A source or destination address: IPv6, or IPv4 mapped into `::ffff:0:0/96`.
+pub type Addr = [u8; 16];
+
+/// Number of leading bits that the IPv4-mapped prefix `::ffff:0:0/96` adds to an IPv4 prefix
+/// length in the LPM tries.
+pub const V4_MAPPED_PREFIX_BITS: u32 = 96;
+
+/// Maps an IPv4 address, given as its four bytes in network order, to an [`Addr`].
+#[inline(always)]
+pub const fn v4_mapped(octets: [u8; 4]) -> Addr {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2], octets[3],
+    ]
+}
+
+/// Returns true if `addr` is an IPv4-mapped address.
+#[inline(always)]
+pub const fn is_v4_mapped(addr: &Addr) -> bool {
+    let mut i = 0;
+    while i < 10 {
+        if addr[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    addr[10] == 0xff && addr[11] == 0xff
+}
+
+/// Names of the maps, as the loader finds them in the object and pins them.
+pub mod map_names {
+    /// Exact-address blocks ([`super::BlockValue`] by [`super::Addr`]).
+    pub const BLOCK_EXACT: &str = "BLOCK_EXACT";
+    /// Prefix blocks (LPM trie of [`super::Addr`] to [`super::BlockValue`]).
+    pub const BLOCK_PREFIX: &str = "BLOCK_PREFIX";
+    /// Allowlist (LPM trie of [`super::Addr`] to [`super::AllowValue`]).
+    pub const ALLOW: &str = "ALLOW";
+    /// Per-source counters (LRU hash of [`super::Addr`] to [`super::SourceStats`]).
+    pub const SOURCES: &str = "SOURCES";
+    /// Per-CPU action and event counters, indexed by [`super::Counter`].
+    pub const STATS: &str = "STATS";
+    /// One [`super::SensorConfig`] at index 0.
+    pub const CONFIG: &str = "CONFIG";
+    /// Monitored TCP ports: a `u8` per port number, non-zero when monitored.
+    pub const PORTS: &str = "PORTS";
+    /// Ring buffer of ingress (client to server) events from XDP.
+    pub const REQ_EVENTS: &str = "REQ_EVENTS";
+    /// Ring buffer of egress (server to client) events from TC.
+    pub const RESP_EVENTS: &str = "RESP_EVENTS";
+
+    /// Maps whose pins survive an agent restart: enforcement state must outlive the agent.
+    pub const PERSISTENT: [&str; 3] = [BLOCK_EXACT, BLOCK_PREFIX, ALLOW];
+    /// Every map the loader pins.
+    pub const ALL: [&str; 9] = [
+        BLOCK_EXACT,
+        BLOCK_PREFIX,
+        ALLOW,
+        SOURCES,
+        STATS,
+        CONFIG,
+        PORTS,
+        REQ_EVENTS,
+        RESP_EVENTS,
+    ];
+}
+
+/// Names of the programs in the object.
+pub mod program_names {
+    /// The XDP ingress program.
+    pub const XDP_INGRESS: &str = "apisensor_xdp";
+    /// The TC egress program.
+    pub const TC_EGRESS: &str = "apisensor_tc";
+}
+
+/// Default capacities of the maps, used by the kernel object; the loader may override some.
+pub mod capacity {
+    /// Exact blocks.
+    pub const BLOCK_EXACT: u32 = 65_536;
+    /// Prefix blocks.
+    pub const BLOCK_PREFIX: u32 = 131_072;
+    /// Allowlist entries.
+    pub const ALLOW: u32 = 16_384;
+    /// Tracked sources in the LRU map (configurable at load).
+    pub const SOURCES: u32 = 65_536;
+    /// Counter slots in `STATS`; at least [`super::Counter::COUNT`].
+    pub const STATS: u32 = 32;
+    /// One entry per TCP port.
+    pub const PORTS: u32 = 65_536;
+    /// Ingress ring buffer size in bytes (a power of two, a multiple of the page size).
+    pub const REQ_RING_BYTES: u32 = 16 << 20;
+    /// Egress ring buffer size in bytes.
+    pub const RESP_RING_BYTES: u32 = 8 << 20;
+}
+
+/// Value of an exact or prefix block.
+///
+/// Written by user space (`verdict.rs` only); the kernel reads it and adds to `hits`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockValue {
+    /// `CLOCK_BOOTTIME` nanoseconds after which the block no longer drops. Never zero: every
+    /// block expires, so a crashed agent cannot leave a permanent block behind.
+    pub expires_at_ns: u64,
+    /// Identifier of the verdict that created this block (user space keeps the evidence).
+    pub verdict_id: u64,
+    /// Packets dropped by this entry; incremented atomically by the kernel.
+    pub hits: u64,
+    /// Why the block exists, a [`Reason`] value.
+    pub reason: u32,
+    /// Zero; keeps the struct free of implicit padding.
+    pub reserved: u32,
+}
+const _: () = assert!(size_of::<BlockValue>() == 32);
+
+/// Value of an allowlist entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllowValue {
+    /// `CLOCK_BOOTTIME` nanoseconds when the entry was added.
+    pub added_at_ns: u64,
+    /// Packets that a block would have dropped but this entry let pass.
+    pub hits: u64,
+}
+const _: () = assert!(size_of::<AllowValue>() == 16);
+
+/// Why a source is blocked.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Added by an operator through the CLI.
+    Manual = 1,
+    /// Volumetric flood above baseline.
+    Flood = 2,
+    /// Credential stuffing or brute force.
+    CredentialStuffing = 3,
+    /// Scraping or enumeration.
+    Scraping = 4,
+    /// Any other detector.
+    Detector = 5,
+}
+
+impl Reason {
+    /// Decodes a stored reason code.
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Manual,
+            2 => Self::Flood,
+            3 => Self::CredentialStuffing,
+            4 => Self::Scraping,
+            5 => Self::Detector,
+            _ => return None,
+        })
+    }
+
+    /// Short lowercase name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Flood => "flood",
+            Self::CredentialStuffing => "credential-stuffing",
+            Self::Scraping => "scraping",
+            Self::Detector => "detector",
+        }
+    }
+}
+
+/// Per-source counters kept by XDP in the `SOURCES` LRU map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// IP packets seen from this source.
+    pub packets: u64,
+    /// Bytes of those packets (frame length).
+    pub bytes: u64,
+    /// TCP segments with SYN set and ACK clear.
+    pub syns: u64,
+    /// `CLOCK_BOOTTIME` nanoseconds of the first packet.
+    pub first_seen_ns: u64,
+    /// `CLOCK_BOOTTIME` nanoseconds of the latest packet.
+    pub last_seen_ns: u64,
+    /// Packets dropped by a block.
+    pub dropped: u64,
+}
+const _: () = assert!(size_of::<SourceStats>() == 48);
+
+/// Run-time settings of the kernel programs, at index 0 of `CONFIG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SensorConfig {
+    /// Payload bytes copied per ingress segment, 1..=[`REQ_DATA_LEN`].
+    pub req_capture_len: u32,
+    /// Payload bytes copied per egress segment, 1..=[`RESP_DATA_LEN`].
+    pub resp_capture_len: u32,
+    /// A submit wakes the reader only once this many bytes are pending in the ring; below it,
+    /// records are submitted with `BPF_RB_NO_WAKEUP` and the reader's timer drains them.
+    pub wakeup_bytes: u32,
+    /// Zero; reserved for flags.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<SensorConfig>() == 16);
+
+impl SensorConfig {
+    /// Defaults used when the map was never written.
+    pub const DEFAULT: Self = Self {
+        req_capture_len: REQ_DATA_LEN as u32,
+        resp_capture_len: RESP_DATA_LEN as u32,
+        wakeup_bytes: 256 * 1024,
+        flags: 0,
+    };
+}
+
+/// Counter slots of the `STATS` per-CPU array. Every packet increments exactly one verdict
+/// counter (the `Xdp*` and `Tc*` verdicts); event counters are counted besides.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// XDP: IP packet passed, nothing to sample.
+    XdpPass = 0,
+    /// XDP: TCP segment to a monitored port passed (an event was emitted or its loss counted).
+    XdpPassSampled = 1,
+    /// XDP: a block matched but the allowlist let the packet pass.
+    XdpPassAllowlisted = 2,
+    /// XDP: a block matched but had expired.
+    XdpPassExpired = 3,
+    /// XDP: dropped by an exact block.
+    XdpDropExact = 4,
+    /// XDP: dropped by a prefix block.
+    XdpDropPrefix = 5,
+    /// XDP: not IPv4 or IPv6.
+    XdpPassNotIp = 6,
+    /// XDP: Ethernet, VLAN or IP header cut short.
+    XdpPassTruncated = 7,
+    /// XDP: IP header invalid (version, header length, total length).
+    XdpPassMalformed = 8,
+    /// XDP: a non-first IP fragment (no L4 header to read).
+    XdpPassFragment = 9,
+    /// XDP: neither TCP nor UDP.
+    XdpPassOtherL4 = 10,
+    /// XDP: TCP or UDP header cut short or invalid.
+    XdpPassTruncatedL4 = 11,
+    /// XDP: more IPv6 extension headers than the parser follows.
+    XdpPassExtHdrLimit = 12,
+    /// Ingress segment events submitted.
+    ReqEvents = 13,
+    /// Ingress SYN/FIN/RST events submitted.
+    ReqControlEvents = 14,
+    /// Ingress events lost because the ring was full.
+    ReqRingFull = 15,
+    /// Ingress submits that forced a wakeup of the reader.
+    ReqWakeups = 16,
+    /// New sources that could not be inserted in `SOURCES`.
+    SourceInsertFailed = 17,
+    /// TC: packet passed, nothing to sample.
+    TcPass = 18,
+    /// TC: segment from a monitored port passed (event emitted or loss counted).
+    TcPassSampled = 19,
+    /// TC: not IP, cut short or malformed.
+    TcPassUnparsed = 20,
+    /// Egress segment events submitted.
+    RespEvents = 21,
+    /// Egress FIN/RST events submitted.
+    RespControlEvents = 22,
+    /// Egress events lost because the ring was full.
+    RespRingFull = 23,
+    /// Egress submits that forced a wakeup of the reader.
+    RespWakeups = 24,
+    /// A payload copy failed (helper error); the event went out with no payload.
+    CopyFailed = 25,
+}
+
+impl Counter {
+    /// Number of counters.
+    pub const COUNT: usize = 26;
+    /// Every counter, in index order.
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::XdpPass,
+        Self::XdpPassSampled,
+        Self::XdpPassAllowlisted,
+        Self::XdpPassExpired,
+        Self::XdpDropExact,
+        Self::XdpDropPrefix,
+        Self::XdpPassNotIp,
+        Self::XdpPassTruncated,
+        Self::XdpPassMalformed,
+        Self::XdpPassFragment,
+        Self::XdpPassOtherL4,
+        Self::XdpPassTruncatedL4,
+        Self::XdpPassExtHdrLimit,
+        Self::ReqEvents,
+        Self::ReqControlEvents,
+        Self::ReqRingFull,
+        Self::ReqWakeups,
+        Self::SourceInsertFailed,
+        Self::TcPass,
+        Self::TcPassSampled,
+        Self::TcPassUnparsed,
+        Self::RespEvents,
+        Self::RespControlEvents,
+        Self::RespRingFull,
+        Self::RespWakeups,
+        Self::CopyFailed,
+    ];
+
+    /// Stable snake-case name, used by the CLI and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::XdpPass => "xdp_pass",
+            Self::XdpPassSampled => "xdp_pass_sampled",
+            Self::XdpPassAllowlisted => "xdp_pass_allowlisted",
+            Self::XdpPassExpired => "xdp_pass_expired_block",
+            Self::XdpDropExact => "xdp_drop_exact_block",
+            Self::XdpDropPrefix => "xdp_drop_prefix_block",
+            Self::XdpPassNotIp => "xdp_pass_not_ip",
+            Self::XdpPassTruncated => "xdp_pass_truncated",
+            Self::XdpPassMalformed => "xdp_pass_malformed",
+            Self::XdpPassFragment => "xdp_pass_fragment",
+            Self::XdpPassOtherL4 => "xdp_pass_other_l4",
+            Self::XdpPassTruncatedL4 => "xdp_pass_truncated_l4",
+            Self::XdpPassExtHdrLimit => "xdp_pass_ext_hdr_limit",
+            Self::ReqEvents => "req_events",
+            Self::ReqControlEvents => "req_control_events",
+            Self::ReqRingFull => "req_ring_full",
+            Self::ReqWakeups => "req_wakeups",
+            Self::SourceInsertFailed => "source_insert_failed",
+            Self::TcPass => "tc_pass",
+            Self::TcPassSampled => "tc_pass_sampled",
+            Self::TcPassUnparsed => "tc_pass_unparsed",
+            Self::RespEvents => "resp_events",
+            Self::RespControlEvents => "resp_control_events",
+            Self::RespRingFull => "resp_ring_full",
+            Self::RespWakeups => "resp_wakeups",
+            Self::CopyFailed => "copy_failed",
+        }
+    }
+}
+const _: () = assert!(Counter::COUNT <= capacity::STATS as usize);
+
+/// Kind of a ring-buffer record, the first field of every [`EventHeader`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A TCP segment with payload; the header is followed by its first bytes.
+    Segment = 1,
+    /// A TCP segment with SYN, FIN or RST and no payload sampled; header only.
+    Control = 2,
+}
+
+/// Which way a segment travelled.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server, seen by XDP on ingress.
+    Ingress = 0,
+    /// Server to client, seen by TC on egress.
+    Egress = 1,
+}
+
+/// TCP flag bits as they appear in [`EventHeader::tcp_flags`].
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+}
+
+/// Header of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// An [`EventKind`] value.
+    pub kind: u32,
+    /// Payload bytes that follow the header in this record (at most the record's data size).
+    pub captured_len: u32,
+    /// `bpf_ktime_get_boot_ns` when the packet was seen (`CLOCK_BOOTTIME`).
+    pub ts_ns: u64,
+    /// Source address of the packet.
+    pub src: Addr,
+    /// Destination address of the packet.
+    pub dst: Addr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// TCP sequence number.
+    pub seq: u32,
+    /// TCP acknowledgement number.
+    pub ack: u32,
+    /// True TCP payload length of the segment (from the IP header), which may exceed
+    /// `captured_len`: the rest is a known hole, not a loss.
+    pub payload_len: u32,
+    /// Interface index the packet was seen on.
+    pub ifindex: u32,
+    /// TCP flags (see [`tcp_flags`]).
+    pub tcp_flags: u8,
+    /// A [`Direction`] value.
+    pub direction: u8,
+    /// 4 or 6.
+    pub ip_version: u8,
+    /// Zero.
+    pub reserved: u8,
+}
+const _: () = assert!(size_of::<EventHeader>() == 72);
+
+/// Maximum payload bytes in an ingress record; a power of two so the kernel can mask lengths.
+pub const REQ_DATA_LEN: usize = 2048;
+/// Maximum payload bytes in an egress record; a power of two.
+pub const RESP_DATA_LEN: usize = 1024;
+
+/// Ingress segment record: header plus the first payload bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RequestEvent {
+    /// Header; `kind` is [`EventKind::Segment`].
+    pub header: EventHeader,
+    /// The first `header.captured_len` bytes are payload; the rest is undefined.
+    pub data: [u8; REQ_DATA_LEN],
+}
+const _: () = assert!(size_of::<RequestEvent>() == 72 + REQ_DATA_LEN);
+
+/// Egress segment record: header plus the first payload bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ResponseEvent {
+    /// Header; `kind` is [`EventKind::Segment`].
+    pub header: EventHeader,
+    /// The first `header.captured_len` bytes are payload; the rest is undefined.
+    pub data: [u8; RESP_DATA_LEN],
+}
+const _: () = assert!(size_of::<ResponseEvent>() == 72 + RESP_DATA_LEN);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all these types are `#[repr(C)]`, have no padding (see the size assertions) and
+    // are valid for every bit pattern.
+    unsafe impl aya::Pod for super::BlockValue {}
+    unsafe impl aya::Pod for super::AllowValue {}
+    unsafe impl aya::Pod for super::SourceStats {}
+    unsafe impl aya::Pod for super::SensorConfig {}
+    unsafe impl aya::Pod for super::EventHeader {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_table_is_in_index_order() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?} is out of order");
+        }
+    }
+
+    #[test]
+    fn counter_names_are_unique() {
+        for (i, a) in Counter::ALL.iter().enumerate() {
+            for b in &Counter::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+
+    #[test]
+    fn v4_mapping_round_trips() {
+        let a = v4_mapped([198, 51, 100, 7]);
+        assert!(is_v4_mapped(&a));
+        assert_eq!(&a[12..], &[198, 51, 100, 7]);
+        let mut v6 = [0u8; 16];
+        v6[0] = 0x20;
+        v6[1] = 0x01;
+        assert!(!is_v4_mapped(&v6));
+    }
+
+    #[test]
+    fn reasons_round_trip() {
+        for r in [
+            Reason::Manual,
+            Reason::Flood,
+            Reason::CredentialStuffing,
+            Reason::Scraping,
+            Reason::Detector,
+        ] {
+            assert_eq!(Reason::from_u32(r as u32), Some(r));
+        }
+        assert_eq!(Reason::from_u32(0), None);
+        assert_eq!(Reason::from_u32(99), None);
+    }
+
+    #[test]
+    fn header_field_offsets_are_stable() {
+        // The user-space decoder and the kernel agree on these offsets; a change here is an ABI
+        // change.
+        assert_eq!(core::mem::offset_of!(EventHeader, ts_ns), 8);
+        assert_eq!(core::mem::offset_of!(EventHeader, src), 16);
+        assert_eq!(core::mem::offset_of!(EventHeader, dst), 32);
+        assert_eq!(core::mem::offset_of!(EventHeader, src_port), 48);
+        assert_eq!(core::mem::offset_of!(EventHeader, seq), 52);
+        assert_eq!(core::mem::offset_of!(EventHeader, payload_len), 60);
+        assert_eq!(core::mem::offset_of!(EventHeader, tcp_flags), 68);
+    }
+}
