@@ -1,0 +1,694 @@
+//! A two-namespace network lab for privileged integration tests.
+//!
+//! [`Lab::new`] creates a server and a client network namespace joined by a veth pair, with
+//! addresses only from the documentation ranges `198.51.100.0/24` and `2001:db8::/32` and no default
+//! route, so test traffic can never leave the lab. Programs run inside a namespace through
+//! `nsenter --net=/run/netns/NAME` (not `ip netns exec`, which remounts `/sys` and hides pinned
+//! BPF maps). Every process the lab starts is tracked by PID; dropping the lab, also while a test
+//! panics, stops those processes, deletes both namespaces (which deletes the veth pair) and
+//! removes the lab's temporary directory.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Server address on the veth, IPv4.
+const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// Client's first address, IPv4.
+const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+/// Client's second address, IPv4.
+const CLIENT_V4_ALT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
+/// Server address on the veth, IPv6.
+const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+/// Client's first address, IPv6.
+const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2);
+/// Client's second address, IPv6.
+const CLIENT_V6_ALT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 3);
+
+/// How long [`Lab::stop`] and the drop guard wait after SIGTERM before sending SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long [`Lab::start_nginx`] waits for nginx to accept connections.
+const NGINX_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on every `ip` command the lab runs itself.
+const IP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Size of the body served at `/big`.
+pub const BIG_BODY_LEN: usize = 100 * 1024;
+/// Value of the session cookie `POST /login` sets on success.
+pub const LOGIN_COOKIE: &str = "session=lab-session-0123456789abcdef";
+
+/// Distinguishes labs created by the same process (tests run on several threads).
+static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// One process started by [`Lab::spawn`].
+struct Tracked {
+    /// The child handle, used to reap it.
+    child: Child,
+    /// Where its stderr goes.
+    stderr_path: PathBuf,
+}
+
+/// A server and a client network namespace joined by a veth pair; see the module docs.
+pub struct Lab {
+    /// Name of the server namespace.
+    server_ns: String,
+    /// Name of the client namespace.
+    client_ns: String,
+    /// The veth end inside the server namespace.
+    server_if: String,
+    /// The veth end inside the client namespace.
+    client_if: String,
+    /// Namespaces created so far, deleted on drop.
+    created_ns: Vec<String>,
+    /// Processes started by `spawn`, stopped on drop.
+    tracked: Vec<Tracked>,
+    /// Counter for unique file names in `tmp`.
+    spawn_seq: u32,
+    /// Private scratch directory (nginx prefix, stderr files, captures).
+    tmp: tempfile::TempDir,
+}
+
+impl Lab {
+    /// Creates the lab: unique short names from `tag` and the PID (interface names stay within
+    /// 15 bytes), namespaces `<x>-srv` and `<x>-cli`, a veth pair between them, `lo` up in both,
+    /// no default route. Server: `198.51.100.1/24` and `2001:db8:100::1/64`; client: `198.51.100.2/24`,
+    /// `198.51.100.3/24`, `2001:db8:100::2/64` and `2001:db8:100::3/64` (IPv6 with `nodad`, usable at
+    /// once).
+    ///
+    /// # Panics
+    ///
+    /// If not run as root, if `ip` or `nsenter` is missing, or if any setup step fails; what was
+    /// created before the failure is cleaned up.
+    pub fn new(tag: &str) -> Lab {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        assert!(euid == 0, "the network lab needs root (euid is {euid})");
+        require_tool("ip", &["-V"]);
+        require_tool("nsenter", &["--version"]);
+
+        let short: String = tag
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .take(4)
+            .collect();
+        let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let base = format!("{short}{:x}{n:x}", std::process::id());
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("apisensor-lab-{base}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create the lab's temporary directory: {e}"));
+        let mut lab = Lab {
+            server_ns: format!("{base}-srv"),
+            client_ns: format!("{base}-cli"),
+            server_if: format!("{base}s"),
+            client_if: format!("{base}c"),
+            created_ns: Vec::new(),
+            tracked: Vec::new(),
+            spawn_seq: 0,
+            tmp,
+        };
+        debug_assert!(lab.server_if.len() <= 15 && lab.client_if.len() <= 15);
+        lab.setup();
+        lab
+    }
+
+    /// Creates the namespaces, the veth pair and the addresses. A panic here drops `self`,
+    /// which removes whatever was created.
+    fn setup(&mut self) {
+        for ns in [self.server_ns.clone(), self.client_ns.clone()] {
+            if Path::new("/run/netns").join(&ns).exists() {
+                // A leftover of an earlier process with the same PID that was killed before its
+                // guard ran: the name is ours by construction, so reclaim it.
+                ip(&["netns", "del", &ns]);
+            }
+            ip(&["netns", "add", &ns]);
+            self.created_ns.push(ns);
+        }
+        let (sns, cns, sif, cif) = (
+            self.server_ns.clone(),
+            self.client_ns.clone(),
+            self.server_if.clone(),
+            self.client_if.clone(),
+        );
+        // Both ends are created directly inside their namespaces, so the root namespace never
+        // sees them.
+        ip(&[
+            "link", "add", "name", &sif, "netns", &sns, "type", "veth", "peer", "name", &cif,
+            "netns", &cns,
+        ]);
+        let server_v6 = format!("{SERVER_V6}/64");
+        let client_v6 = format!("{CLIENT_V6}/64");
+        let client_v6_alt = format!("{CLIENT_V6_ALT}/64");
+        let server_v4 = format!("{SERVER_V4}/24");
+        let client_v4 = format!("{CLIENT_V4}/24");
+        let client_v4_alt = format!("{CLIENT_V4_ALT}/24");
+        let plan: [(&str, &str, &[&str]); 2] = [
+            (&sns, &sif, &[&server_v4]),
+            (&cns, &cif, &[&client_v4, &client_v4_alt]),
+        ];
+        for (ns, dev, v4s) in plan {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            for a in v4s {
+                ip(&["-n", ns, "addr", "add", a, "dev", dev]);
+            }
+        }
+        let plan6: [(&str, &str, &[&str]); 2] = [
+            (&sns, &sif, &[&server_v6]),
+            (&cns, &cif, &[&client_v6, &client_v6_alt]),
+        ];
+        for (ns, dev, v6s) in plan6 {
+            for a in v6s {
+                ip(&["-n", ns, "-6", "addr", "add", a, "dev", dev, "nodad"]);
+            }
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+    }
+
+    /// Name of the server namespace.
+    pub fn server_ns(&self) -> &str {
+        &self.server_ns
+    }
+
+    /// Name of the client namespace.
+    pub fn client_ns(&self) -> &str {
+        &self.client_ns
+    }
+
+    /// The veth end inside the server namespace.
+    pub fn server_if(&self) -> &str {
+        &self.server_if
+    }
+
+    /// The veth end inside the client namespace.
+    pub fn client_if(&self) -> &str {
+        &self.client_if
+    }
+
+    /// The server's IPv4 address, `198.51.100.1`.
+    pub fn server_v4(&self) -> Ipv4Addr {
+        SERVER_V4
+    }
+
+    /// The client's first IPv4 address, `198.51.100.2`.
+    pub fn client_v4(&self) -> Ipv4Addr {
+        CLIENT_V4
+    }
+
+    /// The client's second IPv4 address, `198.51.100.3`.
+    pub fn client_v4_alt(&self) -> Ipv4Addr {
+        CLIENT_V4_ALT
+    }
+
+    /// The server's IPv6 address, `2001:db8:100::1`.
+    pub fn server_v6(&self) -> Ipv6Addr {
+        SERVER_V6
+    }
+
+    /// The client's first IPv6 address, `2001:db8:100::2`.
+    pub fn client_v6(&self) -> Ipv6Addr {
+        CLIENT_V6
+    }
+
+    /// The client's second IPv6 address, `2001:db8:100::3`.
+    pub fn client_v6_alt(&self) -> Ipv6Addr {
+        CLIENT_V6_ALT
+    }
+
+    /// The lab's private temporary directory, removed on drop; a place for capture files.
+    pub fn tmp_dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Runs `program` to completion inside namespace `ns`, killing it (and its process group)
+    /// after `timeout`. A timeout is reported in the returned status (killed by SIGKILL) and in a
+    /// line appended to its stderr.
+    ///
+    /// # Panics
+    ///
+    /// If the program cannot be started.
+    pub fn run(&self, ns: &str, program: &str, args: &[&str], timeout: Duration) -> Output {
+        let mut cmd = ns_command(ns, program, args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        run_bounded(cmd, timeout, &format!("{program} in {ns}"))
+    }
+
+    /// Spawns a long-running `program` inside namespace `ns` and returns its PID. Its stdout goes
+    /// to `stdout_path` (or nowhere), its stderr to a file in the lab directory (see
+    /// [`Lab::stderr_of`]). The process is stopped by [`Lab::stop`] or on drop.
+    ///
+    /// # Panics
+    ///
+    /// If the program cannot be started or the stdout file cannot be created.
+    pub fn spawn(
+        &mut self,
+        ns: &str,
+        program: &str,
+        args: &[&str],
+        stdout_path: Option<&Path>,
+    ) -> u32 {
+        self.spawn_seq += 1;
+        let stderr_path = self
+            .tmp
+            .path()
+            .join(format!("spawn{}.stderr", self.spawn_seq));
+        let stderr = File::create(&stderr_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
+        let stdout = match stdout_path {
+            Some(p) => Stdio::from(
+                File::create(p).unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display())),
+            ),
+            None => Stdio::null(),
+        };
+        let mut cmd = ns_command(ns, program, args);
+        cmd.stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::from(stderr));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {program} in {ns}: {e}"));
+        let pid = child.id();
+        self.tracked.push(Tracked { child, stderr_path });
+        pid
+    }
+
+    /// What a process started by [`Lab::spawn`] wrote to stderr so far (empty if unknown).
+    pub fn stderr_of(&self, pid: u32) -> String {
+        self.tracked
+            .iter()
+            .find(|t| t.child.id() == pid)
+            .and_then(|t| std::fs::read(&t.stderr_path).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether a process started by [`Lab::spawn`] is still running; reaps it if it exited.
+    pub fn is_running(&mut self, pid: u32) -> bool {
+        self.tracked
+            .iter_mut()
+            .find(|t| t.child.id() == pid)
+            .is_some_and(|t| matches!(t.child.try_wait(), Ok(None)))
+    }
+
+    /// Stops one process started by [`Lab::spawn`]: SIGTERM, wait up to 5 s, then SIGKILL.
+    /// Returns how it ended.
+    ///
+    /// # Panics
+    ///
+    /// If `pid` is not a process of this lab.
+    pub fn stop(&mut self, pid: u32) -> ExitStatus {
+        self.stop_with(pid, libc::SIGTERM)
+    }
+
+    /// Like [`Lab::stop`] but sends SIGINT first (the polite stop for tcpdump and dumpcap).
+    ///
+    /// # Panics
+    ///
+    /// If `pid` is not a process of this lab.
+    pub fn interrupt(&mut self, pid: u32) -> ExitStatus {
+        self.stop_with(pid, libc::SIGINT)
+    }
+
+    /// Sends `signal`, waits up to [`STOP_GRACE`], then SIGKILL; forgets the process.
+    fn stop_with(&mut self, pid: u32, signal: i32) -> ExitStatus {
+        let idx = self
+            .tracked
+            .iter()
+            .position(|t| t.child.id() == pid)
+            .unwrap_or_else(|| panic!("pid {pid} is not a process of this lab"));
+        let mut tracked = self.tracked.swap_remove(idx);
+        if let Ok(Some(status)) = tracked.child.try_wait() {
+            return status;
+        }
+        send_signal(pid, signal);
+        if let Some(status) = wait_until(&mut tracked.child, Instant::now() + STOP_GRACE) {
+            return status;
+        }
+        send_signal(pid, libc::SIGKILL);
+        tracked
+            .child
+            .wait()
+            .unwrap_or_else(|e| panic!("cannot reap pid {pid}: {e}"))
+    }
+
+    /// Starts nginx in the server namespace with a private configuration (prefix in the lab
+    /// directory, one worker, no daemon) listening on `0.0.0.0:port` and `[::]:port`, and waits
+    /// (bounded) until it accepts connections. Returns the master's PID.
+    ///
+    /// Routes: `/` 200 text; `/users/<n>` 200 JSON; `POST /login` 200 with
+    /// `Set-Cookie: session=...` (see [`LOGIN_COOKIE`]) when the request has header
+    /// `X-Test-Login: ok`, else 401 (405 for other methods); `/big` a body of [`BIG_BODY_LEN`]
+    /// bytes; `/chunked` an HTML body sent with `Transfer-Encoding: chunked`.
+    ///
+    /// # Panics
+    ///
+    /// If nginx is missing, exits, or does not accept within 15 s (its error log is printed).
+    pub fn start_nginx(&mut self, port: u16) -> u32 {
+        require_tool("nginx", &["-v"]);
+        self.spawn_seq += 1;
+        let dir = self.tmp.path().join(format!("nginx{}", self.spawn_seq));
+        for sub in ["", "logs", "tmp", "html"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.join(sub).display()));
+        }
+        let big: Vec<u8> = (0..BIG_BODY_LEN)
+            .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789\n"[i % 37])
+            .collect();
+        write_file(&dir.join("html/big.txt"), &big);
+        let mut chunked = String::from("<html><body>\n");
+        for i in 0..200 {
+            let _ = writeln!(chunked, "<p>line {i} PLACEHOLDER</p>");
+        }
+        chunked.push_str("</body></html>\n");
+        write_file(&dir.join("html/chunked.html"), chunked.as_bytes());
+        let conf = nginx_conf(&dir, port);
+        let conf_path = dir.join("nginx.conf");
+        write_file(&conf_path, conf.as_bytes());
+        let error_log = dir.join("logs/error.log");
+        let (dir_s, conf_s, err_s) = (path_str(&dir), path_str(&conf_path), path_str(&error_log));
+        let ns = self.server_ns.clone();
+        let pid = self.spawn(
+            &ns,
+            "nginx",
+            &["-p", &dir_s, "-c", &conf_s, "-e", &err_s],
+            None,
+        );
+
+        let deadline = Instant::now() + NGINX_READY_TIMEOUT;
+        let url = format!("http://{SERVER_V4}:{port}/");
+        loop {
+            assert!(
+                self.is_running(pid),
+                "nginx exited at start; stderr: {}; error log: {}",
+                self.stderr_of(pid),
+                read_lossy(&error_log)
+            );
+            let out = self.curl(
+                IpAddr::V4(CLIENT_V4),
+                &url,
+                &["-o", "/dev/null"],
+                Duration::from_secs(1),
+            );
+            if out.status.success() {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not accept on {url} within {NGINX_READY_TIMEOUT:?}; error log: {}",
+                read_lossy(&error_log)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs curl in the client namespace from source address `src`: `curl -sS --interface SRC
+    /// --max-time T EXTRA... URL`, bounded by `timeout` (plus a grace period for curl itself).
+    pub fn curl(&self, src: IpAddr, url: &str, extra: &[&str], timeout: Duration) -> Output {
+        let src_s = src.to_string();
+        let max_time = format!("{:.3}", timeout.as_secs_f64());
+        let mut args: Vec<&str> = vec!["-sS", "--interface", &src_s, "--max-time", &max_time];
+        args.extend_from_slice(extra);
+        args.push(url);
+        self.run(
+            &self.client_ns,
+            "curl",
+            &args,
+            timeout + Duration::from_secs(5),
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Stop every tracked process: SIGTERM to all, a shared grace period, then SIGKILL.
+        for t in &mut self.tracked {
+            if matches!(t.child.try_wait(), Ok(None)) {
+                send_signal(t.child.id(), libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        for t in &mut self.tracked {
+            if wait_until(&mut t.child, deadline).is_none() {
+                send_signal(t.child.id(), libc::SIGKILL);
+                let _ = t.child.wait();
+            }
+        }
+        self.tracked.clear();
+        for ns in std::mem::take(&mut self.created_ns) {
+            // Anything still inside the lab's private namespaces was started by this lab (for
+            // example an nginx worker whose master was killed): kill it by PID so the
+            // namespace really goes away.
+            if let Some(out) = run_quiet("ip", &["netns", "pids", &ns]) {
+                for pid in String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                {
+                    send_signal(pid, libc::SIGKILL);
+                }
+            }
+            match run_quiet("ip", &["netns", "del", &ns]) {
+                Some(out) if out.status.success() => {}
+                Some(out) => eprintln!(
+                    "lab: ip netns del {ns} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                None => eprintln!("lab: cannot run ip netns del {ns}"),
+            }
+        }
+    }
+}
+
+/// The nginx configuration served by [`Lab::start_nginx`].
+fn nginx_conf(dir: &Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {d}/logs/access.log;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    default_type text/plain;
+    keepalive_timeout 30s;
+    keepalive_requests 100000;
+    server {{
+        listen 0.0.0.0:{port} reuseport;
+        listen [::]:{port} ipv6only=on reuseport;
+        server_name lab;
+        location = / {{
+            return 200 "hello from the apisensor lab\n";
+        }}
+        location ~ ^/users/([0-9]+)$ {{
+            default_type application/json;
+            return 200 '{{"id":$1,"name":"user$1"}}\n';
+        }}
+        location = /login {{
+            default_type application/json;
+            if ($request_method != POST) {{
+                return 405;
+            }}
+            if ($http_x_test_login = ok) {{
+                add_header Set-Cookie "{LOGIN_COOKIE}; Path=/; HttpOnly" always;
+                return 200 '{{"login":"ok"}}\n';
+            }}
+            return 401 '{{"login":"failed"}}\n';
+        }}
+        location = /big {{
+            alias {d}/html/big.txt;
+        }}
+        location = /chunked {{
+            default_type text/html;
+            sub_filter_types text/html;
+            sub_filter 'PLACEHOLDER' 'replaced';
+            sub_filter_once off;
+            chunked_transfer_encoding on;
+            alias {d}/html/chunked.html;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// A command that runs `program` inside network namespace `ns` through nsenter.
+fn ns_command(ns: &str, program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(program)
+        .args(args);
+    cmd
+}
+
+/// Runs `ip ARGS` in the root context (namespaced through `-n` where needed), panicking with its
+/// stderr on failure.
+fn ip(args: &[&str]) {
+    let mut cmd = Command::new("ip");
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = run_bounded(cmd, IP_TIMEOUT, "ip");
+    assert!(
+        out.status.success(),
+        "lab setup: `ip {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// Runs a short command for cleanup, never panicking.
+fn run_quiet(program: &str, args: &[&str]) -> Option<Output> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().ok()?;
+    Some(collect_bounded(child, IP_TIMEOUT))
+}
+
+/// Panics with a clear message if `program` cannot be executed.
+fn require_tool(program: &str, probe_args: &[&str]) {
+    let status = Command::new(program)
+        .args(probe_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if let Err(e) = status {
+        panic!("the network lab needs `{program}` on PATH (running it failed: {e})");
+    }
+}
+
+/// Spawns `cmd` (with piped stdout and stderr) and collects its output, killing it after
+/// `timeout`.
+fn run_bounded(mut cmd: Command, timeout: Duration, what: &str) -> Output {
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    collect_bounded(child, timeout)
+}
+
+/// Waits for `child` up to `timeout` while draining its pipes, then kills its process group.
+fn collect_bounded(mut child: Child, timeout: Duration) -> Output {
+    let stdout = child.stdout.take().map(spawn_reader);
+    let stderr = child.stderr.take().map(spawn_reader);
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = if let Some(s) = wait_until(&mut child, deadline) {
+        s
+    } else {
+        timed_out = true;
+        // The child leads its own process group when started by `Lab::run`; killing the group
+        // also ends helpers it forked. Without a group of its own this only hits the child.
+        let pid = child.id();
+        if let Ok(p) = libc::pid_t::try_from(pid) {
+            // SAFETY: getpgid and kill have no memory-safety preconditions; `p` is positive, so
+            // `-p` names exactly the group the child leads.
+            unsafe {
+                if p > 0 && libc::getpgid(p) == p {
+                    libc::kill(-p, libc::SIGKILL);
+                }
+            }
+        }
+        send_signal(pid, libc::SIGKILL);
+        child
+            .wait()
+            .unwrap_or_else(|_| ExitStatus::from_raw(libc::SIGKILL))
+    };
+    let stdout = stdout.map(join_reader).unwrap_or_default();
+    let mut stderr = stderr.map(join_reader).unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(
+            format!("\nlab: killed after the timeout of {timeout:?}\n").as_bytes(),
+        );
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads a pipe to its end on a helper thread, so a chatty child cannot block on a full pipe.
+fn spawn_reader<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Joins a reader thread; a panicked reader yields no bytes.
+fn join_reader(h: thread::JoinHandle<Vec<u8>>) -> Vec<u8> {
+    h.join().unwrap_or_default()
+}
+
+/// Polls `child` until it exits or `deadline` passes.
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` to one process by PID.
+fn send_signal(pid: u32, signal: i32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: kill has no memory-safety preconditions; the PID is positive, so this never
+    // signals a process group.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Writes a file, panicking with the path on failure.
+fn write_file(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// A path as a string argument, panicking on non-UTF-8 (the lab creates its paths itself).
+fn path_str(path: &Path) -> String {
+    path.to_str()
+        .unwrap_or_else(|| panic!("lab path {} is not UTF-8", path.display()))
+        .to_owned()
+}
+
+/// A file's content for an error message, or a note that it could not be read.
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path).map_or_else(
+        |e| format!("<cannot read {}: {e}>", path.display()),
+        |b| String::from_utf8_lossy(&b).into_owned(),
+    )
+}
