@@ -1,0 +1,489 @@
+//! The flow table: it routes each [`Segment`] to its TCP flow, reassembles both directions with
+//! [`reassembly::Stream`]s, feeds them to one [`HttpConn`] per flow, and emits the transactions.
+//!
+//! # Flows
+//!
+//! A flow is keyed by (client address and port, server address and port). The server is the
+//! side whose port is monitored: a segment to a monitored port goes [`Dir::ToServer`], one from a
+//! monitored port goes [`Dir::ToClient`] (the destination port wins when both are), anything else
+//! is counted and ignored. IPv4 and IPv6 share one key format (IPv4 is stored IPv4-mapped).
+//!
+//! A flow opens on a SYN or on the first segment with payload (mid-stream pickup); a segment
+//! without payload or SYN does not open one. It closes when:
+//! - both sides sent a FIN and each stream has delivered every byte before its FIN;
+//! - either side sent a RST whose sequence number is within the window of its stream (a RST far
+//!   outside it is counted and ignored, so a blind RST cannot make the sensor drop a flow);
+//! - a SYN from the client starts a different connection on the same ports (port reuse);
+//! - it was idle longer than [`AnalyzerConfig::idle_timeout_ms`] at an [`Analyzer::on_tick`];
+//! - the table is full ([`AnalyzerConfig::max_flows`]) and it is the least recently used;
+//! - the input ends ([`Analyzer::finish`]).
+//!
+//! On every close, both streams are flushed (what they buffered is delivered, holes as
+//! [`Chunk::Lost`](crate::segment::Chunk::Lost)) and [`HttpConn::on_close`] emits the requests
+//! still waiting for a response. Every close is counted by reason.
+//!
+//! # Cost
+//!
+//! The table is a hash map from key to slot plus a slab of flows linked in least recently used
+//! order ([`table`]), so a segment costs one hash lookup and O(1) list updates, and eviction and
+//! idle expiry take the oldest flow in O(1). Idle expiry walks from the least recently used end
+//! and stops at the first flow that is not idle: with timestamps that go backwards (merged
+//! captures) a flow may expire one tick late, never early.
+
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use sensor_common::tcp_flags;
+
+use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Transaction};
+use crate::reassembly::{MAX_WINDOW, ReassemblyLimits, Stream, StreamStats};
+use crate::segment::{Dir, Segment};
+use table::LruTable;
+
+/// Settings of the flow table, the `[analyzer]` section of the configuration.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyzerConfig {
+    /// Server ports whose traffic is analysed.
+    pub monitored_ports: Vec<u16>,
+    /// Most flows tracked at once; the least recently used flow is evicted beyond it.
+    pub max_flows: usize,
+    /// A flow without segments for this long is closed at the next [`Analyzer::on_tick`].
+    pub idle_timeout_ms: u64,
+    /// Bounds of each direction's reassembly.
+    pub reassembly: ReassemblyLimits,
+    /// HTTP parsing and identity extraction.
+    pub http: HttpConfig,
+}
+
+impl Default for AnalyzerConfig {
+    fn default() -> Self {
+        Self {
+            monitored_ports: vec![80, 8080],
+            max_flows: 100_000,
+            idle_timeout_ms: 60_000,
+            reassembly: ReassemblyLimits::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// What the analyzer has seen so far. Reassembly totals include open flows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AnalyzerCounters {
+    /// Segments given to [`Analyzer::on_segment`].
+    pub segments: u64,
+    /// Segments with no monitored port, ignored.
+    pub unmonitored: u64,
+    /// Segments of no known flow that could not open one (no payload, no SYN), ignored.
+    pub orphans: u64,
+    /// RSTs outside the window of their stream, ignored.
+    pub rst_ignored: u64,
+    /// Transactions emitted.
+    pub transactions: u64,
+    /// Flows opened.
+    pub flows_opened: u64,
+    /// Flows closed by FINs from both sides.
+    pub flows_closed: u64,
+    /// Flows closed by a RST.
+    pub flows_reset: u64,
+    /// Flows closed because a SYN started a new connection on the same ports.
+    pub flows_reused: u64,
+    /// Flows closed after being idle longer than the timeout.
+    pub flows_expired: u64,
+    /// Flows evicted, least recently used first, because the table was full.
+    pub flows_evicted: u64,
+    /// Flows closed by [`Analyzer::finish`].
+    pub flows_finished: u64,
+    /// Flows open now.
+    pub flows_active: u64,
+    /// Reassembly: holes given up on (loss, buffer cap, window jump).
+    pub gaps: u64,
+    /// Reassembly: bytes never seen, delivered as lost.
+    pub lost_bytes: u64,
+    /// Reassembly: segments captured only in part.
+    pub truncated_segments: u64,
+    /// Reassembly: bytes seen on the wire but not captured.
+    pub uncaptured_bytes: u64,
+    /// Reassembly: segments that carried nothing new.
+    pub duplicates: u64,
+    /// Reassembly: segments that partly overlapped earlier data.
+    pub overlaps: u64,
+    /// Reassembly: segments buffered ahead of a hole.
+    pub out_of_order: u64,
+    /// Reassembly: holes given up on because a stream's buffer was full.
+    pub buffer_overflows: u64,
+    /// Reassembly: segments further ahead than the window.
+    pub window_jumps: u64,
+}
+
+impl AnalyzerCounters {
+    /// Adds one stream's counters to the reassembly totals.
+    fn add_stream(&mut self, s: &StreamStats) {
+        self.gaps += u64::from(s.gaps);
+        self.lost_bytes += s.lost_bytes;
+        self.truncated_segments += u64::from(s.truncated_segments);
+        self.uncaptured_bytes += s.uncaptured_bytes;
+        self.duplicates += u64::from(s.duplicates);
+        self.overlaps += u64::from(s.overlaps);
+        self.out_of_order += u64::from(s.out_of_order);
+        self.buffer_overflows += u64::from(s.buffer_overflows);
+        self.window_jumps += u64::from(s.window_jumps);
+    }
+}
+
+/// Why a flow is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseReason {
+    /// FINs from both sides, all data delivered.
+    Fin,
+    /// A RST.
+    Reset,
+    /// A SYN of a new connection on the same ports.
+    Reused,
+    /// Idle timeout.
+    Expired,
+    /// The table was full.
+    Evicted,
+    /// End of input.
+    Finished,
+}
+
+/// Flow key: both endpoints, addresses IPv4-mapped, 36 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    /// Client address.
+    client_ip: [u8; 16],
+    /// Server address.
+    server_ip: [u8; 16],
+    /// Client port.
+    client_port: u16,
+    /// Server port.
+    server_port: u16,
+}
+
+impl FlowKey {
+    /// The key of a flow between `client` and `server`.
+    fn new(client: SocketAddr, server: SocketAddr) -> Self {
+        Self {
+            client_ip: mapped(client.ip()),
+            server_ip: mapped(server.ip()),
+            client_port: client.port(),
+            server_port: server.port(),
+        }
+    }
+}
+
+/// An address as 16 bytes, IPv4 mapped into `::ffff:0:0/96`.
+fn mapped(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Index of a direction in per-flow arrays.
+const fn side(dir: Dir) -> usize {
+    match dir {
+        Dir::ToServer => 0,
+        Dir::ToClient => 1,
+    }
+}
+
+/// Both directions, in [`side`] order.
+const DIRS: [Dir; 2] = [Dir::ToServer, Dir::ToClient];
+
+/// One tracked TCP connection.
+struct Flow {
+    /// Timestamp of the latest segment, ns.
+    last_seen: u64,
+    /// Per direction: the sequence number just past the last payload byte, once a FIN was seen.
+    fin_end: [u32; 2],
+    /// Per direction: whether a FIN was seen (`fin_end` is meaningful).
+    fin_seen: [bool; 2],
+    /// Per direction reassembly, in [`side`] order.
+    streams: [Stream; 2],
+    /// The HTTP connection fed by both streams.
+    http: HttpConn,
+}
+
+impl Flow {
+    /// Whether both sides sent a FIN and each stream delivered everything before it.
+    fn fully_closed(&self) -> bool {
+        (0..2).all(|s| {
+            self.fin_seen[s]
+                && self.streams[s]
+                    .next_seq()
+                    .is_none_or(|next| next.wrapping_sub(self.fin_end[s]).cast_signed() >= 0)
+        })
+    }
+
+    /// Heap bytes held by the flow's streams and HTTP state.
+    fn heap(&self) -> usize {
+        self.streams.iter().map(Stream::memory).sum::<usize>() + self.http.memory()
+    }
+}
+
+/// The flow table and everything it feeds.
+pub struct Analyzer {
+    /// Monitored server ports, one bit per port.
+    ports: Box<[u64; 1024]>,
+    /// Most flows at once, at least 1.
+    max_flows: usize,
+    /// Idle timeout, ns.
+    idle_ns: u64,
+    /// Stream bounds.
+    limits: ReassemblyLimits,
+    /// Shared HTTP settings.
+    http: Arc<HttpConfig>,
+    /// The flows.
+    flows: LruTable<FlowKey, Flow>,
+    /// Counters; reassembly totals of closed flows only (open ones are added on read).
+    counters: AnalyzerCounters,
+    /// API inventory of every emitted transaction.
+    catalogue: Catalogue,
+}
+
+impl Analyzer {
+    /// An analyzer with no flows.
+    pub fn new(cfg: AnalyzerConfig) -> Self {
+        let mut ports = Box::new([0u64; 1024]);
+        for &p in &cfg.monitored_ports {
+            if let Some(word) = ports.get_mut(usize::from(p / 64)) {
+                *word |= 1 << (p % 64);
+            }
+        }
+        Self {
+            ports,
+            max_flows: cfg.max_flows.clamp(1, u32::MAX as usize / 2),
+            idle_ns: cfg.idle_timeout_ms.saturating_mul(1_000_000),
+            limits: cfg.reassembly,
+            http: Arc::new(cfg.http),
+            flows: LruTable::new(),
+            counters: AnalyzerCounters::default(),
+            catalogue: Catalogue::new(),
+        }
+    }
+
+    /// Feeds one segment. Direction: destination port monitored => [`Dir::ToServer`], source
+    /// port monitored => [`Dir::ToClient`], else counted and ignored. Handles SYN (ISN), FIN/RST
+    /// (close after both sides or RST), LRU eviction at `max_flows` (`on_close` called).
+    /// Completed transactions are pushed to `out` and recorded in the catalogue.
+    pub fn on_segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Transaction>) {
+        let first_new = out.len();
+        self.segment(seg, out);
+        self.record(out, first_new);
+    }
+
+    /// Expire flows idle longer than the timeout (time passed in, ns).
+    pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Transaction>) {
+        let first_new = out.len();
+        while let Some(slot) = self.flows.oldest() {
+            let idle = self
+                .flows
+                .get(slot)
+                .is_some_and(|f| now_ns.saturating_sub(f.last_seen) > self.idle_ns);
+            if !idle {
+                break;
+            }
+            self.close(slot, now_ns, CloseReason::Expired, out);
+        }
+        self.record(out, first_new);
+    }
+
+    /// End of input: close every flow.
+    pub fn finish(&mut self, out: &mut Vec<Transaction>) {
+        let first_new = out.len();
+        while let Some(slot) = self.flows.oldest() {
+            let ts = self.flows.get(slot).map_or(0, |f| f.last_seen);
+            self.close(slot, ts, CloseReason::Finished, out);
+        }
+        self.record(out, first_new);
+    }
+
+    /// Counters so far, reassembly totals including open flows.
+    pub fn counters(&self) -> AnalyzerCounters {
+        let mut c = self.counters;
+        for flow in self.flows.values() {
+            for stream in &flow.streams {
+                c.add_stream(&stream.stats());
+            }
+        }
+        c.flows_active = self.flows.len() as u64;
+        c
+    }
+
+    /// The API inventory, fed from every emitted transaction.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Flows open now.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Bytes held by the flow table: the table itself, every flow's buffers and HTTP state, and
+    /// the port set. The catalogue is not included.
+    pub fn memory(&self) -> usize {
+        size_of::<Self>()
+            + size_of::<[u64; 1024]>()
+            + self.flows.memory()
+            + self.flows.values().map(Flow::heap).sum::<usize>()
+    }
+
+    /// Whether `port` is monitored.
+    fn monitored(&self, port: u16) -> bool {
+        self.ports
+            .get(usize::from(port / 64))
+            .is_some_and(|w| w & (1 << (port % 64)) != 0)
+    }
+
+    /// [`Analyzer::on_segment`] without the bookkeeping of emitted transactions.
+    fn segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Transaction>) {
+        self.counters.segments += 1;
+        let (dir, client, server) = if self.monitored(seg.dst.port()) {
+            (Dir::ToServer, seg.src, seg.dst)
+        } else if self.monitored(seg.src.port()) {
+            (Dir::ToClient, seg.dst, seg.src)
+        } else {
+            self.counters.unmonitored += 1;
+            return;
+        };
+        let has = |bit: u8| seg.flags & bit != 0;
+        let (syn, fin, rst) = (
+            has(tcp_flags::SYN),
+            has(tcp_flags::FIN),
+            has(tcp_flags::RST),
+        );
+        let key = FlowKey::new(client, server);
+        let slot = match self.flows.find(&key) {
+            Some(slot) if syn && dir == Dir::ToServer && self.is_new_connection(slot, seg.seq) => {
+                self.close(slot, seg.ts_ns, CloseReason::Reused, out);
+                self.open(key, client, server, seg.ts_ns, out)
+            }
+            Some(slot) => Some(slot),
+            None if rst || (seg.payload_len == 0 && !syn) => {
+                self.counters.orphans += 1;
+                return;
+            }
+            None => self.open(key, client, server, seg.ts_ns, out),
+        };
+        let Some(slot) = slot else {
+            return;
+        };
+        self.flows.touch(slot);
+        let Some(flow) = self.flows.get_mut(slot) else {
+            return;
+        };
+        flow.last_seen = flow.last_seen.max(seg.ts_ns);
+        let s = side(dir);
+        let Flow { streams, http, .. } = flow;
+        let stream = &mut streams[s];
+        if rst {
+            let in_window = stream.next_seq().is_none_or(|next| {
+                seg.seq.wrapping_sub(next).cast_signed().unsigned_abs()
+                    <= self.limits.window.min(MAX_WINDOW)
+            });
+            if in_window {
+                self.close(slot, seg.ts_ns, CloseReason::Reset, out);
+            } else {
+                self.counters.rst_ignored += 1;
+            }
+            return;
+        }
+        let mut data_seq = seg.seq;
+        if syn {
+            stream.set_isn(seg.seq);
+            data_seq = seg.seq.wrapping_add(1);
+        }
+        if seg.payload_len > 0 {
+            let ts = seg.ts_ns;
+            stream.push(data_seq, seg.payload_len, seg.payload, &mut |chunk| {
+                http.on_chunk(dir, ts, chunk, out);
+            });
+        }
+        if fin {
+            flow.fin_seen[s] = true;
+            flow.fin_end[s] = data_seq.wrapping_add(seg.payload_len);
+        }
+        if flow.fin_seen[0] && flow.fin_seen[1] && flow.fully_closed() {
+            self.close(slot, seg.ts_ns, CloseReason::Fin, out);
+        }
+    }
+
+    /// Whether a client SYN with sequence number `isn` on an existing flow starts another
+    /// connection rather than being a late retransmission of the flow's own SYN. A retransmitted
+    /// SYN lies at or shortly behind the client stream; a new connection's ISN lies ahead of it
+    /// (RFC 6528 ISNs grow with time for a given 4-tuple), or anywhere once the client sent FIN.
+    fn is_new_connection(&self, slot: u32, isn: u32) -> bool {
+        let window = self.limits.window.min(MAX_WINDOW);
+        self.flows.get(slot).is_some_and(|f| {
+            f.streams[0].next_seq().is_some_and(|next| {
+                let d = isn.wrapping_add(1).wrapping_sub(next).cast_signed();
+                d > 0 || d.unsigned_abs() > window || (f.fin_seen[0] && d != 0)
+            })
+        })
+    }
+
+    /// Opens a flow, evicting the least recently used one if the table is full.
+    fn open(
+        &mut self,
+        key: FlowKey,
+        client: SocketAddr,
+        server: SocketAddr,
+        ts_ns: u64,
+        out: &mut Vec<Transaction>,
+    ) -> Option<u32> {
+        while self.flows.len() >= self.max_flows {
+            let oldest = self.flows.oldest()?;
+            self.close(oldest, ts_ns, CloseReason::Evicted, out);
+        }
+        let flow = Flow {
+            last_seen: ts_ns,
+            fin_end: [0; 2],
+            fin_seen: [false; 2],
+            streams: [Stream::new(self.limits), Stream::new(self.limits)],
+            http: HttpConn::new(Arc::clone(&self.http), ConnMeta { client, server }),
+        };
+        let slot = self.flows.insert(key, flow)?;
+        self.counters.flows_opened += 1;
+        Some(slot)
+    }
+
+    /// Closes the flow in `slot`: flushes both streams into its HTTP connection, closes that,
+    /// and counts why.
+    fn close(&mut self, slot: u32, ts_ns: u64, reason: CloseReason, out: &mut Vec<Transaction>) {
+        let Some((_, mut flow)) = self.flows.remove(slot) else {
+            return;
+        };
+        let Flow { streams, http, .. } = &mut flow;
+        for (stream, dir) in streams.iter_mut().zip(DIRS) {
+            stream.flush(&mut |chunk| http.on_chunk(dir, ts_ns, chunk, out));
+            self.counters.add_stream(&stream.stats());
+        }
+        http.on_close(ts_ns, out);
+        let c = &mut self.counters;
+        *match reason {
+            CloseReason::Fin => &mut c.flows_closed,
+            CloseReason::Reset => &mut c.flows_reset,
+            CloseReason::Reused => &mut c.flows_reused,
+            CloseReason::Expired => &mut c.flows_expired,
+            CloseReason::Evicted => &mut c.flows_evicted,
+            CloseReason::Finished => &mut c.flows_finished,
+        } += 1;
+    }
+
+    /// Records the transactions emitted since `first_new` in the catalogue and the counters.
+    fn record(&mut self, out: &[Transaction], first_new: usize) {
+        let new = out.get(first_new..).unwrap_or_default();
+        for tx in new {
+            self.catalogue.record(tx);
+        }
+        self.counters.transactions += new.len() as u64;
+    }
+}

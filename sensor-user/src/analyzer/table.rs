@@ -1,0 +1,367 @@
+//! A hash table with a least-recently-used order: the storage of the flow table.
+//!
+//! Entries live in a slab of fixed-size pages addressed by `u32` slot numbers; a `HashMap` maps
+//! keys to slots, and the slots form an intrusive doubly linked list from the most to the least
+//! recently touched. Lookup, insert, touch, remove and "oldest" are O(1). Pages never move, so
+//! growing the table never copies the entries, and memory grows one page at a time instead of
+//! doubling. Free slots are chained through the slab itself.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// Slots per page.
+const PAGE: usize = 256;
+
+/// "No slot" in the links.
+const NIL: u32 = u32::MAX;
+
+/// One slot of the slab.
+enum Slot<K, V> {
+    /// A live entry.
+    Used(Entry<K, V>),
+    /// A free slot and the next free one.
+    Free(u32),
+}
+
+/// A live entry with its links.
+struct Entry<K, V> {
+    /// The key, kept to remove the map entry when the slot is removed by number.
+    key: K,
+    /// The next more recently touched slot.
+    newer: u32,
+    /// The next less recently touched slot.
+    older: u32,
+    /// The value.
+    value: V,
+}
+
+/// A map from `K` to `V` that knows which entry was touched least recently.
+pub(crate) struct LruTable<K, V> {
+    /// Key to slot number.
+    map: HashMap<K, u32>,
+    /// The slab.
+    pages: Vec<Box<[Slot<K, V>]>>,
+    /// First free slot.
+    free: u32,
+    /// Most recently touched slot.
+    newest: u32,
+    /// Least recently touched slot.
+    oldest: u32,
+}
+
+impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
+    /// An empty table that allocates nothing yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            map: HashMap::new(),
+            pages: Vec::new(),
+            free: NIL,
+            newest: NIL,
+            oldest: NIL,
+        }
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The slot of `key`.
+    pub(crate) fn find(&self, key: &K) -> Option<u32> {
+        self.map.get(key).copied()
+    }
+
+    /// The value in `slot`.
+    pub(crate) fn get(&self, slot: u32) -> Option<&V> {
+        match self.slot(slot)? {
+            Slot::Used(e) => Some(&e.value),
+            Slot::Free(_) => None,
+        }
+    }
+
+    /// The value in `slot`, mutably.
+    pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut V> {
+        match self.slot_mut(slot)? {
+            Slot::Used(e) => Some(&mut e.value),
+            Slot::Free(_) => None,
+        }
+    }
+
+    /// The least recently touched slot.
+    pub(crate) fn oldest(&self) -> Option<u32> {
+        (self.oldest != NIL).then_some(self.oldest)
+    }
+
+    /// Inserts a key that is not in the table yet, as the most recently touched entry, and
+    /// returns its slot. Returns `None` if the key is present already or the slab is full.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<u32> {
+        if self.map.contains_key(&key) {
+            return None;
+        }
+        let slot = self.take_free()?;
+        let old_newest = self.newest;
+        *self.slot_mut(slot)? = Slot::Used(Entry {
+            key,
+            newer: NIL,
+            older: old_newest,
+            value,
+        });
+        self.set_newer(old_newest, slot);
+        self.newest = slot;
+        if self.oldest == NIL {
+            self.oldest = slot;
+        }
+        self.map.insert(key, slot);
+        Some(slot)
+    }
+
+    /// Marks `slot` as the most recently touched.
+    pub(crate) fn touch(&mut self, slot: u32) {
+        if slot == self.newest {
+            return;
+        }
+        if self.unlink(slot).is_none() {
+            return;
+        }
+        let old_newest = self.newest;
+        if let Some(Slot::Used(e)) = self.slot_mut(slot) {
+            e.newer = NIL;
+            e.older = old_newest;
+        }
+        self.set_newer(old_newest, slot);
+        self.newest = slot;
+        if self.oldest == NIL {
+            self.oldest = slot;
+        }
+    }
+
+    /// Removes the entry in `slot`.
+    pub(crate) fn remove(&mut self, slot: u32) -> Option<(K, V)> {
+        self.unlink(slot)?;
+        let free = self.free;
+        let old = std::mem::replace(self.slot_mut(slot)?, Slot::Free(free));
+        self.free = slot;
+        match old {
+            Slot::Used(e) => {
+                self.map.remove(&e.key);
+                Some((e.key, e.value))
+            }
+            Slot::Free(_) => None,
+        }
+    }
+
+    /// Values, in slot order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.pages.iter().flat_map(|page| {
+            page.iter().filter_map(|s| match s {
+                Slot::Used(e) => Some(&e.value),
+                Slot::Free(_) => None,
+            })
+        })
+    }
+
+    /// Bytes held by the table itself (slab pages and hash map), not by the values' own heap.
+    pub(crate) fn memory(&self) -> usize {
+        let pages = self.pages.capacity() * size_of::<Box<[Slot<K, V>]>>()
+            + self.pages.len() * PAGE * size_of::<Slot<K, V>>();
+        // A hashbrown bucket holds the pair plus one control byte.
+        let map = self.map.capacity() * (size_of::<(K, u32)>() + 1);
+        pages + map
+    }
+
+    /// Detaches `slot` from the recency list, keeping it used.
+    fn unlink(&mut self, slot: u32) -> Option<()> {
+        let (newer, older) = match self.slot(slot)? {
+            Slot::Used(e) => (e.newer, e.older),
+            Slot::Free(_) => return None,
+        };
+        if newer == NIL {
+            self.newest = older;
+        } else if let Some(Slot::Used(e)) = self.slot_mut(newer) {
+            e.older = older;
+        }
+        if older == NIL {
+            self.oldest = newer;
+        } else if let Some(Slot::Used(e)) = self.slot_mut(older) {
+            e.newer = newer;
+        }
+        Some(())
+    }
+
+    /// Sets the `newer` link of `slot`, if it is a used slot.
+    fn set_newer(&mut self, slot: u32, newer: u32) {
+        if let Some(Slot::Used(e)) = self.slot_mut(slot) {
+            e.newer = newer;
+        }
+    }
+
+    /// Pops a free slot, adding a page if none is left.
+    fn take_free(&mut self) -> Option<u32> {
+        if self.free == NIL {
+            let first = u32::try_from(self.pages.len() * PAGE).ok()?;
+            // The last slot of the page must stay below NIL.
+            first.checked_add(PAGE as u32)?;
+            let page: Box<[Slot<K, V>]> = (0..PAGE as u32)
+                .map(|i| {
+                    Slot::Free(if i + 1 == PAGE as u32 {
+                        NIL
+                    } else {
+                        first + i + 1
+                    })
+                })
+                .collect();
+            self.pages.push(page);
+            self.free = first;
+        }
+        let slot = self.free;
+        match self.slot(slot)? {
+            Slot::Free(next) => self.free = *next,
+            Slot::Used(_) => return None,
+        }
+        Some(slot)
+    }
+
+    /// The slot numbered `slot`.
+    fn slot(&self, slot: u32) -> Option<&Slot<K, V>> {
+        let slot = slot as usize;
+        self.pages.get(slot / PAGE)?.get(slot % PAGE)
+    }
+
+    /// The slot numbered `slot`, mutably.
+    fn slot_mut(&mut self, slot: u32) -> Option<&mut Slot<K, V>> {
+        let slot = slot as usize;
+        self.pages.get_mut(slot / PAGE)?.get_mut(slot % PAGE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LruTable;
+
+    /// One step of a scenario on a table of `u32` keys.
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Insert(u32),
+        Touch(u32),
+        Remove(u32),
+        RemoveOldest,
+    }
+
+    /// Runs `ops` and checks the keys from the least to the most recently touched.
+    fn check(name: &str, ops: &[Op], want_oldest_first: &[u32]) {
+        let mut table = LruTable::new();
+        for &op in ops {
+            match op {
+                Op::Insert(k) => {
+                    table.insert(k, k * 10);
+                }
+                Op::Touch(k) => {
+                    let slot = table
+                        .find(&k)
+                        .unwrap_or_else(|| panic!("{name}: {k} missing"));
+                    table.touch(slot);
+                }
+                Op::Remove(k) => {
+                    let slot = table
+                        .find(&k)
+                        .unwrap_or_else(|| panic!("{name}: {k} missing"));
+                    assert_eq!(table.remove(slot), Some((k, k * 10)), "{name}: remove {k}");
+                }
+                Op::RemoveOldest => {
+                    let slot = table.oldest().unwrap_or_else(|| panic!("{name}: empty"));
+                    table.remove(slot);
+                }
+            }
+        }
+        let mut got = Vec::new();
+        while let Some(slot) = table.oldest() {
+            let (k, v) = table
+                .remove(slot)
+                .unwrap_or_else(|| panic!("{name}: bad oldest"));
+            assert_eq!(v, k * 10, "{name}: value of {k}");
+            got.push(k);
+        }
+        assert_eq!(got, want_oldest_first, "{name}: order");
+        assert_eq!(table.len(), 0, "{name}: map not emptied");
+    }
+
+    #[test]
+    fn lru_order() {
+        use Op::{Insert, Remove, RemoveOldest, Touch};
+        let cases: &[(&str, &[Op], &[u32])] = &[
+            ("empty", &[], &[]),
+            (
+                "insertion order",
+                &[Insert(1), Insert(2), Insert(3)],
+                &[1, 2, 3],
+            ),
+            (
+                "duplicate insert ignored",
+                &[Insert(1), Insert(2), Insert(1)],
+                &[1, 2],
+            ),
+            (
+                "touch oldest",
+                &[Insert(1), Insert(2), Insert(3), Touch(1)],
+                &[2, 3, 1],
+            ),
+            (
+                "touch middle",
+                &[Insert(1), Insert(2), Insert(3), Touch(2)],
+                &[1, 3, 2],
+            ),
+            ("touch newest", &[Insert(1), Insert(2), Touch(2)], &[1, 2]),
+            (
+                "remove middle",
+                &[Insert(1), Insert(2), Insert(3), Remove(2)],
+                &[1, 3],
+            ),
+            (
+                "remove oldest",
+                &[Insert(1), Insert(2), RemoveOldest, Insert(3)],
+                &[2, 3],
+            ),
+            (
+                "slot reuse",
+                &[
+                    Insert(1),
+                    Insert(2),
+                    Remove(1),
+                    Insert(3),
+                    Insert(4),
+                    Touch(2),
+                ],
+                &[3, 4, 2],
+            ),
+            ("single touched", &[Insert(1), Touch(1)], &[1]),
+        ];
+        for (name, ops, want) in cases {
+            check(name, ops, want);
+        }
+    }
+
+    #[test]
+    fn grows_past_one_page_and_reuses_slots() {
+        let mut table = LruTable::new();
+        for k in 0..1000u32 {
+            assert!(table.insert(k, k).is_some(), "insert {k}");
+        }
+        let pages_before = table.pages.len();
+        for _ in 0..500 {
+            let slot = table.oldest().unwrap_or_else(|| panic!("table empty"));
+            table.remove(slot);
+        }
+        for k in 1000..1500u32 {
+            assert!(table.insert(k, k).is_some(), "insert {k}");
+        }
+        assert_eq!(table.len(), 1000, "entry count");
+        assert_eq!(
+            table.pages.len(),
+            pages_before,
+            "freed slots were not reused"
+        );
+        let slot = table.oldest().unwrap_or_else(|| panic!("table empty"));
+        assert_eq!(table.get(slot), Some(&500), "oldest entry");
+        assert_eq!(table.values().count(), 1000, "values");
+    }
+}
