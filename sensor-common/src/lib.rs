@@ -58,11 +58,13 @@ pub mod map_names {
     pub const REQ_EVENTS: &str = "REQ_EVENTS";
     /// Ring buffer of egress (server to client) events from TC.
     pub const RESP_EVENTS: &str = "RESP_EVENTS";
+    /// Verdict notes ([`super::VerdictNote`] by verdict id), user space only.
+    pub const VERDICT_NOTES: &str = "VERDICT_NOTES";
 
     /// Maps whose pins survive an agent restart: enforcement state must outlive the agent.
-    pub const PERSISTENT: [&str; 3] = [BLOCK_EXACT, BLOCK_PREFIX, ALLOW];
+    pub const PERSISTENT: [&str; 4] = [BLOCK_EXACT, BLOCK_PREFIX, ALLOW, VERDICT_NOTES];
     /// Every map the loader pins.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         BLOCK_EXACT,
         BLOCK_PREFIX,
         ALLOW,
@@ -72,6 +74,7 @@ pub mod map_names {
         PORTS,
         REQ_EVENTS,
         RESP_EVENTS,
+        VERDICT_NOTES,
     ];
 }
 
@@ -133,6 +136,22 @@ pub struct AllowValue {
     pub hits: u64,
 }
 const _: () = assert!(size_of::<AllowValue>() == 16);
+
+/// Bytes of reason text kept per verdict.
+pub const NOTE_TEXT_LEN: usize = 96;
+
+/// What user space remembers of a verdict beside the block entry: why, when, for how long.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerdictNote {
+    /// `CLOCK_BOOTTIME` nanoseconds when the verdict was made.
+    pub created_at_ns: u64,
+    /// TTL given, in nanoseconds.
+    pub ttl_ns: u64,
+    /// Reason text, UTF-8, NUL-padded.
+    pub text: [u8; NOTE_TEXT_LEN],
+}
+const _: () = assert!(size_of::<VerdictNote>() == 16 + NOTE_TEXT_LEN);
 
 /// Why a source is blocked.
 #[repr(u32)]
@@ -454,6 +473,7 @@ mod pod {
     unsafe impl aya::Pod for super::SourceStats {}
     unsafe impl aya::Pod for super::SensorConfig {}
     unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::VerdictNote {}
 }
 
 #[cfg(test)]

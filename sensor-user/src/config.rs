@@ -1,1 +1,172 @@
-//! TODO(owner): config
+//! The agent's configuration file (TOML). An embedded default applies when no file is given;
+//! a file overrides it field by field. Unknown keys are errors, so a typo never silently
+//! reverts a setting to its default.
+use std::path::Path;
+
+use sensor_common::{REQ_DATA_LEN, RESP_DATA_LEN, SensorConfig};
+
+/// The configuration the binary ships with.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../default-config.toml");
+
+/// Errors of reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading the file failed.
+    #[error("reading config {path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML for this schema.
+    #[error("config {path}: {source}")]
+    Parse {
+        /// File.
+        path: String,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// A value out of range.
+    #[error("config {path}: {field} = {value} is out of range ({range})")]
+    Range {
+        /// File.
+        path: String,
+        /// Field.
+        field: &'static str,
+        /// Value.
+        value: u64,
+        /// Allowed range.
+        range: &'static str,
+    },
+}
+
+/// Top-level configuration.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kernel-side settings.
+    pub sensor: SensorSettings,
+}
+
+/// Kernel-side settings.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSettings {
+    /// TCP ports whose traffic is sampled (server side).
+    pub ports: Vec<u16>,
+    /// Capacity of the per-source LRU map.
+    pub max_sources: u32,
+    /// Payload bytes copied per request segment (1..=2048).
+    pub req_capture_len: u32,
+    /// Payload bytes copied per response segment (1..=1024).
+    pub resp_capture_len: u32,
+    /// Pending ring bytes at which the kernel wakes the reader.
+    pub wakeup_bytes: u32,
+    /// The reader's drain period, in milliseconds (bounds event latency below the threshold).
+    pub drain_interval_ms: u64,
+    /// How often expired blocks are deleted from the maps, in seconds.
+    pub purge_interval_s: u64,
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn default_config() -> Self {
+        Self::parse(DEFAULT_CONFIG_TOML, "<embedded default>")
+            .unwrap_or_else(|e| unreachable!("the embedded default config is valid: {e}"))
+    }
+
+    /// Reads a configuration file, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::parse(DEFAULT_CONFIG_TOML, "<embedded default>"),
+            Some(p) => {
+                let name = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: name.clone(),
+                    source,
+                })?;
+                Self::parse(&text, &name)
+            }
+        }
+    }
+
+    /// Parses and validates TOML text; `name` names it in errors.
+    pub fn parse(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: name.to_owned(),
+            source,
+        })?;
+        let range = |field, value: u64, lo: u64, hi: u64, range| {
+            if value < lo || value > hi {
+                Err(ConfigError::Range {
+                    path: name.to_owned(),
+                    field,
+                    value,
+                    range,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let s = &cfg.sensor;
+        range("sensor.req_capture_len", s.req_capture_len.into(), 1, REQ_DATA_LEN as u64, "1..=2048")?;
+        range("sensor.resp_capture_len", s.resp_capture_len.into(), 1, RESP_DATA_LEN as u64, "1..=1024")?;
+        range("sensor.max_sources", s.max_sources.into(), 16, 16 << 20, "16..=16777216")?;
+        range("sensor.wakeup_bytes", s.wakeup_bytes.into(), 4096, 8 << 20, "4096..=8388608")?;
+        range("sensor.drain_interval_ms", s.drain_interval_ms, 1, 1000, "1..=1000")?;
+        range("sensor.purge_interval_s", s.purge_interval_s, 1, 3600, "1..=3600")?;
+        range("sensor.ports (count)", s.ports.len() as u64, 1, 1024, "1..=1024")?;
+        if let Some(zero) = s.ports.iter().find(|p| **p == 0) {
+            range("sensor.ports", u64::from(*zero), 1, 65535, "1..=65535")?;
+        }
+        Ok(cfg)
+    }
+
+    /// The kernel's view of these settings.
+    pub fn kernel(&self) -> SensorConfig {
+        SensorConfig {
+            req_capture_len: self.sensor.req_capture_len,
+            resp_capture_len: self.sensor.resp_capture_len,
+            wakeup_bytes: self.sensor.wakeup_bytes,
+            flags: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let cfg = Config::default_config();
+        assert!(cfg.sensor.ports.contains(&80) && cfg.sensor.ports.contains(&8080));
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        let cases = [
+            ("[sensor]\nports = [80]\n", "missing field"),
+            ("[sensor]\nbogus = 1\n", "unknown field"),
+            ("not toml at all [", "config t"),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(text, "t").expect_err(text).to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let base = DEFAULT_CONFIG_TOML;
+        let out_of_range = [
+            ("req_capture_len = 2048", "req_capture_len = 4096", "sensor.req_capture_len = 4096"),
+            ("req_capture_len = 2048", "req_capture_len = 0", "sensor.req_capture_len = 0"),
+            ("ports = [80, 8080]", "ports = [0]", "sensor.ports = 0"),
+            ("ports = [80, 8080]", "ports = []", "sensor.ports (count) = 0"),
+        ];
+        for (from, to, want) in out_of_range {
+            assert!(base.contains(from), "default config changed: {from}");
+            let text = base.replace(from, to);
+            let err = Config::parse(&text, "t").expect_err(to).to_string();
+            assert!(err.contains(want), "{to}: {err}");
+        }
+    }
+}

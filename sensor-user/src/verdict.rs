@@ -1,1 +1,469 @@
-//! TODO(owner): verdict
+//! The only writer of the block and allow maps.
+//!
+//! A host address (`/32`, `/128`) goes to the exact-match hash, anything wider to the LPM trie.
+//! Every block carries an expiry (`CLOCK_BOOTTIME` ns, checked by the kernel), a reason code and
+//! a verdict id whose note (reason text, TTL) is kept in the pinned `VERDICT_NOTES` map. Writes
+//! are ordered so that a failure leaves nothing half-written: the note is written first and
+//! removed again if the block entry cannot be.
+use std::{net::IpAddr, path::Path, time::Duration};
+
+use aya::{
+    Ebpf,
+    maps::{
+        HashMap, MapData, MapError,
+        lpm_trie::{Key, LpmTrie},
+    },
+};
+use ipnet::IpNet;
+use sensor_common::{
+    Addr, AllowValue, BlockValue, NOTE_TEXT_LEN, Reason, V4_MAPPED_PREFIX_BITS, VerdictNote,
+    is_v4_mapped, map_names,
+};
+
+use crate::{
+    event::{addr_to_ip, ip_to_addr},
+    maps::{self, MapsError},
+};
+
+/// Longest TTL accepted: longer blocks are almost certainly a typo (and stale risk).
+pub const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Errors of verdict input and map writes.
+#[derive(Debug, thiserror::Error)]
+pub enum VerdictError {
+    /// Not an address.
+    #[error("{input:?} is not an IP address or prefix")]
+    BadAddress {
+        /// The input.
+        input: String,
+    },
+    /// Prefix length too large for the family.
+    #[error("prefix length /{len} is out of range for {input:?} (at most /{max})")]
+    PrefixOutOfRange {
+        /// The input.
+        input: String,
+        /// Given length.
+        len: String,
+        /// Maximum for the family.
+        max: u8,
+    },
+    /// Host bits set below the prefix.
+    #[error("{input:?} has host bits set; did you mean {suggestion}?")]
+    HostBits {
+        /// The input.
+        input: String,
+        /// The network.
+        suggestion: IpNet,
+    },
+    /// TTL zero or too long.
+    #[error("ttl {ttl:?} is out of range (more than zero, at most {max:?})")]
+    Ttl {
+        /// Given TTL.
+        ttl: Duration,
+        /// Maximum.
+        max: Duration,
+    },
+    /// Reason text too long or empty.
+    #[error("reason must be 1 to {NOTE_TEXT_LEN} bytes of text, got {len}")]
+    ReasonText {
+        /// Length given.
+        len: usize,
+    },
+    /// No such entry.
+    #[error("{net} is not in the {map} map")]
+    NotFound {
+        /// Entry.
+        net: IpNet,
+        /// Map name.
+        map: &'static str,
+    },
+    /// Opening the pinned maps failed.
+    #[error(transparent)]
+    Maps(#[from] MapsError),
+    /// A map operation failed.
+    #[error("{op} in map {map}: {source}")]
+    Map {
+        /// Operation.
+        op: &'static str,
+        /// Map.
+        map: &'static str,
+        /// Why.
+        source: MapError,
+    },
+    /// A map is missing from the loaded object.
+    #[error("map {0} missing from the eBPF object")]
+    Missing(&'static str),
+}
+
+/// Parses `ADDR` or `ADDR/PREFIX`, rejecting out-of-range prefixes and host bits.
+pub fn parse_net(input: &str) -> Result<IpNet, VerdictError> {
+    let bad = || VerdictError::BadAddress {
+        input: input.to_owned(),
+    };
+    let (addr, len) = match input.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (input, None),
+    };
+    let ip: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(VerdictError::PrefixOutOfRange {
+                    input: input.to_owned(),
+                    len: l.to_owned(),
+                    max,
+                });
+            }
+            _ => return Err(bad()),
+        },
+    };
+    let net = IpNet::new(ip, len).map_err(|_| bad())?;
+    if net.trunc() != net {
+        return Err(VerdictError::HostBits {
+            input: input.to_owned(),
+            suggestion: net.trunc(),
+        });
+    }
+    Ok(net)
+}
+
+/// Checks a TTL.
+pub fn check_ttl(ttl: Duration) -> Result<(), VerdictError> {
+    if ttl.is_zero() || ttl > MAX_TTL {
+        return Err(VerdictError::Ttl { ttl, max: MAX_TTL });
+    }
+    Ok(())
+}
+
+/// The trie key of a network: IPv4 mapped, its prefix length shifted by 96.
+pub fn net_key(net: IpNet) -> Key<Addr> {
+    let bits = match net {
+        IpNet::V4(n) => V4_MAPPED_PREFIX_BITS + u32::from(n.prefix_len()),
+        IpNet::V6(n) => u32::from(n.prefix_len()),
+    };
+    Key::new(bits, ip_to_addr(net.addr()))
+}
+
+/// The network of a trie key.
+pub fn key_net(key: &Key<Addr>) -> IpNet {
+    let addr = key.data();
+    let bits = key.prefix_len();
+    if is_v4_mapped(&addr) && bits >= V4_MAPPED_PREFIX_BITS {
+        IpNet::new(addr_to_ip(&addr), (bits - V4_MAPPED_PREFIX_BITS) as u8)
+    } else {
+        IpNet::new(IpAddr::V6(addr.into()), bits.min(128) as u8)
+    }
+    .unwrap_or_else(|_| IpNet::from(addr_to_ip(&addr)))
+}
+
+fn is_host(net: IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
+/// A block as listed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlockEntry {
+    /// Address or prefix.
+    pub net: IpNet,
+    /// The kernel value.
+    #[serde(skip)]
+    pub value: BlockValue,
+    /// Reason code name.
+    pub reason: &'static str,
+    /// Reason text from the verdict note, if any.
+    pub text: Option<String>,
+    /// Verdict id.
+    pub verdict_id: u64,
+    /// Seconds until expiry (zero once expired).
+    pub ttl_left_s: u64,
+    /// Packets dropped by this entry.
+    pub hits: u64,
+}
+
+/// An allowlist entry as listed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AllowEntry {
+    /// Prefix.
+    pub net: IpNet,
+    /// Blocked packets this entry let pass.
+    pub hits: u64,
+}
+
+/// Handles on the enforcement maps.
+pub struct Verdicts {
+    exact: HashMap<MapData, Addr, BlockValue>,
+    prefix: LpmTrie<MapData, Addr, BlockValue>,
+    allow: LpmTrie<MapData, Addr, AllowValue>,
+    notes: HashMap<MapData, u64, VerdictNote>,
+}
+
+fn map_err(op: &'static str, map: &'static str) -> impl Fn(MapError) -> VerdictError {
+    move |source| VerdictError::Map { op, map, source }
+}
+
+impl Verdicts {
+    /// Opens the pinned maps under `pin_dir`.
+    pub fn open_pinned(pin_dir: &Path) -> Result<Self, VerdictError> {
+        let trie = |name: &'static str| -> Result<_, VerdictError> {
+            let m = maps::open(pin_dir, name)?;
+            Ok(m)
+        };
+        Ok(Self {
+            exact: maps::open_hash(pin_dir, map_names::BLOCK_EXACT)?,
+            prefix: LpmTrie::try_from(trie(map_names::BLOCK_PREFIX)?)
+                .map_err(map_err("open", map_names::BLOCK_PREFIX))?,
+            allow: LpmTrie::try_from(trie(map_names::ALLOW)?)
+                .map_err(map_err("open", map_names::ALLOW))?,
+            notes: maps::open_hash(pin_dir, map_names::VERDICT_NOTES)?,
+        })
+    }
+
+    /// Takes the maps out of a loaded object (no pins needed; used by tests and benchmarks).
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, VerdictError> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(VerdictError::Missing(name));
+        let exact = take(map_names::BLOCK_EXACT)?;
+        let prefix = take(map_names::BLOCK_PREFIX)?;
+        let allow = take(map_names::ALLOW)?;
+        let notes = take(map_names::VERDICT_NOTES)?;
+        Ok(Self {
+            exact: HashMap::try_from(exact).map_err(map_err("open", map_names::BLOCK_EXACT))?,
+            prefix: LpmTrie::try_from(prefix).map_err(map_err("open", map_names::BLOCK_PREFIX))?,
+            allow: LpmTrie::try_from(allow).map_err(map_err("open", map_names::ALLOW))?,
+            notes: HashMap::try_from(notes).map_err(map_err("open", map_names::VERDICT_NOTES))?,
+        })
+    }
+
+    /// Blocks `net` for `ttl` from `now_boot_ns`. Returns the verdict id.
+    pub fn block(
+        &mut self,
+        net: IpNet,
+        ttl: Duration,
+        reason: Reason,
+        text: &str,
+        now_boot_ns: u64,
+    ) -> Result<u64, VerdictError> {
+        check_ttl(ttl)?;
+        if text.is_empty() || text.len() > NOTE_TEXT_LEN {
+            return Err(VerdictError::ReasonText { len: text.len() });
+        }
+        let ttl_ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+        let verdict_id = getrandom::u64().unwrap_or(now_boot_ns) | 1;
+        let mut note = VerdictNote {
+            created_at_ns: now_boot_ns,
+            ttl_ns,
+            text: [0; NOTE_TEXT_LEN],
+        };
+        note.text[..text.len()].copy_from_slice(text.as_bytes());
+        let value = BlockValue {
+            expires_at_ns: now_boot_ns.saturating_add(ttl_ns),
+            verdict_id,
+            hits: 0,
+            reason: reason as u32,
+            reserved: 0,
+        };
+        self.notes
+            .insert(verdict_id, note, 0)
+            .map_err(map_err("insert", map_names::VERDICT_NOTES))?;
+        let old_note = self.block_value(net).ok().map(|v| v.verdict_id);
+        let written = if is_host(net) {
+            self.exact
+                .insert(ip_to_addr(net.addr()), value, 0)
+                .map_err(map_err("insert", map_names::BLOCK_EXACT))
+        } else {
+            self.prefix
+                .insert(&net_key(net), value, 0)
+                .map_err(map_err("insert", map_names::BLOCK_PREFIX))
+        };
+        if let Err(e) = written {
+            let _ = self.notes.remove(&verdict_id);
+            return Err(e);
+        }
+        if let Some(old) = old_note {
+            // The replaced block's note is now unreferenced.
+            let _ = self.notes.remove(&old);
+        }
+        Ok(verdict_id)
+    }
+
+    fn block_value(&self, net: IpNet) -> Result<BlockValue, MapError> {
+        if is_host(net) {
+            self.exact.get(&ip_to_addr(net.addr()), 0)
+        } else {
+            // `get` on a trie is a longest-prefix match; only an exact entry counts here.
+            let key = net_key(net);
+            self.prefix
+                .iter()
+                .filter_map(Result::ok)
+                .find(|(k, _)| k.prefix_len() == key.prefix_len() && k.data() == key.data())
+                .map(|(_, v)| v)
+                .ok_or(MapError::KeyNotFound)
+        }
+    }
+
+    /// Removes the block of exactly `net`.
+    pub fn unblock(&mut self, net: IpNet) -> Result<(), VerdictError> {
+        let (map, value) = if is_host(net) {
+            (map_names::BLOCK_EXACT, self.block_value(net))
+        } else {
+            (map_names::BLOCK_PREFIX, self.block_value(net))
+        };
+        let value = value.map_err(|_| VerdictError::NotFound { net, map })?;
+        if is_host(net) {
+            self.exact
+                .remove(&ip_to_addr(net.addr()))
+                .map_err(map_err("remove", map))?;
+        } else {
+            self.prefix
+                .remove(&net_key(net))
+                .map_err(map_err("remove", map))?;
+        }
+        let _ = self.notes.remove(&value.verdict_id);
+        Ok(())
+    }
+
+    /// Allowlists `net`.
+    pub fn allow(&mut self, net: IpNet, now_boot_ns: u64) -> Result<(), VerdictError> {
+        let value = AllowValue {
+            added_at_ns: now_boot_ns,
+            hits: 0,
+        };
+        self.allow
+            .insert(&net_key(net), value, 0)
+            .map_err(map_err("insert", map_names::ALLOW))
+    }
+
+    /// Removes the allowlist entry of exactly `net`.
+    pub fn unallow(&mut self, net: IpNet) -> Result<(), VerdictError> {
+        self.allow.remove(&net_key(net)).map_err(|e| match e {
+            MapError::KeyNotFound => VerdictError::NotFound {
+                net,
+                map: map_names::ALLOW,
+            },
+            source => VerdictError::Map {
+                op: "remove",
+                map: map_names::ALLOW,
+                source,
+            },
+        })
+    }
+
+    /// Lists blocks (exact, then prefixes), with TTL left relative to `now_boot_ns`.
+    pub fn blocks(&self, now_boot_ns: u64) -> Result<Vec<BlockEntry>, VerdictError> {
+        let mut out = Vec::new();
+        for item in self.exact.iter() {
+            let (addr, v) = item.map_err(map_err("iterate", map_names::BLOCK_EXACT))?;
+            out.push(self.entry(IpNet::from(addr_to_ip(&addr)), v, now_boot_ns));
+        }
+        for item in self.prefix.iter() {
+            let (key, v) = item.map_err(map_err("iterate", map_names::BLOCK_PREFIX))?;
+            out.push(self.entry(key_net(&key), v, now_boot_ns));
+        }
+        Ok(out)
+    }
+
+    fn entry(&self, net: IpNet, v: BlockValue, now_boot_ns: u64) -> BlockEntry {
+        let text = self.notes.get(&v.verdict_id, 0).ok().map(|n| {
+            let end = n.text.iter().position(|b| *b == 0).unwrap_or(NOTE_TEXT_LEN);
+            String::from_utf8_lossy(&n.text[..end]).into_owned()
+        });
+        BlockEntry {
+            net,
+            value: v,
+            reason: Reason::from_u32(v.reason).map_or("unknown", Reason::name),
+            text,
+            verdict_id: v.verdict_id,
+            ttl_left_s: v.expires_at_ns.saturating_sub(now_boot_ns) / 1_000_000_000,
+            hits: v.hits,
+        }
+    }
+
+    /// Lists allowlist entries.
+    pub fn allows(&self) -> Result<Vec<AllowEntry>, VerdictError> {
+        self.allow
+            .iter()
+            .map(|item| {
+                let (key, v) = item.map_err(map_err("iterate", map_names::ALLOW))?;
+                Ok(AllowEntry {
+                    net: key_net(&key),
+                    hits: v.hits,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes blocks that expired before `now_boot_ns` (the kernel already ignores them) and
+    /// their notes. Returns how many were removed.
+    pub fn purge_expired(&mut self, now_boot_ns: u64) -> Result<usize, VerdictError> {
+        let expired: Vec<BlockEntry> = self
+            .blocks(now_boot_ns)?
+            .into_iter()
+            .filter(|b| b.value.expires_at_ns <= now_boot_ns)
+            .collect();
+        for b in &expired {
+            self.unblock(b.net)?;
+        }
+        Ok(expired.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses_and_prefixes() {
+        let ok = [
+            ("198.51.100.7", "198.51.100.7/32"),
+            ("198.51.100.0/24", "198.51.100.0/24"),
+            ("2001:db8::1", "2001:db8::1/128"),
+            ("2001:db8::/32", "2001:db8::/32"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+        ];
+        for (input, want) in ok {
+            assert_eq!(parse_net(input).expect(input).to_string(), want, "{input}");
+        }
+        let bad = [
+            ("not-an-ip", "is not an IP address"),
+            ("", "is not an IP address"),
+            ("198.51.100.0/33", "out of range"),
+            ("2001:db8::/129", "out of range"),
+            ("198.51.100.0/-1", "is not an IP address"),
+            ("198.51.100.0/", "is not an IP address"),
+            ("198.51.100.7/24", "did you mean 198.51.100.0/24"),
+            ("198.51.100.300", "is not an IP address"),
+        ];
+        for (input, want) in bad {
+            let err = parse_net(input).expect_err(input).to_string();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn checks_ttls() {
+        assert!(check_ttl(Duration::ZERO).is_err());
+        assert!(check_ttl(Duration::from_secs(1)).is_ok());
+        assert!(check_ttl(MAX_TTL).is_ok());
+        assert!(check_ttl(MAX_TTL + Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn trie_keys_round_trip() {
+        for s in [
+            "198.51.100.0/24",
+            "203.0.113.9/32",
+            "2001:db8::/32",
+            "0.0.0.0/0",
+            "::/0",
+        ] {
+            let net = parse_net(s).expect(s);
+            assert_eq!(key_net(&net_key(net)), net, "{s}");
+        }
+        assert_eq!(
+            net_key(parse_net("198.51.100.0/24").unwrap()).prefix_len(),
+            120
+        );
+    }
+}

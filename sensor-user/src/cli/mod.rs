@@ -1,1 +1,80 @@
-//! TODO
+//! The `apisensor` command line: one module per subcommand. The agent (`run`) and the operator
+//! commands share one binary; the operator commands work on the pinned maps whether or not an
+//! agent runs.
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::loader::DEFAULT_PIN_DIR;
+
+pub mod allow;
+pub mod blocks;
+pub mod run;
+pub mod stats;
+pub mod top;
+
+/// apisensor: an eBPF/XDP sensor that finds API abuse by behaviour and blocks it in the kernel.
+#[derive(Debug, Parser)]
+#[command(name = "apisensor", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Directory of the pinned maps.
+    #[arg(long, global = true, env = "APISENSOR_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and attach the kernel programs and analyse traffic until SIGINT/SIGTERM.
+    Run(run::RunArgs),
+    /// Add, list or remove blocks.
+    Blocks {
+        /// Action.
+        #[command(subcommand)]
+        command: blocks::BlocksCommand,
+    },
+    /// Add, list or remove allowlist entries.
+    Allow {
+        /// Action.
+        #[command(subcommand)]
+        command: allow::AllowCommand,
+    },
+    /// Show the kernel's action and ring-buffer counters.
+    Stats(stats::StatsArgs),
+    /// Show the top sources from the kernel's per-source map.
+    Top(top::TopArgs),
+}
+
+/// Parses the command line, runs the command, and turns an error into one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::main(&args, &cli.pin_dir),
+        Command::Blocks { command } => blocks::main(&command, &cli.pin_dir),
+        Command::Allow { command } => allow::main(&command, &cli.pin_dir),
+        Command::Stats(args) => stats::main(&args, &cli.pin_dir),
+        Command::Top(args) => top::main(&args, &cli.pin_dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("apisensor: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Formats nanoseconds as a short age such as `3.2s` or `5m`.
+pub(crate) fn age(ns: u64) -> String {
+    let s = ns as f64 / 1e9;
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{:.0}m", s / 60.0)
+    } else {
+        format!("{:.1}h", s / 3600.0)
+    }
+}

@@ -1,0 +1,68 @@
+//! Every map of the kernel programs. For each: who writes it, who reads it, and what happens
+//! when it is full. User space finds them by these names (`sensor_common::map_names`) and pins
+//! them under the pin directory (`/sys/fs/bpf/apisensor/` by default).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use sensor_common::{
+    Addr, AllowValue, BlockValue, SensorConfig, SourceStats, VerdictNote, capacity,
+};
+
+/// Exact-address blocks. Written by user space (`verdict.rs`), read by XDP, which also adds to
+/// each entry's `hits`. Full: user space's insert fails and is reported; the kernel is
+/// unaffected. Pinned and reused across agent restarts.
+#[map]
+pub static BLOCK_EXACT: HashMap<Addr, BlockValue> =
+    HashMap::with_max_entries(capacity::BLOCK_EXACT, 0);
+
+/// Prefix blocks, longest prefix wins. Written by user space, read by XDP (adds to `hits`).
+/// Full: user space's insert fails and is reported. Pinned and reused across restarts.
+#[map]
+pub static BLOCK_PREFIX: LpmTrie<Addr, BlockValue> =
+    LpmTrie::with_max_entries(capacity::BLOCK_PREFIX, 0);
+
+/// Allowlist prefixes: a source matching one is never dropped. Written by user space, read by
+/// XDP only when a block matched (adds to `hits`). Pinned and reused across restarts.
+#[map]
+pub static ALLOW: LpmTrie<Addr, AllowValue> = LpmTrie::with_max_entries(capacity::ALLOW, 0);
+
+/// Per-source counters. Written by XDP for every IP packet; read by the CLI (`top`) and the
+/// agent. Full: the kernel evicts the least recently used source (LRU hash).
+#[map]
+pub static SOURCES: LruHashMap<Addr, SourceStats> =
+    LruHashMap::with_max_entries(capacity::SOURCES, 0);
+
+/// Per-CPU counters indexed by `sensor_common::Counter`. Written by both programs, summed by
+/// user space. Fixed size, never full.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(capacity::STATS, 0);
+
+/// Run-time configuration at index 0. Written by the agent at start, read by both programs;
+/// zero fields mean "use the default".
+#[map]
+pub static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
+
+/// Monitored TCP ports, one byte per port (non-zero: monitored). Written by the agent, read by
+/// both programs: XDP samples segments to these ports, TC segments from them.
+#[map]
+pub static PORTS: Array<u8> = Array::with_max_entries(capacity::PORTS, 0);
+
+/// Ingress records (`RequestEvent`, or a bare `EventHeader` for SYN/FIN/RST). Written by XDP,
+/// drained by the agent. Full: the record is not written, the packet still passes, and
+/// `ReqRingFull` counts the loss.
+#[map]
+pub static REQ_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::REQ_RING_BYTES, 0);
+
+/// Egress records (`ResponseEvent`, or a bare `EventHeader` for FIN/RST). Written by TC,
+/// drained by the agent. Full: loss counted in `RespRingFull`.
+#[map]
+pub static RESP_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::RESP_RING_BYTES, 0);
+
+/// Notes of manual and detector verdicts (reason text, creation time, TTL) by verdict id.
+/// Written and read by user space only (`verdict.rs`, the CLI); the kernel never touches it.
+/// It lives here so that it is created and pinned with the other maps and outlives the agent.
+#[map]
+pub static VERDICT_NOTES: HashMap<u64, VerdictNote> =
+    HashMap::with_max_entries(capacity::BLOCK_EXACT + capacity::BLOCK_PREFIX, 0);

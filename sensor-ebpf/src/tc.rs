@@ -1,0 +1,72 @@
+//! The TC egress program: sample the heads of server responses from monitored ports so user
+//! space can pair them with requests (status codes, Set-Cookie). It never changes the packet's
+//! fate: every path returns `TC_ACT_UNSPEC` (TCX_NEXT), letting other programs and the stack
+//! decide.
+
+use aya_ebpf::{helpers::generated::bpf_ktime_get_boot_ns, programs::TcContext};
+use sensor_common::{Counter, Direction, EventHeader, RESP_DATA_LEN, ResponseEvent, tcp_flags};
+
+use crate::{
+    emit::{self, RingCounters},
+    maps::{PORTS, RESP_EVENTS},
+    parse::{self, IPPROTO_TCP, Packet},
+};
+
+const COUNTERS: RingCounters = RingCounters {
+    submitted: Counter::RespEvents,
+    control: Counter::RespControlEvents,
+    full: Counter::RespRingFull,
+    wakeups: Counter::RespWakeups,
+};
+
+/// Body of the program; returns the verdict counter of this packet.
+#[inline(always)]
+pub fn try_egress(ctx: &TcContext) -> Result<Counter, Counter> {
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let (ethertype, l3_off) = parse::parse_eth(&pkt)?;
+    let l3 = parse::parse_l3(&pkt, ethertype, l3_off)?;
+    if l3.proto != IPPROTO_TCP || l3.later_fragment {
+        return Ok(Counter::TcPass);
+    }
+    let tcp = parse::parse_tcp(&pkt, &l3)?;
+    let monitored = PORTS.get(u32::from(tcp.sport)).is_some_and(|m| *m != 0);
+    if !monitored {
+        return Ok(Counter::TcPass);
+    }
+    let header = EventHeader {
+        kind: 0,
+        captured_len: 0,
+        // SAFETY: helper without arguments.
+        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
+        src: l3.src,
+        dst: l3.dst,
+        src_port: tcp.sport,
+        dst_port: tcp.dport,
+        seq: tcp.seq,
+        ack: tcp.ack,
+        payload_len: tcp.payload_len as u32,
+        // SAFETY: reading a field of the context.
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        tcp_flags: tcp.flags,
+        direction: Direction::Egress as u8,
+        ip_version: l3.version,
+        reserved: 0,
+    };
+    let cfg = emit::config();
+    if tcp.payload_len > 0 {
+        // `ctx.len()` is the whole skb, including paged data that `load_bytes` can reach.
+        emit::emit_segment::<_, ResponseEvent, RESP_DATA_LEN>(
+            ctx,
+            &RESP_EVENTS,
+            &header,
+            tcp.payload_off,
+            ctx.len() as usize,
+            cfg.resp_capture_len,
+            cfg.wakeup_bytes,
+            &COUNTERS,
+        );
+    } else if tcp.flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+        emit::emit_control(&RESP_EVENTS, &header, cfg.wakeup_bytes, &COUNTERS);
+    }
+    Ok(Counter::TcPassSampled)
+}

@@ -1,0 +1,216 @@
+//! The XDP ingress program: parse, enforce, count per source, sample monitored TCP.
+//!
+//! Enforcement order (first match decides): an unexpired exact block, then an unexpired prefix
+//! block; a matching block drops unless the source is allowlisted. The allowlist is consulted
+//! only when a block matched, which gives the same outcome as checking it first ("allowlist
+//! always passes") while keeping an LPM lookup off the pass path. Expiry is checked here, in
+//! the kernel, so a block outlives no agent crash past its TTL.
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::generated::bpf_ktime_get_boot_ns,
+    maps::lpm_trie::Key,
+    programs::XdpContext,
+};
+use sensor_common::{
+    Addr, Counter, Direction, EventHeader, REQ_DATA_LEN, RequestEvent, SourceStats, tcp_flags,
+};
+
+use crate::{
+    emit::{self, RingCounters, atomic_add},
+    maps::{ALLOW, BLOCK_EXACT, BLOCK_PREFIX, PORTS, REQ_EVENTS, SOURCES},
+    parse::{self, IPPROTO_TCP, IPPROTO_UDP, Packet},
+};
+
+const COUNTERS: RingCounters = RingCounters {
+    submitted: Counter::ReqEvents,
+    control: Counter::ReqControlEvents,
+    full: Counter::ReqRingFull,
+    wakeups: Counter::ReqWakeups,
+};
+
+/// Outcome of one packet: the XDP action and the verdict counter that records it.
+pub struct Verdict {
+    /// `XDP_PASS` or `XDP_DROP`.
+    pub action: u32,
+    /// The one counter this packet increments.
+    pub counter: Counter,
+}
+
+impl Verdict {
+    const fn pass(counter: Counter) -> Self {
+        Self {
+            action: xdp_action::XDP_PASS,
+            counter,
+        }
+    }
+}
+
+/// Body of the program. `Err` carries the reason a packet could not be parsed; it passes.
+#[inline(always)]
+pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let (ethertype, l3_off) = parse::parse_eth(&pkt)?;
+    let l3 = parse::parse_l3(&pkt, ethertype, l3_off)?;
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+
+    // Parse TCP before enforcement only to learn whether this is a SYN for the source counters;
+    // a failure here must not skip enforcement.
+    let tcp = if l3.proto == IPPROTO_TCP && !l3.later_fragment {
+        Some(parse::parse_tcp(&pkt, &l3))
+    } else {
+        None
+    };
+    let is_syn = matches!(&tcp, Some(Ok(t)) if t.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN);
+
+    let enforced = enforce(&l3.src, now);
+    let dropped = matches!(
+        enforced,
+        Some(Counter::XdpDropExact | Counter::XdpDropPrefix)
+    );
+    update_source(&l3.src, pkt.len() as u64, is_syn, dropped, now);
+    if dropped {
+        return Ok(Verdict {
+            action: xdp_action::XDP_DROP,
+            counter: enforced.unwrap_or(Counter::XdpDropExact),
+        });
+    }
+
+    let verdict_for_pass = |default: Counter| enforced.unwrap_or(default);
+    if l3.later_fragment {
+        return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPassFragment)));
+    }
+    match l3.proto {
+        IPPROTO_TCP => {}
+        IPPROTO_UDP => {
+            parse::check_udp(&pkt, &l3)?;
+            return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPass)));
+        }
+        _ => return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPassOtherL4))),
+    }
+    let tcp = match tcp {
+        Some(t) => t?,
+        None => return Err(Counter::XdpPassTruncatedL4),
+    };
+    let monitored = PORTS.get(u32::from(tcp.dport)).is_some_and(|m| *m != 0);
+    if !monitored {
+        return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPass)));
+    }
+    let header = EventHeader {
+        kind: 0,
+        captured_len: 0,
+        ts_ns: now,
+        src: l3.src,
+        dst: l3.dst,
+        src_port: tcp.sport,
+        dst_port: tcp.dport,
+        seq: tcp.seq,
+        ack: tcp.ack,
+        payload_len: tcp.payload_len as u32,
+        // SAFETY: reading a field of the context.
+        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+        tcp_flags: tcp.flags,
+        direction: Direction::Ingress as u8,
+        ip_version: l3.version,
+        reserved: 0,
+    };
+    let cfg = emit::config();
+    if tcp.payload_len > 0 {
+        emit::emit_segment::<_, RequestEvent, REQ_DATA_LEN>(
+            ctx,
+            &REQ_EVENTS,
+            &header,
+            tcp.payload_off,
+            pkt.len(),
+            cfg.req_capture_len,
+            cfg.wakeup_bytes,
+            &COUNTERS,
+        );
+    } else if tcp.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0 {
+        emit::emit_control(&REQ_EVENTS, &header, cfg.wakeup_bytes, &COUNTERS);
+    }
+    Ok(Verdict::pass(verdict_for_pass(Counter::XdpPassSampled)))
+}
+
+/// Looks the source up in the block maps. `None`: no block applies. `Some(counter)`: the
+/// verdict counter (a drop, an allowlisted pass, or an expired block's pass).
+#[inline(always)]
+fn enforce(src: &Addr, now: u64) -> Option<Counter> {
+    let mut expired = false;
+    if let Some(b) = BLOCK_EXACT.get_ptr_mut(src) {
+        // SAFETY: pointer to a live map value.
+        if unsafe { (*b).expires_at_ns } > now {
+            if allowlisted(src) {
+                return Some(Counter::XdpPassAllowlisted);
+            }
+            // SAFETY: as above.
+            atomic_add(unsafe { &raw mut (*b).hits }, 1);
+            return Some(Counter::XdpDropExact);
+        }
+        expired = true;
+    }
+    let key = Key::new(128, *src);
+    if let Some(b) = BLOCK_PREFIX.get(&key) {
+        if b.expires_at_ns > now {
+            if allowlisted(src) {
+                return Some(Counter::XdpPassAllowlisted);
+            }
+            atomic_add((&raw const b.hits).cast_mut(), 1);
+            return Some(Counter::XdpDropPrefix);
+        }
+        expired = true;
+    }
+    if expired {
+        Some(Counter::XdpPassExpired)
+    } else {
+        None
+    }
+}
+
+/// Returns true, and counts a hit, when `src` falls in an allowlisted prefix.
+#[inline(always)]
+fn allowlisted(src: &Addr) -> bool {
+    match ALLOW.get(Key::new(128, *src)) {
+        Some(a) => {
+            atomic_add((&raw const a.hits).cast_mut(), 1);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Updates the per-source counters.
+#[inline(always)]
+fn update_source(src: &Addr, bytes: u64, syn: bool, dropped: bool, now: u64) {
+    if let Some(s) = SOURCES.get_ptr_mut(src) {
+        // SAFETY: pointer to a live map value; fields updated atomically or, for the
+        // timestamp, with a plain store where the last writer winning is fine.
+        unsafe {
+            atomic_add(&raw mut (*s).packets, 1);
+            atomic_add(&raw mut (*s).bytes, bytes);
+            if syn {
+                atomic_add(&raw mut (*s).syns, 1);
+            }
+            if dropped {
+                atomic_add(&raw mut (*s).dropped, 1);
+            }
+            (*s).last_seen_ns = now;
+        }
+        return;
+    }
+    let fresh = SourceStats {
+        packets: 1,
+        bytes,
+        syns: u64::from(syn),
+        first_seen_ns: now,
+        last_seen_ns: now,
+        dropped: u64::from(dropped),
+    };
+    if SOURCES.insert(src, &fresh, u64::from(BPF_NOEXIST)).is_err() {
+        // Another CPU may have inserted the same source meanwhile; only a real failure counts.
+        if SOURCES.get_ptr_mut(src).is_none() {
+            emit::count(Counter::SourceInsertFailed);
+        }
+    }
+}

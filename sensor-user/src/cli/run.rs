@@ -1,0 +1,237 @@
+//! `apisensor run`: the agent. Loads and attaches the kernel programs, reads both ring buffers,
+//! feeds the analyzer, purges expired blocks, and detaches cleanly on SIGINT/SIGTERM (blocks
+//! stay pinned and keep their TTL).
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use aya::maps::RingBuf;
+use clap::Args;
+use sensor_common::map_names;
+use tokio::sync::broadcast;
+
+use crate::{
+    clock::{self, BootToUnix},
+    config::Config,
+    event::{DecodeError, Event},
+    loader::{self, LoadOptions, XdpAttachMode},
+    reader::{self, EventSink},
+    verdict::Verdicts,
+};
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to attach to (XDP ingress and TC egress).
+    #[arg(long)]
+    pub iface: String,
+    /// Configuration file (TOML); the embedded default applies without it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
+    pub xdp_mode: XdpAttachMode,
+    /// Print one JSON line per ring-buffer record on stdout (addresses, ports, sequence, lengths
+    /// and the request or status line without its query string; never headers or bodies).
+    #[arg(long)]
+    pub log_events: bool,
+}
+
+/// Runs the agent until a signal.
+pub fn main(args: &RunArgs, pin_dir: &Path) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::load(args.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(agent(args, pin_dir, &config))
+}
+
+async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Result<()> {
+    loader::require_root()?;
+    if nix_if_index(&args.iface) == 0 {
+        anyhow::bail!("unknown interface {}", args.iface);
+    }
+    loader::prepare_pin_dir(pin_dir)?;
+    let _lock = loader::lock_pin_dir(pin_dir)?;
+    let mut ebpf = loader::load(&LoadOptions {
+        pin_dir: Some(pin_dir.to_path_buf()),
+        max_sources: config.sensor.max_sources,
+    })?;
+    loader::configure(&mut ebpf, config.kernel(), &config.sensor.ports)?;
+    let xdp_mode = loader::attach_xdp(&mut ebpf, &args.iface, args.xdp_mode)?;
+    let tc_mode = loader::attach_tc(&mut ebpf, &args.iface)?;
+    let take_ring = |ebpf: &mut aya::Ebpf, name: &'static str| -> anyhow::Result<RingBuf<_>> {
+        let map = ebpf.take_map(name).with_context(|| format!("map {name} missing"))?;
+        RingBuf::try_from(map).with_context(|| format!("opening ring buffer {name}"))
+    };
+    let req = take_ring(&mut ebpf, map_names::REQ_EVENTS)?;
+    let resp = take_ring(&mut ebpf, map_names::RESP_EVENTS)?;
+    tracing::info!(
+        iface = %args.iface,
+        xdp = ?xdp_mode,
+        tc = ?tc_mode,
+        pin_dir = %pin_dir.display(),
+        ports = ?config.sensor.ports,
+        "ready"
+    );
+
+    let (shutdown_tx, shutdown_rx) = broadcast::channel::<()>(1);
+    let signals = tokio::spawn(wait_for_signal(shutdown_tx.clone()));
+    let purge = tokio::spawn(purge_expired(
+        pin_dir.to_path_buf(),
+        Duration::from_secs(config.sensor.purge_interval_s),
+        shutdown_tx.subscribe(),
+    ));
+    let mut sink = AgentSink {
+        to_unix: BootToUnix::now(),
+        log_events: args.log_events,
+        stdout: std::io::stdout().lock(),
+        events: 0,
+        decode_errors: 0,
+    };
+    let stats = reader::run(
+        req,
+        resp,
+        Duration::from_millis(config.sensor.drain_interval_ms),
+        &mut sink,
+        shutdown_rx,
+    )
+    .await
+    .context("reading the ring buffers")?;
+    signals.abort();
+    let _ = purge.await;
+    // Dropping `ebpf` detaches both programs; the pinned maps (and blocks) remain.
+    drop(ebpf);
+    tracing::info!(?stats, "stopped; programs detached, blocks stay pinned");
+    Ok(())
+}
+
+fn nix_if_index(iface: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(iface) else {
+        return 0;
+    };
+    // SAFETY: NUL-terminated string.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+async fn wait_for_signal(tx: broadcast::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received, shutting down");
+    let _ = tx.send(());
+}
+
+async fn purge_expired(pin_dir: PathBuf, every: Duration, mut shutdown: broadcast::Receiver<()>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            _ = tick.tick() => {
+                let purged = Verdicts::open_pinned(&pin_dir).and_then(|mut v| v.purge_expired(clock::boot_ns()));
+                match purged {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired blocks removed"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired blocks failed"),
+                }
+            }
+        }
+    }
+}
+
+/// What the agent does with each record.
+struct AgentSink {
+    to_unix: BootToUnix,
+    log_events: bool,
+    stdout: std::io::StdoutLock<'static>,
+    events: u64,
+    decode_errors: u64,
+}
+
+/// The first line of a payload (request or status line) without its query string, for event
+/// logs: enough to recognise the message, never a header, body or query value.
+pub fn first_line(payload: &[u8]) -> String {
+    let end = payload
+        .iter()
+        .position(|b| *b == b'\r' || *b == b'\n')
+        .unwrap_or(payload.len())
+        .min(160);
+    let line = String::from_utf8_lossy(&payload[..end]);
+    match line.find('?') {
+        Some(q) => {
+            let tail = line[q..].find(' ').map_or("", |sp| &line[q + sp..]);
+            format!("{}?…{}", &line[..q], tail)
+        }
+        None => line.into_owned(),
+    }
+}
+
+impl EventSink for AgentSink {
+    fn on_event(&mut self, event: &Event<'_>) {
+        self.events += 1;
+        if self.log_events {
+            let seg = event.segment(|t| self.to_unix.convert(t));
+            let line = serde_json::json!({
+                "ts_ns": seg.ts_ns,
+                "dir": format!("{:?}", event.direction).to_lowercase(),
+                "src": seg.src.to_string(),
+                "dst": seg.dst.to_string(),
+                "seq": seg.seq,
+                "flags": seg.flags,
+                "payload_len": seg.payload_len,
+                "captured_len": seg.payload.len(),
+                "first_line": first_line(seg.payload),
+            });
+            let _ = writeln!(self.stdout, "{line}");
+        }
+    }
+
+    fn on_decode_error(&mut self, error: &DecodeError) {
+        self.decode_errors += 1;
+        tracing::warn!(%error, "undecodable ring-buffer record");
+    }
+
+    fn on_drained(&mut self, records: usize) {
+        if records > 0 && self.log_events {
+            let _ = self.stdout.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn first_line_hides_queries_and_headers() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"GET /a?token=secret HTTP/1.1\r\nCookie: x\r\n", "GET /a?… HTTP/1.1"),
+            (b"POST /login HTTP/1.1\r\n\r\npassword=x", "POST /login HTTP/1.1"),
+            (b"HTTP/1.1 200 OK\r\nSet-Cookie: s=1", "HTTP/1.1 200 OK"),
+            (b"", ""),
+            (b"\xff\xfe?", "\u{fffd}\u{fffd}?…"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(first_line(input), want);
+        }
+    }
+}

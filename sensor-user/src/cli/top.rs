@@ -1,0 +1,70 @@
+//! `apisensor top`: the busiest sources from the kernel's per-source LRU map.
+use std::path::Path;
+
+use clap::Args;
+
+use crate::{clock, maps};
+
+/// Options of `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+    /// How many sources to show.
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub n: u32,
+}
+
+/// One row.
+#[derive(serde::Serialize)]
+struct Row {
+    source: std::net::IpAddr,
+    packets: u64,
+    bytes: u64,
+    syns: u64,
+    dropped: u64,
+    first_seen_ago_s: f64,
+    last_seen_ago_s: f64,
+}
+
+/// Prints the top sources by packets.
+pub fn main(args: &TopArgs, pin_dir: &Path) -> anyhow::Result<()> {
+    let mut sources = maps::read_sources(pin_dir)?;
+    sources.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
+    sources.truncate(args.n as usize);
+    let now = clock::boot_ns();
+    let rows: Vec<Row> = sources
+        .iter()
+        .map(|(ip, s)| Row {
+            source: *ip,
+            packets: s.packets,
+            bytes: s.bytes,
+            syns: s.syns,
+            dropped: s.dropped,
+            first_seen_ago_s: now.saturating_sub(s.first_seen_ns) as f64 / 1e9,
+            last_seen_ago_s: now.saturating_sub(s.last_seen_ns) as f64 / 1e9,
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<40} {:>10} {:>12} {:>8} {:>10} {:>10} {:>10}",
+            "SOURCE", "PACKETS", "BYTES", "SYNS", "DROPPED", "FIRST", "LAST"
+        );
+        for (r, (_, s)) in rows.iter().zip(&sources) {
+            println!(
+                "{:<40} {:>10} {:>12} {:>8} {:>10} {:>10} {:>10}",
+                r.source.to_string(),
+                r.packets,
+                r.bytes,
+                r.syns,
+                r.dropped,
+                super::age(now.saturating_sub(s.first_seen_ns)),
+                super::age(now.saturating_sub(s.last_seen_ns)),
+            );
+        }
+    }
+    Ok(())
+}
