@@ -50,8 +50,6 @@ static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 struct Tracked {
     /// The child handle, used to reap it.
     child: Child,
-    /// Where its stderr goes.
-    stderr_path: PathBuf,
 }
 
 /// A server and a client network namespace joined by a veth pair; see the module docs.
@@ -68,6 +66,8 @@ pub struct Lab {
     created_ns: Vec<String>,
     /// Processes started by `spawn`, stopped on drop.
     tracked: Vec<Tracked>,
+    /// Stderr files of every process ever spawned, also after it was stopped.
+    stderr_files: Vec<(u32, PathBuf)>,
     /// Counter for unique file names in `tmp`.
     spawn_seq: u32,
     /// Private scratch directory (nginx prefix, stderr files, captures).
@@ -111,6 +111,7 @@ impl Lab {
             client_if: format!("{base}c"),
             created_ns: Vec::new(),
             tracked: Vec::new(),
+            stderr_files: Vec::new(),
             spawn_seq: 0,
             tmp,
         };
@@ -277,16 +278,19 @@ impl Lab {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {program} in {ns}: {e}"));
         let pid = child.id();
-        self.tracked.push(Tracked { child, stderr_path });
+        self.stderr_files.push((pid, stderr_path));
+        self.tracked.push(Tracked { child });
         pid
     }
 
-    /// What a process started by [`Lab::spawn`] wrote to stderr so far (empty if unknown).
+    /// What a process started by [`Lab::spawn`] wrote to stderr so far, also after it was
+    /// stopped (empty if unknown).
     pub fn stderr_of(&self, pid: u32) -> String {
-        self.tracked
+        self.stderr_files
             .iter()
-            .find(|t| t.child.id() == pid)
-            .and_then(|t| std::fs::read(&t.stderr_path).ok())
+            .rev()
+            .find(|(p, _)| *p == pid)
+            .and_then(|(_, path)| std::fs::read(path).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
