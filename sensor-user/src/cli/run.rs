@@ -142,7 +142,9 @@ async fn wait_for_signal(tx: broadcast::Sender<()>) {
 }
 
 async fn purge_expired(pin_dir: PathBuf, every: Duration, mut shutdown: broadcast::Receiver<()>) {
-    let mut tick = tokio::time::interval(every);
+    // The first purge runs one period after start, not at once: a restarted agent must not be
+    // what makes an expired block stop dropping (the kernel checks expiry itself).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             _ = shutdown.recv() => return,

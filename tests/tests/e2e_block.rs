@@ -1,0 +1,293 @@
+//! End to end, in a two-namespace lab: the real agent attached to the server's veth, nginx
+//! behind it, curl in front of it. Written as "trigger, then expect": a request must show up as
+//! ring-buffer events (request from XDP, response head from TC), a block must drop the client
+//! at once while its second address is still served, unblocking must restore it, an allowlisted
+//! client is never dropped, blocks survive an agent restart, and an expired block stops
+//! dropping by the kernel's own clock while the agent was stopped. IPv4 and IPv6.
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    thread,
+    time::{Duration, Instant},
+};
+
+use apisensor_tests::lab::Lab;
+
+/// Path of the `apisensor` binary built in the same target directory as this test.
+fn apisensor_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/e2e_block-HASH -> target/<profile>/apisensor
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("apisensor"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo build -p sensor-user`; `cargo xtask test` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A pin directory on bpffs that is removed (unpinning every map) on drop.
+struct PinDir(PathBuf);
+
+impl PinDir {
+    fn new(tag: &str) -> Self {
+        let path = PathBuf::from(format!("/sys/fs/bpf/apisensor-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        Self(path)
+    }
+    fn as_str(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the CLI in the root namespace (where bpffs is) and returns its output.
+fn cli(pin: &PinDir, args: &[&str]) -> Output {
+    let out = Command::new(apisensor_bin())
+        .args(args)
+        .args(["--pin-dir", pin.as_str()])
+        .output()
+        .expect("run apisensor");
+    out
+}
+
+fn cli_ok(pin: &PinDir, args: &[&str]) -> String {
+    let out = cli(pin, args);
+    assert!(
+        out.status.success(),
+        "apisensor {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn counter(pin: &PinDir, name: &str) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_str(&cli_ok(pin, &["stats", "--json"])).expect("stats json");
+    json[name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {json}"))
+}
+
+/// The agent, running in the server namespace.
+struct Agent {
+    pid: u32,
+    stdout: PathBuf,
+}
+
+fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32) -> Agent {
+    let stdout = lab.tmp_dir().join(format!("agent{n}.out"));
+    let bin = apisensor_bin();
+    let iface = lab.server_if().to_owned();
+    let ns = lab.server_ns().to_owned();
+    let pid = lab.spawn(
+        &ns,
+        bin.to_str().expect("utf-8"),
+        &["run", "--iface", &iface, "--pin-dir", pin.as_str(), "--log-events"],
+        Some(&stdout),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = lab.stderr_of(pid);
+        if err.contains("ready") {
+            return Agent { pid, stdout };
+        }
+        assert!(lab.is_running(pid), "agent exited at start: {err}");
+        assert!(Instant::now() < deadline, "agent not ready within 20 s: {err}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) for an event line matching `pred` in the agent's stdout.
+fn expect_event(agent: &Agent, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = std::fs::read_to_string(&agent.stdout).unwrap_or_default();
+        if let Some(ev) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| pred(v))
+        {
+            return ev;
+        }
+        assert!(Instant::now() < deadline, "no event {what} within 3 s; events:\n{text}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn url(ip: IpAddr, path: &str) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("http://{a}:80{path}"),
+        IpAddr::V6(a) => format!("http://[{a}]:80{path}"),
+    }
+}
+
+/// One request; returns the HTTP status, or None if it failed (dropped, timed out).
+fn get(lab: &Lab, src: IpAddr, target: &str, timeout: Duration) -> Option<u16> {
+    let out = lab.curl(src, target, &["-o", "/dev/null", "-w", "%{http_code}"], timeout);
+    let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    (out.status.success() && code != 0).then_some(code)
+}
+
+fn xdp_attached(lab: &Lab) -> bool {
+    let out = lab.run(
+        lab.server_ns(),
+        "ip",
+        &["link", "show", "dev", lab.server_if()],
+        Duration::from_secs(5),
+    );
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+struct Family {
+    tag: &'static str,
+    server: IpAddr,
+    client: IpAddr,
+    client_alt: IpAddr,
+    prefix: &'static str,
+}
+
+fn scenario(f: &Family) {
+    let mut lab = Lab::new(f.tag);
+    lab.start_nginx(80);
+    let pin = PinDir::new(f.tag);
+    let agent = start_agent(&mut lab, &pin, 1);
+    assert!(xdp_attached(&lab), "XDP not attached after ready");
+    let client = f.client.to_string();
+    let alt = f.client_alt.to_string();
+
+    // A request appears as an ingress event with its request line, and its response head as
+    // an egress event from TC.
+    let ok = get(&lab, f.client, &url(f.server, "/users/42?q=1"), Duration::from_secs(3));
+    assert_eq!(ok, Some(200), "baseline request");
+    let req = expect_event(&agent, "request", |v| {
+        v["dir"] == "ingress" && v["first_line"] == "GET /users/42?… HTTP/1.1"
+    });
+    assert_eq!(req["src"].as_str().map(|s| s.parse::<std::net::SocketAddr>().map(|a| a.ip())), Some(Ok(f.client)));
+    assert!(req["captured_len"].as_u64() == req["payload_len"].as_u64(), "whole request captured: {req}");
+    expect_event(&agent, "response head", |v| {
+        v["dir"] == "egress" && v["first_line"] == "HTTP/1.1 200 OK"
+    });
+    expect_event(&agent, "SYN", |v| v["dir"] == "ingress" && v["flags"] == 2);
+
+    // Block the client: its next request is dropped at once; its other address is served.
+    let t_added = sensor_user::clock::boot_ns();
+    cli_ok(&pin, &["blocks", "add", &client, "--ttl", "60s", "--reason", "e2e test"]);
+    assert_eq!(get(&lab, f.client, &url(f.server, "/"), Duration::from_millis(500)), None, "blocked client served");
+    let top: serde_json::Value = serde_json::from_str(&cli_ok(&pin, &["top", "--json", "-n", "10"])).expect("top json");
+    let row = top
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["source"] == client.as_str()))
+        .unwrap_or_else(|| panic!("client missing from top: {top}"));
+    assert!(row["dropped"].as_u64() >= Some(1), "no drop counted: {row}");
+    let last_seen_ago_ns = (row["last_seen_ago_s"].as_f64().expect("f64") * 1e9) as u64;
+    let dropped_at = sensor_user::clock::boot_ns().saturating_sub(last_seen_ago_ns);
+    // The drop of the first packet after `blocks add` returned (curl's start included).
+    let delay_ms = dropped_at.saturating_sub(t_added) / 1_000_000;
+    eprintln!("{}: first drop {delay_ms} ms after the block was added", f.tag);
+    assert!(delay_ms < 100, "first drop {delay_ms} ms after the block was added");
+    assert_eq!(get(&lab, f.client_alt, &url(f.server, "/"), Duration::from_secs(3)), Some(200), "second address");
+    let list: serde_json::Value = serde_json::from_str(&cli_ok(&pin, &["blocks", "list", "--json"])).expect("json");
+    assert_eq!(list[0]["text"], "e2e test", "{list}");
+    assert!(list[0]["hits"].as_u64() >= Some(1), "{list}");
+    assert!(list[0]["ttl_left_s"].as_u64() > Some(50), "{list}");
+
+    // Unblock: served again.
+    cli_ok(&pin, &["blocks", "rm", &client]);
+    assert_eq!(get(&lab, f.client, &url(f.server, "/"), Duration::from_secs(3)), Some(200), "after rm");
+
+    // A prefix block covering both addresses, one of them allowlisted: that one is never dropped.
+    cli_ok(&pin, &["allow", "add", &alt]);
+    cli_ok(&pin, &["blocks", "add", f.prefix, "--ttl", "60s", "--reason", "prefix"]);
+    let allowed_before = counter(&pin, "xdp_pass_allowlisted");
+    let prefix_before = counter(&pin, "xdp_drop_prefix_block");
+    assert_eq!(get(&lab, f.client, &url(f.server, "/"), Duration::from_millis(500)), None, "prefix-blocked client served");
+    for _ in 0..3 {
+        assert_eq!(get(&lab, f.client_alt, &url(f.server, "/"), Duration::from_secs(3)), Some(200), "allowlisted");
+    }
+    assert!(counter(&pin, "xdp_pass_allowlisted") > allowed_before);
+    assert!(counter(&pin, "xdp_drop_prefix_block") > prefix_before);
+    cli_ok(&pin, &["blocks", "rm", f.prefix]);
+    cli_ok(&pin, &["allow", "rm", &alt]);
+
+    // A second agent on the same pins is refused with a clear error.
+    let second = lab.run(
+        lab.server_ns(),
+        apisensor_bin().to_str().expect("utf-8"),
+        &["run", "--iface", lab.server_if(), "--pin-dir", pin.as_str()],
+        Duration::from_secs(20),
+    );
+    assert!(!second.status.success(), "second agent started");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another apisensor agent"), "unclear error: {err}");
+
+    // Blocks survive a restart; a 2 s block expires by the kernel's clock while the agent is
+    // stopped (the restarted agent purges nothing during its first period).
+    cli_ok(&pin, &["blocks", "add", &client, "--ttl", "60s", "--reason", "survives"]);
+    cli_ok(&pin, &["blocks", "add", &alt, "--ttl", "2s", "--reason", "expires"]);
+    assert_eq!(get(&lab, f.client_alt, &url(f.server, "/"), Duration::from_millis(500)), None, "2 s block not active");
+    let status = lab.stop(agent.pid);
+    assert!(status.success(), "agent did not exit cleanly: {status:?}");
+    assert!(!xdp_attached(&lab), "XDP still attached after the agent stopped");
+    thread::sleep(Duration::from_millis(2500));
+    let agent2 = start_agent(&mut lab, &pin, 2);
+    let expired_before = counter(&pin, "xdp_pass_expired_block");
+    let listed = cli_ok(&pin, &["blocks", "list"]);
+    assert!(listed.contains("expired") && listed.contains("survives"), "{listed}");
+    assert_eq!(get(&lab, f.client, &url(f.server, "/"), Duration::from_millis(500)), None, "block lost on restart");
+    assert_eq!(get(&lab, f.client_alt, &url(f.server, "/"), Duration::from_secs(3)), Some(200), "expired block still drops");
+    assert!(counter(&pin, "xdp_pass_expired_block") > expired_before);
+    let status = lab.stop(agent2.pid);
+    assert!(status.success(), "agent did not exit cleanly: {status:?}");
+}
+
+#[test]
+fn ipv4_sample_block_unblock_allow_expire() {
+    scenario(&Family {
+        tag: "e2e4",
+        server: "198.51.100.1".parse().expect("ip"),
+        client: "198.51.100.2".parse().expect("ip"),
+        client_alt: "198.51.100.3".parse().expect("ip"),
+        prefix: "198.51.100.0/24",
+    });
+}
+
+#[test]
+fn ipv6_sample_block_unblock_allow_expire() {
+    scenario(&Family {
+        tag: "e2e6",
+        server: "2001:db8:100::1".parse().expect("ip"),
+        client: "2001:db8:100::2".parse().expect("ip"),
+        client_alt: "2001:db8:100::3".parse().expect("ip"),
+        prefix: "2001:db8:100::/64",
+    });
+}
+
+#[test]
+fn cli_errors_are_one_clear_line() {
+    let pin = PinDir::new("cli");
+    let cases: [(&[&str], &str); 6] = [
+        (&["stats"], "is not pinned"),
+        (&["blocks", "list"], "is not pinned"),
+        (&["blocks", "add", "not-an-ip", "--ttl", "1m", "--reason", "x"], "is not an IP address"),
+        (&["blocks", "add", "198.51.100.0/33", "--ttl", "1m", "--reason", "x"], "out of range"),
+        (&["blocks", "add", "198.51.100.9", "--ttl", "0s", "--reason", "x"], "ttl"),
+        (&["run", "--iface", "nonexistent0"], "unknown interface"),
+    ];
+    for (args, want) in cases {
+        let out = cli(&pin, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+    }
+    assert!(!pin.0.exists() || std::fs::read_dir(&pin.0).map(|d| d.count()).unwrap_or(0) == 0, "a failed command left pins");
+}
