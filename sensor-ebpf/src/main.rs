@@ -19,6 +19,10 @@ use sensor_common::Counter;
 
 /// XDP ingress: enforce blocks, count sources, sample requests.
 #[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature is fixed by the aya macro"
+)]
 pub fn apisensor_xdp(ctx: XdpContext) -> u32 {
     let (action, counter) = match xdp::try_ingress(&ctx) {
         Ok(v) => (v.action, v.counter),
@@ -31,6 +35,10 @@ pub fn apisensor_xdp(ctx: XdpContext) -> u32 {
 
 /// TC egress: sample response heads. Never drops.
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature is fixed by the aya macro"
+)]
 pub fn apisensor_tc(ctx: TcContext) -> i32 {
     let counter = match tc::try_egress(&ctx) {
         Ok(c) => c,

@@ -15,7 +15,7 @@ const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const VLAN_HLEN: usize = 4;
-/// Tags followed at most: 802.1ad outer plus 802.1Q inner (QinQ).
+/// Tags followed at most: 802.1ad outer plus 802.1Q inner (`QinQ`).
 const MAX_VLAN_TAGS: usize = 2;
 
 /// IP protocol number of TCP.
@@ -98,7 +98,7 @@ pub struct L3 {
     pub later_fragment: bool,
 }
 
-/// Skips Ethernet and up to two VLAN tags. Returns the EtherType and the L3 offset.
+/// Skips Ethernet and up to two VLAN tags. Returns the `EtherType` and the L3 offset.
 #[inline(always)]
 pub fn parse_eth(pkt: &Packet) -> Result<(u16, usize), Counter> {
     let eth: [u8; ETH_HLEN] = pkt.read(0, Counter::XdpPassTruncated)?;

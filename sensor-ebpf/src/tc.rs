@@ -1,6 +1,6 @@
 //! The TC egress program: sample the heads of server responses from monitored ports so user
 //! space can pair them with requests (status codes, Set-Cookie). It never changes the packet's
-//! fate: every path returns `TC_ACT_UNSPEC` (TCX_NEXT), letting other programs and the stack
+//! fate: every path returns `TC_ACT_UNSPEC` (`TCX_NEXT`), letting other programs and the stack
 //! decide.
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_boot_ns, programs::TcContext};

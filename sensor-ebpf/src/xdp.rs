@@ -207,7 +207,7 @@ fn update_source(src: &Addr, bytes: u64, syn: bool, dropped: bool, now: u64) {
         last_seen_ns: now,
         dropped: u64::from(dropped),
     };
-    if SOURCES.insert(src, &fresh, u64::from(BPF_NOEXIST)).is_err() {
+    if SOURCES.insert(src, fresh, u64::from(BPF_NOEXIST)).is_err() {
         // Another CPU may have inserted the same source meanwhile; only a real failure counts.
         if SOURCES.get_ptr_mut(src).is_none() {
             emit::count(Counter::SourceInsertFailed);

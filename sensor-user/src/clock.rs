@@ -8,9 +8,11 @@ fn now_ns(clock: libc::clockid_t) -> u64 {
     };
     // SAFETY: clock_gettime writes into `ts`; both clocks always exist on Linux.
     unsafe { libc::clock_gettime(clock, &raw mut ts) };
-    (ts.tv_sec as u64)
+    // Both fields are non-negative for these clocks.
+    ts.tv_sec
+        .cast_unsigned()
         .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
+        .saturating_add(ts.tv_nsec.cast_unsigned())
 }
 
 /// `CLOCK_BOOTTIME` now, in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.

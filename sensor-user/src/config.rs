@@ -110,13 +110,55 @@ impl Config {
             }
         };
         let s = &cfg.sensor;
-        range("sensor.req_capture_len", s.req_capture_len.into(), 1, REQ_DATA_LEN as u64, "1..=2048")?;
-        range("sensor.resp_capture_len", s.resp_capture_len.into(), 1, RESP_DATA_LEN as u64, "1..=1024")?;
-        range("sensor.max_sources", s.max_sources.into(), 16, 16 << 20, "16..=16777216")?;
-        range("sensor.wakeup_bytes", s.wakeup_bytes.into(), 4096, 8 << 20, "4096..=8388608")?;
-        range("sensor.drain_interval_ms", s.drain_interval_ms, 1, 1000, "1..=1000")?;
-        range("sensor.purge_interval_s", s.purge_interval_s, 1, 3600, "1..=3600")?;
-        range("sensor.ports (count)", s.ports.len() as u64, 1, 1024, "1..=1024")?;
+        range(
+            "sensor.req_capture_len",
+            s.req_capture_len.into(),
+            1,
+            REQ_DATA_LEN as u64,
+            "1..=2048",
+        )?;
+        range(
+            "sensor.resp_capture_len",
+            s.resp_capture_len.into(),
+            1,
+            RESP_DATA_LEN as u64,
+            "1..=1024",
+        )?;
+        range(
+            "sensor.max_sources",
+            s.max_sources.into(),
+            16,
+            16 << 20,
+            "16..=16777216",
+        )?;
+        range(
+            "sensor.wakeup_bytes",
+            s.wakeup_bytes.into(),
+            4096,
+            8 << 20,
+            "4096..=8388608",
+        )?;
+        range(
+            "sensor.drain_interval_ms",
+            s.drain_interval_ms,
+            1,
+            1000,
+            "1..=1000",
+        )?;
+        range(
+            "sensor.purge_interval_s",
+            s.purge_interval_s,
+            1,
+            3600,
+            "1..=3600",
+        )?;
+        range(
+            "sensor.ports (count)",
+            s.ports.len() as u64,
+            1,
+            1024,
+            "1..=1024",
+        )?;
         if let Some(zero) = s.ports.iter().find(|p| **p == 0) {
             range("sensor.ports", u64::from(*zero), 1, 65535, "1..=65535")?;
         }
@@ -157,10 +199,22 @@ mod tests {
         }
         let base = DEFAULT_CONFIG_TOML;
         let out_of_range = [
-            ("req_capture_len = 2048", "req_capture_len = 4096", "sensor.req_capture_len = 4096"),
-            ("req_capture_len = 2048", "req_capture_len = 0", "sensor.req_capture_len = 0"),
+            (
+                "req_capture_len = 2048",
+                "req_capture_len = 4096",
+                "sensor.req_capture_len = 4096",
+            ),
+            (
+                "req_capture_len = 2048",
+                "req_capture_len = 0",
+                "sensor.req_capture_len = 0",
+            ),
             ("ports = [80, 8080]", "ports = [0]", "sensor.ports = 0"),
-            ("ports = [80, 8080]", "ports = []", "sensor.ports (count) = 0"),
+            (
+                "ports = [80, 8080]",
+                "ports = []",
+                "sensor.ports (count) = 0",
+            ),
         ];
         for (from, to, want) in out_of_range {
             assert!(base.contains(from), "default config changed: {from}");

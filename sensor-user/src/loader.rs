@@ -273,12 +273,12 @@ pub fn load_object(object: &[u8], opts: &LoadOptions) -> Result<Ebpf, LoadError>
         let prog = ebpf
             .program_mut(name)
             .ok_or(LoadError::MissingProgram(name))?;
-        let loaded = match prog {
+        let result = match prog {
             aya::programs::Program::Xdp(p) => p.load(),
             aya::programs::Program::SchedClassifier(p) => p.load(),
             _ => return Err(LoadError::MissingProgram(name)),
         };
-        loaded.map_err(|source| LoadError::Program {
+        result.map_err(|source| LoadError::Program {
             what: "loading program",
             iface: String::from("-"),
             source,

@@ -73,7 +73,7 @@ pub fn read_sources(pin_dir: &Path) -> Result<Vec<(IpAddr, SourceStats)>, MapsEr
     let map: HashMap<_, Addr, SourceStats> =
         HashMap::try_from(open(pin_dir, map_names::SOURCES)?).map_err(wrap)?;
     let mut out = Vec::new();
-    for item in map.iter() {
+    for item in &map {
         match item {
             Ok((addr, stats)) => out.push((addr_to_ip(&addr), stats)),
             // An entry evicted while iterating is not an error.

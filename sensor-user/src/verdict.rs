@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Longest TTL accepted: longer blocks are almost certainly a typo (and stale risk).
-pub const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+pub const MAX_TTL: Duration = Duration::from_hours(90 * 24);
 
 /// Errors of verdict input and map writes.
 #[derive(Debug, thiserror::Error)]
@@ -353,11 +353,11 @@ impl Verdicts {
     /// Lists blocks (exact, then prefixes), with TTL left relative to `now_boot_ns`.
     pub fn blocks(&self, now_boot_ns: u64) -> Result<Vec<BlockEntry>, VerdictError> {
         let mut out = Vec::new();
-        for item in self.exact.iter() {
+        for item in &self.exact {
             let (addr, v) = item.map_err(map_err("iterate", map_names::BLOCK_EXACT))?;
             out.push(self.entry(IpNet::from(addr_to_ip(&addr)), v, now_boot_ns));
         }
-        for item in self.prefix.iter() {
+        for item in &self.prefix {
             let (key, v) = item.map_err(map_err("iterate", map_names::BLOCK_PREFIX))?;
             out.push(self.entry(key_net(&key), v, now_boot_ns));
         }

@@ -36,7 +36,10 @@ struct PinDir(PathBuf);
 
 impl PinDir {
     fn new(tag: &str) -> Self {
-        let path = PathBuf::from(format!("/sys/fs/bpf/apisensor-test-{tag}-{}", std::process::id()));
+        let path = PathBuf::from(format!(
+            "/sys/fs/bpf/apisensor-test-{tag}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&path);
         Self(path)
     }
@@ -53,12 +56,11 @@ impl Drop for PinDir {
 
 /// Runs the CLI in the root namespace (where bpffs is) and returns its output.
 fn cli(pin: &PinDir, args: &[&str]) -> Output {
-    let out = Command::new(apisensor_bin())
+    Command::new(apisensor_bin())
         .args(args)
         .args(["--pin-dir", pin.as_str()])
         .output()
-        .expect("run apisensor");
-    out
+        .expect("run apisensor")
 }
 
 fn cli_ok(pin: &PinDir, args: &[&str]) -> String {
@@ -74,7 +76,9 @@ fn cli_ok(pin: &PinDir, args: &[&str]) -> String {
 fn counter(pin: &PinDir, name: &str) -> u64 {
     let json: serde_json::Value =
         serde_json::from_str(&cli_ok(pin, &["stats", "--json"])).expect("stats json");
-    json[name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {json}"))
+    json[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {json}"))
 }
 
 /// The agent, running in the server namespace.
@@ -91,7 +95,14 @@ fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32) -> Agent {
     let pid = lab.spawn(
         &ns,
         bin.to_str().expect("utf-8"),
-        &["run", "--iface", &iface, "--pin-dir", pin.as_str(), "--log-events"],
+        &[
+            "run",
+            "--iface",
+            &iface,
+            "--pin-dir",
+            pin.as_str(),
+            "--log-events",
+        ],
         Some(&stdout),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -101,13 +112,20 @@ fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32) -> Agent {
             return Agent { pid, stdout };
         }
         assert!(lab.is_running(pid), "agent exited at start: {err}");
-        assert!(Instant::now() < deadline, "agent not ready within 20 s: {err}");
+        assert!(
+            Instant::now() < deadline,
+            "agent not ready within 20 s: {err}"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Waits (bounded) for an event line matching `pred` in the agent's stdout.
-fn expect_event(agent: &Agent, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn expect_event(
+    agent: &Agent,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let text = std::fs::read_to_string(&agent.stdout).unwrap_or_default();
@@ -118,7 +136,10 @@ fn expect_event(agent: &Agent, what: &str, pred: impl Fn(&serde_json::Value) -> 
         {
             return ev;
         }
-        assert!(Instant::now() < deadline, "no event {what} within 3 s; events:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no event {what} within 3 s; events:\n{text}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -132,8 +153,16 @@ fn url(ip: IpAddr, path: &str) -> String {
 
 /// One request; returns the HTTP status, or None if it failed (dropped, timed out).
 fn get(lab: &Lab, src: IpAddr, target: &str, timeout: Duration) -> Option<u16> {
-    let out = lab.curl(src, target, &["-o", "/dev/null", "-w", "%{http_code}"], timeout);
-    let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let out = lab.curl(
+        src,
+        target,
+        &["-o", "/dev/null", "-w", "%{http_code}"],
+        timeout,
+    );
+    let code: u16 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     (out.status.success() && code != 0).then_some(code)
 }
 
@@ -155,6 +184,10 @@ struct Family {
     prefix: &'static str,
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario, read top to bottom as trigger-then-expect steps"
+)]
 fn scenario(f: &Family) {
     let mut lab = Lab::new(f.tag);
     lab.start_nginx(80);
@@ -166,13 +199,26 @@ fn scenario(f: &Family) {
 
     // A request appears as an ingress event with its request line, and its response head as
     // an egress event from TC.
-    let ok = get(&lab, f.client, &url(f.server, "/users/42?q=1"), Duration::from_secs(3));
+    let ok = get(
+        &lab,
+        f.client,
+        &url(f.server, "/users/42?q=1"),
+        Duration::from_secs(3),
+    );
     assert_eq!(ok, Some(200), "baseline request");
     let req = expect_event(&agent, "request", |v| {
         v["dir"] == "ingress" && v["first_line"] == "GET /users/42?… HTTP/1.1"
     });
-    assert_eq!(req["src"].as_str().map(|s| s.parse::<std::net::SocketAddr>().map(|a| a.ip())), Some(Ok(f.client)));
-    assert!(req["captured_len"].as_u64() == req["payload_len"].as_u64(), "whole request captured: {req}");
+    assert_eq!(
+        req["src"]
+            .as_str()
+            .map(|s| s.parse::<std::net::SocketAddr>().map(|a| a.ip())),
+        Some(Ok(f.client))
+    );
+    assert!(
+        req["captured_len"].as_u64() == req["payload_len"].as_u64(),
+        "whole request captured: {req}"
+    );
     expect_event(&agent, "response head", |v| {
         v["dir"] == "egress" && v["first_line"] == "HTTP/1.1 200 OK"
     });
@@ -180,38 +226,97 @@ fn scenario(f: &Family) {
 
     // Block the client: its next request is dropped at once; its other address is served.
     let t_added = sensor_user::clock::boot_ns();
-    cli_ok(&pin, &["blocks", "add", &client, "--ttl", "60s", "--reason", "e2e test"]);
-    assert_eq!(get(&lab, f.client, &url(f.server, "/"), Duration::from_millis(500)), None, "blocked client served");
-    let top: serde_json::Value = serde_json::from_str(&cli_ok(&pin, &["top", "--json", "-n", "10"])).expect("top json");
+    cli_ok(
+        &pin,
+        &[
+            "blocks", "add", &client, "--ttl", "60s", "--reason", "e2e test",
+        ],
+    );
+    assert_eq!(
+        get(
+            &lab,
+            f.client,
+            &url(f.server, "/"),
+            Duration::from_millis(500)
+        ),
+        None,
+        "blocked client served"
+    );
+    let top: serde_json::Value =
+        serde_json::from_str(&cli_ok(&pin, &["top", "--json", "-n", "10"])).expect("top json");
     let row = top
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["source"] == client.as_str()))
         .unwrap_or_else(|| panic!("client missing from top: {top}"));
     assert!(row["dropped"].as_u64() >= Some(1), "no drop counted: {row}");
-    let last_seen_ago_ns = (row["last_seen_ago_s"].as_f64().expect("f64") * 1e9) as u64;
+    let last_seen_ago_ns =
+        Duration::from_secs_f64(row["last_seen_ago_s"].as_f64().expect("f64")).as_nanos() as u64;
     let dropped_at = sensor_user::clock::boot_ns().saturating_sub(last_seen_ago_ns);
     // The drop of the first packet after `blocks add` returned (curl's start included).
     let delay_ms = dropped_at.saturating_sub(t_added) / 1_000_000;
-    eprintln!("{}: first drop {delay_ms} ms after the block was added", f.tag);
-    assert!(delay_ms < 100, "first drop {delay_ms} ms after the block was added");
-    assert_eq!(get(&lab, f.client_alt, &url(f.server, "/"), Duration::from_secs(3)), Some(200), "second address");
-    let list: serde_json::Value = serde_json::from_str(&cli_ok(&pin, &["blocks", "list", "--json"])).expect("json");
+    eprintln!(
+        "{}: first drop {delay_ms} ms after the block was added",
+        f.tag
+    );
+    assert!(
+        delay_ms < 100,
+        "first drop {delay_ms} ms after the block was added"
+    );
+    assert_eq!(
+        get(
+            &lab,
+            f.client_alt,
+            &url(f.server, "/"),
+            Duration::from_secs(3)
+        ),
+        Some(200),
+        "second address"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&cli_ok(&pin, &["blocks", "list", "--json"])).expect("json");
     assert_eq!(list[0]["text"], "e2e test", "{list}");
     assert!(list[0]["hits"].as_u64() >= Some(1), "{list}");
     assert!(list[0]["ttl_left_s"].as_u64() > Some(50), "{list}");
 
     // Unblock: served again.
     cli_ok(&pin, &["blocks", "rm", &client]);
-    assert_eq!(get(&lab, f.client, &url(f.server, "/"), Duration::from_secs(3)), Some(200), "after rm");
+    assert_eq!(
+        get(&lab, f.client, &url(f.server, "/"), Duration::from_secs(3)),
+        Some(200),
+        "after rm"
+    );
 
     // A prefix block covering both addresses, one of them allowlisted: that one is never dropped.
     cli_ok(&pin, &["allow", "add", &alt]);
-    cli_ok(&pin, &["blocks", "add", f.prefix, "--ttl", "60s", "--reason", "prefix"]);
+    cli_ok(
+        &pin,
+        &[
+            "blocks", "add", f.prefix, "--ttl", "60s", "--reason", "prefix",
+        ],
+    );
     let allowed_before = counter(&pin, "xdp_pass_allowlisted");
     let prefix_before = counter(&pin, "xdp_drop_prefix_block");
-    assert_eq!(get(&lab, f.client, &url(f.server, "/"), Duration::from_millis(500)), None, "prefix-blocked client served");
+    assert_eq!(
+        get(
+            &lab,
+            f.client,
+            &url(f.server, "/"),
+            Duration::from_millis(500)
+        ),
+        None,
+        "prefix-blocked client served"
+    );
     for _ in 0..3 {
-        assert_eq!(get(&lab, f.client_alt, &url(f.server, "/"), Duration::from_secs(3)), Some(200), "allowlisted");
+        assert_eq!(
+            get(
+                &lab,
+                f.client_alt,
+                &url(f.server, "/"),
+                Duration::from_secs(3)
+            ),
+            Some(200),
+            "allowlisted"
+        );
     }
     assert!(counter(&pin, "xdp_pass_allowlisted") > allowed_before);
     assert!(counter(&pin, "xdp_drop_prefix_block") > prefix_before);
@@ -227,23 +332,67 @@ fn scenario(f: &Family) {
     );
     assert!(!second.status.success(), "second agent started");
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("another apisensor agent"), "unclear error: {err}");
+    assert!(
+        err.contains("another apisensor agent"),
+        "unclear error: {err}"
+    );
 
     // Blocks survive a restart; a 2 s block expires by the kernel's clock while the agent is
     // stopped (the restarted agent purges nothing during its first period).
-    cli_ok(&pin, &["blocks", "add", &client, "--ttl", "60s", "--reason", "survives"]);
-    cli_ok(&pin, &["blocks", "add", &alt, "--ttl", "2s", "--reason", "expires"]);
-    assert_eq!(get(&lab, f.client_alt, &url(f.server, "/"), Duration::from_millis(500)), None, "2 s block not active");
+    cli_ok(
+        &pin,
+        &[
+            "blocks", "add", &client, "--ttl", "60s", "--reason", "survives",
+        ],
+    );
+    cli_ok(
+        &pin,
+        &["blocks", "add", &alt, "--ttl", "2s", "--reason", "expires"],
+    );
+    assert_eq!(
+        get(
+            &lab,
+            f.client_alt,
+            &url(f.server, "/"),
+            Duration::from_millis(500)
+        ),
+        None,
+        "2 s block not active"
+    );
     let status = lab.stop(agent.pid);
     assert!(status.success(), "agent did not exit cleanly: {status:?}");
-    assert!(!xdp_attached(&lab), "XDP still attached after the agent stopped");
+    assert!(
+        !xdp_attached(&lab),
+        "XDP still attached after the agent stopped"
+    );
     thread::sleep(Duration::from_millis(2500));
     let agent2 = start_agent(&mut lab, &pin, 2);
     let expired_before = counter(&pin, "xdp_pass_expired_block");
     let listed = cli_ok(&pin, &["blocks", "list"]);
-    assert!(listed.contains("expired") && listed.contains("survives"), "{listed}");
-    assert_eq!(get(&lab, f.client, &url(f.server, "/"), Duration::from_millis(500)), None, "block lost on restart");
-    assert_eq!(get(&lab, f.client_alt, &url(f.server, "/"), Duration::from_secs(3)), Some(200), "expired block still drops");
+    assert!(
+        listed.contains("expired") && listed.contains("survives"),
+        "{listed}"
+    );
+    assert_eq!(
+        get(
+            &lab,
+            f.client,
+            &url(f.server, "/"),
+            Duration::from_millis(500)
+        ),
+        None,
+        "block lost on restart"
+    );
+    assert_eq!(
+        get(
+            &lab,
+            f.client_alt,
+            &url(f.server, "/"),
+            Duration::from_secs(3)
+        ),
+        Some(200),
+        "expired block still drops"
+    );
     assert!(counter(&pin, "xdp_pass_expired_block") > expired_before);
     let status = lab.stop(agent2.pid);
     assert!(status.success(), "agent did not exit cleanly: {status:?}");
@@ -277,9 +426,34 @@ fn cli_errors_are_one_clear_line() {
     let cases: [(&[&str], &str); 6] = [
         (&["stats"], "is not pinned"),
         (&["blocks", "list"], "is not pinned"),
-        (&["blocks", "add", "not-an-ip", "--ttl", "1m", "--reason", "x"], "is not an IP address"),
-        (&["blocks", "add", "198.51.100.0/33", "--ttl", "1m", "--reason", "x"], "out of range"),
-        (&["blocks", "add", "198.51.100.9", "--ttl", "0s", "--reason", "x"], "ttl"),
+        (
+            &["blocks", "add", "not-an-ip", "--ttl", "1m", "--reason", "x"],
+            "is not an IP address",
+        ),
+        (
+            &[
+                "blocks",
+                "add",
+                "198.51.100.0/33",
+                "--ttl",
+                "1m",
+                "--reason",
+                "x",
+            ],
+            "out of range",
+        ),
+        (
+            &[
+                "blocks",
+                "add",
+                "198.51.100.9",
+                "--ttl",
+                "0s",
+                "--reason",
+                "x",
+            ],
+            "ttl",
+        ),
         (&["run", "--iface", "nonexistent0"], "unknown interface"),
     ];
     for (args, want) in cases {
@@ -287,7 +461,11 @@ fn cli_errors_are_one_clear_line() {
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
     }
-    assert!(!pin.0.exists() || std::fs::read_dir(&pin.0).map(|d| d.count()).unwrap_or(0) == 0, "a failed command left pins");
+    assert!(!pin.0.exists(), "a failed command created pins");
 }

@@ -1,1 +1,71 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup | run | test | bench | lint`. One module per subcommand.
+//! Every task that needs tools runs `setup` first, so a fresh machine needs nothing else.
+mod bench;
+mod fuzz;
+mod lint;
+mod replay_bench;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+/// apisensor's project tasks.
+#[derive(Debug, Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what is missing (nightly rust-src, bpf-linker, cargo-fuzz, Debian packages).
+    Setup,
+    /// Build (release) and run the agent: `cargo xtask run -- --iface IFACE [agent args]`.
+    Run {
+        /// Arguments for `apisensor run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: formatting, clippy (two passes), unit tests, privileged integration
+    /// tests, and time-boxed fuzzing.
+    Test {
+        /// Seconds of fuzzing per target.
+        #[arg(long, default_value_t = 20)]
+        fuzz_seconds: u64,
+    },
+    /// Run the benchmarks and write docs/BENCHMARKS.md.
+    Bench {
+        /// Seconds of fuzzing per target in the long fuzz run (0 to skip).
+        #[arg(long, default_value_t = 0)]
+        fuzz_seconds: u64,
+    },
+    /// Formatting and clippy only.
+    Lint,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Run { args } => {
+            setup::run()?;
+            util::cargo(&["build", "--release", "-p", "sensor-user"])?;
+            let mut full = vec!["run".to_owned()];
+            full.extend(args);
+            util::exec(&util::root().join("target/release/apisensor"), &full)
+        }
+        Command::Test { fuzz_seconds } => {
+            setup::run()?;
+            test::run(fuzz_seconds)
+        }
+        Command::Bench { fuzz_seconds } => {
+            setup::run()?;
+            bench::run(fuzz_seconds)
+        }
+        Command::Lint => {
+            setup::run()?;
+            lint::run()
+        }
+    }
+}

@@ -53,12 +53,16 @@ pub fn main(cmd: &BlocksCommand, pin_dir: &Path) -> anyhow::Result<()> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&blocks)?);
             } else {
-                println!("{:<43} {:<10} {:>10} {:>12}  TEXT", "ADDRESS", "REASON", "TTL LEFT", "DROP HITS");
+                println!(
+                    "{:<43} {:<10} {:>10} {:>12}  TEXT",
+                    "ADDRESS", "REASON", "TTL LEFT", "DROP HITS"
+                );
                 for b in &blocks {
                     let left = if b.ttl_left_s == 0 {
                         "expired".to_owned()
                     } else {
-                        humantime::format_duration(std::time::Duration::from_secs(b.ttl_left_s)).to_string()
+                        humantime::format_duration(std::time::Duration::from_secs(b.ttl_left_s))
+                            .to_string()
                     };
                     println!(
                         "{:<43} {:<10} {:>10} {:>12}  {}",

@@ -68,6 +68,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Formats nanoseconds as a short age such as `3.2s` or `5m`.
+#[expect(clippy::cast_precision_loss, reason = "display only")]
 pub(crate) fn age(ns: u64) -> String {
     let s = ns as f64 / 1e9;
     if s < 60.0 {

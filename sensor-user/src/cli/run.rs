@@ -73,7 +73,9 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     let xdp_mode = loader::attach_xdp(&mut ebpf, &args.iface, args.xdp_mode)?;
     let tc_mode = loader::attach_tc(&mut ebpf, &args.iface)?;
     let take_ring = |ebpf: &mut aya::Ebpf, name: &'static str| -> anyhow::Result<RingBuf<_>> {
-        let map = ebpf.take_map(name).with_context(|| format!("map {name} missing"))?;
+        let map = ebpf
+            .take_map(name)
+            .with_context(|| format!("map {name} missing"))?;
         RingBuf::try_from(map).with_context(|| format!("opening ring buffer {name}"))
     };
     let req = take_ring(&mut ebpf, map_names::REQ_EVENTS)?;
@@ -128,8 +130,10 @@ fn nix_if_index(iface: &str) -> u32 {
 
 async fn wait_for_signal(tx: broadcast::Sender<()>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -226,8 +230,14 @@ mod tests {
     #[test]
     fn first_line_hides_queries_and_headers() {
         let cases: [(&[u8], &str); 5] = [
-            (b"GET /a?token=secret HTTP/1.1\r\nCookie: x\r\n", "GET /a?… HTTP/1.1"),
-            (b"POST /login HTTP/1.1\r\n\r\npassword=x", "POST /login HTTP/1.1"),
+            (
+                b"GET /a?token=secret HTTP/1.1\r\nCookie: x\r\n",
+                "GET /a?… HTTP/1.1",
+            ),
+            (
+                b"POST /login HTTP/1.1\r\n\r\npassword=x",
+                "POST /login HTTP/1.1",
+            ),
             (b"HTTP/1.1 200 OK\r\nSet-Cookie: s=1", "HTTP/1.1 200 OK"),
             (b"", ""),
             (b"\xff\xfe?", "\u{fffd}\u{fffd}?…"),

@@ -28,6 +28,11 @@ struct Row {
     last_seen_ago_s: f64,
 }
 
+#[expect(clippy::cast_precision_loss, reason = "display only")]
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
 /// Prints the top sources by packets.
 pub fn main(args: &TopArgs, pin_dir: &Path) -> anyhow::Result<()> {
     let mut sources = maps::read_sources(pin_dir)?;
@@ -42,8 +47,8 @@ pub fn main(args: &TopArgs, pin_dir: &Path) -> anyhow::Result<()> {
             bytes: s.bytes,
             syns: s.syns,
             dropped: s.dropped,
-            first_seen_ago_s: now.saturating_sub(s.first_seen_ns) as f64 / 1e9,
-            last_seen_ago_s: now.saturating_sub(s.last_seen_ns) as f64 / 1e9,
+            first_seen_ago_s: secs(now.saturating_sub(s.first_seen_ns)),
+            last_seen_ago_s: secs(now.saturating_sub(s.last_seen_ns)),
         })
         .collect();
     if args.json {

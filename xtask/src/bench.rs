@@ -1,0 +1,52 @@
+//! `cargo xtask bench`: the kernel benchmark (BPF_PROG_TEST_RUN), the replay benchmark, and an
+//! optional long fuzz run; writes docs/BENCHMARKS.md.
+use std::{fmt::Write as _, process::Command};
+
+use anyhow::{Context as _, bail};
+
+use crate::util::{cargo, root};
+
+/// Runs the benchmarks and writes the report.
+pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "sensor-user",
+        "-p",
+        "apisensor-tests",
+    ])?;
+    let mut md = String::new();
+    writeln!(md, "# Benchmarks\n")?;
+    writeln!(
+        md,
+        "Reproduce with `cargo xtask bench` (as root). Every figure below was measured in one run of \
+         that command on the machine described in each section; medians and ratios come from the \
+         same run.\n"
+    )?;
+    let exe = root().join("target/release/kernel_bench");
+    let out = Command::new(&exe)
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        bail!(
+            "kernel_bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    md.push_str(&String::from_utf8_lossy(&out.stdout));
+    md.push('\n');
+    crate::replay_bench::run(&mut md)?;
+    if fuzz_seconds > 0 {
+        crate::fuzz::run(fuzz_seconds)?;
+        writeln!(
+            md,
+            "\nLong fuzz run: {fuzz_seconds} s per target, no crash."
+        )?;
+    }
+    let path = root().join("docs/BENCHMARKS.md");
+    std::fs::create_dir_all(root().join("docs"))?;
+    std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}

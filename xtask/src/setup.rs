@@ -1,0 +1,91 @@
+//! `cargo xtask setup`: installs what is missing, idempotently.
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use crate::util::{probe, status};
+
+/// Debian packages the tests and benchmarks use.
+const APT_PACKAGES: [&str; 10] = [
+    "nginx",
+    "curl",
+    "iproute2",
+    "tcpdump",
+    "tshark",
+    "wrk",
+    "bpftool",
+    "xdp-tools",
+    "clang-19",
+    "python3",
+];
+/// The bpf-linker that works with the nightly's LLVM on these machines.
+const BPF_LINKER_VERSION: &str = "0.10.3";
+
+/// Runs every step.
+pub fn run() -> anyhow::Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    apt()?;
+    Ok(())
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("rustup is required (https://rustup.rs)")?;
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        return Ok(());
+    }
+    status(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        "nightly",
+        "--profile",
+        "minimal",
+    ]))?;
+    status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let out = Command::new("bpf-linker").arg("--version").output();
+    if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)) {
+        return Ok(());
+    }
+    status(Command::new("cargo").args([
+        "+nightly",
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+        "--force",
+    ]))
+}
+
+fn apt() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !probe("dpkg-query", &["-W", "-f=${Status}", p]) || !installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    status(Command::new("apt-get").arg("update"))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
