@@ -101,6 +101,17 @@ pub enum LoadError {
     /// The interface does not exist.
     #[error("unknown interface {0}")]
     UnknownInterface(String),
+    /// The interface already has a program attached at this hook.
+    #[error(
+        "{iface} already has an {hook} program attached (another apisensor agent or another tool); \
+         stop it or detach it first"
+    )]
+    InterfaceBusy {
+        /// Interface.
+        iface: String,
+        /// `XDP` or `TC`.
+        hook: &'static str,
+    },
 }
 
 /// How to attach XDP.
@@ -328,6 +339,10 @@ pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: XdpAttachMode) -> Result<X
         .ok_or(LoadError::MissingProgram(program_names::XDP_INGRESS))?;
     let err = |source| match source {
         ProgramError::UnknownInterface { name } => LoadError::UnknownInterface(name),
+        e if is_busy(&e) => LoadError::InterfaceBusy {
+            iface: iface.to_owned(),
+            hook: "XDP",
+        },
         source => LoadError::Program {
             what: "attaching XDP",
             iface: iface.to_owned(),
@@ -345,7 +360,8 @@ pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: XdpAttachMode) -> Result<X
             .map_err(err),
         XdpAttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
             Ok(_) => Ok(XdpMode::Driver),
-            Err(ProgramError::UnknownInterface { name }) => Err(LoadError::UnknownInterface(name)),
+            Err(e @ ProgramError::UnknownInterface { .. }) => Err(err(e)),
+            Err(e) if is_busy(&e) => Err(err(e)),
             Err(native) => {
                 tracing::warn!(%iface, error = %native, "native XDP refused, trying generic mode");
                 prog.attach(iface, XdpMode::Skb)
@@ -354,6 +370,28 @@ pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: XdpAttachMode) -> Result<X
             }
         },
     }
+}
+
+/// True when an attach failed because the hook is taken (`EEXIST` or `EBUSY`).
+fn is_busy(e: &ProgramError) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EEXIST | libc::EBUSY))
+        {
+            return true;
+        }
+        if let Some(sys) = err.downcast_ref::<aya::sys::SyscallError>()
+            && matches!(
+                sys.io_error.raw_os_error(),
+                Some(libc::EEXIST | libc::EBUSY)
+            )
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// How the TC program was attached.

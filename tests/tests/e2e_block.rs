@@ -336,6 +336,29 @@ fn scenario(f: &Family) {
         err.contains("another apisensor agent"),
         "unclear error: {err}"
     );
+    // With its own pin directory, it is refused by the interface itself.
+    let other_pins = PinDir::new(&format!("{}-other", f.tag));
+    let third = lab.run(
+        lab.server_ns(),
+        apisensor_bin().to_str().expect("utf-8"),
+        &[
+            "run",
+            "--iface",
+            lab.server_if(),
+            "--pin-dir",
+            other_pins.as_str(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(
+        !third.status.success(),
+        "a second agent took over the interface"
+    );
+    let err = String::from_utf8_lossy(&third.stderr);
+    assert!(
+        err.contains("already has an XDP program attached"),
+        "unclear error: {err}"
+    );
 
     // Blocks survive a restart; a 2 s block expires by the kernel's clock while the agent is
     // stopped (the restarted agent purges nothing during its first period).
@@ -456,6 +479,18 @@ fn cli_errors_are_one_clear_line() {
         ),
         (&["run", "--iface", "nonexistent0"], "unknown interface"),
     ];
+    // Without root: one line saying so (setpriv from util-linux drops to nobody).
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(apisensor_bin())
+        .args(["run", "--iface", "lo", "--pin-dir", pin.as_str()])
+        .output()
+        .expect("setpriv (util-linux) must be installed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("must run as root"),
+        "{err}"
+    );
     for (args, want) in cases {
         let out = cli(&pin, args);
         assert!(!out.status.success(), "{args:?} succeeded");
