@@ -129,10 +129,14 @@ pub fn emit_control(ring: &RingBuf, header: &EventHeader, threshold: u32, counte
         count(counters.full);
         return;
     };
-    let mut h = *header;
-    h.kind = EventKind::Control as u32;
-    h.captured_len = 0;
-    entry.write(h);
+    let rec = entry.as_mut_ptr();
+    // SAFETY: the reservation holds one EventHeader. Copying straight into it, then patching
+    // two fields in place, keeps a second 72-byte header copy off the 512-byte stack.
+    unsafe {
+        ptr::copy_nonoverlapping(header, rec, 1);
+        (*rec).kind = EventKind::Control as u32;
+        (*rec).captured_len = 0;
+    }
     let flags = submit_flags(ring, size_of::<EventHeader>() as u64, threshold, counters);
     entry.submit(flags);
     count(counters.control);
@@ -173,11 +177,14 @@ pub fn emit_segment<C: LoadBytes, R: 'static, const N: usize>(
             count(Counter::CopyFailed);
         }
     }
-    let mut h = *header;
-    h.kind = EventKind::Segment as u32;
-    h.captured_len = captured;
-    // SAFETY: the record starts with an EventHeader.
-    unsafe { ptr::write_unaligned(rec.cast::<EventHeader>(), h) };
+    // SAFETY: the record starts with an EventHeader (8-byte aligned, as ring records are);
+    // copied in place rather than through a stack temporary.
+    unsafe {
+        let h = rec.cast::<EventHeader>();
+        ptr::copy_nonoverlapping(header, h, 1);
+        (*h).kind = EventKind::Segment as u32;
+        (*h).captured_len = captured;
+    }
     let flags = submit_flags(ring, size_of::<R>() as u64, threshold, counters);
     entry.submit(flags);
     count(counters.submitted);
