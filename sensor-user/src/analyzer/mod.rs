@@ -5,8 +5,9 @@
 //!
 //! A flow is keyed by (client address and port, server address and port). The server is the
 //! side whose port is monitored: a segment to a monitored port goes [`Dir::ToServer`], one from a
-//! monitored port goes [`Dir::ToClient`] (the destination port wins when both are), anything else
-//! is counted and ignored. IPv4 and IPv6 share one key format (IPv4 is stored IPv4-mapped).
+//! monitored port goes [`Dir::ToClient`], anything else is counted and ignored. When both ports
+//! are monitored, the destination is the server unless a flow is already known the other way
+//! round. IPv4 and IPv6 share one key format (IPv4 is stored IPv4-mapped).
 //!
 //! A flow opens on a SYN or on the first segment with payload (mid-stream pickup); a segment
 //! without payload or SYN does not open one. It closes when:
@@ -34,6 +35,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -41,7 +43,7 @@ use sensor_common::tcp_flags;
 
 use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Transaction};
 use crate::reassembly::{MAX_WINDOW, ReassemblyLimits, Stream, StreamStats};
-use crate::segment::{Dir, Segment};
+use crate::segment::{Chunk, Dir, Segment};
 use table::LruTable;
 
 /// Settings of the flow table, the `[analyzer]` section of the configuration.
@@ -122,12 +124,11 @@ pub struct AnalyzerCounters {
 }
 
 impl AnalyzerCounters {
-    /// Adds one stream's counters to the reassembly totals.
+    /// Adds one stream's event counters to the reassembly totals (byte totals are counted from
+    /// the delivered chunks instead, see [`count_chunk`]).
     fn add_stream(&mut self, s: &StreamStats) {
         self.gaps += u64::from(s.gaps);
-        self.lost_bytes += s.lost_bytes;
         self.truncated_segments += u64::from(s.truncated_segments);
-        self.uncaptured_bytes += s.uncaptured_bytes;
         self.duplicates += u64::from(s.duplicates);
         self.overlaps += u64::from(s.overlaps);
         self.out_of_order += u64::from(s.out_of_order);
@@ -153,28 +154,29 @@ enum CloseReason {
     Finished,
 }
 
-/// Flow key: both endpoints, addresses IPv4-mapped, 36 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FlowKey {
-    /// Client address.
-    client_ip: [u8; 16],
-    /// Server address.
-    server_ip: [u8; 16],
-    /// Client port.
-    client_port: u16,
-    /// Server port.
-    server_port: u16,
+/// Flow key: client address, server address (IPv4-mapped), client port, server port, packed
+/// into 36 bytes so that hashing is one call over one buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FlowKey([u8; 36]);
+
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
 }
 
 impl FlowKey {
     /// The key of a flow between `client` and `server`.
     fn new(client: SocketAddr, server: SocketAddr) -> Self {
-        Self {
-            client_ip: mapped(client.ip()),
-            server_ip: mapped(server.ip()),
-            client_port: client.port(),
-            server_port: server.port(),
-        }
+        let mut key = [0u8; 36];
+        let (ips, ports) = key.split_at_mut(32);
+        let (c, s) = ips.split_at_mut(16);
+        c.copy_from_slice(&mapped(client.ip()));
+        s.copy_from_slice(&mapped(server.ip()));
+        let (cp, sp) = ports.split_at_mut(2);
+        cp.copy_from_slice(&client.port().to_be_bytes());
+        sp.copy_from_slice(&server.port().to_be_bytes());
+        Self(key)
     }
 }
 
@@ -201,30 +203,27 @@ const DIRS: [Dir; 2] = [Dir::ToServer, Dir::ToClient];
 struct Flow {
     /// Timestamp of the latest segment, ns.
     last_seen: u64,
-    /// Per direction: the sequence number just past the last payload byte, once a FIN was seen.
-    fin_end: [u32; 2],
-    /// Per direction: whether a FIN was seen (`fin_end` is meaningful).
-    fin_seen: [bool; 2],
-    /// Per direction reassembly, in [`side`] order.
+    /// Per direction reassembly (with its FIN), in [`side`] order.
     streams: [Stream; 2],
     /// The HTTP connection fed by both streams.
     http: HttpConn,
 }
 
 impl Flow {
-    /// Whether both sides sent a FIN and each stream delivered everything before it.
-    fn fully_closed(&self) -> bool {
-        (0..2).all(|s| {
-            self.fin_seen[s]
-                && self.streams[s]
-                    .next_seq()
-                    .is_none_or(|next| next.wrapping_sub(self.fin_end[s]).cast_signed() >= 0)
-        })
-    }
-
-    /// Heap bytes held by the flow's streams and HTTP state.
+    /// Heap bytes held by the flow's streams and HTTP state. [`HttpConn::memory`] counts the
+    /// connection's inline size too, which the slab already holds.
     fn heap(&self) -> usize {
-        self.streams.iter().map(Stream::memory).sum::<usize>() + self.http.memory()
+        self.streams.iter().map(Stream::memory).sum::<usize>()
+            + self.http.memory().saturating_sub(size_of::<HttpConn>())
+    }
+}
+
+/// Counts the holes of a delivered chunk (exact 64-bit totals; per-stream counters are 32-bit).
+fn count_chunk(c: &mut AnalyzerCounters, chunk: Chunk<'_>) {
+    match chunk {
+        Chunk::Data(_) => {}
+        Chunk::Uncaptured(n) => c.uncaptured_bytes += u64::from(n),
+        Chunk::Lost(n) => c.lost_bytes += u64::from(n),
     }
 }
 
@@ -242,7 +241,7 @@ pub struct Analyzer {
     http: Arc<HttpConfig>,
     /// The flows.
     flows: LruTable<FlowKey, Flow>,
-    /// Counters; reassembly totals of closed flows only (open ones are added on read).
+    /// Counters; reassembly event totals of closed flows only (open ones are added on read).
     counters: AnalyzerCounters,
     /// API inventory of every emitted transaction.
     catalogue: Catalogue,
@@ -270,7 +269,8 @@ impl Analyzer {
     }
 
     /// Feeds one segment. Direction: destination port monitored => [`Dir::ToServer`], source
-    /// port monitored => [`Dir::ToClient`], else counted and ignored. Handles SYN (ISN), FIN/RST
+    /// port monitored => [`Dir::ToClient`], else counted and ignored (both monitored: the
+    /// destination, unless the flow is known the other way round). Handles SYN (ISN), FIN/RST
     /// (close after both sides or RST), LRU eviction at `max_flows` (`on_close` called).
     /// Completed transactions are pushed to `out` and recorded in the catalogue.
     pub fn on_segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Transaction>) {
@@ -346,13 +346,24 @@ impl Analyzer {
     /// [`Analyzer::on_segment`] without the bookkeeping of emitted transactions.
     fn segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Transaction>) {
         self.counters.segments += 1;
-        let (dir, client, server) = if self.monitored(seg.dst.port()) {
-            (Dir::ToServer, seg.src, seg.dst)
-        } else if self.monitored(seg.src.port()) {
+        let to_client = match (
+            self.monitored(seg.dst.port()),
+            self.monitored(seg.src.port()),
+        ) {
+            (true, false) => false,
+            (false, true) => true,
+            // Both ports monitored: the destination is the server, unless the flow is known
+            // the other way round (a response to a request seen before).
+            (true, true) => self.flows.find(&FlowKey::new(seg.dst, seg.src)).is_some(),
+            (false, false) => {
+                self.counters.unmonitored += 1;
+                return;
+            }
+        };
+        let (dir, client, server) = if to_client {
             (Dir::ToClient, seg.dst, seg.src)
         } else {
-            self.counters.unmonitored += 1;
-            return;
+            (Dir::ToServer, seg.src, seg.dst)
         };
         let has = |bit: u8| seg.flags & bit != 0;
         let (syn, fin, rst) = (
@@ -402,16 +413,16 @@ impl Analyzer {
             data_seq = seg.seq.wrapping_add(1);
         }
         if seg.payload_len > 0 {
-            let ts = seg.ts_ns;
+            let (ts, counters) = (seg.ts_ns, &mut self.counters);
             stream.push(data_seq, seg.payload_len, seg.payload, &mut |chunk| {
+                count_chunk(counters, chunk);
                 http.on_chunk(dir, ts, chunk, out);
             });
         }
         if fin {
-            flow.fin_seen[s] = true;
-            flow.fin_end[s] = data_seq.wrapping_add(seg.payload_len);
+            stream.set_fin(data_seq.wrapping_add(seg.payload_len));
         }
-        if flow.fin_seen[0] && flow.fin_seen[1] && flow.fully_closed() {
+        if streams.iter().all(Stream::is_complete) {
             self.close(slot, seg.ts_ns, CloseReason::Fin, out);
         }
     }
@@ -425,7 +436,7 @@ impl Analyzer {
         self.flows.get(slot).is_some_and(|f| {
             f.streams[0].next_seq().is_some_and(|next| {
                 let d = isn.wrapping_add(1).wrapping_sub(next).cast_signed();
-                d > 0 || d.unsigned_abs() > window || (f.fin_seen[0] && d != 0)
+                d > 0 || d.unsigned_abs() > window || (f.streams[0].has_fin() && d != 0)
             })
         })
     }
@@ -445,8 +456,6 @@ impl Analyzer {
         }
         let flow = Flow {
             last_seen: ts_ns,
-            fin_end: [0; 2],
-            fin_seen: [false; 2],
             streams: [Stream::new(self.limits), Stream::new(self.limits)],
             http: HttpConn::new(Arc::clone(&self.http), ConnMeta { client, server }),
         };
@@ -462,9 +471,13 @@ impl Analyzer {
             return;
         };
         let Flow { streams, http, .. } = &mut flow;
+        let counters = &mut self.counters;
         for (stream, dir) in streams.iter_mut().zip(DIRS) {
-            stream.flush(&mut |chunk| http.on_chunk(dir, ts_ns, chunk, out));
-            self.counters.add_stream(&stream.stats());
+            stream.flush(&mut |chunk| {
+                count_chunk(counters, chunk);
+                http.on_chunk(dir, ts_ns, chunk, out);
+            });
+            counters.add_stream(&stream.stats());
         }
         http.on_close(ts_ns, out);
         let c = &mut self.counters;

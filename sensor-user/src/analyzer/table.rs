@@ -1,13 +1,16 @@
 //! A hash table with a least-recently-used order: the storage of the flow table.
 //!
-//! Entries live in a slab of fixed-size pages addressed by `u32` slot numbers; a `HashMap` maps
-//! keys to slots, and the slots form an intrusive doubly linked list from the most to the least
-//! recently touched. Lookup, insert, touch, remove and "oldest" are O(1). Pages never move, so
+//! Entries live in a slab of fixed-size pages addressed by `u32` slot numbers; a hash table of
+//! slot numbers finds them by key (the key is stored once, in the slab: the index costs 5 bytes
+//! per bucket), and the slots form an intrusive doubly linked list from the most to the least
+//! recently touched. Keys are hashed with std's randomly keyed `SipHash`, so hostile addresses
+//! cannot aim at one bucket. Lookup, insert, touch, remove and "oldest" are O(1). Pages never move, so
 //! growing the table never copies the entries, and memory grows one page at a time instead of
 //! doubling. Free slots are chained through the slab itself.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
+
+use hashbrown::HashTable;
 
 /// Slots per page.
 const PAGE: usize = 256;
@@ -25,7 +28,7 @@ enum Slot<K, V> {
 
 /// A live entry with its links.
 struct Entry<K, V> {
-    /// The key, kept to remove the map entry when the slot is removed by number.
+    /// The key.
     key: K,
     /// The next more recently touched slot.
     newer: u32,
@@ -37,8 +40,10 @@ struct Entry<K, V> {
 
 /// A map from `K` to `V` that knows which entry was touched least recently.
 pub(crate) struct LruTable<K, V> {
-    /// Key to slot number.
-    map: HashMap<K, u32>,
+    /// Slot numbers, hashed by their entry's key.
+    index: HashTable<u32>,
+    /// Hasher of keys.
+    hasher: RandomState,
     /// The slab.
     pages: Vec<Box<[Slot<K, V>]>>,
     /// First free slot.
@@ -53,7 +58,8 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
     /// An empty table that allocates nothing yet.
     pub(crate) fn new() -> Self {
         Self {
-            map: HashMap::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
             pages: Vec::new(),
             free: NIL,
             newest: NIL,
@@ -63,12 +69,15 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
 
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
     /// The slot of `key`.
     pub(crate) fn find(&self, key: &K) -> Option<u32> {
-        self.map.get(key).copied()
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&slot| self.key(slot) == Some(key))
+            .copied()
     }
 
     /// The value in `slot`.
@@ -95,7 +104,7 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
     /// Inserts a key that is not in the table yet, as the most recently touched entry, and
     /// returns its slot. Returns `None` if the key is present already or the slab is full.
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<u32> {
-        if self.map.contains_key(&key) {
+        if self.find(&key).is_some() {
             return None;
         }
         let slot = self.take_free()?;
@@ -111,7 +120,11 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
         if self.oldest == NIL {
             self.oldest = slot;
         }
-        self.map.insert(key, slot);
+        let hash = self.hasher.hash_one(key);
+        let (pages, hasher) = (&self.pages, &self.hasher);
+        self.index.insert_unique(hash, slot, |&s| {
+            Self::key_in(pages, s).map_or(0, |k| hasher.hash_one(k))
+        });
         Some(slot)
     }
 
@@ -137,15 +150,16 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
 
     /// Removes the entry in `slot`.
     pub(crate) fn remove(&mut self, slot: u32) -> Option<(K, V)> {
+        let hash = self.hasher.hash_one(self.key(slot)?);
         self.unlink(slot)?;
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
         let free = self.free;
         let old = std::mem::replace(self.slot_mut(slot)?, Slot::Free(free));
         self.free = slot;
         match old {
-            Slot::Used(e) => {
-                self.map.remove(&e.key);
-                Some((e.key, e.value))
-            }
+            Slot::Used(e) => Some((e.key, e.value)),
             Slot::Free(_) => None,
         }
     }
@@ -160,13 +174,29 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
         })
     }
 
-    /// Bytes held by the table itself (slab pages and hash map), not by the values' own heap.
+    /// Bytes held by the table itself (slab pages and index), not by the values' own heap.
     pub(crate) fn memory(&self) -> usize {
         let pages = self.pages.capacity() * size_of::<Box<[Slot<K, V>]>>()
             + self.pages.len() * PAGE * size_of::<Slot<K, V>>();
-        // A hashbrown bucket holds the pair plus one control byte.
-        let map = self.map.capacity() * (size_of::<(K, u32)>() + 1);
-        pages + map
+        // A bucket holds a slot number and a control byte; the table keeps 1/8 of its buckets
+        // free, so it has capacity * 8 / 7 of them (rounded up to a power of two, which the
+        // capacity already reflects).
+        let buckets = self.index.capacity().div_ceil(7) * 8;
+        pages + buckets * (size_of::<u32>() + 1)
+    }
+
+    /// The key in `slot`, if used.
+    fn key(&self, slot: u32) -> Option<&K> {
+        Self::key_in(&self.pages, slot)
+    }
+
+    /// The key in `slot` of `pages`, if used.
+    fn key_in(pages: &[Box<[Slot<K, V>]>], slot: u32) -> Option<&K> {
+        let slot = slot as usize;
+        match pages.get(slot / PAGE)?.get(slot % PAGE)? {
+            Slot::Used(e) => Some(&e.key),
+            Slot::Free(_) => None,
+        }
     }
 
     /// Detaches `slot` from the recency list, keeping it used.

@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use proptest::prelude::*;
+
 use sensor_common::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
 use super::{Analyzer, AnalyzerConfig, AnalyzerCounters};
@@ -17,10 +19,10 @@ const SISN: u32 = 5000;
 /// Idle timeout used by the scenarios, ms.
 const IDLE_MS: u64 = 60_000;
 
-/// The endpoints of test flow `f`: 0..100 IPv4 to port 80, 100..200 IPv6 to port 80, 200.. IPv4
-/// to the unmonitored port 9999.
+/// The endpoints of test flow `f`: 0..100 IPv4 to port 80, 100..200 IPv6 to port 80, 200..300
+/// IPv4 to the unmonitored port 9999, 300 IPv4 from the monitored port 8080 to port 80.
 fn endpoints(f: u16) -> (SocketAddr, SocketAddr) {
-    let port = 40_000 + f;
+    let port = if f == 300 { 8080 } else { 40_000 + f };
     if f < 100 {
         (
             SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), port),
@@ -38,9 +40,10 @@ fn endpoints(f: u16) -> (SocketAddr, SocketAddr) {
             ),
         )
     } else {
+        let server_port = if f == 300 { 80 } else { 9999 };
         (
             SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), port),
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)), 9999),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)), server_port),
         )
     }
 }
@@ -451,6 +454,24 @@ fn lifecycle() {
             },
         ),
         (
+            "both ports monitored: the flow seen first decides",
+            10,
+            handshake(300, 0)
+                .into_iter()
+                .chain([
+                    c(300, 1, PSH | ACK, 1, REQ),
+                    s(300, 1, PSH | ACK, 1, RESP),
+                    c(300, 2, FIN | ACK, req_end, ""),
+                    s(300, 2, FIN | ACK, resp_end, ""),
+                ])
+                .collect(),
+            Life {
+                opened: 1,
+                closed: 1,
+                ..Life::default()
+            },
+        ),
+        (
             "unmonitored port",
             10,
             vec![c(200, 0, SYN, 0, ""), s(200, 0, PSH | ACK, 1, RESP)],
@@ -543,4 +564,304 @@ fn many_flows_stay_bounded() {
     );
     assert!(c.flows_evicted > 0, "nothing evicted");
     assert_eq!(c.transactions, out.len() as u64, "transactions counted");
+}
+
+/// A fully captured segment: client to server, flags, sequence number relative to the sender's
+/// ISN, payload.
+type Wire = (bool, u8, u32, &'static [u8]);
+
+/// Feeds the segments of flow `f`, one millisecond apart, then ends the input, and returns the
+/// analyzer and the transactions.
+fn converse(f: u16, segs: &[Wire]) -> (Analyzer, Vec<Transaction>) {
+    let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+    let mut out = Vec::new();
+    for (ms, &(to_server, flags, rel_seq, data)) in (0u64..).zip(segs) {
+        analyzer.on_segment(&segment(f, ms, to_server, flags, rel_seq, data), &mut out);
+    }
+    analyzer.finish(&mut out);
+    (analyzer, out)
+}
+
+#[test]
+fn direction_follows_the_monitored_port() {
+    let req = REQ.as_bytes();
+    let resp = RESP.as_bytes();
+    let exchange: [Wire; 5] = [
+        (true, SYN, 0, b""),
+        (false, SYN | ACK, 0, b""),
+        (true, PSH | ACK, 1, req),
+        (false, PSH | ACK, 1, resp),
+        (true, ACK, 1 + REQ.len() as u32, b""),
+    ];
+    // (name, flow, segments): every case must yield one GET answered by 200.
+    let cases: [(&str, u16, &[Wire]); 5] = [
+        ("IPv4 to port 80", 0, &exchange),
+        ("IPv6 to port 80", 100, &exchange),
+        ("both ports monitored", 300, &exchange),
+        ("missed SYN", 1, &exchange[1..]),
+        (
+            "mid-stream pickup",
+            2,
+            &[(true, PSH | ACK, 1, req), (false, PSH | ACK, 1, resp)],
+        ),
+    ];
+    for (name, f, segs) in cases {
+        let (client, server) = endpoints(f);
+        let (analyzer, out) = converse(f, segs);
+        assert_eq!(out.len(), 1, "{name}: transactions {out:?}");
+        let tx = &out[0];
+        assert_eq!(
+            (tx.method.as_ref(), tx.path.as_str(), tx.status),
+            ("GET", "/", Some(200)),
+            "{name}: transaction"
+        );
+        assert_eq!((tx.peer, tx.server), (client, server), "{name}: endpoints");
+        let c = analyzer.counters();
+        assert_eq!(
+            (c.flows_opened, c.transactions),
+            (1, 1),
+            "{name}: flows and transactions"
+        );
+    }
+}
+
+#[test]
+fn idle_flow_memory_is_small() {
+    // 7000 flows fill the hash map to 85% of its 8192 buckets: the steady state of a busy
+    // table, between two doublings.
+    const FLOWS: u16 = 7000;
+    let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+    let empty = analyzer.memory();
+    let mut out = Vec::new();
+    let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)), 80);
+    for i in 0..FLOWS {
+        let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)), 10_000 + i);
+        let seg = |src, dst, seq, flags, payload: &'static str| Segment {
+            ts_ns: u64::from(i),
+            src,
+            dst,
+            seq,
+            ack: 0,
+            flags,
+            payload_len: payload.len() as u32,
+            payload: payload.as_bytes(),
+        };
+        for s in [
+            seg(client, server, 0, SYN, ""),
+            seg(server, client, 0, SYN | ACK, ""),
+            seg(client, server, 1, PSH | ACK, REQ),
+            seg(server, client, 1, PSH | ACK, RESP),
+        ] {
+            analyzer.on_segment(&s, &mut out);
+        }
+    }
+    assert_eq!(out.len(), usize::from(FLOWS), "one transaction per flow");
+    assert_eq!(analyzer.flow_count(), usize::from(FLOWS), "flows kept open");
+    let per_flow = (analyzer.memory() - empty) / usize::from(FLOWS);
+    assert!(per_flow < 512, "idle flow holds {per_flow} bytes");
+}
+
+/// One request and its response, for the conversation property.
+#[derive(Clone, Debug)]
+struct Exchange {
+    method: &'static str,
+    path: String,
+    req_body: Vec<u8>,
+    status: u16,
+    resp_body: Vec<u8>,
+    resp_chunked: bool,
+}
+
+/// Encodes a body with `Content-Length`, or chunked in chunks of up to 7 bytes.
+fn encode_body(head: &mut Vec<u8>, body: &[u8], chunked: bool) {
+    if chunked {
+        head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+        for chunk in body.chunks(7) {
+            head.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            head.extend_from_slice(chunk);
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        head.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        head.extend_from_slice(body);
+    }
+}
+
+impl Exchange {
+    /// The request on the wire.
+    fn request(&self) -> Vec<u8> {
+        let mut m = format!(
+            "{} {} HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: proptest\r\n",
+            self.method, self.path
+        )
+        .into_bytes();
+        encode_body(&mut m, &self.req_body, false);
+        m
+    }
+
+    /// The response on the wire.
+    fn response(&self) -> Vec<u8> {
+        let mut m =
+            format!("HTTP/1.1 {} X\r\nContent-Type: text/plain\r\n", self.status).into_bytes();
+        encode_body(&mut m, &self.resp_body, self.resp_chunked);
+        m
+    }
+}
+
+/// How one message is cut: cut points, retransmitted ranges, and shuffle keys.
+#[derive(Clone, Debug)]
+struct Cutting {
+    cuts: Vec<usize>,
+    retrans: Vec<(usize, usize)>,
+    keys: Vec<u32>,
+}
+
+/// The segments `(offset, bytes)` of a message of `len` bytes cut and shuffled by `cutting`.
+fn cut(len: usize, cutting: &Cutting) -> Vec<(usize, usize)> {
+    let mut points: Vec<usize> = cutting.cuts.iter().map(|c| c % len).collect();
+    points.extend([0, len]);
+    points.sort_unstable();
+    points.dedup();
+    let mut pieces: Vec<(usize, usize)> = points.windows(2).map(|w| (w[0], w[1])).collect();
+    for &(start, n) in &cutting.retrans {
+        let s = start % len;
+        pieces.push((s, (s + n).min(len)));
+    }
+    let mut keyed: Vec<(u32, (usize, usize))> = pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (cutting.keys.get(i).copied().unwrap_or(0), p))
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Feeds a whole conversation on one IPv6 flow (handshake, every message cut by its cutting
+/// or whole if `None`, FINs) and returns the transactions with times cleared.
+fn conversation(
+    exchanges: &[Exchange],
+    cuttings: Option<&[(Cutting, Cutting)]>,
+    isns: (u32, u32),
+) -> Vec<Transaction> {
+    let (client, server) = endpoints(100);
+    let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+    let mut out = Vec::new();
+    let mut ms = 0u64;
+    let mut feed = |to_server: bool, flags: u8, offset: usize, data: &[u8]| {
+        let (src, dst, isn, peer) = if to_server {
+            (client, server, isns.0, isns.1)
+        } else {
+            (server, client, isns.1, isns.0)
+        };
+        let syn = u32::from(flags & SYN == 0);
+        ms += 1;
+        analyzer.on_segment(
+            &Segment {
+                ts_ns: ms * 1_000_000,
+                src,
+                dst,
+                seq: isn.wrapping_add(syn).wrapping_add(offset as u32),
+                ack: peer.wrapping_add(1),
+                flags: flags | ACK,
+                payload_len: data.len() as u32,
+                payload: data,
+            },
+            &mut out,
+        );
+    };
+    feed(true, SYN, 0, b"");
+    feed(false, SYN, 0, b"");
+    let (mut req_off, mut resp_off) = (0, 0);
+    for (i, e) in exchanges.iter().enumerate() {
+        for (to_server, msg, base, cutting) in [
+            (true, e.request(), &mut req_off, cuttings.map(|c| &c[i].0)),
+            (
+                false,
+                e.response(),
+                &mut resp_off,
+                cuttings.map(|c| &c[i].1),
+            ),
+        ] {
+            let pieces = cutting.map_or_else(|| vec![(0, msg.len())], |c| cut(msg.len(), c));
+            for (from, to) in pieces {
+                feed(to_server, PSH, *base + from, &msg[from..to]);
+            }
+            *base += msg.len();
+        }
+    }
+    feed(true, FIN, req_off, b"");
+    feed(false, FIN, resp_off, b"");
+    let c = analyzer.counters();
+    assert_eq!(c.flows_closed, 1, "conversation not closed by its FINs");
+    assert_eq!(c.gaps, 0, "conversation lost bytes");
+    for tx in &mut out {
+        tx.ts_ns = 0;
+        tx.latency_ns = tx.latency_ns.map(|_| 0);
+    }
+    out
+}
+
+/// A random exchange.
+fn exchange() -> impl Strategy<Value = Exchange> {
+    (
+        prop_oneof![Just("GET"), Just("POST"), Just("PUT")],
+        "/api/(items|users)/[0-9]{1,5}",
+        proptest::collection::vec(b'a'..=b'z', 0..200),
+        prop_oneof![Just(200u16), Just(201), Just(404), Just(500)],
+        proptest::collection::vec(b'a'..=b'z', 0..300),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(method, path, req_body, status, resp_body, resp_chunked)| Exchange {
+                method,
+                path,
+                req_body: if method == "GET" {
+                    Vec::new()
+                } else {
+                    req_body
+                },
+                status,
+                resp_body,
+                resp_chunked,
+            },
+        )
+}
+
+/// A random cutting of one message.
+fn cutting() -> impl Strategy<Value = Cutting> {
+    (
+        proptest::collection::vec(any::<usize>(), 0..12),
+        proptest::collection::vec((any::<usize>(), 1..100usize), 0..4),
+        proptest::collection::vec(any::<u32>(), 20),
+    )
+        .prop_map(|(cuts, retrans, keys)| Cutting {
+            cuts,
+            retrans,
+            keys,
+        })
+}
+
+proptest! {
+    /// The same keep-alive conversation, cut anywhere, with retransmissions, reordered within
+    /// each message, yields the same transactions as whole messages in order.
+    #[test]
+    fn any_segmentation_and_order_same_transactions(
+        (exchanges, cuttings) in proptest::collection::vec(exchange(), 1..5)
+            .prop_flat_map(|ex| {
+                let n = ex.len();
+                (Just(ex), proptest::collection::vec((cutting(), cutting()), n))
+            }),
+        isns in (any::<u32>(), any::<u32>()),
+    ) {
+        let whole = conversation(&exchanges, None, isns);
+        prop_assert_eq!(whole.len(), exchanges.len());
+        for (tx, e) in whole.iter().zip(&exchanges) {
+            prop_assert_eq!(tx.method.as_ref(), e.method);
+            prop_assert_eq!(&tx.path, &e.path);
+            prop_assert_eq!(tx.status, Some(e.status));
+        }
+        let cut = conversation(&exchanges, Some(&cuttings), isns);
+        prop_assert_eq!(cut, whole);
+    }
 }

@@ -64,17 +64,19 @@ impl Default for ReassemblyLimits {
     }
 }
 
-/// What happened to one stream so far. Counters saturate instead of wrapping.
+/// What happened to one stream so far. Counters are 32-bit (they live in every tracked stream)
+/// and saturate instead of wrapping; a flow table wanting exact byte totals counts the
+/// [`Chunk::Lost`] and [`Chunk::Uncaptured`] chunks it receives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StreamStats {
     /// [`Chunk::Lost`] chunks delivered: holes given up on (loss, buffer cap, window jump).
     pub gaps: u32,
     /// Bytes delivered as [`Chunk::Lost`].
-    pub lost_bytes: u64,
+    pub lost_bytes: u32,
     /// Segments whose captured prefix was shorter than their length.
     pub truncated_segments: u32,
     /// Bytes delivered as [`Chunk::Uncaptured`].
-    pub uncaptured_bytes: u64,
+    pub uncaptured_bytes: u32,
     /// Segments that carried nothing new (all their bytes were delivered or buffered already).
     pub duplicates: u32,
     /// Segments that carried some bytes already delivered or buffered, and some new ones.
@@ -98,6 +100,10 @@ pub struct Stream {
     max_buffered: u32,
     /// Whether `next` is known: set by a SYN or by the first segment (mid-stream pickup).
     started: bool,
+    /// Whether a FIN was seen (`fin_end` is meaningful).
+    fin: bool,
+    /// Sequence number just past the last byte before the FIN.
+    fin_end: u32,
     /// Out-of-order segments; `None` while there are none, so an idle stream holds no heap.
     ooo: Option<Box<OutOfOrder>>,
     /// Counters.
@@ -139,6 +145,8 @@ impl Stream {
             window: limits.window.min(MAX_WINDOW),
             max_buffered: u32::try_from(limits.max_buffered_bytes).unwrap_or(u32::MAX),
             started: false,
+            fin: false,
+            fin_end: 0,
             ooo: None,
             stats: StreamStats::default(),
         }
@@ -157,6 +165,26 @@ impl Stream {
     /// The sequence number of the next byte owed to the reader, once known.
     pub fn next_seq(&self) -> Option<u32> {
         self.started.then_some(self.next)
+    }
+
+    /// FIN seen: `end` is the sequence number just past the last payload byte (the FIN
+    /// segment's sequence number plus its payload length). The first FIN counts.
+    pub fn set_fin(&mut self, end: u32) {
+        if !self.fin {
+            self.fin = true;
+            self.fin_end = end;
+        }
+    }
+
+    /// Whether a FIN was seen.
+    pub fn has_fin(&self) -> bool {
+        self.fin
+    }
+
+    /// Whether a FIN was seen and every byte before it was delivered (a stream that never
+    /// carried a byte is complete at its FIN).
+    pub fn is_complete(&self) -> bool {
+        self.fin && (!self.started || self.next.wrapping_sub(self.fin_end).cast_signed() >= 0)
     }
 
     /// Whether out-of-order bytes are waiting for a hole to be filled.
@@ -409,7 +437,7 @@ impl Stream {
     fn lose(&mut self, len: u32, sink: &mut dyn FnMut(Chunk<'_>)) {
         if len > 0 {
             bump(&mut self.stats.gaps);
-            self.stats.lost_bytes = self.stats.lost_bytes.saturating_add(u64::from(len));
+            self.stats.lost_bytes = self.stats.lost_bytes.saturating_add(len);
             sink(Chunk::Lost(len));
         }
     }
@@ -439,7 +467,7 @@ fn emit(captured: &[u8], len: u32, stats: &mut StreamStats, sink: &mut dyn FnMut
     }
     let rest = len.saturating_sub(u32::try_from(captured.len()).unwrap_or(u32::MAX));
     if rest > 0 {
-        stats.uncaptured_bytes = stats.uncaptured_bytes.saturating_add(u64::from(rest));
+        stats.uncaptured_bytes = stats.uncaptured_bytes.saturating_add(rest);
         sink(Chunk::Uncaptured(rest));
     }
 }

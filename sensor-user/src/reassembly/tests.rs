@@ -406,6 +406,38 @@ fn set_isn_after_start_is_ignored() {
 }
 
 #[test]
+fn fin_completes_once_everything_before_it_is_delivered() {
+    /// Name, ISN, segments, FIN end relative to the ISN, complete.
+    type FinCase<'a> = (&'a str, Option<u32>, &'a [Seg], u32, bool);
+    let cases: [FinCase<'_>; 6] = [
+        ("nothing seen", None, &[], 1, true),
+        ("SYN only", Some(0), &[], 1, true),
+        ("all delivered", Some(0), &[full(1, "abc")], 4, true),
+        ("hole before the FIN", Some(0), &[full(3, "c")], 4, false),
+        ("FIN ahead of the data", Some(0), &[full(1, "ab")], 4, false),
+        (
+            "across 2^32",
+            Some(u32::MAX - 1),
+            &[full(u32::MAX, "ab"), full(1, "c")],
+            4,
+            true,
+        ),
+    ];
+    for (name, isn, segs, fin_end, want) in cases {
+        let mut stream = Stream::new(ReassemblyLimits::default());
+        if let Some(isn) = isn {
+            stream.set_isn(isn);
+        }
+        for &(seq, len, data) in segs {
+            stream.push(seq, len, data.as_bytes(), &mut |_| {});
+        }
+        assert!(!stream.is_complete(), "{name}: complete before any FIN");
+        stream.set_fin(isn.unwrap_or(0).wrapping_add(fin_end));
+        assert_eq!(stream.is_complete(), want, "{name}: complete");
+    }
+}
+
+#[test]
 fn in_order_data_is_not_copied() {
     let mut stream = Stream::new(ReassemblyLimits::default());
     stream.set_isn(41);
@@ -549,7 +581,7 @@ proptest! {
             }
         }
         let holes: usize = pieces.iter().map(|(s, e, c)| e - s - c).sum();
-        prop_assert_eq!(stream.stats().uncaptured_bytes, holes as u64);
+        prop_assert_eq!(u64::from(stream.stats().uncaptured_bytes), holes as u64);
     }
 
     /// With a tiny buffer and window, in any order and with retransmissions, the stream still
@@ -583,7 +615,7 @@ proptest! {
                 prop_assert_eq!(*b, data[i]);
             }
         }
-        prop_assert_eq!(stream.stats().lost_bytes, lost);
+        prop_assert_eq!(u64::from(stream.stats().lost_bytes), lost);
         prop_assert_eq!(stream.memory(), 0);
         let holes = pos.iter().filter(|p| p.is_none()).count() as u64;
         prop_assert_eq!(holes, lost);
