@@ -23,6 +23,13 @@
 //! [`Chunk::Lost`](crate::segment::Chunk::Lost)) and [`HttpConn::on_close`] emits the requests
 //! still waiting for a response. Every close is counted by reason.
 //!
+//! # Bounds
+//!
+//! Memory is bounded by [`AnalyzerConfig::max_flows`] flows, each stream's own buffer cap, and
+//! [`AnalyzerConfig::max_buffered_total`] over all streams: a segment that takes the total beyond
+//! it makes its own stream deliver what it buffered, holes as lost, at once (counted as
+//! `buffer_pressure`).
+//!
 //! # Cost
 //!
 //! The table is a hash map from key to slot plus a slab of flows linked in least recently used
@@ -58,6 +65,10 @@ pub struct AnalyzerConfig {
     pub idle_timeout_ms: u64,
     /// Bounds of each direction's reassembly.
     pub reassembly: ReassemblyLimits,
+    /// Cap on out-of-order bytes buffered by all flows together (each stream's own cap is
+    /// [`ReassemblyLimits::max_buffered_bytes`]). A segment that takes the total beyond it makes
+    /// its stream give up on its holes at once.
+    pub max_buffered_total: usize,
     /// HTTP parsing and identity extraction.
     pub http: HttpConfig,
 }
@@ -69,6 +80,7 @@ impl Default for AnalyzerConfig {
             max_flows: 100_000,
             idle_timeout_ms: 60_000,
             reassembly: ReassemblyLimits::default(),
+            max_buffered_total: 64 << 20,
             http: HttpConfig::default(),
         }
     }
@@ -121,6 +133,11 @@ pub struct AnalyzerCounters {
     pub buffer_overflows: u64,
     /// Reassembly: segments further ahead than the window.
     pub window_jumps: u64,
+    /// Reassembly: streams made to give up on their holes because all flows together buffered
+    /// more than [`AnalyzerConfig::max_buffered_total`].
+    pub buffer_pressure: u64,
+    /// Reassembly: out-of-order bytes buffered now, by all flows (bookkeeping included).
+    pub buffered_bytes: u64,
 }
 
 impl AnalyzerCounters {
@@ -237,6 +254,10 @@ pub struct Analyzer {
     idle_ns: u64,
     /// Stream bounds.
     limits: ReassemblyLimits,
+    /// Cap on `buffered`.
+    max_buffered_total: usize,
+    /// Heap bytes held by the out-of-order buffers of all streams.
+    buffered: usize,
     /// Shared HTTP settings.
     http: Arc<HttpConfig>,
     /// The flows.
@@ -261,6 +282,8 @@ impl Analyzer {
             max_flows: cfg.max_flows.clamp(1, u32::MAX as usize / 2),
             idle_ns: cfg.idle_timeout_ms.saturating_mul(1_000_000),
             limits: cfg.reassembly,
+            max_buffered_total: cfg.max_buffered_total,
+            buffered: 0,
             http: Arc::new(cfg.http),
             flows: LruTable::new(),
             counters: AnalyzerCounters::default(),
@@ -314,6 +337,7 @@ impl Analyzer {
             }
         }
         c.flows_active = self.flows.len() as u64;
+        c.buffered_bytes = self.buffered as u64;
         c
     }
 
@@ -414,10 +438,21 @@ impl Analyzer {
         }
         if seg.payload_len > 0 {
             let (ts, counters) = (seg.ts_ns, &mut self.counters);
-            stream.push(data_seq, seg.payload_len, seg.payload, &mut |chunk| {
+            let mut sink = |chunk: Chunk<'_>| {
                 count_chunk(counters, chunk);
                 http.on_chunk(dir, ts, chunk, out);
-            });
+            };
+            let before = stream.memory();
+            stream.push(data_seq, seg.payload_len, seg.payload, &mut sink);
+            let mut pressure = false;
+            if stream.memory() > before
+                && self.buffered.saturating_sub(before) + stream.memory() > self.max_buffered_total
+            {
+                stream.flush(&mut sink);
+                pressure = true;
+            }
+            self.buffered = self.buffered.saturating_sub(before) + stream.memory();
+            self.counters.buffer_pressure += u64::from(pressure);
         }
         if fin {
             stream.set_fin(data_seq.wrapping_add(seg.payload_len));
@@ -471,6 +506,8 @@ impl Analyzer {
             return;
         };
         let Flow { streams, http, .. } = &mut flow;
+        let held = streams.iter().map(Stream::memory).sum::<usize>();
+        self.buffered = self.buffered.saturating_sub(held);
         let counters = &mut self.counters;
         for (stream, dir) in streams.iter_mut().zip(DIRS) {
             stream.flush(&mut |chunk| {

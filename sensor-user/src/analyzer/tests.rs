@@ -865,3 +865,46 @@ proptest! {
         prop_assert_eq!(cut, whole);
     }
 }
+
+#[test]
+fn global_buffer_cap_flushes_the_stream_that_exceeds_it() {
+    let mut analyzer = Analyzer::new(AnalyzerConfig {
+        max_buffered_total: 1000,
+        ..AnalyzerConfig::default()
+    });
+    let mut out = Vec::new();
+    let body = [b'x'; 600];
+    // Two flows each buffer 600 bytes behind a hole: the second one goes over the cap.
+    for f in [0, 1] {
+        for step in handshake(f, 0) {
+            if let Step::Seg {
+                f,
+                ms,
+                to_server,
+                flags,
+                rel_seq,
+                data,
+            } = step
+            {
+                let seg = segment(f, ms, to_server, flags, rel_seq, data.as_bytes());
+                analyzer.on_segment(&seg, &mut out);
+            }
+        }
+        analyzer.on_segment(&segment(f, 1, true, PSH | ACK, 100, &body), &mut out);
+    }
+    let c = analyzer.counters();
+    assert_eq!((c.buffer_pressure, c.gaps), (1, 1), "second stream flushed");
+    assert!(
+        c.buffered_bytes >= 600 && c.buffered_bytes <= 1000,
+        "first stream still buffered: {}",
+        c.buffered_bytes
+    );
+    analyzer.finish(&mut out);
+    let c = analyzer.counters();
+    assert_eq!(
+        (c.buffered_bytes, c.gaps),
+        (0, 2),
+        "everything flushed at the end"
+    );
+    assert_eq!(c.lost_bytes, 2 * 99, "holes before both segments");
+}
