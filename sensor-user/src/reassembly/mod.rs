@@ -339,28 +339,32 @@ impl Stream {
             .segs
             .partition_point(|p| rel_start(p) + u64::from(p.len) <= start);
         let (mut pos, mut inserted, mut covered) = (start, false, false);
+        // Each turn either ends the loop or steps past one buffered piece, so it terminates
+        // even on absurd lengths.
         while pos < end {
-            let (piece_end, skip_to) = match ooo.segs.get(idx) {
-                Some(p) if rel_start(p) < end => {
-                    let ps = rel_start(p);
-                    (ps, ps + u64::from(p.len))
-                }
-                _ => (end, end),
-            };
-            if piece_end > pos {
-                let piece = Pending::cut(next, start, captured, pos, piece_end);
+            let next_piece = ooo
+                .segs
+                .get(idx)
+                .map(|p| (rel_start(p), rel_start(p) + u64::from(p.len)))
+                .filter(|&(ps, _)| ps < end);
+            let uncovered_end = next_piece.map_or(end, |(ps, _)| ps);
+            if uncovered_end > pos {
+                let piece = Pending::cut(next, start, captured, pos, uncovered_end);
                 ooo.data_bytes += piece.data.len();
                 ooo.charged += piece.data.len() + PENDING_COST;
                 ooo.segs.insert(idx, piece);
                 idx += 1;
                 inserted = true;
             }
-            if skip_to > pos && piece_end < end {
-                covered = true;
-                pos = skip_to;
-                idx += 1;
-            } else {
-                pos = pos.max(piece_end);
+            match next_piece {
+                Some((_, pe)) => {
+                    if pe > pos {
+                        covered = true;
+                        pos = pe;
+                    }
+                    idx += 1;
+                }
+                None => pos = end,
             }
         }
         if !inserted {

@@ -621,3 +621,44 @@ proptest! {
         prop_assert_eq!(holes, lost);
     }
 }
+
+proptest! {
+    /// Arbitrary segments anywhere in the sequence space, of any length, with any limits: no
+    /// panic, no endless loop, and the buffer stays within its cap (plus the slack of its
+    /// growable index).
+    #[test]
+    fn hostile_segments_stay_bounded(
+        segs in proptest::collection::vec(
+            (any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..300)),
+            1..60,
+        ),
+        near in proptest::collection::vec((0..3000u32, 0..500u32), 0..60),
+        isn in proptest::option::of(any::<u32>()),
+        window in any::<u32>(),
+        cap in 0..5000usize,
+    ) {
+        let mut stream = Stream::new(ReassemblyLimits { window, max_buffered_bytes: cap });
+        if let Some(isn) = isn {
+            stream.set_isn(isn);
+        }
+        let base = isn.unwrap_or(0);
+        let near = near.iter().map(|&(off, len)| (base.wrapping_add(off), len, vec![b'n'; 100]));
+        let mut lost = 0u64;
+        for (seq, len, captured) in segs.into_iter().zip(near.chain(std::iter::repeat_with(
+            || (0, 0, Vec::new()),
+        ))).flat_map(|(a, b)| [a, b]) {
+            stream.push(seq, len, &captured, &mut |c| match c {
+                Chunk::Data(_) | Chunk::Uncaptured(_) => {}
+                Chunk::Lost(n) => lost += u64::from(n),
+            });
+            prop_assert!(stream.memory() <= 2 * cap + 256, "memory {}", stream.memory());
+        }
+        stream.flush(&mut |c| {
+            if let Chunk::Lost(n) = c {
+                lost += u64::from(n);
+            }
+        });
+        prop_assert_eq!(stream.memory(), 0);
+        prop_assert_eq!(u64::from(stream.stats().lost_bytes), lost.min(u64::from(u32::MAX)));
+    }
+}
