@@ -1,0 +1,694 @@
+//! Who a request acts for: the account (HTTP Basic user, JWT `sub` claim, or the account field
+//! of a login form or JSON body) and the session (a configured cookie or a bearer token).
+//!
+//! Secrets never leave this module in clear: passwords are never decoded into a string,
+//! sessions leave only as a keyed SipHash-1-3 in hex, and JWTs are decoded without being
+//! verified, only to read `sub`.
+
+use std::borrow::Cow;
+use std::hash::Hasher;
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use siphasher::sip::SipHasher13;
+
+use super::config::LoginRoute;
+use super::transaction::{LoginOutcome, NameList};
+
+/// Longest account name kept, in bytes.
+pub(crate) const MAX_ACCOUNT: usize = 256;
+/// Longest base64 text decoded for a Basic credential or a JWT payload.
+const MAX_B64: usize = 4096;
+
+const LENIENT: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+
+/// The keyed hash of a session value, as 16 hex digits.
+pub(crate) fn session_hash(key: &[u8; 16], value: &[u8]) -> String {
+    let mut hasher = SipHasher13::new_with_key(key);
+    hasher.write(value);
+    format!("{:016x}", hasher.finish())
+}
+
+/// What an `Authorization` header says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Authorization<'a> {
+    /// HTTP Basic: the user name (the password is never decoded into text).
+    Basic(String),
+    /// A bearer token: the token (for the session hash) and the JWT `sub`, if it is a JWT.
+    Bearer {
+        /// The raw token.
+        token: &'a [u8],
+        /// The `sub` claim of a JWT payload.
+        sub: Option<String>,
+    },
+    /// A scheme this module does not read.
+    Other,
+    /// A Basic or Bearer value that could not be decoded.
+    Invalid,
+}
+
+/// Reads an `Authorization` header value.
+pub(crate) fn authorization(value: &[u8]) -> Authorization<'_> {
+    let value = super::proxy::trim_ows(value);
+    let (scheme, rest) = match memchr::memchr(b' ', value) {
+        Some(sp) => (
+            value.get(..sp).unwrap_or_default(),
+            super::proxy::trim_ows(value.get(sp + 1..).unwrap_or_default()),
+        ),
+        None => (value, &b""[..]),
+    };
+    if scheme.eq_ignore_ascii_case(b"basic") {
+        basic_user(rest).map_or(Authorization::Invalid, Authorization::Basic)
+    } else if scheme.eq_ignore_ascii_case(b"bearer") {
+        if rest.is_empty() {
+            Authorization::Invalid
+        } else {
+            Authorization::Bearer {
+                token: rest,
+                sub: jwt_sub(rest),
+            }
+        }
+    } else {
+        Authorization::Other
+    }
+}
+
+/// The user of a Basic credential (`base64(user:password)`).
+fn basic_user(b64: &[u8]) -> Option<String> {
+    if b64.is_empty() || b64.len() > MAX_B64 {
+        return None;
+    }
+    let mut decoded = [0u8; MAX_B64 / 4 * 3];
+    let len = STANDARD.decode_slice(b64, &mut decoded).ok()?;
+    let plain = decoded.get(..len)?;
+    let user = plain.get(..memchr::memchr(b':', plain)?)?;
+    Some(bounded(&String::from_utf8_lossy(user)))
+}
+
+/// The `sub` claim of a JWT (`header.payload.signature`), decoded but not verified.
+fn jwt_sub(token: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Claims<'a> {
+        #[serde(borrow, default)]
+        sub: Option<Cow<'a, str>>,
+    }
+    let mut parts = token.split(|b| *b == b'.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || payload.is_empty() || payload.len() > MAX_B64 {
+        return None;
+    }
+    let mut decoded = [0u8; MAX_B64 / 4 * 3];
+    let len = URL_SAFE.decode_slice(payload, &mut decoded).ok()?;
+    let claims: Claims<'_> = serde_json::from_slice(decoded.get(..len)?).ok()?;
+    claims.sub.map(|s| bounded(&s))
+}
+
+/// `text` cut to at most [`MAX_ACCOUNT`] bytes at a character boundary.
+pub(crate) fn bounded(text: &str) -> String {
+    let mut end = text.len().min(MAX_ACCOUNT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_owned()
+}
+
+/// The value of the first cookie in a `Cookie` header whose name satisfies `wanted`.
+pub(crate) fn find_cookie<'a>(
+    header: &'a [u8],
+    wanted: impl Fn(&[u8]) -> bool,
+) -> Option<&'a [u8]> {
+    header.split(|b| *b == b';').find_map(|pair| {
+        let pair = super::proxy::trim_ows(pair);
+        let eq = memchr::memchr(b'=', pair)?;
+        let name = pair.get(..eq)?;
+        wanted(name).then(|| pair.get(eq + 1..).unwrap_or_default())
+    })
+}
+
+/// The cookie name and value of a `Set-Cookie` header (`name=value; Path=/`).
+pub(crate) fn set_cookie(header: &[u8]) -> Option<(&str, &[u8])> {
+    let first = header.split(|b| *b == b';').next()?;
+    let eq = memchr::memchr(b'=', first)?;
+    let name = super::proxy::trim_ows(first.get(..eq)?);
+    let value = super::proxy::trim_ows(first.get(eq + 1..)?);
+    let name = std::str::from_utf8(name).ok()?;
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    token.then_some((name, value))
+}
+
+/// How a login body is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// JSON.
+    Json,
+    /// Unknown content type: JSON if it starts with `{`, else a form.
+    Sniff,
+}
+
+impl BodyKind {
+    /// The kind for a `Content-Type` value.
+    pub(crate) fn from_content_type(value: Option<&[u8]>) -> Self {
+        let Some(value) = value else {
+            return BodyKind::Sniff;
+        };
+        let value = super::proxy::trim_ows(value);
+        let prefix = |p: &[u8]| {
+            value
+                .get(..p.len())
+                .is_some_and(|v| v.eq_ignore_ascii_case(p))
+        };
+        if prefix(b"application/x-www-form-urlencoded") {
+            BodyKind::Form
+        } else if memchr::memmem::find(&value.to_ascii_lowercase(), b"json").is_some() {
+            BodyKind::Json
+        } else {
+            BodyKind::Sniff
+        }
+    }
+}
+
+/// The account field of a captured login body. `complete` says whether `body` is the whole
+/// body; when it is not, a form value running to the end of `body` may be cut and is not used.
+pub(crate) fn body_account(
+    kind: BodyKind,
+    field: &str,
+    body: &[u8],
+    complete: bool,
+) -> Option<String> {
+    let kind = match kind {
+        BodyKind::Sniff => match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => BodyKind::Json,
+            _ => BodyKind::Form,
+        },
+        other => other,
+    };
+    match kind {
+        BodyKind::Json => json_field(body, field),
+        _ => form_field(body, field, complete),
+    }
+}
+
+/// A field of a form body, percent-decoded.
+fn form_field(body: &[u8], field: &str, complete: bool) -> Option<String> {
+    let mut pairs = body.split(|b| *b == b'&').peekable();
+    while let Some(pair) = pairs.next() {
+        let terminated = complete || pairs.peek().is_some();
+        let (name, value) = match memchr::memchr(b'=', pair) {
+            Some(eq) => (pair.get(..eq)?, pair.get(eq + 1..)?),
+            None => (pair, &b""[..]),
+        };
+        if !percent_decoded_eq(name, field.as_bytes()) {
+            continue;
+        }
+        if !terminated {
+            return None;
+        }
+        let value = percent_decode(value);
+        let value = String::from_utf8_lossy(&value);
+        return (!value.is_empty()).then(|| bounded(&value));
+    }
+    None
+}
+
+/// Bytes of a form component with `+` as space and `%XX` escapes decoded.
+fn percent_decode_iter(input: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *input.get(i)?;
+        i += 1;
+        Some(match b {
+            b'+' => b' ',
+            b'%' => {
+                let hex = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
+                match (hex(input.get(i)), hex(input.get(i + 1))) {
+                    (Some(hi), Some(lo)) => {
+                        i += 2;
+                        (hi * 16 + lo) as u8
+                    }
+                    _ => b'%',
+                }
+            }
+            other => other,
+        })
+    })
+}
+
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    percent_decode_iter(input).take(MAX_ACCOUNT * 4).collect()
+}
+
+fn percent_decoded_eq(encoded: &[u8], plain: &[u8]) -> bool {
+    percent_decode_iter(encoded).eq(plain.iter().copied())
+}
+
+/// A member of a JSON body (dots select nested members), read with a streaming visitor so a
+/// member found before the end of a cut body is still used.
+fn json_field(body: &[u8], field: &str) -> Option<String> {
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    // Errors after the member was found (a cut body) are expected and ignored.
+    let _ = Lookup {
+        path: field,
+        found: &mut found,
+    }
+    .deserialize(&mut de);
+    found
+}
+
+/// Looks up `path` in a JSON object, storing a string or number member in `found`.
+struct Lookup<'p, 'o> {
+    path: &'p str,
+    found: &'o mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Lookup<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Lookup<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (head, rest) = match self.path.split_once('.') {
+            Some((head, rest)) => (head, Some(rest)),
+            None => (self.path, None),
+        };
+        while let Some(matched) = map.next_key_seed(KeyIs(head))? {
+            match (matched, rest) {
+                (true, None) => {
+                    let value: serde_json::Value = map.next_value()?;
+                    *self.found = match value {
+                        serde_json::Value::String(s) if !s.is_empty() => Some(bounded(&s)),
+                        serde_json::Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    };
+                    return Ok(());
+                }
+                (true, Some(rest)) => {
+                    map.next_value_seed(Lookup {
+                        path: rest,
+                        found: &mut *self.found,
+                    })?;
+                    if self.found.is_some() {
+                        return Ok(());
+                    }
+                }
+                (false, _) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// A map key seed answering whether the key equals the wanted name, without allocating for
+/// keys without escapes.
+struct KeyIs<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<bool, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
+/// The outcome of a login attempt from its response.
+pub(crate) fn login_outcome(
+    route: &LoginRoute,
+    status: Option<u16>,
+    set_cookies: &NameList,
+) -> LoginOutcome {
+    let Some(status) = status else {
+        return LoginOutcome::Unknown;
+    };
+    if route.failure_status.contains(&status) {
+        return LoginOutcome::Failure;
+    }
+    if let Some(cookie) = &route.success_set_cookie {
+        return if set_cookies.iter().any(|name| name == cookie) {
+            LoginOutcome::Success
+        } else {
+            LoginOutcome::Failure
+        };
+    }
+    if route.success_status.contains(&status) {
+        LoginOutcome::Success
+    } else {
+        LoginOutcome::Unknown
+    }
+}
+
+/// Encodes `text` as standard base64 (test helper for building credentials).
+#[cfg(test)]
+pub(crate) fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Encodes `text` as unpadded base64url (test helper for building JWTs).
+#[cfg(test)]
+pub(crate) fn b64url(text: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_authorization() {
+        #[track_caller]
+        fn check(value: &str, expected: &Authorization<'_>) {
+            assert_eq!(
+                &authorization(value.as_bytes()),
+                expected,
+                "value {value:?}"
+            );
+        }
+        let jwt =
+            |payload: &str| format!("{}.{}.sig", b64url(r#"{"alg":"none"}"#), b64url(payload));
+        let bearer = |t: &'static str, sub: Option<&str>| Authorization::Bearer {
+            token: t.as_bytes(),
+            sub: sub.map(str::to_owned),
+        };
+        check(
+            &format!("Basic {}", b64("alice:s3cret")),
+            &Authorization::Basic("alice".into()),
+        );
+        check(
+            &format!("basic  {}", b64("bob:pw:with:colons")),
+            &Authorization::Basic("bob".into()),
+        );
+        check(
+            &format!("Basic {}", b64(":nouser")),
+            &Authorization::Basic(String::new()),
+        );
+        check(
+            &format!("Basic {}", b64("nocolon")),
+            &Authorization::Invalid,
+        );
+        check("Basic !!!", &Authorization::Invalid);
+        check("Basic", &Authorization::Invalid);
+        check(
+            &format!("Basic {}", "QQ".repeat(3000)),
+            &Authorization::Invalid,
+        );
+        check("Digest username=\"x\"", &Authorization::Other);
+        check("Bearer opaque-token", &bearer("opaque-token", None));
+        check("Bearer", &Authorization::Invalid);
+        let token: &'static str = Box::leak(jwt(r#"{"sub":"user-42","exp":1}"#).into_boxed_str());
+        check(&format!("Bearer {token}"), &bearer(token, Some("user-42")));
+        let padded: &'static str =
+            Box::leak(format!("h.{}==.s", b64url(r#"{"sub":"abc"}"#)).into_boxed_str());
+        check(&format!("Bearer {padded}"), &bearer(padded, Some("abc")));
+        for payload in [
+            r#"{"sub":42}"#,
+            r#"{"iss":"x"}"#,
+            "not json",
+            r#"{"sub":"a","sub":"b"}"#,
+        ] {
+            let token: &'static str = Box::leak(jwt(payload).into_boxed_str());
+            check(&format!("Bearer {token}"), &bearer(token, None));
+        }
+        check("Bearer a.b", &bearer("a.b", None));
+        check("Bearer a.b.c.d", &bearer("a.b.c.d", None));
+        check("Bearer a.%%%.c", &bearer("a.%%%.c", None));
+    }
+
+    #[test]
+    fn finds_cookies() {
+        #[track_caller]
+        fn check(header: &str, name: &str, expected: Option<&str>) {
+            let got = find_cookie(header.as_bytes(), |n| n == name.as_bytes());
+            assert_eq!(got, expected.map(str::as_bytes), "header {header:?}");
+        }
+        check("sid=abc", "sid", Some("abc"));
+        check("a=1; sid=abc; b=2", "sid", Some("abc"));
+        check("a=1;sid=abc", "sid", Some("abc"));
+        check("SID=abc", "sid", None);
+        check("sidx=abc", "sid", None);
+        check("sid", "sid", None);
+        check("sid=", "sid", Some(""));
+        check("", "sid", None);
+    }
+
+    #[test]
+    fn reads_set_cookie_names() {
+        #[track_caller]
+        fn check(header: &str, expected: Option<(&str, &str)>) {
+            let got = set_cookie(header.as_bytes());
+            assert_eq!(
+                got,
+                expected.map(|(n, v)| (n, v.as_bytes())),
+                "header {header:?}"
+            );
+        }
+        check("sid=abc; Path=/; HttpOnly", Some(("sid", "abc")));
+        check(" theme = dark ", Some(("theme", "dark")));
+        check("=abc", None);
+        check("bad name=abc", None);
+        check("noequals", None);
+    }
+
+    #[test]
+    fn reads_login_body_fields() {
+        #[track_caller]
+        fn check(kind: BodyKind, field: &str, body: &str, complete: bool, expected: Option<&str>) {
+            let got = body_account(kind, field, body.as_bytes(), complete);
+            assert_eq!(
+                got.as_deref(),
+                expected,
+                "{kind:?} {field:?} in {body:?} (complete {complete})"
+            );
+        }
+        use BodyKind::{Form, Json, Sniff};
+        check(
+            Form,
+            "username",
+            "username=alice&password=pw",
+            true,
+            Some("alice"),
+        );
+        check(
+            Form,
+            "username",
+            "password=pw&username=alice",
+            true,
+            Some("alice"),
+        );
+        check(Form, "username", "password=pw&username=alice", false, None);
+        check(
+            Form,
+            "username",
+            "username=alice&pass",
+            false,
+            Some("alice"),
+        );
+        check(
+            Form,
+            "username",
+            "user%6Eame=al%69ce+b",
+            true,
+            Some("alice b"),
+        );
+        check(Form, "username", "username=", true, None);
+        check(Form, "username", "other=1", true, None);
+        check(
+            Form,
+            "email",
+            "email=a%40example.com",
+            true,
+            Some("a@example.com"),
+        );
+        check(Form, "username", "username=%zz%4", true, Some("%zz%4"));
+        check(
+            Json,
+            "username",
+            r#"{"username":"alice","password":"pw"}"#,
+            true,
+            Some("alice"),
+        );
+        check(
+            Json,
+            "username",
+            r#"{"password":"pw","username":"al\u0069ce"}"#,
+            true,
+            Some("alice"),
+        );
+        check(
+            Json,
+            "username",
+            r#"{"username":"alice","password":"p"#,
+            false,
+            Some("alice"),
+        );
+        check(Json, "username", r#"{"password":"pw","user"#, false, None);
+        check(
+            Json,
+            "username",
+            r#"{"username":12345}"#,
+            true,
+            Some("12345"),
+        );
+        check(Json, "username", r#"{"username":{"x":1}}"#, true, None);
+        check(
+            Json,
+            "user.email",
+            r#"{"a":[1,2],"user":{"email":"a@b.c"}}"#,
+            true,
+            Some("a@b.c"),
+        );
+        check(Json, "user.email", r#"{"user":"flat"}"#, true, None);
+        check(Json, "username", r#"["username","alice"]"#, true, None);
+        check(Json, "username", "", true, None);
+        check(
+            Sniff,
+            "username",
+            r#" {"username":"alice"}"#,
+            true,
+            Some("alice"),
+        );
+        check(Sniff, "username", "username=alice", true, Some("alice"));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        check(Json, "username", &deep, true, None);
+    }
+
+    #[test]
+    fn decides_login_outcome() {
+        #[track_caller]
+        fn check(
+            route: &LoginRoute,
+            status: Option<u16>,
+            cookies: &[&str],
+            expected: LoginOutcome,
+        ) {
+            let mut names = NameList::default();
+            for c in cookies {
+                names.push(c);
+            }
+            assert_eq!(
+                login_outcome(route, status, &names),
+                expected,
+                "status {status:?} cookies {cookies:?}"
+            );
+        }
+        let by_status = LoginRoute {
+            method: "POST".into(),
+            path: "/login".into(),
+            account_field: "username".into(),
+            success_status: vec![200, 302],
+            failure_status: vec![401, 403],
+            success_set_cookie: None,
+        };
+        let by_cookie = LoginRoute {
+            success_set_cookie: Some("sid".into()),
+            ..by_status.clone()
+        };
+        use LoginOutcome::{Failure, Success, Unknown};
+        check(&by_status, Some(200), &[], Success);
+        check(&by_status, Some(302), &[], Success);
+        check(&by_status, Some(401), &[], Failure);
+        check(&by_status, Some(403), &["sid"], Failure);
+        check(&by_status, Some(500), &[], Unknown);
+        check(&by_status, None, &[], Unknown);
+        check(&by_cookie, Some(302), &["sid"], Success);
+        check(&by_cookie, Some(302), &["other"], Failure);
+        check(&by_cookie, Some(200), &[], Failure);
+        check(&by_cookie, Some(401), &["sid"], Failure);
+    }
+
+    #[test]
+    fn hashes_sessions_with_the_key() {
+        let a = session_hash(&[0; 16], b"value");
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, session_hash(&[0; 16], b"value"), "hash is deterministic");
+        assert_ne!(a, session_hash(&[1; 16], b"value"), "key changes the hash");
+        assert_ne!(
+            a,
+            session_hash(&[0; 16], b"other"),
+            "value changes the hash"
+        );
+    }
+
+    #[test]
+    fn classifies_content_types() {
+        for (value, expected) in [
+            (None, BodyKind::Sniff),
+            (
+                Some("application/x-www-form-urlencoded; charset=utf-8"),
+                BodyKind::Form,
+            ),
+            (Some("Application/X-WWW-Form-Urlencoded"), BodyKind::Form),
+            (Some("application/json"), BodyKind::Json),
+            (Some("application/vnd.api+JSON"), BodyKind::Json),
+            (Some("text/plain"), BodyKind::Sniff),
+        ] {
+            assert_eq!(
+                BodyKind::from_content_type(value.map(str::as_bytes)),
+                expected,
+                "{value:?}"
+            );
+        }
+    }
+}
