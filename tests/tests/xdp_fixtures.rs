@@ -1,0 +1,1582 @@
+//! `BPF_PROG_TEST_RUN` fixtures for the kernel programs, in the style of katran's
+//! `KatranBaseTestFixtures.h` and aya's `prog_test_run.rs`: every fixture is a crafted frame, the
+//! state to set up (monitored ports, blocks, allowlist entries, capture length), and everything
+//! the run must change: the program's return value, the full counter table, the `SOURCES` map,
+//! the hits of block and allowlist entries, and the ring-buffer record (or the absence of one).
+//!
+//! The programs are loaded from the object embedded in `sensor-user`, without pinning
+//! (`pin_dir: None`), so nothing here touches `/sys/fs/bpf/apisensor`. No traffic is sent: the
+//! kernel runs the program on each frame in place. Needs root and a build with the eBPF object
+//! (not `AYA_BUILD_SKIP=1`); without either every test fails with a message saying so.
+
+use std::{collections::BTreeMap, net::Ipv6Addr, time::Duration};
+
+use apisensor_tests::packet::{
+    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Eth, Ext, IPPROTO_TCP,
+    Ipv4, Ipv6, OFF_TCP_DOFF, OFF_V4_TOTAL_LEN, OFF_V4_VER_IHL, OFF_V6_PAYLOAD_LEN, Tcp, noise,
+    pad_to_min, put_be16, tcp_flags,
+};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
+use sensor_common::{
+    Addr, Counter, Direction, EventKind, REQ_DATA_LEN, RESP_DATA_LEN, Reason, SensorConfig,
+    SourceStats, capacity, map_names, program_names, v4_mapped,
+};
+use sensor_user::{
+    clock, event,
+    loader::{self, LoadOptions},
+    verdict::{self, Verdicts},
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+/// `TC_ACT_UNSPEC` (-1) as the test run reports it.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+
+/// Client (request source) addresses.
+const C4: [u8; 4] = [198, 51, 100, 2];
+const C6: &str = "2001:db8:1::2";
+/// Server addresses.
+const S4: [u8; 4] = [203, 0, 113, 1];
+const S6: &str = "2001:db8:2::1";
+/// The monitored server port and one that is not monitored.
+const PORT: u16 = 8080;
+const OTHER_PORT: u16 = 9090;
+const CLIENT_PORT: u16 = 40_000;
+/// Lifetime of the blocks fixtures set up.
+const TTL: Duration = Duration::from_mins(10);
+
+const HTTP_GET: &[u8] =
+    b"GET /api/users/42 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: fixture/1.0\r\nAccept: */*\r\n\r\n";
+const HTTP_RESP: &[u8] = b"HTTP/1.1 200 OK\r\nSet-Cookie: session=fixture-value; HttpOnly\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+
+fn c6() -> Ipv6Addr {
+    C6.parse().expect("address literal")
+}
+
+fn s6() -> Ipv6Addr {
+    S6.parse().expect("address literal")
+}
+
+/// IPv4 from the client to the server, untagged.
+fn v4() -> Ipv4 {
+    Eth::new().ipv4(C4, S4)
+}
+
+/// IPv6 from the client to the server, untagged.
+fn v6() -> Ipv6 {
+    Eth::new().ipv6(c6(), s6())
+}
+
+/// A request segment to `dport` with PSH|ACK.
+fn req(dport: u16) -> Tcp {
+    Tcp::new(CLIENT_PORT, dport)
+        .seq(0x0102_0304)
+        .ack(0x0a0b_0c0d)
+}
+
+/// `n` bytes of printable, position-dependent payload.
+fn body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// Which program a fixture runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prog {
+    Xdp,
+    Tc,
+}
+
+/// A block to insert before the run and the hits it must show after it.
+struct BlockSpec {
+    net: &'static str,
+    expired: bool,
+    hits: u64,
+}
+
+/// An allowlist entry to insert before the run and the hits it must show after it.
+struct AllowSpec {
+    net: &'static str,
+    hits: u64,
+}
+
+/// The expected change of one `SOURCES` entry: `packets` +1 and the others as given. Every
+/// other entry must stay as it was.
+struct SourceChange {
+    addr: Addr,
+    bytes: u64,
+    syns: u64,
+    dropped: u64,
+}
+
+/// The one ring-buffer record a run must produce.
+struct ExpectedEvent {
+    kind: EventKind,
+    direction: Direction,
+    src: Addr,
+    dst: Addr,
+    ip_version: u8,
+    tcp: Tcp,
+    payload_len: u32,
+    captured: Vec<u8>,
+}
+
+/// Both ends of a fixture's IP layer, for the expected event.
+#[derive(Clone, Copy)]
+enum Ends {
+    V4([u8; 4], [u8; 4]),
+    V6(Ipv6Addr, Ipv6Addr),
+}
+
+impl Ends {
+    fn request4() -> Self {
+        Self::V4(C4, S4)
+    }
+
+    fn request6() -> Self {
+        Self::V6(c6(), s6())
+    }
+
+    fn addrs(self) -> (Addr, Addr, u8) {
+        match self {
+            Self::V4(s, d) => (v4_mapped(s), v4_mapped(d), 4),
+            Self::V6(s, d) => (s.octets(), d.octets(), 6),
+        }
+    }
+
+    /// A segment record: `payload_len` bytes on the wire of which `captured` were copied.
+    fn segment(
+        self,
+        dir: Direction,
+        tcp: &Tcp,
+        payload_len: usize,
+        captured: &[u8],
+    ) -> ExpectedEvent {
+        let (src, dst, ip_version) = self.addrs();
+        ExpectedEvent {
+            kind: EventKind::Segment,
+            direction: dir,
+            src,
+            dst,
+            ip_version,
+            tcp: tcp.clone(),
+            payload_len: payload_len as u32,
+            captured: captured.to_vec(),
+        }
+    }
+
+    /// A segment record whose whole payload fits the default capture length of XDP.
+    fn request(self, tcp: &Tcp, payload: &[u8]) -> ExpectedEvent {
+        self.segment(Direction::Ingress, tcp, payload.len(), payload)
+    }
+
+    /// A header-only SYN/FIN/RST record.
+    fn control(self, dir: Direction, tcp: &Tcp) -> ExpectedEvent {
+        ExpectedEvent {
+            kind: EventKind::Control,
+            ..self.segment(dir, tcp, 0, &[])
+        }
+    }
+}
+
+/// One fixture: input, setup, and every expected effect.
+struct Fixture {
+    name: &'static str,
+    prog: Prog,
+    frame: Vec<u8>,
+    ports: Vec<u16>,
+    capture_len: Option<u32>,
+    blocks: Vec<BlockSpec>,
+    allows: Vec<AllowSpec>,
+    action: u32,
+    verdict: Counter,
+    source: Option<SourceChange>,
+    event: Option<ExpectedEvent>,
+}
+
+impl Fixture {
+    /// An XDP fixture: by default `PORT` is monitored, nothing is blocked, and the frame must
+    /// pass with `XdpPass`, change no source and emit nothing.
+    fn xdp(name: &'static str, frame: Vec<u8>) -> Self {
+        Self {
+            name,
+            prog: Prog::Xdp,
+            frame,
+            ports: vec![PORT],
+            capture_len: None,
+            blocks: Vec::new(),
+            allows: Vec::new(),
+            action: XDP_PASS,
+            verdict: Counter::XdpPass,
+            source: None,
+            event: None,
+        }
+    }
+
+    /// A TC fixture: `PORT` is monitored; by default `TcPass` and no event.
+    fn tc(name: &'static str, frame: Vec<u8>) -> Self {
+        Self {
+            prog: Prog::Tc,
+            action: TC_ACT_UNSPEC,
+            verdict: Counter::TcPass,
+            ..Self::xdp(name, frame)
+        }
+    }
+
+    fn verdict(mut self, c: Counter) -> Self {
+        self.verdict = c;
+        self
+    }
+
+    fn dropped_by(mut self, c: Counter) -> Self {
+        self.action = XDP_DROP;
+        self.verdict = c;
+        if let Some(s) = &mut self.source {
+            s.dropped = 1;
+        }
+        self
+    }
+
+    /// The source counters of `addr` take this frame: packets +1, bytes +frame length.
+    fn counts(mut self, addr: Addr) -> Self {
+        self.source = Some(SourceChange {
+            addr,
+            bytes: self.frame.len() as u64,
+            syns: 0,
+            dropped: 0,
+        });
+        self
+    }
+
+    fn counts_v4(self) -> Self {
+        self.counts(v4_mapped(C4))
+    }
+
+    fn counts_v6(self) -> Self {
+        self.counts(c6().octets())
+    }
+
+    fn syn(mut self) -> Self {
+        if let Some(s) = &mut self.source {
+            s.syns = 1;
+        }
+        self
+    }
+
+    fn event(mut self, e: ExpectedEvent) -> Self {
+        self.event = Some(e);
+        self
+    }
+
+    fn ports(mut self, ports: &[u16]) -> Self {
+        self.ports = ports.to_vec();
+        self
+    }
+
+    fn capture_len(mut self, len: u32) -> Self {
+        self.capture_len = Some(len);
+        self
+    }
+
+    fn block(mut self, net: &'static str, expired: bool, hits: u64) -> Self {
+        self.blocks.push(BlockSpec { net, expired, hits });
+        self
+    }
+
+    fn allow(mut self, net: &'static str, hits: u64) -> Self {
+        self.allows.push(AllowSpec { net, hits });
+        self
+    }
+}
+
+/// The loaded object and the maps the fixtures read and write.
+struct Sensor {
+    ebpf: Ebpf,
+    verdicts: Verdicts,
+    stats: PerCpuArray<MapData, u64>,
+    sources: HashMap<MapData, Addr, SourceStats>,
+    req: RingBuf<MapData>,
+    resp: RingBuf<MapData>,
+    lo_ifindex: u32,
+}
+
+type Counters = [u64; Counter::COUNT];
+
+impl Sensor {
+    fn load() -> Self {
+        let mut ebpf = loader::load_object(
+            loader::EBPF_OBJECT,
+            &LoadOptions {
+                pin_dir: None,
+                max_sources: capacity::SOURCES,
+            },
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot load the eBPF object: {e}. These tests need root, a kernel with BPF, \
+                 and a build with the eBPF object (not AYA_BUILD_SKIP=1)"
+            )
+        });
+        loader::configure(&mut ebpf, SensorConfig::DEFAULT, &[])
+            .unwrap_or_else(|e| panic!("configuring the sensor: {e}"));
+        let verdicts =
+            Verdicts::from_ebpf(&mut ebpf).unwrap_or_else(|e| panic!("opening verdict maps: {e}"));
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .unwrap_or_else(|| panic!("map {name} missing from the object"))
+        };
+        let stats =
+            PerCpuArray::try_from(take(map_names::STATS)).expect("STATS is a per-CPU array");
+        let sources = HashMap::try_from(take(map_names::SOURCES)).expect("SOURCES is a hash map");
+        let req = RingBuf::try_from(take(map_names::REQ_EVENTS)).expect("REQ_EVENTS is a ring");
+        let resp = RingBuf::try_from(take(map_names::RESP_EVENTS)).expect("RESP_EVENTS is a ring");
+        // SAFETY: the argument is a NUL-terminated string.
+        let lo_ifindex = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        assert_ne!(lo_ifindex, 0, "no loopback interface in this namespace");
+        Self {
+            ebpf,
+            verdicts,
+            stats,
+            sources,
+            req,
+            resp,
+            lo_ifindex,
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        let mut out = [0; Counter::COUNT];
+        for c in Counter::ALL {
+            let values = self
+                .stats
+                .get(&(c as u32), 0)
+                .unwrap_or_else(|e| panic!("reading counter {}: {e}", c.name()));
+            out[c as usize] = values.iter().sum();
+        }
+        out
+    }
+
+    fn sources(&self) -> BTreeMap<Addr, SourceStats> {
+        self.sources
+            .iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("iterating SOURCES: {e}")))
+            .collect()
+    }
+
+    /// Takes every record out of a ring.
+    fn drain(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            out.push(item.to_vec());
+        }
+        out
+    }
+
+    fn drain_all(&mut self) {
+        Self::drain(&mut self.req);
+        Self::drain(&mut self.resp);
+    }
+
+    /// Writes the configuration and sets exactly `ports` monitored among `known` ports.
+    fn configure(&mut self, capture_len: Option<u32>, wakeup_bytes: Option<u32>, ports: &[u16]) {
+        let mut cfg = SensorConfig::DEFAULT;
+        if let Some(len) = capture_len {
+            cfg.req_capture_len = len;
+            cfg.resp_capture_len = len;
+        }
+        if let Some(w) = wakeup_bytes {
+            cfg.wakeup_bytes = w;
+        }
+        loader::configure(&mut self.ebpf, cfg, ports)
+            .unwrap_or_else(|e| panic!("configuring the sensor: {e}"));
+    }
+
+    fn unmonitor(&mut self, ports: &[u16]) {
+        let map = self
+            .ebpf
+            .map_mut(map_names::PORTS)
+            .expect("PORTS map present");
+        let mut map: Array<&mut MapData, u8> = Array::try_from(map).expect("PORTS is an array");
+        for p in ports {
+            map.set(u32::from(*p), 0, 0)
+                .unwrap_or_else(|e| panic!("clearing port {p}: {e}"));
+        }
+    }
+
+    /// Runs XDP on `frame` `repeat` times.
+    ///
+    /// The kernel refuses test input shorter than an Ethernet header, so a shorter frame is
+    /// passed as the linear part of a multi-buffer packet: `data_in` is padded to
+    /// [`ETH_HLEN`] bytes and `xdp_md.data_end` ends the linear part at the frame's length, the
+    /// padding going to a fragment that `[data, data_end)` does not cover (kernel
+    /// `net/bpf/test_run.c`, `bpf_prog_test_run_xdp`). That is what a driver hands XDP when the
+    /// first buffer of a frame is that short.
+    fn run_xdp(&self, frame: &[u8], repeat: u32) -> u32 {
+        let prog: &Xdp = self
+            .ebpf
+            .program(program_names::XDP_INGRESS)
+            .expect("XDP program present")
+            .try_into()
+            .expect("XDP program type");
+        let mut data = frame.to_vec();
+        if data.len() < ETH_HLEN {
+            data.resize(ETH_HLEN, 0xee);
+        }
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex }.
+        let md: Vec<u8> = [0, frame.len() as u32, 0, 0, 0, 0]
+            .iter()
+            .flat_map(|v: &u32| v.to_ne_bytes())
+            .collect();
+        let opts = TestRunOptions {
+            data_in: Some(&data),
+            ctx_in: (data.len() > frame.len()).then_some(md.as_slice()),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        prog.test_run(opts)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of XDP on {} bytes: {e:?}", frame.len()))
+            .return_value
+    }
+
+    fn run_tc(&self, frame: &[u8]) -> u32 {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(program_names::TC_EGRESS)
+            .expect("TC program present")
+            .try_into()
+            .expect("TC program type");
+        assert!(
+            frame.len() >= ETH_HLEN,
+            "the kernel runs skb programs only on frames of at least {ETH_HLEN} bytes"
+        );
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::default()
+        };
+        prog.test_run(opts)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of TC on {} bytes: {e:?}", frame.len()))
+            .return_value
+    }
+
+    /// Runs one fixture, always undoing its setup; returns what did not match.
+    fn check(&mut self, f: &Fixture) -> Vec<String> {
+        let now = clock::boot_ns();
+        let ttl_ns = TTL.as_nanos() as u64;
+        let mut errors = Vec::new();
+        self.configure(f.capture_len, None, &f.ports);
+        for b in &f.blocks {
+            let net = verdict::parse_net(b.net).expect("fixture block is a valid net");
+            let at = if b.expired {
+                now.checked_sub(2 * ttl_ns)
+                    .expect("boot clock beyond twice the TTL")
+            } else {
+                now
+            };
+            self.verdicts
+                .block(net, TTL, Reason::Manual, f.name, at)
+                .unwrap_or_else(|e| panic!("{}: blocking {net}: {e}", f.name));
+        }
+        for a in &f.allows {
+            let net = verdict::parse_net(a.net).expect("fixture allow is a valid net");
+            self.verdicts
+                .allow(net, now)
+                .unwrap_or_else(|e| panic!("{}: allowing {net}: {e}", f.name));
+        }
+        self.drain_all();
+
+        let counters_before = self.counters();
+        let sources_before = self.sources();
+        let t0 = clock::boot_ns();
+        let action = match f.prog {
+            Prog::Xdp => self.run_xdp(&f.frame, 1),
+            Prog::Tc => self.run_tc(&f.frame),
+        };
+        let t1 = clock::boot_ns();
+        let counters_after = self.counters();
+        let sources_after = self.sources();
+        let (mut own, mut other) = (Self::drain(&mut self.req), Self::drain(&mut self.resp));
+        if f.prog == Prog::Tc {
+            std::mem::swap(&mut own, &mut other);
+        }
+
+        if action != f.action {
+            errors.push(format!("action {action}, want {}", f.action));
+        }
+        errors.extend(Self::check_counters(f, &counters_before, &counters_after));
+        errors.extend(check_sources(f, &sources_before, &sources_after, t0, t1));
+        errors.extend(self.check_events(f, &own, t0, t1));
+        if !other.is_empty() {
+            errors.push(format!(
+                "{} records in the other direction's ring",
+                other.len()
+            ));
+        }
+        errors.extend(self.check_hits(f, now));
+
+        // Undo the setup, whatever happened.
+        for b in &f.blocks {
+            let net = verdict::parse_net(b.net).expect("valid net");
+            if let Err(e) = self.verdicts.unblock(net) {
+                errors.push(format!("removing block {net}: {e}"));
+            }
+        }
+        for a in &f.allows {
+            let net = verdict::parse_net(a.net).expect("valid net");
+            if let Err(e) = self.verdicts.unallow(net) {
+                errors.push(format!("removing allow {net}: {e}"));
+            }
+        }
+        self.unmonitor(&f.ports);
+        self.configure(None, None, &[]);
+        errors
+    }
+
+    fn check_counters(f: &Fixture, before: &Counters, after: &Counters) -> Vec<String> {
+        let mut want = [0u64; Counter::COUNT];
+        want[f.verdict as usize] += 1;
+        if let Some(e) = &f.event {
+            let c = match (f.prog, e.kind) {
+                (Prog::Xdp, EventKind::Segment) => Counter::ReqEvents,
+                (Prog::Xdp, EventKind::Control) => Counter::ReqControlEvents,
+                (Prog::Tc, EventKind::Segment) => Counter::RespEvents,
+                (Prog::Tc, EventKind::Control) => Counter::RespControlEvents,
+            };
+            want[c as usize] += 1;
+        }
+        Counter::ALL
+            .iter()
+            .filter_map(|c| {
+                let i = *c as usize;
+                let got = after[i].wrapping_sub(before[i]);
+                (got != want[i])
+                    .then(|| format!("counter {} changed by {got}, want {}", c.name(), want[i]))
+            })
+            .collect()
+    }
+
+    fn check_events(&self, f: &Fixture, records: &[Vec<u8>], t0: u64, t1: u64) -> Vec<String> {
+        let Some(want) = &f.event else {
+            return if records.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!("{} unexpected records", records.len())]
+            };
+        };
+        let [record] = records else {
+            return vec![format!("{} records, want exactly one", records.len())];
+        };
+        let ev = match event::decode(record) {
+            Ok(ev) => ev,
+            Err(e) => return vec![format!("record does not decode: {e}")],
+        };
+        let h = ev.header;
+        let mut errors = Vec::new();
+        let mut expect = |what: &str, got: u64, want: u64| {
+            if got != want {
+                errors.push(format!("event {what} {got:#x}, want {want:#x}"));
+            }
+        };
+        expect("kind", u64::from(h.kind), want.kind as u64);
+        expect("direction", h.direction.into(), want.direction as u64);
+        expect("ip version", h.ip_version.into(), want.ip_version.into());
+        expect("src port", h.src_port.into(), want.tcp.sport.into());
+        expect("dst port", h.dst_port.into(), want.tcp.dport.into());
+        expect("seq", h.seq.into(), want.tcp.seq.into());
+        expect("ack", h.ack.into(), want.tcp.ack.into());
+        expect("tcp flags", h.tcp_flags.into(), want.tcp.flags.into());
+        expect(
+            "payload length",
+            h.payload_len.into(),
+            want.payload_len.into(),
+        );
+        expect(
+            "captured length",
+            h.captured_len.into(),
+            want.captured.len() as u64,
+        );
+        expect("ifindex", h.ifindex.into(), self.lo_ifindex.into());
+        expect("reserved", h.reserved.into(), 0);
+        if h.src != want.src || h.dst != want.dst {
+            errors.push(format!(
+                "event addresses {} -> {}, want {} -> {}",
+                event::addr_to_ip(&h.src),
+                event::addr_to_ip(&h.dst),
+                event::addr_to_ip(&want.src),
+                event::addr_to_ip(&want.dst)
+            ));
+        }
+        if !(t0..=t1).contains(&h.ts_ns) {
+            errors.push(format!(
+                "event timestamp {} outside the run [{t0}, {t1}]",
+                h.ts_ns
+            ));
+        }
+        if ev.payload != want.captured.as_slice() {
+            // Payloads may hold header values: report where they differ, not the bytes.
+            let at = ev
+                .payload
+                .iter()
+                .zip(&want.captured)
+                .position(|(a, b)| a != b)
+                .unwrap_or(ev.payload.len().min(want.captured.len()));
+            errors.push(format!(
+                "captured bytes differ from the payload prefix at offset {at}"
+            ));
+        }
+        errors
+    }
+
+    fn check_hits(&self, f: &Fixture, now: u64) -> Vec<String> {
+        let mut errors = Vec::new();
+        let blocks = self.verdicts.blocks(now).expect("listing blocks");
+        for spec in &f.blocks {
+            let net = verdict::parse_net(spec.net).expect("valid net");
+            match blocks.iter().find(|b| b.net == net) {
+                Some(b) if b.hits == spec.hits => {}
+                Some(b) => errors.push(format!(
+                    "block {net} has {} hits, want {}",
+                    b.hits, spec.hits
+                )),
+                None => errors.push(format!("block {net} is gone")),
+            }
+        }
+        let allows = self.verdicts.allows().expect("listing allows");
+        for spec in &f.allows {
+            let net = verdict::parse_net(spec.net).expect("valid net");
+            match allows.iter().find(|a| a.net == net) {
+                Some(a) if a.hits == spec.hits => {}
+                Some(a) => errors.push(format!(
+                    "allow {net} has {} hits, want {}",
+                    a.hits, spec.hits
+                )),
+                None => errors.push(format!("allow {net} is gone")),
+            }
+        }
+        errors
+    }
+}
+
+fn check_sources(
+    f: &Fixture,
+    before: &BTreeMap<Addr, SourceStats>,
+    after: &BTreeMap<Addr, SourceStats>,
+    t0: u64,
+    t1: u64,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let changed: Vec<&Addr> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    if before.keys().any(|k| !after.contains_key(k)) {
+        errors.push("a source disappeared from SOURCES".to_owned());
+    }
+    let Some(want) = &f.source else {
+        if !changed.is_empty() {
+            errors.push(format!("{} sources changed, want none", changed.len()));
+        }
+        return errors;
+    };
+    if changed.iter().any(|k| **k != want.addr) {
+        errors.push("a source other than the packet's changed".to_owned());
+    }
+    let Some(got) = after.get(&want.addr) else {
+        errors.push(format!(
+            "no SOURCES entry for {}",
+            event::addr_to_ip(&want.addr)
+        ));
+        return errors;
+    };
+    let old = before.get(&want.addr).copied().unwrap_or_default();
+    let delta = |what: &str, got: u64, old: u64, want: u64, errors: &mut Vec<String>| {
+        if got.wrapping_sub(old) != want {
+            errors.push(format!(
+                "source {what} changed by {}, want {want}",
+                got.wrapping_sub(old)
+            ));
+        }
+    };
+    delta("packets", got.packets, old.packets, 1, &mut errors);
+    delta("bytes", got.bytes, old.bytes, want.bytes, &mut errors);
+    delta("syns", got.syns, old.syns, want.syns, &mut errors);
+    delta(
+        "dropped",
+        got.dropped,
+        old.dropped,
+        want.dropped,
+        &mut errors,
+    );
+    if !(t0..=t1).contains(&got.last_seen_ns) {
+        errors.push("source last_seen_ns outside the run".to_owned());
+    }
+    let first = if before.contains_key(&want.addr) {
+        old.first_seen_ns
+    } else {
+        got.last_seen_ns
+    };
+    if got.first_seen_ns != first {
+        errors.push("source first_seen_ns not kept from the first packet".to_owned());
+    }
+    errors
+}
+
+/// Runs every fixture (each undoes its setup), then fails listing every mismatch.
+fn run_table(fixtures: &[Fixture]) {
+    let mut sensor = Sensor::load();
+    let mut failures = Vec::new();
+    for f in fixtures {
+        let errors = sensor.check(f);
+        if !errors.is_empty() {
+            failures.push(format!("{}:\n    {}", f.name, errors.join("\n    ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n  {}",
+        failures.len(),
+        fixtures.len(),
+        failures.join("\n  ")
+    );
+}
+
+/// Monitored and unmonitored TCP over every supported encapsulation.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a fixture table is data, one entry per case"
+)]
+fn sampling_fixtures() -> Vec<Fixture> {
+    let http = req(PORT);
+    let four = Ends::request4();
+    let six = Ends::request6();
+    let nops = [1u8; 12];
+    let tcp_ts = req(PORT).options(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+    let frag_tcp = {
+        // A later fragment whose first bytes look like a TCP header to the monitored port.
+        let mut fake = req(PORT).encode(HTTP_GET, 0);
+        fake.truncate(64);
+        fake
+    };
+    let six_dstopts = (0..6).fold(v6(), |ip, _| ip.ext(Ext::DestOpts { len8: 0 }));
+    let seven_dstopts = six_dstopts.clone().ext(Ext::DestOpts { len8: 0 });
+    let short = b"Q";
+    let big = body(300);
+    let huge = body(3000);
+    let cut = {
+        let mut f = v4().tcp(&http, &body(200));
+        f.truncate(v4().l4_offset() + 20 + 50);
+        f
+    };
+    vec![
+        Fixture::xdp(
+            "ipv4 tcp http request to a monitored port",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "ipv4 tcp to an unmonitored port",
+            v4().tcp(&req(OTHER_PORT), HTTP_GET),
+        )
+        .counts_v4(),
+        Fixture::xdp(
+            "monitored port set is what decides (8080 unmonitored, 9090 monitored)",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .ports(&[OTHER_PORT])
+        .counts_v4(),
+        Fixture::xdp(
+            "ipv4 with 12 bytes of options (ihl 8)",
+            v4().options(&nops).tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "tcp with timestamp options (data offset 8)",
+            v4().tcp(&tcp_ts, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&tcp_ts, HTTP_GET)),
+        Fixture::xdp("ipv6 tcp", v6().tcp(&http, HTTP_GET))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v6()
+            .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "ipv6 hop-by-hop + routing + destination options",
+            v6().ext(Ext::HopByHop { len8: 0 })
+                .ext(Ext::Routing { len8: 2 })
+                .ext(Ext::DestOpts { len8: 1 })
+                .tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "ipv6 first fragment carrying tcp",
+            v6().ext(Ext::Fragment {
+                offset_units: 0,
+                more: true,
+            })
+            .tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "ipv6 later fragment",
+            v6().ext(Ext::Fragment {
+                offset_units: 100,
+                more: false,
+            })
+            .raw(IPPROTO_TCP, &frag_tcp),
+        )
+        .verdict(Counter::XdpPassFragment)
+        .counts_v6(),
+        Fixture::xdp(
+            "ipv6 with six extension headers (the documented limit)",
+            six_dstopts.tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "ipv6 with seven extension headers",
+            seven_dstopts.tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassExtHdrLimit),
+        Fixture::xdp(
+            "ipv4 first fragment (more fragments, offset 0)",
+            v4().fragment(0, true).tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "ipv4 later fragment",
+            v4().fragment(185, false).raw(IPPROTO_TCP, &frag_tcp),
+        )
+        .verdict(Counter::XdpPassFragment)
+        .counts_v4(),
+        Fixture::xdp(
+            "802.1Q vlan",
+            Eth::new()
+                .vlan(ETH_P_8021Q, 42)
+                .ipv4(C4, S4)
+                .tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "802.1Q vlan carrying ipv6",
+            Eth::new()
+                .vlan(ETH_P_8021Q, 42)
+                .ipv6(c6(), s6())
+                .tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "QinQ (802.1ad outer, 802.1Q inner)",
+            Eth::new()
+                .vlan(ETH_P_8021AD, 100)
+                .vlan(ETH_P_8021Q, 200)
+                .ipv4(C4, S4)
+                .tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "three vlan tags (more than followed)",
+            Eth::new()
+                .vlan(ETH_P_8021AD, 1)
+                .vlan(ETH_P_8021Q, 2)
+                .vlan(ETH_P_8021Q, 3)
+                .ipv4(C4, S4)
+                .tcp(&http, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassNotIp),
+        Fixture::xdp(
+            "udp to the monitored port number",
+            v4().udp(CLIENT_PORT, PORT, b"not tcp"),
+        )
+        .counts_v4(),
+        Fixture::xdp("udp over ipv6", v6().udp(CLIENT_PORT, 53, b"query")).counts_v6(),
+        Fixture::xdp("icmp echo", v4().icmp_echo(b"ping"))
+            .verdict(Counter::XdpPassOtherL4)
+            .counts_v4(),
+        Fixture::xdp("icmpv6 echo", v6().icmp_echo(b"ping"))
+            .verdict(Counter::XdpPassOtherL4)
+            .counts_v6(),
+        Fixture::xdp("arp", Eth::new().frame(ETH_P_ARP, &noise(7, 28)))
+            .verdict(Counter::XdpPassNotIp),
+        Fixture::xdp(
+            "ethernet-padded small segment: payload length from the ip header",
+            pad_to_min(v4().tcp(&http, short)),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, short)),
+        Fixture::xdp(
+            "ip total length beyond the frame: payload length from the ip header, the rest a hole",
+            cut.clone(),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.segment(Direction::Ingress, &http, 200, &body(200)[..50])),
+        Fixture::xdp(
+            "payload beyond a 64-byte capture length",
+            v4().tcp(&http, &big),
+        )
+        .capture_len(64)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.segment(Direction::Ingress, &http, big.len(), &big[..64])),
+        Fixture::xdp(
+            "payload beyond the record's data area",
+            v4().tcp(&http, &huge),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.segment(Direction::Ingress, &http, huge.len(), &huge[..REQ_DATA_LEN])),
+    ]
+}
+
+/// SYN, FIN, RST and bare ACKs on a monitored port.
+fn control_fixtures() -> Vec<Fixture> {
+    let four = Ends::request4();
+    let six = Ends::request6();
+    let with = |flags| req(PORT).flags(flags);
+    let syn = with(tcp_flags::SYN).ack(0);
+    let synack = with(tcp_flags::SYN | tcp_flags::ACK);
+    let fin = with(tcp_flags::FIN | tcp_flags::ACK);
+    let rst = with(tcp_flags::RST);
+    let ack = with(tcp_flags::ACK);
+    let fin_data = with(tcp_flags::FIN | tcp_flags::PSH | tcp_flags::ACK);
+    vec![
+        Fixture::xdp(
+            "syn to a monitored port (ethernet-padded)",
+            pad_to_min(v4().tcp(&syn, b"")),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(four.control(Direction::Ingress, &syn)),
+        Fixture::xdp("ipv6 syn", v6().tcp(&syn, b""))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v6()
+            .syn()
+            .event(six.control(Direction::Ingress, &syn)),
+        Fixture::xdp(
+            "syn to an unmonitored port still counts a syn",
+            v4().tcp(&req(OTHER_PORT).flags(tcp_flags::SYN), b""),
+        )
+        .counts_v4()
+        .syn(),
+        Fixture::xdp("syn-ack is not counted as a syn", v4().tcp(&synack, b""))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4()
+            .event(four.control(Direction::Ingress, &synack)),
+        Fixture::xdp("fin", v4().tcp(&fin, b""))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4()
+            .event(four.control(Direction::Ingress, &fin)),
+        Fixture::xdp("rst", v4().tcp(&rst, b""))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4()
+            .event(four.control(Direction::Ingress, &rst)),
+        Fixture::xdp("bare ack: sampled verdict, no record", v4().tcp(&ack, b""))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4(),
+        Fixture::xdp(
+            "fin with data is a segment record",
+            v4().tcp(&fin_data, HTTP_GET),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&fin_data, HTTP_GET)),
+    ]
+}
+
+/// Frames cut short at every layer, malformed headers, garbage.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a fixture table is data, one entry per case"
+)]
+fn malformed_fixtures() -> Vec<Fixture> {
+    let http = req(PORT);
+    let full4 = v4().tcp(&http, HTTP_GET);
+    let full6 = v6().tcp(&http, HTTP_GET);
+    let l3 = ETH_HLEN;
+    let l4 = v4().l4_offset();
+    let edit = |mut f: Vec<u8>, e: &dyn Fn(&mut Vec<u8>)| {
+        e(&mut f);
+        f
+    };
+    let tcp_cut = edit(full4.clone(), &|f| {
+        f.truncate(l4 + 10);
+        put_be16(f, l3 + OFF_V4_TOTAL_LEN, 20 + 10);
+    });
+    let doff_big = edit(v4().tcp(&http, b"0123456789"), &|f| {
+        f[l4 + OFF_TCP_DOFF] = 15 << 4;
+    });
+    let doff_small = edit(v4().tcp(&http, b"0123456789"), &|f| {
+        f[l4 + OFF_TCP_DOFF] = 4 << 4;
+    });
+    let udp_cut = edit(v4().udp(CLIENT_PORT, 53, b""), &|f| {
+        f.truncate(l4 + 4);
+        put_be16(f, l3 + OFF_V4_TOTAL_LEN, 20 + 4);
+    });
+    let ext = v6().ext(Ext::HopByHop { len8: 0 });
+    let ext_cut = edit(ext.tcp(&http, HTTP_GET), &|f| f.truncate(l3 + 40 + 1));
+    let ext_long = edit(ext.tcp(&http, HTTP_GET), &|f| {
+        put_be16(f, l3 + OFF_V6_PAYLOAD_LEN, 4);
+    });
+    vec![
+        Fixture::xdp("empty frame", Vec::new()).verdict(Counter::XdpPassTruncated),
+        Fixture::xdp("ethernet header cut (10 bytes)", full4[..10].to_vec())
+            .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp("ethernet header cut (13 bytes)", full4[..13].to_vec())
+            .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp(
+            "ethernet header alone, ipv4 ethertype",
+            Eth::new().frame(ETH_P_IP, &[]),
+        )
+        .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp(
+            "ethernet header alone, ipv6 ethertype",
+            Eth::new().frame(ETH_P_IPV6, &[]),
+        )
+        .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp("vlan tag cut", Eth::new().frame(ETH_P_8021Q, &[0, 42]))
+            .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp(
+            "inner vlan tag of QinQ cut",
+            Eth::new()
+                .vlan(ETH_P_8021AD, 1)
+                .frame(ETH_P_8021Q, &[0, 2, 0x08]),
+        )
+        .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp("ipv4 header cut", full4[..l3 + 12].to_vec())
+            .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp("ipv4 header cut by one byte", full4[..l3 + 19].to_vec())
+            .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp("ipv6 fixed header cut", full6[..l3 + 6].to_vec())
+            .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp("ipv6 addresses cut", full6[..l3 + 30].to_vec())
+            .verdict(Counter::XdpPassTruncated),
+        Fixture::xdp("ipv6 extension header cut", ext_cut).verdict(Counter::XdpPassTruncated),
+        Fixture::xdp(
+            "ipv6 extension headers longer than the payload length",
+            ext_long,
+        )
+        .verdict(Counter::XdpPassMalformed),
+        Fixture::xdp("tcp header cut", tcp_cut)
+            .verdict(Counter::XdpPassTruncatedL4)
+            .counts_v4(),
+        Fixture::xdp("tcp data offset beyond the segment", doff_big)
+            .verdict(Counter::XdpPassTruncatedL4)
+            .counts_v4(),
+        Fixture::xdp("tcp data offset below five words", doff_small)
+            .verdict(Counter::XdpPassTruncatedL4)
+            .counts_v4(),
+        Fixture::xdp("udp header cut", udp_cut)
+            .verdict(Counter::XdpPassTruncatedL4)
+            .counts_v4(),
+        Fixture::xdp(
+            "ipv4 version 5",
+            edit(full4.clone(), &|f| f[l3 + OFF_V4_VER_IHL] = 0x55),
+        )
+        .verdict(Counter::XdpPassMalformed),
+        Fixture::xdp(
+            "ipv4 ihl 4",
+            edit(full4.clone(), &|f| f[l3 + OFF_V4_VER_IHL] = 0x44),
+        )
+        .verdict(Counter::XdpPassMalformed),
+        Fixture::xdp(
+            "ipv4 total length below the header length",
+            edit(full4.clone(), &|f| put_be16(f, l3 + OFF_V4_TOTAL_LEN, 16)),
+        )
+        .verdict(Counter::XdpPassMalformed),
+        Fixture::xdp(
+            "ipv6 ethertype carrying version 4",
+            edit(full6.clone(), &|f| f[l3] = 0x45),
+        )
+        .verdict(Counter::XdpPassMalformed),
+        Fixture::xdp("garbage: all ones", vec![0xff; 64]).verdict(Counter::XdpPassNotIp),
+        Fixture::xdp("garbage: all zeros", vec![0; 64]).verdict(Counter::XdpPassNotIp),
+        Fixture::xdp(
+            "garbage after an ipv4 ethertype",
+            Eth::new().frame(ETH_P_IP, &[0xff; 46]),
+        )
+        .verdict(Counter::XdpPassMalformed),
+        Fixture::xdp(
+            "garbage after an ipv6 ethertype",
+            Eth::new().frame(ETH_P_IPV6, &[0x0f; 46]),
+        )
+        .verdict(Counter::XdpPassMalformed),
+    ]
+}
+
+/// Exact and prefix blocks, expiry, allowlist.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a fixture table is data, one entry per case"
+)]
+fn enforcement_fixtures() -> Vec<Fixture> {
+    let four = Ends::request4();
+    let six = Ends::request6();
+    let http = req(PORT);
+    let syn = req(PORT).flags(tcp_flags::SYN).ack(0);
+    vec![
+        Fixture::xdp(
+            "exact-blocked ipv4 syn to a monitored port",
+            v4().tcp(&syn, b""),
+        )
+        .block("198.51.100.2", false, 1)
+        .counts_v4()
+        .syn()
+        .dropped_by(Counter::XdpDropExact),
+        Fixture::xdp("exact-blocked ipv6 request", v6().tcp(&http, HTTP_GET))
+            .block(C6, false, 1)
+            .counts_v6()
+            .dropped_by(Counter::XdpDropExact),
+        Fixture::xdp(
+            "exact-blocked ipv4 later fragment",
+            v4().fragment(10, false).raw(IPPROTO_TCP, &[0; 32]),
+        )
+        .block("198.51.100.2", false, 1)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropExact),
+        Fixture::xdp("exact-blocked udp", v4().udp(CLIENT_PORT, 53, b"q"))
+            .block("198.51.100.2", false, 1)
+            .counts_v4()
+            .dropped_by(Counter::XdpDropExact),
+        Fixture::xdp(
+            "another address's exact block does not apply",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.3", false, 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp("prefix-blocked ipv4 source", v4().tcp(&http, HTTP_GET))
+            .block("198.51.100.0/24", false, 1)
+            .counts_v4()
+            .dropped_by(Counter::XdpDropPrefix),
+        Fixture::xdp("prefix-blocked ipv6 source", v6().tcp(&http, HTTP_GET))
+            .block("2001:db8:1::/48", false, 1)
+            .counts_v6()
+            .dropped_by(Counter::XdpDropPrefix),
+        Fixture::xdp("ipv4 prefix outside the source", v4().tcp(&http, HTTP_GET))
+            .block("198.51.100.128/25", false, 0)
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4()
+            .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "expired exact block passes (and still samples)",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.2", true, 0)
+        .verdict(Counter::XdpPassExpired)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp("expired prefix block passes", v6().tcp(&http, HTTP_GET))
+            .block("2001:db8:1::/64", true, 0)
+            .verdict(Counter::XdpPassExpired)
+            .counts_v6()
+            .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "expired exact block does not hide an active prefix block",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.2", true, 0)
+        .block("198.51.100.0/25", false, 1)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropPrefix),
+        Fixture::xdp("exact-blocked but allowlisted", v4().tcp(&http, HTTP_GET))
+            .block("198.51.100.2", false, 0)
+            .allow("198.51.100.0/24", 1)
+            .verdict(Counter::XdpPassAllowlisted)
+            .counts_v4()
+            .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "prefix-blocked but allowlisted ipv6",
+            v6().tcp(&http, HTTP_GET),
+        )
+        .block("2001:db8::/32", false, 0)
+        .allow(C6, 1)
+        .verdict(Counter::XdpPassAllowlisted)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "allowlisted and not blocked: the allowlist is not consulted",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .allow("198.51.100.0/24", 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "an allowlist entry elsewhere does not lift a block",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.2", false, 1)
+        .allow("203.0.113.0/24", 0)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropExact),
+    ]
+}
+
+/// TC egress: responses from monitored ports.
+fn tc_fixtures() -> Vec<Fixture> {
+    let out4 = Ends::V4(S4, C4);
+    let out6 = Ends::V6(s6(), c6());
+    let resp = Tcp::new(PORT, CLIENT_PORT)
+        .seq(0x7000_0001)
+        .ack(0x0102_0400);
+    let fin = resp.clone().flags(tcp_flags::FIN | tcp_flags::ACK);
+    let synack = resp.clone().flags(tcp_flags::SYN | tcp_flags::ACK);
+    let from_other = Tcp::new(OTHER_PORT, CLIENT_PORT);
+    let big = body(1500);
+    let small = b"HTTP/1.1 204 No Content\r\n\r\n".to_vec();
+    vec![
+        Fixture::tc(
+            "tc: http response from a monitored port",
+            Eth::new().ipv4(S4, C4).tcp(&resp, HTTP_RESP),
+        )
+        .verdict(Counter::TcPassSampled)
+        .event(out4.segment(Direction::Egress, &resp, HTTP_RESP.len(), HTTP_RESP)),
+        Fixture::tc(
+            "tc: ipv6 response",
+            Eth::new().ipv6(s6(), c6()).tcp(&resp, &small),
+        )
+        .verdict(Counter::TcPassSampled)
+        .event(out6.segment(Direction::Egress, &resp, small.len(), &small)),
+        Fixture::tc(
+            "tc: response beyond the record's data area",
+            Eth::new().ipv4(S4, C4).tcp(&resp, &big),
+        )
+        .verdict(Counter::TcPassSampled)
+        .event(out4.segment(Direction::Egress, &resp, big.len(), &big[..RESP_DATA_LEN])),
+        Fixture::tc(
+            "tc: fin from a monitored port",
+            Eth::new().ipv4(S4, C4).tcp(&fin, b""),
+        )
+        .verdict(Counter::TcPassSampled)
+        .event(out4.control(Direction::Egress, &fin)),
+        Fixture::tc(
+            "tc: syn-ack from a monitored port has no record",
+            Eth::new().ipv4(S4, C4).tcp(&synack, b""),
+        )
+        .verdict(Counter::TcPassSampled),
+        Fixture::tc(
+            "tc: response from an unmonitored port",
+            Eth::new().ipv4(S4, C4).tcp(&from_other, HTTP_RESP),
+        ),
+        Fixture::tc(
+            "tc: udp",
+            Eth::new().ipv4(S4, C4).udp(PORT, CLIENT_PORT, b"x"),
+        ),
+        Fixture::tc("tc: garbage", noise(99, 64)).verdict(Counter::TcPassUnparsed),
+        // The kernel runs skb programs on IPv4 and IPv6 frames only with a whole IP header.
+        Fixture::tc("tc: arp", Eth::new().frame(ETH_P_ARP, &noise(3, 28)))
+            .verdict(Counter::TcPassUnparsed),
+        Fixture::tc("tc: ipv4 version 5", {
+            let mut f = Eth::new().ipv4(S4, C4).tcp(&resp, HTTP_RESP);
+            f[ETH_HLEN + OFF_V4_VER_IHL] = 0x55;
+            f
+        })
+        .verdict(Counter::TcPassUnparsed),
+        Fixture::tc("tc: tcp header cut", {
+            let mut f = Eth::new().ipv4(S4, C4).tcp(&resp, b"");
+            f.truncate(ETH_HLEN + 20 + 8);
+            put_be16(&mut f, ETH_HLEN + OFF_V4_TOTAL_LEN, 28);
+            f
+        })
+        .verdict(Counter::TcPassUnparsed),
+    ]
+}
+
+#[test]
+fn xdp_samples_monitored_tcp_over_every_encapsulation() {
+    run_table(&sampling_fixtures());
+}
+
+#[test]
+fn xdp_emits_control_records() {
+    run_table(&control_fixtures());
+}
+
+#[test]
+fn xdp_passes_truncated_and_malformed_frames() {
+    run_table(&malformed_fixtures());
+}
+
+#[test]
+fn xdp_enforces_blocks_expiry_and_allowlist() {
+    run_table(&enforcement_fixtures());
+}
+
+#[test]
+fn tc_samples_responses_from_monitored_ports() {
+    run_table(&tc_fixtures());
+}
+
+/// Footprint of one ingress segment record in the ring: the 8-byte record header plus the
+/// record, rounded up to eight bytes (kernel/bpf/ringbuf.c, `BPF_RINGBUF_HDR_SZ`).
+const REQ_RECORD_FOOTPRINT: u64 =
+    (8 + size_of::<sensor_common::RequestEvent>() as u64).div_ceil(8) * 8;
+
+#[test]
+fn full_request_ring_never_drops_packets() {
+    let mut sensor = Sensor::load();
+    sensor.configure(None, None, &[PORT]);
+    sensor.drain_all();
+    let frame = v4().tcp(&req(PORT), HTTP_GET);
+    let fits = u64::from(capacity::REQ_RING_BYTES) / REQ_RECORD_FOOTPRINT;
+    let runs = u32::try_from(fits + fits / 4).expect("run count fits u32");
+    let before = sensor.counters();
+    let src_before = sensor
+        .sources()
+        .get(&v4_mapped(C4))
+        .copied()
+        .unwrap_or_default();
+
+    let action = sensor.run_xdp(&frame, runs);
+    assert_eq!(
+        action, XDP_PASS,
+        "a monitored segment passes even while the ring fills"
+    );
+    let mid = sensor.counters();
+    let d = |c: Counter, a: &Counters, b: &Counters| b[c as usize] - a[c as usize];
+    let submitted = d(Counter::ReqEvents, &before, &mid);
+    let lost = d(Counter::ReqRingFull, &before, &mid);
+    assert_eq!(
+        d(Counter::XdpPassSampled, &before, &mid),
+        u64::from(runs),
+        "every run passes sampled"
+    );
+    assert_eq!(
+        submitted + lost,
+        u64::from(runs),
+        "every run submits or counts a loss"
+    );
+    assert!(
+        lost > 0,
+        "{runs} records of {REQ_RECORD_FOOTPRINT} bytes must overflow the ring"
+    );
+    assert_eq!(
+        submitted, fits,
+        "the ring holds exactly as many records as fit"
+    );
+    let src_after = sensor
+        .sources()
+        .get(&v4_mapped(C4))
+        .copied()
+        .unwrap_or_default();
+    assert_eq!(
+        src_after.packets - src_before.packets,
+        u64::from(runs),
+        "source packets"
+    );
+
+    // One more while the ring is still full: passes, and the loss is counted.
+    assert_eq!(sensor.run_xdp(&frame, 1), XDP_PASS, "pass with a full ring");
+    let full = sensor.counters();
+    assert_eq!(
+        d(Counter::ReqRingFull, &mid, &full),
+        1,
+        "the loss is counted"
+    );
+    assert_eq!(
+        d(Counter::ReqEvents, &mid, &full),
+        0,
+        "nothing submitted into a full ring"
+    );
+
+    let records = Sensor::drain(&mut sensor.req);
+    assert_eq!(
+        records.len() as u64,
+        submitted,
+        "every submitted record is read back"
+    );
+    for r in &records {
+        let ev = event::decode(r).unwrap_or_else(|e| panic!("record from a full ring: {e}"));
+        assert_eq!(
+            ev.payload, HTTP_GET,
+            "payload of a record from the full ring"
+        );
+    }
+
+    // Drained, the ring takes records again.
+    assert_eq!(sensor.run_xdp(&frame, 1), XDP_PASS, "pass after draining");
+    let after = sensor.counters();
+    assert_eq!(
+        d(Counter::ReqEvents, &full, &after),
+        1,
+        "submitting again after the drain"
+    );
+    assert_eq!(
+        Sensor::drain(&mut sensor.req).len(),
+        1,
+        "the record after the drain"
+    );
+}
+
+#[test]
+fn one_wakeup_when_pending_data_crosses_the_threshold() {
+    let mut sensor = Sensor::load();
+    let frame = v4().tcp(&req(PORT), HTTP_GET);
+    let mut failures = Vec::new();
+    // Thresholds on and around record boundaries: the reservation that makes pending data
+    // reach or pass the threshold must force exactly one wakeup.
+    let fp = REQ_RECORD_FOOTPRINT as u32;
+    for threshold in [
+        1,
+        fp - 8,
+        fp,
+        fp + 1,
+        fp + 4,
+        fp + 8,
+        fp + 9,
+        2 * fp + 3,
+        3 * fp - 1,
+    ] {
+        sensor.configure(None, Some(threshold), &[PORT]);
+        sensor.drain_all();
+        let before = sensor.counters();
+        let runs = threshold.div_ceil(fp) + 2;
+        assert_eq!(sensor.run_xdp(&frame, runs), XDP_PASS, "pass");
+        let after = sensor.counters();
+        let wakeups = after[Counter::ReqWakeups as usize] - before[Counter::ReqWakeups as usize];
+        let submitted = after[Counter::ReqEvents as usize] - before[Counter::ReqEvents as usize];
+        assert_eq!(submitted, u64::from(runs), "all {runs} records fit");
+        if wakeups != 1 {
+            failures.push(format!(
+                "threshold {threshold}: {wakeups} forced wakeups over {runs} records of {fp} bytes, want 1"
+            ));
+        }
+    }
+    sensor.drain_all();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every XDP verdict counter.
+const XDP_VERDICTS: [Counter; 13] = [
+    Counter::XdpPass,
+    Counter::XdpPassSampled,
+    Counter::XdpPassAllowlisted,
+    Counter::XdpPassExpired,
+    Counter::XdpDropExact,
+    Counter::XdpDropPrefix,
+    Counter::XdpPassNotIp,
+    Counter::XdpPassTruncated,
+    Counter::XdpPassMalformed,
+    Counter::XdpPassFragment,
+    Counter::XdpPassOtherL4,
+    Counter::XdpPassTruncatedL4,
+    Counter::XdpPassExtHdrLimit,
+];
+
+#[test]
+fn mutated_frames_pass_with_exactly_one_verdict() {
+    let mut sensor = Sensor::load();
+    sensor.configure(None, None, &[PORT]);
+    let seeds: Vec<Vec<u8>> = vec![
+        v4().tcp(&req(PORT), HTTP_GET),
+        v6().ext(Ext::HopByHop { len8: 1 })
+            .ext(Ext::Fragment {
+                offset_units: 0,
+                more: true,
+            })
+            .tcp(&req(PORT).options(&[1, 1, 1, 1]), HTTP_GET),
+        Eth::new()
+            .vlan(ETH_P_8021AD, 5)
+            .vlan(ETH_P_8021Q, 6)
+            .ipv4(C4, S4)
+            .options(&[1, 1, 1, 1])
+            .tcp(&req(PORT).flags(tcp_flags::SYN), b""),
+        v4().udp(CLIENT_PORT, PORT, b"datagram"),
+    ];
+    let mut failures = Vec::new();
+    for (si, seed) in seeds.iter().enumerate() {
+        for round in 0..150u64 {
+            let r = noise(si as u64 * 1000 + round + 1, 8);
+            let mut frame = seed.clone();
+            // Flip up to three bytes, then maybe cut the frame.
+            for k in 0..usize::from(r[0] % 4) {
+                let at = usize::from(r[1 + k]) * frame.len() / 256;
+                frame[at] ^= r[4 + k] | 1;
+            }
+            if r[7].is_multiple_of(2) {
+                frame.truncate(usize::from(r[7]) * frame.len() / 256);
+            }
+            let before = sensor.counters();
+            let action = sensor.run_xdp(&frame, 1);
+            let after = sensor.counters();
+            let verdicts: u64 = XDP_VERDICTS
+                .iter()
+                .map(|c| after[*c as usize] - before[*c as usize])
+                .sum();
+            if action != XDP_PASS || verdicts != 1 {
+                failures.push(format!(
+                    "seed {si} round {round} ({} bytes): action {action}, {verdicts} verdicts",
+                    frame.len()
+                ));
+            }
+            for rec in Sensor::drain(&mut sensor.req) {
+                if let Err(e) = event::decode(&rec) {
+                    failures.push(format!(
+                        "seed {si} round {round}: record does not decode: {e}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn frames_of_every_length_pass() {
+    // Every prefix of a full IPv6 request with extension headers and of a QinQ IPv4 request:
+    // each must pass with exactly one verdict, whatever layer the cut falls in.
+    let mut sensor = Sensor::load();
+    sensor.configure(None, None, &[PORT]);
+    let frames = [
+        v6().ext(Ext::HopByHop { len8: 0 })
+            .ext(Ext::DestOpts { len8: 0 })
+            .tcp(&req(PORT), b"GET / HTTP/1.1\r\n\r\n"),
+        Eth::new()
+            .vlan(ETH_P_8021AD, 1)
+            .vlan(ETH_P_8021Q, 2)
+            .ipv4(C4, S4)
+            .tcp(&req(PORT), b"GET / HTTP/1.1\r\n\r\n"),
+    ];
+    let mut failures = Vec::new();
+    for frame in &frames {
+        for len in 0..=frame.len() {
+            let before = sensor.counters();
+            let action = sensor.run_xdp(&frame[..len], 1);
+            let after = sensor.counters();
+            let verdicts: u64 = XDP_VERDICTS
+                .iter()
+                .map(|c| after[*c as usize] - before[*c as usize])
+                .sum();
+            if action != XDP_PASS || verdicts != 1 {
+                failures.push(format!("{len} bytes: action {action}, {verdicts} verdicts"));
+            }
+        }
+        sensor.drain_all();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
