@@ -114,7 +114,10 @@ pub struct RingCounters {
 fn submit_flags(ring: &RingBuf, size: u64, threshold: u32, counters: &RingCounters) -> u64 {
     let pending = ring.query(u64::from(BPF_RB_AVAIL_DATA));
     let threshold = u64::from(threshold);
-    if pending >= threshold && pending < threshold + size {
+    // A record occupies its size plus the kernel's 8-byte record header, rounded up to 8
+    // (BPF_RINGBUF_HDR_SZ, kernel/bpf/ringbuf.c); that is how far `pending` moved.
+    let footprint = (size + 8 + 7) & !7;
+    if pending >= threshold && pending < threshold + footprint {
         count(counters.wakeups);
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {

@@ -166,7 +166,8 @@ fn parse_ipv6(pkt: &Packet, off: usize) -> Result<L3, Counter> {
     let mut l4_off = off + 40;
     let mut later_fragment = false;
     let mut done = false;
-    for _ in 0..MAX_IPV6_EXT_HDRS {
+    // One turn per extension header plus one to reach the upper-layer header.
+    for _ in 0..=MAX_IPV6_EXT_HDRS {
         match next {
             IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
                 let ext: [u8; 2] = pkt.read(l4_off, Counter::XdpPassTruncated)?;
