@@ -47,6 +47,10 @@ pub enum ConfigError {
 pub struct Config {
     /// Kernel-side settings.
     pub sensor: SensorSettings,
+    /// Analyzer settings (flow table, reassembly, HTTP, identities). In the agent its
+    /// `monitored_ports` always follow `sensor.ports`, the ports the kernel samples.
+    #[serde(default)]
+    pub analyzer: crate::analyzer::AnalyzerConfig,
 }
 
 /// Kernel-side settings.

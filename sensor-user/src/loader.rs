@@ -403,30 +403,54 @@ pub enum TcMode {
     Clsact,
 }
 
-/// Attaches the TC egress program: TCX first, a `clsact` filter as fallback.
-pub fn attach_tc(ebpf: &mut Ebpf, iface: &str) -> Result<TcMode, LoadError> {
+/// How to attach TC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TcAttachMode {
+    /// TCX, falling back to a `clsact` filter if the kernel refuses.
+    #[default]
+    Auto,
+    /// TCX only.
+    Tcx,
+    /// A `clsact` filter only (kernels before 6.6).
+    Clsact,
+}
+
+/// Attaches the TC egress program: TCX first, a `clsact` filter as fallback (or as `mode` says).
+pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, mode: TcAttachMode) -> Result<TcMode, LoadError> {
     let prog: &mut SchedClassifier = ebpf
         .program_mut(program_names::TC_EGRESS)
         .and_then(|p| p.try_into().ok())
         .ok_or(LoadError::MissingProgram(program_names::TC_EGRESS))?;
-    match prog.attach(iface, TcAttachType::Egress) {
-        Ok(_) => Ok(TcMode::Tcx),
-        Err(ProgramError::UnknownInterface { name }) => Err(LoadError::UnknownInterface(name)),
-        Err(tcx) => {
-            tracing::warn!(%iface, error = %tcx, "TCX attach failed, falling back to clsact");
-            // EEXIST only means the qdisc is there already.
-            let _ = tc::qdisc_add_clsact(iface);
-            prog.attach_with_options(
-                iface,
-                TcAttachType::Egress,
-                TcAttachOptions::Netlink(NlOptions::default()),
-            )
-            .map(|_| TcMode::Clsact)
-            .map_err(|source| LoadError::Program {
-                what: "attaching TC egress",
-                iface: iface.to_owned(),
-                source,
-            })
+    let err = |source| match source {
+        ProgramError::UnknownInterface { name } => LoadError::UnknownInterface(name),
+        source => LoadError::Program {
+            what: "attaching TC egress",
+            iface: iface.to_owned(),
+            source,
+        },
+    };
+    if mode != TcAttachMode::Clsact {
+        let tcx = prog.attach_with_options(
+            iface,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default()),
+        );
+        match tcx {
+            Ok(_) => return Ok(TcMode::Tcx),
+            Err(e @ ProgramError::UnknownInterface { .. }) => return Err(err(e)),
+            Err(e) if mode == TcAttachMode::Tcx => return Err(err(e)),
+            Err(e) => {
+                tracing::warn!(%iface, error = %e, "TCX attach failed, falling back to clsact")
+            }
         }
     }
+    // EEXIST only means the qdisc is there already; any real problem shows in the attach.
+    let _ = tc::qdisc_add_clsact(iface);
+    prog.attach_with_options(
+        iface,
+        TcAttachType::Egress,
+        TcAttachOptions::Netlink(NlOptions::default()),
+    )
+    .map(|_| TcMode::Clsact)
+    .map_err(err)
 }

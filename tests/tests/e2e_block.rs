@@ -87,24 +87,22 @@ struct Agent {
     stdout: PathBuf,
 }
 
-fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32) -> Agent {
+fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32, extra: &[&str]) -> Agent {
     let stdout = lab.tmp_dir().join(format!("agent{n}.out"));
     let bin = apisensor_bin();
     let iface = lab.server_if().to_owned();
     let ns = lab.server_ns().to_owned();
-    let pid = lab.spawn(
-        &ns,
-        bin.to_str().expect("utf-8"),
-        &[
-            "run",
-            "--iface",
-            &iface,
-            "--pin-dir",
-            pin.as_str(),
-            "--log-events",
-        ],
-        Some(&stdout),
-    );
+    let mut args = vec![
+        "run",
+        "--iface",
+        &iface,
+        "--pin-dir",
+        pin.as_str(),
+        "--log-events",
+        "--log-transactions",
+    ];
+    args.extend_from_slice(extra);
+    let pid = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let err = lab.stderr_of(pid);
@@ -178,6 +176,10 @@ fn xdp_attached(lab: &Lab) -> bool {
 
 struct Family {
     tag: &'static str,
+    /// Extra agent arguments (attach modes).
+    agent_args: &'static [&'static str],
+    /// What the agent's ready line must say about the attach modes.
+    attached: &'static str,
     server: IpAddr,
     client: IpAddr,
     client_alt: IpAddr,
@@ -192,8 +194,14 @@ fn scenario(f: &Family) {
     let mut lab = Lab::new(f.tag);
     lab.start_nginx(80);
     let pin = PinDir::new(f.tag);
-    let agent = start_agent(&mut lab, &pin, 1);
+    let agent = start_agent(&mut lab, &pin, 1, f.agent_args);
     assert!(xdp_attached(&lab), "XDP not attached after ready");
+    let ready = lab.stderr_of(agent.pid);
+    assert!(
+        ready.contains(f.attached),
+        "expected {} in: {ready}",
+        f.attached
+    );
     let client = f.client.to_string();
     let alt = f.client_alt.to_string();
 
@@ -223,6 +231,15 @@ fn scenario(f: &Family) {
         v["dir"] == "egress" && v["first_line"] == "HTTP/1.1 200 OK"
     });
     expect_event(&agent, "SYN", |v| v["dir"] == "ingress" && v["flags"] == 2);
+    // The same request, analysed live: one transaction, as `replay --json` prints them.
+    let tx = expect_event(&agent, "transaction", |v| {
+        v["method"] == "GET" && v["path"] == "/users/42"
+    });
+    assert_eq!(tx["status"], 200, "{tx}");
+    assert_eq!(tx["route"], "/users/{id}", "{tx}");
+    assert_eq!(tx["query_keys"], serde_json::json!(["q"]), "{tx}");
+    assert_eq!(tx["client"], f.client.to_string(), "{tx}");
+    assert!(tx["latency_ns"].as_u64().is_some_and(|l| l > 0), "{tx}");
 
     // Block the client: its next request is dropped at once; its other address is served.
     let t_added = sensor_user::clock::boot_ns();
@@ -388,8 +405,18 @@ fn scenario(f: &Family) {
         !xdp_attached(&lab),
         "XDP still attached after the agent stopped"
     );
+    let filters = lab.run(
+        lab.server_ns(),
+        "tc",
+        &["filter", "show", "dev", lab.server_if(), "egress"],
+        Duration::from_secs(5),
+    );
+    assert!(
+        !String::from_utf8_lossy(&filters.stdout).contains("bpf"),
+        "TC filter still attached after the agent stopped"
+    );
     thread::sleep(Duration::from_millis(2500));
-    let agent2 = start_agent(&mut lab, &pin, 2);
+    let agent2 = start_agent(&mut lab, &pin, 2, f.agent_args);
     let expired_before = counter(&pin, "xdp_pass_expired_block");
     let listed = cli_ok(&pin, &["blocks", "list"]);
     assert!(
@@ -425,6 +452,8 @@ fn scenario(f: &Family) {
 fn ipv4_sample_block_unblock_allow_expire() {
     scenario(&Family {
         tag: "e2e4",
+        agent_args: &[],
+        attached: "xdp=Driver tc=Tcx",
         server: "198.51.100.1".parse().expect("ip"),
         client: "198.51.100.2".parse().expect("ip"),
         client_alt: "198.51.100.3".parse().expect("ip"),
@@ -434,8 +463,11 @@ fn ipv4_sample_block_unblock_allow_expire() {
 
 #[test]
 fn ipv6_sample_block_unblock_allow_expire() {
+    // The fallback attach paths, on IPv6: generic XDP and a clsact filter.
     scenario(&Family {
         tag: "e2e6",
+        agent_args: &["--xdp-mode", "generic", "--tc-mode", "clsact"],
+        attached: "xdp=Skb tc=Clsact",
         server: "2001:db8:100::1".parse().expect("ip"),
         client: "2001:db8:100::2".parse().expect("ip"),
         client_alt: "2001:db8:100::3".parse().expect("ip"),

@@ -9,6 +9,7 @@ use crate::loader::DEFAULT_PIN_DIR;
 
 pub mod allow;
 pub mod blocks;
+pub mod replay;
 pub mod run;
 pub mod stats;
 pub mod top;
@@ -46,6 +47,8 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Show the top sources from the kernel's per-source map.
     Top(top::TopArgs),
+    /// Run a pcap/pcapng capture through the analyzer and print its transactions.
+    Replay(replay::ReplayArgs),
 }
 
 /// Parses the command line, runs the command, and turns an error into one line on stderr.
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Allow { command } => allow::main(&command, &cli.pin_dir),
         Command::Stats(args) => stats::main(&args, &cli.pin_dir),
         Command::Top(args) => top::main(&args, &cli.pin_dir),
+        Command::Replay(args) => replay::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,10 +14,12 @@ use sensor_common::map_names;
 use tokio::sync::broadcast;
 
 use crate::{
+    analyzer::Analyzer,
     clock::{self, BootToUnix},
     config::Config,
     event::{DecodeError, Event},
-    loader::{self, LoadOptions, XdpAttachMode},
+    http::Transaction,
+    loader::{self, LoadOptions, TcAttachMode, XdpAttachMode},
     reader::{self, EventSink},
     verdict::Verdicts,
 };
@@ -34,10 +36,16 @@ pub struct RunArgs {
     /// XDP attach mode.
     #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
     pub xdp_mode: XdpAttachMode,
+    /// TC attach mode.
+    #[arg(long, value_enum, default_value_t = TcAttachMode::Auto)]
+    pub tc_mode: TcAttachMode,
     /// Print one JSON line per ring-buffer record on stdout (addresses, ports, sequence, lengths
     /// and the request or status line without its query string; never headers or bodies).
     #[arg(long)]
     pub log_events: bool,
+    /// Print every HTTP transaction as a JSON line on stdout, as `apisensor replay --json` does.
+    #[arg(long)]
+    pub log_transactions: bool,
 }
 
 /// Runs the agent until a signal.
@@ -71,7 +79,7 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     })?;
     loader::configure(&mut ebpf, config.kernel(), &config.sensor.ports)?;
     let xdp_mode = loader::attach_xdp(&mut ebpf, &args.iface, args.xdp_mode)?;
-    let tc_mode = loader::attach_tc(&mut ebpf, &args.iface)?;
+    let tc_mode = loader::attach_tc(&mut ebpf, &args.iface, args.tc_mode)?;
     let take_ring = |ebpf: &mut aya::Ebpf, name: &'static str| -> anyhow::Result<RingBuf<_>> {
         let map = ebpf
             .take_map(name)
@@ -96,10 +104,23 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         Duration::from_secs(config.sensor.purge_interval_s),
         shutdown_tx.subscribe(),
     ));
+    let mut analyzer_cfg = config.analyzer.clone();
+    analyzer_cfg
+        .monitored_ports
+        .clone_from(&config.sensor.ports);
+    // Session hashes are keyed per agent run, so they cannot be correlated across hosts or
+    // reversed by anyone who sees only the output.
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("seeding the session hash key: {e}"))?;
+    analyzer_cfg.http.hash_key = key;
     let mut sink = AgentSink {
         to_unix: BootToUnix::now(),
         log_events: args.log_events,
+        log_transactions: args.log_transactions,
         stdout: std::io::stdout().lock(),
+        analyzer: Analyzer::new(analyzer_cfg),
+        transactions: Vec::new(),
+        last_tick_ns: 0,
         events: 0,
         decode_errors: 0,
     };
@@ -112,11 +133,18 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     )
     .await
     .context("reading the ring buffers")?;
+    sink.finish();
     signals.abort();
     let _ = purge.await;
     // Dropping `ebpf` detaches both programs; the pinned maps (and blocks) remain.
     drop(ebpf);
-    tracing::info!(?stats, "stopped; programs detached, blocks stay pinned");
+    tracing::info!(
+        ?stats,
+        analyzer = ?sink.analyzer.counters(),
+        events = sink.events,
+        decode_errors = sink.decode_errors,
+        "stopped; programs detached, blocks stay pinned"
+    );
     Ok(())
 }
 
@@ -164,13 +192,40 @@ async fn purge_expired(pin_dir: PathBuf, every: Duration, mut shutdown: broadcas
     }
 }
 
-/// What the agent does with each record.
+/// What the agent does with each record: decode, analyse, log.
 struct AgentSink {
     to_unix: BootToUnix,
     log_events: bool,
+    log_transactions: bool,
     stdout: std::io::StdoutLock<'static>,
+    analyzer: Analyzer,
+    /// Transactions completed since the last drain.
+    transactions: Vec<Transaction>,
+    /// Unix ns of the last idle-expiry tick.
+    last_tick_ns: u64,
     events: u64,
     decode_errors: u64,
+}
+
+impl AgentSink {
+    /// Writes out (when asked) and forgets the transactions completed so far.
+    fn flush_transactions(&mut self) {
+        if self.log_transactions {
+            for tx in &self.transactions {
+                if serde_json::to_writer(&mut self.stdout, tx).is_ok() {
+                    let _ = self.stdout.write_all(b"\n");
+                }
+            }
+        }
+        self.transactions.clear();
+        let _ = self.stdout.flush();
+    }
+
+    /// End of the run: close every flow so pending requests are reported.
+    fn finish(&mut self) {
+        self.analyzer.finish(&mut self.transactions);
+        self.flush_transactions();
+    }
 }
 
 /// The first line of a payload (request or status line) without its query string, for event
@@ -194,8 +249,9 @@ pub fn first_line(payload: &[u8]) -> String {
 impl EventSink for AgentSink {
     fn on_event(&mut self, event: &Event<'_>) {
         self.events += 1;
+        let seg = event.segment(|t| self.to_unix.convert(t));
+        self.analyzer.on_segment(&seg, &mut self.transactions);
         if self.log_events {
-            let seg = event.segment(|t| self.to_unix.convert(t));
             let line = serde_json::json!({
                 "ts_ns": seg.ts_ns,
                 "dir": format!("{:?}", event.direction).to_lowercase(),
@@ -217,8 +273,13 @@ impl EventSink for AgentSink {
     }
 
     fn on_drained(&mut self, records: usize) {
-        if records > 0 && self.log_events {
-            let _ = self.stdout.flush();
+        let now = self.to_unix.convert(clock::boot_ns());
+        if now.saturating_sub(self.last_tick_ns) >= 1_000_000_000 {
+            self.last_tick_ns = now;
+            self.analyzer.on_tick(now, &mut self.transactions);
+        }
+        if records > 0 || !self.transactions.is_empty() {
+            self.flush_transactions();
         }
     }
 }
