@@ -16,6 +16,7 @@
 //! capture clock has advanced by [`TICK_INTERVAL_NS`]. The same file always yields the same
 //! events in the same order.
 
+use std::fs::File;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, PcapError, TsResolution, pcap::PcapReader};
 
+use crate::analyzer::Analyzer;
+use crate::http::Transaction;
 use crate::segment::Segment;
 
 /// Capture time between two [`ReplayEvent::Tick`]s: one second.
@@ -147,6 +150,76 @@ pub enum ReplayEvent<'a> {
     Tick(u64),
     /// One TCP segment.
     Segment(Segment<'a>),
+}
+
+/// Replays a capture file through `analyzer`, calling `on_tx` for every transaction in emission
+/// order, and finishes the analyzer at the end (also after an error, so pending transactions
+/// are flushed).
+pub fn replay_file(
+    path: &Path,
+    analyzer: &mut Analyzer,
+    on_tx: &mut dyn FnMut(&Transaction),
+) -> Result<ReplaySummary, ReplayError> {
+    let (summary, result) = replay_file_partial(path, analyzer, on_tx);
+    result.map(|()| summary)
+}
+
+/// Like [`replay_file`] but returns the summary of what was read even when the replay fails,
+/// for callers that report both.
+pub fn replay_file_partial(
+    path: &Path,
+    analyzer: &mut Analyzer,
+    on_tx: &mut dyn FnMut(&Transaction),
+) -> (ReplaySummary, Result<(), ReplayError>) {
+    match File::open(path) {
+        Ok(file) => replay_reader_partial(file, path, analyzer, on_tx),
+        Err(source) => (
+            ReplaySummary::default(),
+            Err(ReplayError::Open {
+                path: path.to_owned(),
+                source,
+            }),
+        ),
+    }
+}
+
+/// Replays a capture held by any reader (a file, a byte slice); `name` is used in errors.
+pub fn replay_reader<R: Read>(
+    reader: R,
+    name: &Path,
+    analyzer: &mut Analyzer,
+    on_tx: &mut dyn FnMut(&Transaction),
+) -> Result<ReplaySummary, ReplayError> {
+    let (summary, result) = replay_reader_partial(reader, name, analyzer, on_tx);
+    result.map(|()| summary)
+}
+
+/// Like [`replay_reader`] but returns the summary also on failure.
+pub fn replay_reader_partial<R: Read>(
+    reader: R,
+    name: &Path,
+    analyzer: &mut Analyzer,
+    on_tx: &mut dyn FnMut(&Transaction),
+) -> (ReplaySummary, Result<(), ReplayError>) {
+    let mut out = Vec::new();
+    let mut transactions = 0_u64;
+    let mut emit = |out: &mut Vec<Transaction>, on_tx: &mut dyn FnMut(&Transaction)| {
+        for tx in out.drain(..) {
+            transactions += 1;
+            on_tx(&tx);
+        }
+    };
+    let (mut summary, result) = read_segments_partial(reader, name, &mut |event| {
+        match event {
+            ReplayEvent::Tick(now) => analyzer.on_tick(now, &mut out),
+            ReplayEvent::Segment(seg) => analyzer.on_segment(&seg, &mut out),
+        }
+        emit(&mut out, on_tx);
+    });
+    analyzer.finish(&mut out);
+    emit(&mut out, on_tx);
+    summary.transactions = transactions;
+    (summary, result)
 }
 
 /// Reads a capture and hands every TCP segment (and the capture clock's ticks) to `sink`,
@@ -1519,6 +1592,137 @@ mod tests {
         assert!(ra.is_ok() && rb.is_ok());
         assert_eq!(a, b);
         assert_eq!(sa_, sb);
+    }
+
+    /// Frames of one connection to port 80: handshake, a request answered with 200, then a
+    /// second request that gets no response.
+    fn http_connection() -> Vec<Vec<u8>> {
+        let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let req2: &[u8] = b"GET /users/8 HTTP/1.1\r\nHost: api.example\r\n\r\n";
+        let (c_isn, s_isn) = (1000_u32, 5000_u32);
+        let c = |seq: u32, ack: u32, payload: &[u8], syn: bool| {
+            let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+                .ipv4(CLIENT4, SERVER4, 64)
+                .tcp(40000, 80, seq, 512);
+            if syn {
+                b = b.syn();
+            } else {
+                b = b.ack(ack).psh();
+            }
+            let mut v = Vec::new();
+            b.write(&mut v, payload).expect("build");
+            v
+        };
+        let s = |seq: u32, ack: u32, payload: &[u8], syn: bool| {
+            let mut b = PacketBuilder::ethernet2(MAC_B, MAC_A)
+                .ipv4(SERVER4, CLIENT4, 64)
+                .tcp(80, 40000, seq, 512)
+                .ack(ack);
+            if syn {
+                b = b.syn();
+            } else {
+                b = b.psh();
+            }
+            let mut v = Vec::new();
+            b.write(&mut v, payload).expect("build");
+            v
+        };
+        let req_len = u32::try_from(REQ.len()).expect("small");
+        let resp_len = u32::try_from(resp.len()).expect("small");
+        vec![
+            c(c_isn, 0, &[], true),
+            s(s_isn, c_isn + 1, &[], true),
+            c(c_isn + 1, s_isn + 1, &[], false),
+            c(c_isn + 1, s_isn + 1, REQ, false),
+            s(s_isn + 1, c_isn + 1 + req_len, resp, false),
+            c(c_isn + 1 + req_len, s_isn + 1 + resp_len, req2, false),
+        ]
+    }
+
+    fn replay_bytes(bytes: &[u8]) -> (Vec<Transaction>, Result<ReplaySummary, ReplayError>) {
+        let mut analyzer = Analyzer::new(crate::analyzer::AnalyzerConfig::default());
+        let mut txs = Vec::new();
+        let result = replay_reader(bytes, Path::new("mem.pcap"), &mut analyzer, &mut |tx| {
+            txs.push(tx.clone());
+        });
+        (txs, result)
+    }
+
+    #[test]
+    fn replay_emits_transactions_and_flushes_pending_ones() {
+        let base = 1_700_000_000_000_000_000_u64;
+        let frames: Vec<(u64, Vec<u8>)> = http_connection()
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (base + i as u64 * 1_000_000, f))
+            .collect();
+        let file = write_pcap(
+            Endianness::Little,
+            TsResolution::NanoSecond,
+            DataLink::ETHERNET,
+            &pkts(frames),
+        );
+        let (txs, result) = replay_bytes(&file);
+        let summary = result.expect("a valid capture replays");
+        assert_eq!(summary.transactions, 2);
+        assert_eq!(summary.tcp_segments, 6);
+        let got: Vec<(&str, &str, Option<u16>)> = txs
+            .iter()
+            .map(|t| (&*t.method, t.path.as_str(), t.status))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("GET", "/users/7", Some(200)), ("GET", "/users/8", None)],
+            "the answered request, then the pending one flushed at the end"
+        );
+        assert_eq!(txs.first().map(|t| t.ts_ns), Some(base + 3_000_000));
+
+        // The same file followed by a cut record: the error comes after everything before the
+        // damage was emitted, the pending request included (flushed by finish).
+        let mut cut_file = file.clone();
+        cut_file.extend_from_slice(&[0; 10]);
+        let (cut_txs, cut) = replay_bytes(&cut_file);
+        let err = cut.expect_err("a truncated capture fails");
+        assert!(
+            matches!(
+                err,
+                ReplayError::Truncated {
+                    packet_index: 6,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(cut_txs, txs, "same transactions before the damage");
+    }
+
+    #[test]
+    fn replay_file_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("apisensor-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("capture.pcap");
+        let file = write_pcap(
+            Endianness::Big,
+            TsResolution::MicroSecond,
+            DataLink::ETHERNET,
+            &pkts(
+                http_connection()
+                    .into_iter()
+                    .map(|f| (1_000_000_000, f))
+                    .collect(),
+            ),
+        );
+        std::fs::write(&path, &file).expect("write capture");
+        let mut analyzer = Analyzer::new(crate::analyzer::AnalyzerConfig::default());
+        let mut n = 0;
+        let summary = replay_file(&path, &mut analyzer, &mut |_| n += 1).expect("replays");
+        assert_eq!(summary.transactions, 2);
+        assert_eq!(n, 2);
+        let missing = dir.join("missing.pcap");
+        let err = replay_file(&missing, &mut analyzer, &mut |_| {}).expect_err("no such file");
+        assert!(matches!(err, ReplayError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing.pcap"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     proptest! {
