@@ -1,0 +1,1588 @@
+//! The kernel benchmark: nanoseconds per packet of apisensor's XDP program, measured with
+//! `BPF_PROG_TEST_RUN`, against a trivial `XDP_PASS` floor and against xdp-filter (xdp-tools).
+//!
+//! ```text
+//! cargo run --release -p apisensor-tests --bin kernel_bench -- \
+//!     [--repeat N] [--runs K] [--latency-trials T] [--rate-repeat R]
+//! ```
+//!
+//! It prints a markdown section for `docs/BENCHMARKS.md` on stdout; progress goes to stderr.
+//!
+//! Method: every case hands the same crafted frame to the kernel `N` times in one
+//! `BPF_PROG_TEST_RUN` call; the cost per packet is the calling thread's CPU time over the call
+//! divided by `N` (sub-nanosecond resolution; time the thread spends descheduled, for example
+//! while the kernel's test loop yields to other tasks, does not count). The kernel's own figure
+//! (whole nanoseconds, truncated) is shown beside it as a cross-check. The cases are
+//! interleaved (run 1 of every case, then run 2 of every case, ...) so that a slow period of the
+//! machine hits every case alike, and each figure is the median over the runs. Ratios to the
+//! floor are taken within a run, then their median is reported.
+//!
+//! Nothing leaves the process as traffic: every packet goes to the kernel through
+//! `BPF_PROG_TEST_RUN`, and the apisensor objects are loaded without pins and never attached.
+//! The only system changes are for the xdp-filter reference, which attaches to an interface:
+//! a private network namespace with a veth pair, xdp-filter loaded on it in skb mode, a blocked
+//! source, and a pin of its program under `/sys/fs/bpf/apisensor-bench-<pid>`. A guard unloads
+//! and removes all of it when the benchmark ends, also on error or panic.
+//!
+//! Addresses in the crafted packets come only from `198.51.100.0/24` and `203.0.113.0/24`.
+use std::{
+    collections::HashSet,
+    ffi::OsStr,
+    fmt::Write as _,
+    fs,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use aya::{
+    Ebpf,
+    maps::{Map, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use aya_obj::programs::XdpAttachType;
+use ipnet::{IpNet, Ipv4Net};
+use sensor_common::{
+    Addr, BlockValue, Counter, Reason, SensorConfig, capacity, map_names, program_names,
+};
+use sensor_user::{
+    clock::boot_ns,
+    event,
+    loader::{self, LoadOptions},
+    verdict::{self, Verdicts},
+};
+
+/// `XDP_DROP`.
+const XDP_DROP: u32 = 1;
+/// `XDP_PASS`.
+const XDP_PASS: u32 = 2;
+
+/// The monitored port of the benchmark objects.
+const HTTP_PORT: u16 = 80;
+/// A port that is not monitored.
+const SSH_PORT: u16 = 22;
+/// Server address of every crafted packet.
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// The client that no block matches.
+const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+/// The blocked client (exact block, covering prefix, xdp-filter rule).
+const BLOCKED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+/// The prefix of the prefix-block instances that covers [`BLOCKED`].
+const BLOCKED_PREFIX: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 51, 100, 8), 30);
+/// Prefixes that the random block prefixes must not overlap: the two documentation ranges the
+/// packets use (so only [`BLOCKED_PREFIX`] decides their fate) and this machine's own network.
+const EXCLUDED: [(Ipv4Addr, u8); 3] = [
+    (Ipv4Addr::new(198, 51, 100, 0), 24),
+    (Ipv4Addr::new(203, 0, 113, 0), 24),
+    (Ipv4Addr::new(192, 0, 2, 0), 24),
+];
+/// TCP payload of the sampled segment.
+const SEGMENT_PAYLOAD: usize = 1024;
+/// How long the benchmark blocks last; far longer than a run.
+const BLOCK_TTL: Duration = Duration::from_hours(1);
+/// Seed of the prefix generator and of the latency jitter, so every run uses the same keys.
+const SEED: u64 = 0x6170_6973_656e_736f;
+/// The drain period of the agent's reader.
+const DRAIN_PERIOD: Duration = Duration::from_millis(5);
+/// The smallest `wakeup_bytes` the agent's configuration accepts.
+const WAKEUP_CONFIG_MIN: u32 = 4096;
+/// A `wakeup_bytes` at or below one record's size: a record landing in an empty ring wakes.
+const WAKEUP_EVERY_RECORD: u32 = 2048;
+/// Bound on every external command (ip, xdp-filter, bpftool, clang).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a latency trial waits for the consumer before counting the record as missed.
+const LATENCY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Source of the floor program, compiled at run time so the product object stays clean.
+const FLOOR_C: &str = "/* The benchmark floor: an XDP program that only returns XDP_PASS. */\n\
+__attribute__((section(\"xdp\"), used)) int bench_floor(void *ctx) { return 2; }\n\
+__attribute__((section(\"license\"), used)) char _license[] = \"GPL\";\n";
+/// Name of the floor program.
+const FLOOR_PROGRAM: &str = "bench_floor";
+/// The C compiler for the floor program.
+const CLANG: &str = "clang-19";
+
+// ---------------------------------------------------------------------------------------------
+// Options.
+// ---------------------------------------------------------------------------------------------
+
+/// Command-line options.
+#[derive(Clone, Copy, Debug)]
+struct Options {
+    /// Packets per `BPF_PROG_TEST_RUN` call.
+    repeat: u32,
+    /// Runs of every case; each figure is the median over them.
+    runs: usize,
+    /// Single-packet trials of each latency mode.
+    latency_trials: usize,
+    /// Packets per call of the ring-buffer rate test.
+    rate_repeat: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            repeat: 1_000_000,
+            runs: 7,
+            latency_trials: 200,
+            rate_repeat: 200_000,
+        }
+    }
+}
+
+const USAGE: &str =
+    "usage: kernel_bench [--repeat N] [--runs K] [--latency-trials T] [--rate-repeat R]
+  --repeat N          packets per BPF_PROG_TEST_RUN call (default 1000000)
+  --runs K            interleaved runs of every case; figures are medians (default 7)
+  --latency-trials T  single-packet trials per consumer latency mode (default 200)
+  --rate-repeat R     packets per call of the ring-buffer rate test (default 200000)";
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        let mut o = Self::default();
+        while let Some(flag) = args.next() {
+            if flag == "-h" || flag == "--help" {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            let value = args
+                .next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+            let bad = || format!("bad value {value:?} for {flag}\n{USAGE}");
+            match flag.as_str() {
+                "--repeat" => o.repeat = value.parse().with_context(bad)?,
+                "--runs" => o.runs = value.parse().with_context(bad)?,
+                "--latency-trials" => o.latency_trials = value.parse().with_context(bad)?,
+                "--rate-repeat" => o.rate_repeat = value.parse().with_context(bad)?,
+                _ => bail!("unknown option {flag}\n{USAGE}"),
+            }
+        }
+        ensure!(
+            o.repeat >= 1 && o.runs >= 1 && o.latency_trials >= 1 && o.rate_repeat >= 1,
+            "every count must be at least 1"
+        );
+        Ok(o)
+    }
+
+    fn command(&self) -> String {
+        format!(
+            "sudo cargo run --release -p apisensor-tests --bin kernel_bench -- --repeat {} --runs {} --latency-trials {} --rate-repeat {}",
+            self.repeat, self.runs, self.latency_trials, self.rate_repeat
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packets.
+// ---------------------------------------------------------------------------------------------
+
+/// One's-complement sum of 16-bit words, folded.
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    for part in parts {
+        for word in part.chunks(2) {
+            let hi = u32::from(word[0]) << 8;
+            let lo = word.get(1).map_or(0, |b| u32::from(*b));
+            sum += hi | lo;
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet + IPv4 + TCP frame with valid checksums.
+fn tcp_v4(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut tcp = Vec::with_capacity(20 + payload.len());
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&1_000_000u32.to_be_bytes());
+    tcp.extend_from_slice(&2_000_000u32.to_be_bytes());
+    tcp.extend_from_slice(&[5 << 4, flags]);
+    tcp.extend_from_slice(&64_240u16.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 0]);
+    tcp.extend_from_slice(payload);
+    let tcp_len = u16::try_from(tcp.len()).unwrap_or(u16::MAX);
+    let mut pseudo = Vec::with_capacity(12);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&tcp_len.to_be_bytes());
+    let sum = checksum(&[&pseudo, &tcp]);
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+
+    let mut ip = Vec::with_capacity(20);
+    ip.extend_from_slice(&[0x45, 0]);
+    ip.extend_from_slice(&(20 + tcp_len).to_be_bytes());
+    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let sum = checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+
+    let mut frame = Vec::with_capacity(14 + ip.len() + tcp.len());
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00]);
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&tcp);
+    frame
+}
+
+/// A request head padded with a body to exactly `len` bytes.
+fn http_request(len: usize) -> Vec<u8> {
+    let body_len = len.saturating_sub(120);
+    let mut head = format!(
+        "POST /api/v1/items HTTP/1.1\r\nHost: bench.example\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\n\r\n"
+    )
+    .into_bytes();
+    head.resize(len, b'x');
+    head
+}
+
+/// The crafted frames.
+struct Packets {
+    /// ACK without payload from an unblocked client to an unmonitored port.
+    pass: Vec<u8>,
+    /// 1 KiB HTTP segment from an unblocked client to the monitored port.
+    segment: Vec<u8>,
+    /// SYN from the blocked client to the monitored port.
+    blocked: Vec<u8>,
+}
+
+impl Packets {
+    fn new() -> Self {
+        const ACK: u8 = 0x10;
+        const PSH: u8 = 0x08;
+        const SYN: u8 = 0x02;
+        Self {
+            pass: tcp_v4(CLIENT, SERVER, 40_000, SSH_PORT, ACK, &[]),
+            segment: tcp_v4(
+                CLIENT,
+                SERVER,
+                40_001,
+                HTTP_PORT,
+                PSH | ACK,
+                &http_request(SEGMENT_PAYLOAD),
+            ),
+            blocked: tcp_v4(BLOCKED, SERVER, 40_002, HTTP_PORT, SYN, &[]),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers: PRNG, clocks, CPU affinity, commands, statistics.
+// ---------------------------------------------------------------------------------------------
+
+/// splitmix64: deterministic, good enough for map keys and jitter.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// CPU time of the calling thread, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into `ts`; the clock always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    ts.tv_sec.cast_unsigned() * 1_000_000_000 + ts.tv_nsec.cast_unsigned()
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: the set is zeroed then filled with CPU_SET; sched_setaffinity on the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set)
+    };
+    ensure!(
+        rc == 0,
+        "pinning a thread to cpu {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Runs a command with a time bound; fails with its stderr unless it exits with status 0.
+fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Output> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {program} {}", args.join(" ")))?;
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(COMMAND_TIMEOUT) else {
+        // SAFETY: kill(2) on the PID of our own child, which has not been reaped yet (its
+        // waiter thread is still blocked in wait).
+        unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
+        let _ = waiter.join();
+        bail!(
+            "{program} {} did not finish within {COMMAND_TIMEOUT:?}",
+            args.join(" ")
+        );
+    };
+    let out = out.with_context(|| format!("waiting for {program}"))?;
+    let _ = waiter.join();
+    ensure!(
+        out.status.success(),
+        "{program} {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(out)
+}
+
+/// True if `name` is an executable file in `PATH`.
+fn in_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+}
+
+/// Median of `v` (the mean of the two middle values for an even count); `NaN` when empty.
+fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => f64::midpoint(s[n / 2 - 1], s[n / 2]),
+    }
+}
+
+/// The value at quantile `q` (nearest rank) of `v`; `NaN` when empty.
+#[expect(
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    reason = "sample counts are small"
+)]
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s: Vec<f64> = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading the programs.
+// ---------------------------------------------------------------------------------------------
+
+/// The XDP program `name` of a loaded object.
+fn xdp<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a Xdp> {
+    let prog = ebpf
+        .program(name)
+        .with_context(|| format!("program {name} not found"))?;
+    <&Xdp>::try_from(prog).with_context(|| format!("program {name} is not XDP"))
+}
+
+/// Compiles and loads the floor program into a temporary directory.
+fn load_floor() -> anyhow::Result<Ebpf> {
+    ensure!(
+        in_path(CLANG),
+        "{CLANG} is not installed; it compiles the benchmark's floor program (apt-get install -y clang-19)"
+    );
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let src = dir.path().join("floor.c");
+    let obj = dir.path().join("floor.o");
+    fs::write(&src, FLOOR_C).context("writing floor.c")?;
+    let (src_s, obj_s) = (src.to_string_lossy(), obj.to_string_lossy());
+    run(
+        CLANG,
+        &["-O2", "-target", "bpf", "-c", &src_s, "-o", &obj_s],
+        &[],
+    )?;
+    let mut ebpf = Ebpf::load_file(&obj).context("loading the floor object")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(FLOOR_PROGRAM)
+        .context("floor program missing from its object")?
+        .try_into()
+        .context("floor program is not XDP")?;
+    prog.load().context("loading the floor program")?;
+    Ok(ebpf)
+}
+
+/// Loads apisensor's object, unpinned, with the monitored port configured.
+fn load_sensor(wakeup_bytes: u32) -> anyhow::Result<Ebpf> {
+    let mut ebpf = loader::load_object(
+        loader::EBPF_OBJECT,
+        &LoadOptions {
+            pin_dir: None,
+            max_sources: capacity::SOURCES,
+        },
+    )
+    .context("loading apisensor's eBPF object (run as root on a kernel with BPF)")?;
+    configure(&mut ebpf, wakeup_bytes)?;
+    Ok(ebpf)
+}
+
+fn configure(ebpf: &mut Ebpf, wakeup_bytes: u32) -> anyhow::Result<()> {
+    let cfg = SensorConfig {
+        wakeup_bytes,
+        ..SensorConfig::DEFAULT
+    };
+    loader::configure(ebpf, cfg, &[HTTP_PORT]).context("configuring apisensor")
+}
+
+/// Sum over CPUs of every `STATS` counter.
+fn read_stats(ebpf: &Ebpf) -> anyhow::Result<[u64; Counter::COUNT]> {
+    let map = ebpf.map(map_names::STATS).context("STATS map missing")?;
+    let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+    let mut out = [0u64; Counter::COUNT];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let values = stats.get(&(i as u32), 0)?;
+        *slot = values.iter().sum();
+    }
+    Ok(out)
+}
+
+/// Distinct random IPv4 prefixes, `/24` to `/30`, none overlapping [`EXCLUDED`].
+fn random_prefixes(count: usize, rng: &mut Rng) -> Vec<Ipv4Net> {
+    let overlaps = |addr: u32, len: u8, (base, blen): (Ipv4Addr, u8)| {
+        let shorter = len.min(blen);
+        let mask = u32::MAX << (32 - u32::from(shorter));
+        addr & mask == u32::from(base) & mask
+    };
+    let mut seen = HashSet::with_capacity(count);
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let r = rng.next();
+        let len = 24 + (r % 7) as u8;
+        let addr = ((r >> 32) as u32) & (u32::MAX << (32 - u32::from(len)));
+        if EXCLUDED.iter().any(|e| overlaps(addr, len, *e)) || !seen.insert((addr, len)) {
+            continue;
+        }
+        if let Ok(net) = Ipv4Net::new(Ipv4Addr::from(addr), len) {
+            out.push(net);
+        }
+    }
+    out
+}
+
+/// An apisensor instance whose prefix trie holds `count` prefixes, one of them covering the
+/// blocked client; the exact map stays empty. Returns the object and the trie's `memlock`.
+fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, u64)> {
+    let mut ebpf = load_sensor(SensorConfig::DEFAULT.wakeup_bytes)?;
+    let mut rng = Rng(SEED);
+    let mut nets = random_prefixes(count.saturating_sub(1), &mut rng);
+    nets.push(Ipv4Net::new(BLOCKED_PREFIX.0, BLOCKED_PREFIX.1)?);
+    let expires_at_ns = boot_ns() + BLOCK_TTL.as_nanos() as u64;
+    let map = ebpf
+        .map_mut(map_names::BLOCK_PREFIX)
+        .context("BLOCK_PREFIX map missing")?;
+    let mut trie: LpmTrie<&mut MapData, Addr, BlockValue> = LpmTrie::try_from(map)?;
+    for (i, net) in nets.iter().enumerate() {
+        // A benchmark fixture: `Verdicts::block` would scan the trie on every insert, which
+        // is quadratic for 100k entries, so the keys are written here with the same encoding.
+        let value = BlockValue {
+            expires_at_ns,
+            verdict_id: i as u64 + 1,
+            hits: 0,
+            reason: Reason::Manual as u32,
+            reserved: 0,
+        };
+        trie.insert(&verdict::net_key(IpNet::V4(*net)), value, 0)
+            .with_context(|| format!("inserting prefix {net} ({} of {count})", i + 1))?;
+    }
+    let memlock = fdinfo(trie.map_data_fd())?.memlock;
+    Ok((ebpf, memlock))
+}
+
+/// Access to a typed map's descriptor.
+trait MapFdExt {
+    fn map_data_fd(&self) -> i32;
+}
+
+impl MapFdExt for LpmTrie<&mut MapData, Addr, BlockValue> {
+    fn map_data_fd(&self) -> i32 {
+        use aya::maps::IterableMap as _;
+        self.map().fd().as_fd().as_raw_fd()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Map memory.
+// ---------------------------------------------------------------------------------------------
+
+/// What `/proc/self/fdinfo` says about a map.
+struct FdInfo {
+    map_type: u32,
+    max_entries: u64,
+    memlock: u64,
+}
+
+fn fdinfo(fd: i32) -> anyhow::Result<FdInfo> {
+    let path = format!("/proc/self/fdinfo/{fd}");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .with_context(|| format!("no {name} in {path}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("bad {name} in {path}"))
+    };
+    Ok(FdInfo {
+        map_type: field("map_type")? as u32,
+        max_entries: field("max_entries")?,
+        memlock: field("memlock")?,
+    })
+}
+
+fn map_type_name(t: u32) -> &'static str {
+    match t {
+        1 => "hash",
+        2 => "array",
+        6 => "percpu_array",
+        9 => "lru_hash",
+        11 => "lpm_trie",
+        27 => "ringbuf",
+        _ => "other",
+    }
+}
+
+/// One row of the memory table.
+struct MapMemory {
+    name: &'static str,
+    map_type: &'static str,
+    max_entries: u64,
+    memlock: u64,
+}
+
+/// `memlock` of every map of a freshly loaded object at default sizes.
+fn map_memory() -> anyhow::Result<Vec<MapMemory>> {
+    let mut ebpf = load_sensor(SensorConfig::DEFAULT.wakeup_bytes)?;
+    let mut rows = Vec::new();
+    for name in map_names::ALL {
+        let map = ebpf
+            .take_map(name)
+            .with_context(|| format!("map {name} missing"))?;
+        let data = match map {
+            Map::Array(d)
+            | Map::HashMap(d)
+            | Map::LpmTrie(d)
+            | Map::LruHashMap(d)
+            | Map::PerCpuArray(d)
+            | Map::RingBuf(d) => d,
+            other => bail!("map {name} has an unexpected type {other:?}"),
+        };
+        let info = fdinfo(data.fd().as_fd().as_raw_fd())?;
+        rows.push(MapMemory {
+            name,
+            map_type: map_type_name(info.map_type),
+            max_entries: info.max_entries,
+            memlock: info.memlock,
+        });
+    }
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ring-buffer consumers.
+// ---------------------------------------------------------------------------------------------
+
+/// What a consumer drained.
+#[derive(Clone, Copy, Debug, Default)]
+struct Drained {
+    records: u64,
+    decode_errors: u64,
+    /// When the last record was drained.
+    last_at: Option<Instant>,
+}
+
+/// Drains `ring`, decoding every record as the agent does; returns the number of records.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    d: &mut Drained,
+    mut on: impl FnMut(&event::Event<'_>),
+) -> u64 {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        n += 1;
+        match event::decode(&item) {
+            Ok(ev) => on(std::hint::black_box(&ev)),
+            Err(_) => d.decode_errors += 1,
+        }
+    }
+    if n > 0 {
+        d.records += n;
+        d.last_at = Some(Instant::now());
+    }
+    n
+}
+
+/// A thread that drains a ring in a busy loop until stopped.
+struct BusyConsumer {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(RingBuf<MapData>, Drained)>,
+}
+
+impl BusyConsumer {
+    fn spawn(mut ring: RingBuf<MapData>, cpu: Option<usize>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            if let Some(cpu) = cpu {
+                let _ = pin_to_cpu(cpu);
+            }
+            let mut d = Drained::default();
+            loop {
+                // Read the flag before draining, so the drain after a stop sees every record
+                // submitted before it.
+                let stopping = flag.load(Ordering::Acquire);
+                let n = drain(&mut ring, &mut d, |_| {});
+                if stopping {
+                    break;
+                }
+                if n == 0 {
+                    std::hint::spin_loop();
+                }
+            }
+            (ring, d)
+        });
+        Self { stop, handle }
+    }
+
+    fn finish(self) -> anyhow::Result<(RingBuf<MapData>, Drained)> {
+        self.stop.store(true, Ordering::Release);
+        self.handle
+            .join()
+            .map_err(|_| anyhow!("the consumer thread panicked"))
+    }
+}
+
+/// How the latency consumer learns that records are pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WakeMode {
+    /// Sleeps in `epoll_wait` until the kernel wakes it.
+    EpollOnly,
+    /// Sleeps in `epoll_wait` with a timeout and drains on every tick of this period as well.
+    Timer(Duration),
+}
+
+/// A thread that sleeps on the ring's descriptor and sends, for every record it drains, the
+/// time between the kernel's stamp and the moment it decoded the record.
+struct SleepingConsumer {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<anyhow::Result<RingBuf<MapData>>>,
+}
+
+impl SleepingConsumer {
+    fn spawn(
+        mut ring: RingBuf<MapData>,
+        mode: WakeMode,
+        cpu: Option<usize>,
+        tx: mpsc::Sender<u64>,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || -> anyhow::Result<RingBuf<MapData>> {
+            if let Some(cpu) = cpu {
+                let _ = pin_to_cpu(cpu);
+            }
+            // SAFETY: epoll_create1 has no preconditions.
+            let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            ensure!(
+                epfd >= 0,
+                "epoll_create1: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: `epfd` was just created and is owned by this thread; `OwnedFd` closes it.
+            let epfd =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(epfd) };
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: 0,
+            };
+            // SAFETY: both descriptors are open; `ev` is a valid epoll_event.
+            let rc = unsafe {
+                libc::epoll_ctl(
+                    epfd.as_raw_fd(),
+                    libc::EPOLL_CTL_ADD,
+                    ring.as_raw_fd(),
+                    &raw mut ev,
+                )
+            };
+            ensure!(rc == 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+            let mut d = Drained::default();
+            let mut next_tick = Instant::now() + DRAIN_PERIOD;
+            while !flag.load(Ordering::Acquire) {
+                let timeout_ms = match mode {
+                    // A bounded sleep only to notice the stop flag; a timeout never drains.
+                    WakeMode::EpollOnly => 50,
+                    WakeMode::Timer(_) => {
+                        let left = next_tick.saturating_duration_since(Instant::now());
+                        i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+                    }
+                };
+                let mut out = libc::epoll_event { events: 0, u64: 0 };
+                // SAFETY: `out` has room for the one event asked for.
+                let n = unsafe { libc::epoll_wait(epfd.as_raw_fd(), &raw mut out, 1, timeout_ms) };
+                let woke = n > 0;
+                let tick = match mode {
+                    WakeMode::Timer(period) if Instant::now() >= next_tick => {
+                        while next_tick <= Instant::now() {
+                            next_tick += period;
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                if woke || tick {
+                    drain(&mut ring, &mut d, |ev| {
+                        let _ = tx.send(boot_ns().saturating_sub(ev.header.ts_ns));
+                    });
+                }
+            }
+            Ok(ring)
+        });
+        Self { stop, handle }
+    }
+
+    fn finish(self) -> anyhow::Result<RingBuf<MapData>> {
+        self.stop.store(true, Ordering::Release);
+        self.handle
+            .join()
+            .map_err(|_| anyhow!("the latency consumer thread panicked"))?
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// xdp-filter, the reference.
+// ---------------------------------------------------------------------------------------------
+
+/// Where xdp-filter pins its maps; shared by every xdp-filter on the machine.
+const XDP_FILTER_PIN_ROOT: &str = "/sys/fs/bpf/xdp-filter";
+/// Where libxdp keeps its dispatchers.
+const LIBXDP_PIN_ROOT: &str = "/sys/fs/bpf/xdp";
+/// The interface xdp-filter attaches to, inside the private namespace.
+const XF_IFACE: &str = "xfb0";
+/// Its veth peer.
+const XF_PEER: &str = "xfb1";
+/// Load the program directly, without libxdp's dispatcher, so it is an XDP program that
+/// `BPF_PROG_TEST_RUN` can run (a dispatcher's member is a `freplace` extension).
+const XF_ENV: [(&str, &str); 1] = [("LIBXDP_SKIP_DISPATCHER", "1")];
+
+/// Owns everything set up for xdp-filter and removes it on drop.
+struct XdpFilterGuard {
+    ns: String,
+    ns_path: String,
+    pin_dir: PathBuf,
+    pin: PathBuf,
+    ns_created: bool,
+    loaded: bool,
+    libxdp_root_existed: bool,
+}
+
+impl XdpFilterGuard {
+    fn nsenter(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let net = format!("--net={}", self.ns_path);
+        let mut all = vec![net.as_str()];
+        all.extend_from_slice(args);
+        run("nsenter", &all, &XF_ENV)
+    }
+}
+
+impl Drop for XdpFilterGuard {
+    fn drop(&mut self) {
+        if self.loaded
+            && let Err(e) = self.nsenter(&["xdp-filter", "unload", XF_IFACE])
+        {
+            eprintln!("cleanup: xdp-filter unload: {e:#}");
+        }
+        // xdp-filter's pin directory did not exist before (checked at setup), so whatever is
+        // left of it is ours.
+        if self.loaded && Path::new(XDP_FILTER_PIN_ROOT).exists() {
+            let _ = fs::remove_dir_all(XDP_FILTER_PIN_ROOT);
+        }
+        if !self.libxdp_root_existed {
+            // Only removes it if empty.
+            let _ = fs::remove_dir(LIBXDP_PIN_ROOT);
+        }
+        let _ = fs::remove_file(&self.pin);
+        let _ = fs::remove_dir(&self.pin_dir);
+        if self.ns_created
+            && let Err(e) = run("ip", &["netns", "delete", &self.ns], &[])
+        {
+            eprintln!("cleanup: ip netns delete {}: {e:#}", self.ns);
+        }
+    }
+}
+
+/// xdp-filter loaded in a private namespace with [`BLOCKED`] as a source rule, and its program
+/// opened from a pin.
+struct XdpFilter {
+    prog: Xdp,
+    name: String,
+    _guard: XdpFilterGuard,
+}
+
+impl XdpFilter {
+    fn setup() -> anyhow::Result<Self> {
+        for tool in ["xdp-filter", "bpftool", "ip", "nsenter"] {
+            ensure!(
+                in_path(tool),
+                "{tool} is not installed; the benchmark needs xdp-filter as its reference \
+                 (apt-get install -y xdp-tools bpftool iproute2 util-linux)"
+            );
+        }
+        ensure!(
+            !Path::new(XDP_FILTER_PIN_ROOT).exists(),
+            "{XDP_FILTER_PIN_ROOT} exists: another xdp-filter is loaded on this machine and \
+             the benchmark would share its rule maps; unload it first (xdp-filter unload --all)"
+        );
+        ensure!(
+            loader::is_bpffs(Path::new("/sys/fs/bpf")),
+            "/sys/fs/bpf is not a BPF filesystem (mount -t bpf bpf /sys/fs/bpf)"
+        );
+        let pid = std::process::id();
+        let ns = format!("apisensor-bench-{pid}");
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/apisensor-bench-{pid}"));
+        let mut guard = XdpFilterGuard {
+            ns_path: format!("/run/netns/{ns}"),
+            ns: ns.clone(),
+            pin: pin_dir.join("xdpfilt"),
+            pin_dir,
+            ns_created: false,
+            loaded: false,
+            libxdp_root_existed: Path::new(LIBXDP_PIN_ROOT).exists(),
+        };
+        run("ip", &["netns", "add", &ns], &[])?;
+        guard.ns_created = true;
+        run(
+            "ip",
+            &[
+                "-n", &ns, "link", "add", XF_IFACE, "type", "veth", "peer", "name", XF_PEER,
+            ],
+            &[],
+        )?;
+        for iface in [XF_IFACE, XF_PEER] {
+            run("ip", &["-n", &ns, "link", "set", iface, "up"], &[])?;
+        }
+        guard.loaded = true;
+        guard.nsenter(&["xdp-filter", "load", XF_IFACE, "--mode", "skb"])?;
+        guard.nsenter(&["xdp-filter", "ip", &BLOCKED.to_string(), "--mode", "src"])?;
+
+        let out = guard.nsenter(&["ip", "-j", "-d", "link", "show", "dev", XF_IFACE])?;
+        let links: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("parsing `ip -j link show`")?;
+        let prog = &links[0]["xdp"]["prog"];
+        let id = prog["id"]
+            .as_u64()
+            .context("no XDP program attached to the xdp-filter interface")?;
+        let name = prog["name"].as_str().unwrap_or_default().to_owned();
+        ensure!(
+            name.starts_with("xdpfilt_"),
+            "the program on {XF_IFACE} is {name:?}, not xdp-filter's (is libxdp's dispatcher in use?)"
+        );
+        fs::create_dir_all(&guard.pin_dir)
+            .with_context(|| format!("creating {}", guard.pin_dir.display()))?;
+        let pin = guard.pin.to_string_lossy().into_owned();
+        run(
+            "bpftool",
+            &["prog", "pin", "id", &id.to_string(), &pin],
+            &[],
+        )?;
+        let prog = Xdp::from_pin(&guard.pin, XdpAttachType::Interface)
+            .with_context(|| format!("opening xdp-filter's program from {pin}"))?;
+        Ok(Self {
+            prog,
+            name,
+            _guard: guard,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+// ---------------------------------------------------------------------------------------------
+
+/// One benchmark case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    Floor,
+    Pass,
+    Sampled(u32),
+    DropExact,
+    DropPrefix10k,
+    DropPrefix100k,
+    PassPrefix100k,
+    XdpFilterPass,
+    XdpFilterDrop,
+}
+
+/// Every case, in the order of a run and of the tables.
+const CASES: [Case; 11] = [
+    Case::Floor,
+    Case::Pass,
+    Case::Sampled(SensorConfig::DEFAULT.wakeup_bytes),
+    Case::DropExact,
+    Case::DropPrefix10k,
+    Case::DropPrefix100k,
+    Case::PassPrefix100k,
+    Case::XdpFilterPass,
+    Case::XdpFilterDrop,
+    Case::Sampled(WAKEUP_CONFIG_MIN),
+    Case::Sampled(WAKEUP_EVERY_RECORD),
+];
+
+impl Case {
+    fn label(self) -> String {
+        match self {
+            Self::Floor => "floor: XDP program returning XDP_PASS".into(),
+            Self::Pass => "apisensor pass, unmonitored (TCP ACK to :22, no block)".into(),
+            Self::Sampled(w) => format!(
+                "apisensor sampled 1 KiB HTTP segment to :80, consumer draining (wakeup_bytes {w})"
+            ),
+            Self::DropExact => "apisensor drop, exact block (1 entry)".into(),
+            Self::DropPrefix10k => "apisensor drop, prefix block (10k prefixes)".into(),
+            Self::DropPrefix100k => "apisensor drop, prefix block (100k prefixes)".into(),
+            Self::PassPrefix100k => "apisensor pass, unmonitored, 100k prefixes loaded".into(),
+            Self::XdpFilterPass => "xdp-filter pass (same ACK to :22)".into(),
+            Self::XdpFilterDrop => "xdp-filter drop (same SYN, source rule)".into(),
+        }
+    }
+
+    /// The target as (maximum ratio to the floor, text), if any.
+    fn target(self) -> Option<f64> {
+        match self {
+            Self::Pass => Some(3.5),
+            Self::Sampled(w) if w == SensorConfig::DEFAULT.wakeup_bytes => Some(11.0),
+            Self::DropExact => Some(2.3),
+            Self::DropPrefix10k => Some(5.0),
+            _ => None,
+        }
+    }
+}
+
+/// Ring-buffer accounting of one sampled run.
+#[derive(Clone, Copy, Debug, Default)]
+struct RingRun {
+    submitted: u64,
+    lost: u64,
+    wakeups: u64,
+    drained: Drained,
+}
+
+/// One measurement.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// Thread CPU time per packet, ns.
+    cpu_ns: f64,
+    /// The kernel's figure, whole ns.
+    kernel_ns: u32,
+    /// Wall time of the whole call, ns.
+    wall_ns: u64,
+    ring: Option<RingRun>,
+}
+
+/// Runs `prog` on `pkt` `repeat` times and checks its verdict.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "nanosecond totals fit an f64 exactly"
+)]
+fn measure(prog: &Xdp, pkt: &[u8], repeat: u32, expect: u32) -> anyhow::Result<Sample> {
+    let wall = Instant::now();
+    let before = thread_cpu_ns();
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(pkt),
+            repeat,
+            ..TestRunOptions::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    let spent = thread_cpu_ns().saturating_sub(before);
+    let wall_ns = u64::try_from(wall.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    ensure!(
+        r.return_value == expect,
+        "the program returned {} instead of {expect}",
+        r.return_value
+    );
+    Ok(Sample {
+        cpu_ns: spent as f64 / f64::from(repeat),
+        kernel_ns: u32::try_from(r.duration.as_nanos()).unwrap_or(u32::MAX),
+        wall_ns,
+        ring: None,
+    })
+}
+
+/// Everything loaded for the benchmark.
+struct Bench {
+    opts: Options,
+    pkts: Packets,
+    floor: Ebpf,
+    /// The instance with the exact block and the ring consumer.
+    main: Ebpf,
+    /// Keeps the main instance's block maps open.
+    _verdicts: Verdicts,
+    /// The main instance's request ring, lent to consumer threads.
+    ring: Option<RingBuf<MapData>>,
+    trie_small: Ebpf,
+    trie_large: Ebpf,
+    trie_memlock: [(usize, u64); 2],
+    xf: XdpFilter,
+    /// CPU of the `TestRun` thread and of the consumer threads.
+    cpus: (Option<usize>, Option<usize>),
+}
+
+impl Bench {
+    fn setup(opts: Options, ncpu: usize) -> anyhow::Result<Self> {
+        let cpus = if ncpu >= 2 {
+            (Some(0), Some(1))
+        } else {
+            (None, None)
+        };
+        if let Some(cpu) = cpus.0 {
+            pin_to_cpu(cpu)?;
+        }
+        // Fail early, and before loading anything, if the reference is unavailable.
+        eprintln!("setting up xdp-filter in a private network namespace");
+        let xf = XdpFilter::setup()?;
+        eprintln!("compiling and loading the floor program");
+        let floor = load_floor()?;
+        eprintln!("loading apisensor (main instance)");
+        let mut main = load_sensor(SensorConfig::DEFAULT.wakeup_bytes)?;
+        let ring_map = main
+            .take_map(map_names::REQ_EVENTS)
+            .context("REQ_EVENTS map missing")?;
+        let ring = RingBuf::try_from(ring_map)?;
+        let mut verdicts = Verdicts::from_ebpf(&mut main)?;
+        verdicts.block(
+            IpNet::from(IpAddr::V4(BLOCKED)),
+            BLOCK_TTL,
+            Reason::Manual,
+            "kernel benchmark",
+            boot_ns(),
+        )?;
+        eprintln!("loading apisensor with 10k prefixes");
+        let (trie_small, mem_small) = load_prefix_instance(10_000)?;
+        eprintln!("loading apisensor with 100k prefixes");
+        let (trie_large, mem_large) = load_prefix_instance(100_000)?;
+        Ok(Self {
+            opts,
+            pkts: Packets::new(),
+            floor,
+            main,
+            _verdicts: verdicts,
+            ring: Some(ring),
+            trie_small,
+            trie_large,
+            trie_memlock: [(10_000, mem_small), (100_000, mem_large)],
+            xf,
+            cpus,
+        })
+    }
+
+    fn run_case(&mut self, case: Case) -> anyhow::Result<Sample> {
+        let repeat = self.opts.repeat;
+        let sensor = program_names::XDP_INGRESS;
+        match case {
+            Case::Floor => measure(
+                xdp(&self.floor, FLOOR_PROGRAM)?,
+                &self.pkts.pass,
+                repeat,
+                XDP_PASS,
+            ),
+            Case::Pass => measure(xdp(&self.main, sensor)?, &self.pkts.pass, repeat, XDP_PASS),
+            Case::Sampled(wakeup) => self.run_sampled(wakeup, repeat).map(|(s, _)| s),
+            Case::DropExact => measure(
+                xdp(&self.main, sensor)?,
+                &self.pkts.blocked,
+                repeat,
+                XDP_DROP,
+            ),
+            Case::DropPrefix10k => measure(
+                xdp(&self.trie_small, sensor)?,
+                &self.pkts.blocked,
+                repeat,
+                XDP_DROP,
+            ),
+            Case::DropPrefix100k => measure(
+                xdp(&self.trie_large, sensor)?,
+                &self.pkts.blocked,
+                repeat,
+                XDP_DROP,
+            ),
+            Case::PassPrefix100k => measure(
+                xdp(&self.trie_large, sensor)?,
+                &self.pkts.pass,
+                repeat,
+                XDP_PASS,
+            ),
+            Case::XdpFilterPass => measure(&self.xf.prog, &self.pkts.pass, repeat, XDP_PASS),
+            Case::XdpFilterDrop => measure(&self.xf.prog, &self.pkts.blocked, repeat, XDP_DROP),
+        }
+    }
+
+    /// The sampled segment `repeat` times while a thread drains the ring; also returns the
+    /// wall time from the start of the call until the last record was drained.
+    fn run_sampled(&mut self, wakeup: u32, repeat: u32) -> anyhow::Result<(Sample, Duration)> {
+        configure(&mut self.main, wakeup)?;
+        let before = read_stats(&self.main)?;
+        let ring = self.ring.take().context("the ring is lent out")?;
+        let consumer = BusyConsumer::spawn(ring, self.cpus.1);
+        let start = Instant::now();
+        let sample = measure(
+            xdp(&self.main, program_names::XDP_INGRESS)?,
+            &self.pkts.segment,
+            repeat,
+            XDP_PASS,
+        );
+        let (ring, drained) = consumer.finish()?;
+        self.ring = Some(ring);
+        let mut sample = sample?;
+        let after = read_stats(&self.main)?;
+        let delta = |c: Counter| after[c as usize] - before[c as usize];
+        let run = RingRun {
+            submitted: delta(Counter::ReqEvents),
+            lost: delta(Counter::ReqRingFull),
+            wakeups: delta(Counter::ReqWakeups),
+            drained,
+        };
+        ensure!(
+            run.submitted + run.lost == u64::from(repeat),
+            "{} submitted + {} lost != {repeat} packets",
+            run.submitted,
+            run.lost
+        );
+        ensure!(
+            run.drained.records == run.submitted && run.drained.decode_errors == 0,
+            "the consumer drained {} records ({} undecodable) of {} submitted",
+            run.drained.records,
+            run.drained.decode_errors,
+            run.submitted
+        );
+        sample.ring = Some(run);
+        let span = drained
+            .last_at
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(start));
+        Ok((sample, span))
+    }
+
+    /// Latency from the kernel's stamp to the consumer decoding a lone record.
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "latencies are far below 2^52 ns"
+    )]
+    fn latency(&mut self, mode: WakeMode) -> anyhow::Result<Latency> {
+        let wakeup = match mode {
+            WakeMode::EpollOnly => WAKEUP_EVERY_RECORD,
+            WakeMode::Timer(_) => SensorConfig::DEFAULT.wakeup_bytes,
+        };
+        configure(&mut self.main, wakeup)?;
+        let before = read_stats(&self.main)?;
+        let (tx, rx) = mpsc::channel();
+        let ring = self.ring.take().context("the ring is lent out")?;
+        let consumer = SleepingConsumer::spawn(ring, mode, self.cpus.1, tx);
+        let mut jitter = Rng(SEED ^ 0x1a7e);
+        let mut lat_us = Vec::with_capacity(self.opts.latency_trials);
+        let mut missed = 0usize;
+        let result = (|| -> anyhow::Result<()> {
+            let prog = xdp(&self.main, program_names::XDP_INGRESS)?;
+            for _ in 0..self.opts.latency_trials {
+                // A random pause decorrelates the packets from the consumer's timer.
+                thread::sleep(Duration::from_micros(500 + jitter.next() % 5500));
+                measure(prog, &self.pkts.segment, 1, XDP_PASS)?;
+                match rx.recv_timeout(LATENCY_TIMEOUT) {
+                    Ok(ns) => lat_us.push(ns as f64 / 1000.0),
+                    Err(_) => missed += 1,
+                }
+            }
+            Ok(())
+        })();
+        let ring = consumer.finish();
+        self.ring = Some(ring?);
+        result?;
+        let after = read_stats(&self.main)?;
+        Ok(Latency {
+            mode,
+            wakeup,
+            median_us: median(&lat_us),
+            p90_us: quantile(&lat_us, 0.9),
+            max_us: quantile(&lat_us, 1.0),
+            observed: lat_us.len(),
+            missed,
+            wakeups: after[Counter::ReqWakeups as usize] - before[Counter::ReqWakeups as usize],
+        })
+    }
+}
+
+/// Result of one latency mode.
+struct Latency {
+    mode: WakeMode,
+    wakeup: u32,
+    median_us: f64,
+    p90_us: f64,
+    max_us: f64,
+    observed: usize,
+    missed: usize,
+    wakeups: u64,
+}
+
+/// One run of the ring-buffer rate test.
+struct RateRun {
+    produced_per_s: f64,
+    drained_per_s: f64,
+    drained: u64,
+    lost: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+// ---------------------------------------------------------------------------------------------
+
+fn machine() -> (String, String, usize) {
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned());
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (kernel, cpu, usize::try_from(n).unwrap_or(1))
+}
+
+fn verdict_text(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
+#[expect(clippy::too_many_lines, reason = "one linear report")]
+fn report(
+    bench: &Bench,
+    samples: &[Vec<Sample>],
+    latencies: &[Latency],
+    rate: &[RateRun],
+    memory: &[MapMemory],
+    machine: &(String, String, usize),
+    elapsed: Duration,
+) -> String {
+    let o = &bench.opts;
+    let idx = |c: Case| CASES.iter().position(|x| *x == c).unwrap_or(0);
+    let cpu = |c: Case| -> Vec<f64> { samples[idx(c)].iter().map(|s| s.cpu_ns).collect() };
+    let med = |c: Case| median(&cpu(c));
+    let floor = cpu(Case::Floor);
+    let ratio = |c: Case| {
+        let v: Vec<f64> = cpu(c).iter().zip(&floor).map(|(a, f)| a / f).collect();
+        median(&v)
+    };
+    let kernel_med = |c: Case| {
+        let v: Vec<f64> = samples[idx(c)]
+            .iter()
+            .map(|s| f64::from(s.kernel_ns))
+            .collect();
+        median(&v)
+    };
+
+    let mut m = String::new();
+    let _ = writeln!(m, "## Kernel data path (BPF_PROG_TEST_RUN)\n");
+    let _ = writeln!(
+        m,
+        "Machine: Linux {}, {}, {} CPUs (nproc). Total benchmark time {:.0} s.\n",
+        machine.0,
+        machine.1,
+        machine.2,
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        m,
+        "Reproduce (as root, from the repository root):\n\n```\n{}\n```\n",
+        o.command()
+    );
+    let _ = writeln!(
+        m,
+        "Method: each case runs one frame {} times in one `BPF_PROG_TEST_RUN` call; ns/packet is \
+         the calling thread's CPU time over the call divided by the repeat count (the kernel's own \
+         truncated whole-ns figure is shown beside it). The {} runs are interleaved (run 1 of every \
+         case, then run 2, ...); figures are medians over runs, and the ratio is the median of the \
+         per-run ratios to the floor of the same run. The TestRun thread is pinned to CPU 0 and \
+         consumer threads to CPU 1. Nothing is attached and no traffic is sent (xdp-filter sits on \
+         a veth pair in a private namespace; its program is run the same way).\n",
+        o.repeat, o.runs
+    );
+
+    let _ = writeln!(
+        m,
+        "| Case | ns/packet (median) | kernel ns | × floor | target | result |"
+    );
+    let _ = writeln!(m, "|---|---:|---:|---:|---|---|");
+    for case in CASES {
+        let (target, result) = match case.target() {
+            Some(t) => (
+                format!("≤ {t}× floor"),
+                verdict_text(ratio(case) <= t).to_owned(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let label = match case {
+            Case::XdpFilterPass | Case::XdpFilterDrop => {
+                format!("{} [`{}`]", case.label(), bench.xf.name)
+            }
+            _ => case.label(),
+        };
+        let _ = writeln!(
+            m,
+            "| {label} | {:.1} | {:.0} | {:.2} | {target} | {result} |",
+            med(case),
+            kernel_med(case),
+            ratio(case)
+        );
+    }
+    let pass = (med(Case::Pass), med(Case::XdpFilterPass));
+    let drop = (med(Case::DropExact), med(Case::XdpFilterDrop));
+    let pdrop = (med(Case::DropPrefix10k), med(Case::XdpFilterDrop));
+    let _ = writeln!(m, "\nAgainst xdp-filter (target: apisensor no slower):\n");
+    let _ = writeln!(m, "| Path | apisensor ns | xdp-filter ns | result |");
+    let _ = writeln!(m, "|---|---:|---:|---|");
+    for (label, (a, x)) in [
+        ("pass, unmonitored", pass),
+        ("drop, exact block", drop),
+        ("drop, prefix block (10k), informative", pdrop),
+    ] {
+        let result = if label.ends_with("informative") {
+            ""
+        } else {
+            verdict_text(a <= x)
+        };
+        let _ = writeln!(m, "| {label} | {a:.1} | {x:.1} | {result} |");
+    }
+
+    let _ = writeln!(
+        m,
+        "\nSampled segments: a thread on CPU 1 drains `REQ_EVENTS` with `RingBuf::next()` in a busy \
+         loop and decodes every record as the agent does. Per run of {} packets (medians over runs); \
+         wakeups are the kernel's forced wakeups (`req_wakeups`), losses are `req_ring_full`:\n",
+        o.repeat
+    );
+    let _ = writeln!(
+        m,
+        "| wakeup_bytes | ns/packet | × floor | records drained | lost (ring full) | lost % | wakeups | wakeups/packet |"
+    );
+    let _ = writeln!(m, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for case in CASES {
+        let Case::Sampled(w) = case else { continue };
+        let runs: Vec<RingRun> = samples[idx(case)].iter().filter_map(|s| s.ring).collect();
+        let mf = |f: &dyn Fn(&RingRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+        let drained = mf(&|r| r.drained.records as f64);
+        let lost = mf(&|r| r.lost as f64);
+        let wakeups = mf(&|r| r.wakeups as f64);
+        let _ = writeln!(
+            m,
+            "| {w} | {:.1} | {:.2} | {drained:.0} | {lost:.0} | {:.1} | {wakeups:.0} | {:.4} |",
+            med(case),
+            ratio(case),
+            100.0 * lost / f64::from(o.repeat),
+            wakeups / f64::from(o.repeat),
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\n{WAKEUP_CONFIG_MIN} is the smallest `wakeup_bytes` the agent's configuration accepts; \
+         {WAKEUP_EVERY_RECORD} (below one {}-byte record) makes every record that lands in an \
+         empty ring wake the reader. A record wakes only when it makes the pending bytes cross \
+         the threshold, so a consumer that falls behind is not woken at all.",
+        size_of::<sensor_common::RequestEvent>()
+    );
+
+    let _ = writeln!(
+        m,
+        "\nConsumer latency: {} single-packet trials per mode, 0.5 to 6 ms apart (random), from the \
+         kernel's `bpf_ktime_get_boot_ns` stamp in the record to the consumer thread decoding it \
+         (`CLOCK_BOOTTIME`):\n",
+        o.latency_trials
+    );
+    let _ = writeln!(
+        m,
+        "| Consumer | wakeup_bytes | median µs | p90 µs | max µs | observed | missed (> 1 s) | kernel wakeups |"
+    );
+    let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for l in latencies {
+        let mode = match l.mode {
+            WakeMode::EpollOnly => "(a) epoll wakeups only".to_owned(),
+            WakeMode::Timer(p) => format!(
+                "(b) {} ms drain timer + threshold wakeup (agent)",
+                p.as_millis()
+            ),
+        };
+        let _ = writeln!(
+            m,
+            "| {mode} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+            l.wakeup, l.median_us, l.p90_us, l.max_us, l.observed, l.missed, l.wakeups
+        );
+    }
+
+    let _ = writeln!(
+        m,
+        "\nRing-buffer rate: the sampled segment {} times in one call (wakeup_bytes {}) while the \
+         busy consumer drains; drained/s counts from the start of the call to the last record \
+         drained. Medians over {} runs:\n",
+        o.rate_repeat,
+        SensorConfig::DEFAULT.wakeup_bytes,
+        rate.len()
+    );
+    let _ = writeln!(
+        m,
+        "| produced/s (kernel) | drained/s (consumer) | drained | lost (ring full) | lost % |"
+    );
+    let _ = writeln!(m, "|---:|---:|---:|---:|---:|");
+    let rm = |f: &dyn Fn(&RateRun) -> f64| median(&rate.iter().map(f).collect::<Vec<_>>());
+    let lost = rm(&|r| r.lost as f64);
+    let _ = writeln!(
+        m,
+        "| {:.0} | {:.0} | {:.0} | {lost:.0} | {:.1} |",
+        rm(&|r| r.produced_per_s),
+        rm(&|r| r.drained_per_s),
+        rm(&|r| r.drained as f64),
+        100.0 * lost / f64::from(o.rate_repeat)
+    );
+
+    let _ = writeln!(
+        m,
+        "\nMap memory at default sizes (`memlock` from `/proc/self/fdinfo` of a freshly loaded, \
+         empty object):\n"
+    );
+    let _ = writeln!(m, "| Map | type | max_entries | memlock bytes | MiB |");
+    let _ = writeln!(m, "|---|---|---:|---:|---:|");
+    let mut total = 0u64;
+    for r in memory {
+        total += r.memlock;
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {:.2} |",
+            r.name,
+            r.map_type,
+            r.max_entries,
+            r.memlock,
+            r.memlock as f64 / f64::from(1u32 << 20)
+        );
+    }
+    let _ = writeln!(
+        m,
+        "| total | | | {total} | {:.2} |",
+        total as f64 / f64::from(1u32 << 20)
+    );
+    let _ = writeln!(m);
+    for (n, bytes) in bench.trie_memlock {
+        let _ = writeln!(
+            m,
+            "`BLOCK_PREFIX` with {n} prefixes loaded: {bytes} bytes ({:.2} MiB, {:.0} bytes per prefix).",
+            bytes as f64 / f64::from(1u32 << 20),
+            bytes as f64 / n as f64
+        );
+    }
+    m
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main.
+// ---------------------------------------------------------------------------------------------
+
+#[expect(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
+fn rate_run(bench: &mut Bench) -> anyhow::Result<RateRun> {
+    let repeat = bench.opts.rate_repeat;
+    let (s, span) = bench.run_sampled(SensorConfig::DEFAULT.wakeup_bytes, repeat)?;
+    let ring = s.ring.unwrap_or_default();
+    let wall = span.max(Duration::from_nanos(1));
+    eprintln!(
+        "rate: call {:.1} ms wall, {:.1} ms cpu; last record drained after {:.1} ms; lost {}",
+        s.wall_ns as f64 / 1e6,
+        s.cpu_ns * f64::from(repeat) / 1e6,
+        span.as_secs_f64() * 1e3,
+        ring.lost
+    );
+    Ok(RateRun {
+        produced_per_s: f64::from(repeat) / (s.wall_ns.max(1) as f64 / 1e9),
+        drained_per_s: ring.drained.records as f64 / wall.as_secs_f64(),
+        drained: ring.drained.records,
+        lost: ring.lost,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let opts = Options::parse(std::env::args().skip(1))?;
+    loader::require_root().context("the kernel benchmark loads eBPF programs")?;
+    let started = Instant::now();
+    let machine = machine();
+    let mut bench = Bench::setup(opts, machine.2)?;
+
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::with_capacity(opts.runs); CASES.len()];
+    for run in 0..opts.runs {
+        let mut line = format!("run {}/{}:", run + 1, opts.runs);
+        for (i, case) in CASES.iter().enumerate() {
+            let s = bench
+                .run_case(*case)
+                .with_context(|| format!("case {:?}, run {}", case, run + 1))?;
+            let _ = write!(line, " {:.1}", s.cpu_ns);
+            samples[i].push(s);
+        }
+        eprintln!("{line} ns");
+    }
+
+    eprintln!("measuring consumer latency");
+    let latencies = vec![
+        bench.latency(WakeMode::EpollOnly)?,
+        bench.latency(WakeMode::Timer(DRAIN_PERIOD))?,
+    ];
+    eprintln!("measuring the ring-buffer rate");
+    let mut rate = Vec::with_capacity(opts.runs);
+    for _ in 0..opts.runs {
+        rate.push(rate_run(&mut bench)?);
+    }
+    configure(&mut bench.main, SensorConfig::DEFAULT.wakeup_bytes)?;
+    eprintln!("reading map memory");
+    let memory = map_memory()?;
+    let out = report(
+        &bench,
+        &samples,
+        &latencies,
+        &rate,
+        &memory,
+        &machine,
+        started.elapsed(),
+    );
+    drop(bench);
+    print!("{out}");
+    Ok(())
+}
