@@ -32,6 +32,8 @@ const MAX_HEADERS: usize = 256;
 /// Bytes kept between chunks while resynchronising, so a start line cut by a chunk boundary
 /// is still found.
 const RESYNC_TAIL: usize = 1024;
+/// Buffered heads up to this size are parsed again on every piece.
+const EAGER_HEAD: usize = 2048;
 /// Smallest and largest accepted `max_head_bytes`.
 const HEAD_BYTES_RANGE: (usize, usize) = (64, 1 << 20);
 
@@ -136,7 +138,7 @@ struct Pending {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Progress {
     NotStarted,
-    InProgress,
+    Started,
     Done,
 }
 
@@ -191,8 +193,8 @@ impl HttpConn {
     pub fn on_chunk(&mut self, dir: Dir, ts_ns: u64, chunk: Chunk<'_>, out: &mut Vec<Transaction>) {
         match chunk {
             Chunk::Data(data) => self.feed(dir, ts_ns, data, out),
-            Chunk::Uncaptured(n) => self.on_hole(dir, u64::from(n), false, out),
-            Chunk::Lost(n) => self.on_hole(dir, u64::from(n), true, out),
+            Chunk::Uncaptured(n) => self.on_hole(dir, ts_ns, u64::from(n), false, out),
+            Chunk::Lost(n) => self.on_hole(dir, ts_ns, u64::from(n), true, out),
         }
         self.release_idle(dir);
     }
@@ -201,15 +203,13 @@ impl HttpConn {
     /// every request still waiting, without a status when no response was seen. The
     /// connection is then empty and may be dropped.
     pub fn on_close(&mut self, ts_ns: u64, out: &mut Vec<Transaction>) {
-        // The close time is not needed: unanswered requests carry no latency.
-        let _ = ts_ns;
         for dir in [Dir::ToServer, Dir::ToClient] {
             let incomplete = incomplete_flag(dir);
+            if self.settle_buffered_head(dir, ts_ns, out) {
+                self.salvage(dir, Flags::from([Flag::HeadTruncated, incomplete]), 0, out);
+            }
             let half = self.half(dir);
             match half.state {
-                State::Head if !half.buf.is_empty() => {
-                    self.salvage(dir, Flags::from([Flag::HeadTruncated, incomplete]), 0, out);
-                }
                 State::Body(Body::UntilClose) => self.finish(dir, out),
                 State::Body(_) => {
                     self.flag_current(dir, incomplete);
@@ -356,10 +356,17 @@ impl HttpConn {
         let take = input.len().min(max.saturating_sub(old));
         let fresh = input.get(..take).unwrap_or_default();
         half.buf.extend_from_slice(fresh);
-        // Parse again only when a line was completed, the buffer is full, or a PROXY header
-        // may be complete: this keeps a head trickling in byte by byte linear.
-        let ready =
-            proxy_pending || half.buf.len() >= max || memchr::memchr(b'\n', fresh).is_some();
+        // Parse again when httparse could say something new: a line was completed, a byte
+        // invalid anywhere in a head arrived, the buffer is full, or a PROXY header may be
+        // complete. Heads up to `EAGER_HEAD` bytes are parsed on every piece, so an error is
+        // seen as soon as it arrives; beyond, this keeps a head trickling in byte by byte from
+        // costing quadratic time.
+        let ready = proxy_pending
+            || half.buf.len() >= max
+            || half.buf.len() <= EAGER_HEAD
+            || fresh
+                .iter()
+                .any(|b| *b == b'\n' || (b.is_ascii_control() && !matches!(b, b'\t' | b'\r')));
         if !ready {
             return Step::used(take);
         }
@@ -634,7 +641,7 @@ impl HttpConn {
             Framing::None => self.finish_request(out),
             Framing::Length(n) => self.start_body(Dir::ToServer, Body::Length(n), capture),
             Framing::Chunked => {
-                self.start_body(Dir::ToServer, Body::Chunked(Chunked::new()), capture)
+                self.start_body(Dir::ToServer, Body::Chunked(Chunked::new()), capture);
             }
             Framing::UntilClose | Framing::Unknown => {
                 self.finish_request(out);
@@ -773,7 +780,7 @@ impl HttpConn {
             .iter_mut()
             .find(|p| p.resp == Progress::NotStarted)
         {
-            p.resp = Progress::InProgress;
+            p.resp = Progress::Started;
             return p.seq;
         }
         let mut tx = Transaction::empty(self.resp.head_ts, self.meta.client, self.meta.server);
@@ -782,7 +789,7 @@ impl HttpConn {
         let seq = self.push_entry(tx, MethodKind::Other, None, out);
         if let Some(p) = entry_mut(&mut self.pending, seq) {
             p.req_done = true;
-            p.resp = Progress::InProgress;
+            p.resp = Progress::Started;
         }
         seq
     }
@@ -968,15 +975,16 @@ impl HttpConn {
 
     /// Bytes that exist but were not seen: skipped by length inside a body, otherwise the end
     /// of what can be followed.
-    fn on_hole(&mut self, dir: Dir, n: u64, lost: bool, out: &mut Vec<Transaction>) {
+    fn on_hole(&mut self, dir: Dir, ts: u64, n: u64, lost: bool, out: &mut Vec<Transaction>) {
         if n == 0 {
             return;
         }
         let incomplete = incomplete_flag(dir);
+        let salvage = self.settle_buffered_head(dir, ts, out);
         let state = self.half(dir).state;
         match state {
             State::Head => {
-                if !self.half(dir).buf.is_empty() {
+                if salvage {
                     let mut flags = Flags::from([Flag::HeadTruncated, incomplete]);
                     if lost {
                         flags.insert(Flag::Gap);
@@ -1052,14 +1060,43 @@ impl HttpConn {
         half.buf.clear();
     }
 
+    /// Before a buffered head is cut (hole or close): if httparse already rejects it, reject
+    /// it exactly as if the rejection had been seen when its bytes arrived, replaying the bytes
+    /// after its first. Returns whether a valid partial head is left to salvage.
+    fn settle_buffered_head(&mut self, dir: Dir, ts: u64, out: &mut Vec<Transaction>) -> bool {
+        // Every round drops at least one buffered byte; the bound is only a safety net.
+        for _ in 0..=self.max_head() {
+            let half = self.half(dir);
+            if half.state != State::Head || half.buf.is_empty() {
+                return false;
+            }
+            let buf = mem::take(&mut half.buf);
+            match self.head_view(dir, &buf, None, out) {
+                View::NeedMore => {
+                    self.half(dir).buf = buf;
+                    return true;
+                }
+                View::Rejected => {
+                    self.feed_replay(dir, ts, buf.get(1..).unwrap_or_default().to_vec(), out);
+                }
+                View::Consumed(n) => {
+                    self.feed_replay(dir, ts, buf.get(n..).unwrap_or_default().to_vec(), out);
+                }
+            }
+        }
+        false
+    }
+
     /// Parses the complete lines of a buffered head cut by a hole or the end of the
     /// connection, and records it with `flags`.
     fn salvage(&mut self, dir: Dir, flags: Flags, hole: u64, out: &mut Vec<Transaction>) {
         let mut buf = mem::take(&mut self.half(dir).buf);
         let wire_len = buf.len() as u64 + hole;
-        let cut = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
-        buf.truncate(cut);
-        buf.extend_from_slice(b"\r\n");
+        // Without a complete line, the partial start line alone still names the method.
+        if let Some(nl) = memchr::memrchr(b'\n', &buf) {
+            buf.truncate(nl + 1);
+            buf.extend_from_slice(b"\r\n");
+        }
         let salvage = Salvage { flags, wire_len };
         let _ = self.head_view(dir, &buf, Some(salvage), out);
         let half = self.half(dir);

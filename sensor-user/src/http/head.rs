@@ -98,20 +98,15 @@ pub(crate) fn request(
                     host = Some(header.value);
                 }
             }
-            6 if name.eq_ignore_ascii_case("cookie") => {
-                if session_cookie.is_none() {
-                    session_cookie =
-                        identity::find_cookie(header.value, |n| cfg.is_session_cookie(n));
-                }
+            6 if session_cookie.is_none() && name.eq_ignore_ascii_case("cookie") => {
+                session_cookie = identity::find_cookie(header.value, |n| cfg.is_session_cookie(n));
             }
-            10 if name.eq_ignore_ascii_case("user-agent") => {
-                if tx.user_agent.is_none() {
-                    tx.user_agent = Some(bounded_lossy(header.value, MAX_USER_AGENT));
-                }
+            10 if tx.user_agent.is_none() && name.eq_ignore_ascii_case("user-agent") => {
+                tx.user_agent = Some(bounded_lossy(header.value, MAX_USER_AGENT));
             }
             12 if name.eq_ignore_ascii_case("content-type") => content_type = Some(header.value),
             13 if name.eq_ignore_ascii_case("authorization") => {
-                authorize(cfg, &mut tx, header.value)
+                authorize(cfg, &mut tx, header.value);
             }
             _ => {}
         }
@@ -250,15 +245,14 @@ pub(crate) fn response<'b>(
     let mut set_cookies = NameList::default();
     let mut new_session = None;
     for header in headers {
-        if header.name.len() == 10 && header.name.eq_ignore_ascii_case("set-cookie") {
-            if let Some((name, value)) = identity::set_cookie(header.value) {
-                set_cookies.push(name);
-                if new_session.is_none()
-                    && cfg.is_session_cookie(name.as_bytes())
-                    && !value.is_empty()
-                {
-                    new_session = Some(value);
-                }
+        if header.name.len() == 10
+            && header.name.eq_ignore_ascii_case("set-cookie")
+            && let Some((name, value)) = identity::set_cookie(header.value)
+        {
+            set_cookies.push(name);
+            if new_session.is_none() && cfg.is_session_cookie(name.as_bytes()) && !value.is_empty()
+            {
+                new_session = Some(value);
             }
         }
     }

@@ -119,10 +119,7 @@ pub(crate) fn bounded(text: &str) -> String {
 }
 
 /// The value of the first cookie in a `Cookie` header whose name satisfies `wanted`.
-pub(crate) fn find_cookie<'a>(
-    header: &'a [u8],
-    wanted: impl Fn(&[u8]) -> bool,
-) -> Option<&'a [u8]> {
+pub(crate) fn find_cookie(header: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<&[u8]> {
     header.split(|b| *b == b';').find_map(|pair| {
         let pair = super::proxy::trim_ows(pair);
         let eq = memchr::memchr(b'=', pair)?;
@@ -362,7 +359,7 @@ impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for KeyIs<'_> {
+impl Visitor<'_> for KeyIs<'_> {
     type Value = bool;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -616,6 +613,8 @@ mod tests {
 
     #[test]
     fn decides_login_outcome() {
+        use LoginOutcome::{Failure, Success, Unknown};
+
         #[track_caller]
         fn check(
             route: &LoginRoute,
@@ -645,7 +644,6 @@ mod tests {
             success_set_cookie: Some("sid".into()),
             ..by_status.clone()
         };
-        use LoginOutcome::{Failure, Success, Unknown};
         check(&by_status, Some(200), &[], Success);
         check(&by_status, Some(302), &[], Success);
         check(&by_status, Some(401), &[], Failure);

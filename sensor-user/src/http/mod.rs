@@ -13,7 +13,7 @@
 //! - `proxy`: PROXY protocol v1/v2, `Forwarded` and `X-Forwarded-For`.
 //! - [`catalogue`]: the API inventory.
 //! - [`transaction`]: the record and its anomaly flags.
-//! - [`config`]: [`HttpConfig`].
+//! - [`config`]: the configuration, [`HttpConfig`].
 //!
 //! # Invariants
 //!

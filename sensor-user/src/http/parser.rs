@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use super::proxy::trim_ows;
 use super::transaction::{Flag, Flags};
 
-/// Standard HTTP and WebDAV methods. Anything else is flagged `unknown_method`, and only these
+/// Standard HTTP and `WebDAV` methods. Anything else is flagged `unknown_method`, and only these
 /// start a request line found by resynchronisation.
 const METHODS: [&str; 20] = [
     "GET",
@@ -51,17 +51,15 @@ pub(crate) fn known_method(method: &str) -> Option<&'static str> {
 
 /// The method for a record: static when standard, else an owned copy cut to a bounded length.
 pub(crate) fn method_name(method: &str) -> (Cow<'static, str>, bool) {
-    match known_method(method) {
-        Some(m) => (Cow::Borrowed(m), true),
-        None => {
-            let end = method.len().min(MAX_METHOD);
-            // Methods are tokens, hence ASCII, so any byte index is a character boundary.
-            (
-                Cow::Owned(method.get(..end).unwrap_or_default().to_owned()),
-                false,
-            )
-        }
+    if let Some(m) = known_method(method) {
+        return (Cow::Borrowed(m), true);
     }
+    let end = method.len().min(MAX_METHOD);
+    // Methods are tokens, hence ASCII, so any byte index is a character boundary.
+    (
+        Cow::Owned(method.get(..end).unwrap_or_default().to_owned()),
+        false,
+    )
 }
 
 /// How the body of a message is delimited.
@@ -413,15 +411,11 @@ pub(crate) fn find_request_line(hay: &[u8]) -> Option<usize> {
         else {
             continue;
         };
-        let plausible = match target.first() {
-            Some(b'/' | b'*') => true,
-            _ => {
-                let lower = |n: usize| target.get(..n).map(<[u8]>::to_ascii_lowercase);
-                lower(7).as_deref() == Some(b"http://")
-                    || lower(8).as_deref() == Some(b"https://")
-                    || *method == "CONNECT"
-            }
-        };
+        let lower = |n: usize| target.get(..n).map(<[u8]>::to_ascii_lowercase);
+        let plausible = matches!(target.first(), Some(b'/' | b'*'))
+            || lower(7).as_deref() == Some(b"http://")
+            || lower(8).as_deref() == Some(b"https://")
+            || *method == "CONNECT";
         if plausible {
             return Some(space - method.len());
         }
@@ -474,6 +468,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one table of cases")]
     fn frames_bodies() {
         #[track_caller]
         fn check(request: bool, pairs: &[(&str, &str)], framing: Framing, flags: &[Flag]) {

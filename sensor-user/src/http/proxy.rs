@@ -312,6 +312,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one table of cases")]
     fn parses_proxy_headers() {
         #[track_caller]
         fn check(bytes: &[u8], expected: ProxyHeader) {
@@ -424,6 +425,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one table of cases")]
     fn resolves_forwarded_clients() {
         #[track_caller]
         fn check(start: &str, headers: &[(&str, &str)], client: &str, flags: Flags) {

@@ -14,7 +14,7 @@
 //! - a token of 8 or more characters with 2 or more digits that changes between lower case,
 //!   upper case and digits at least every other character (`V1StGXR8_Z`);
 //! - a base64-ish token of 16 or more characters with 2 or more digits, or whose character
-//!   class changes more often than in words, camelCase or TitleCase (`dGhpcyBpcyBhIHRva2Vu`).
+//!   class changes more often than in words, `camelCase` or `TitleCase` (`dGhpcyBpcyBhIHRva2Vu`).
 //!
 //! Short words, versions (`v1`, `v2beta`) and names such as `api`, `oauth2-callback` stay as
 //! they are. `;` parameters (`;jsessionid=...`) are dropped from every segment.

@@ -249,7 +249,7 @@ pub enum Flag {
     TooManyHeaders,
     /// The head contains a NUL byte.
     NulByte,
-    /// The method is not a standard HTTP or WebDAV method.
+    /// The method is not a standard HTTP or `WebDAV` method.
     UnknownMethod,
     /// The request has no `Host` header although it is HTTP/1.1.
     MissingHost,
@@ -318,7 +318,7 @@ impl Flag {
         Flag::InvalidAuthorization,
     ];
 
-    /// The snake_case name used in serialized records.
+    /// The `snake_case` name used in serialized records.
     pub fn name(self) -> &'static str {
         match self {
             Flag::Gap => "gap",
@@ -353,7 +353,7 @@ impl Flag {
     }
 }
 
-/// A set of [`Flag`]s. Serializes as a list of snake_case names.
+/// A set of [`Flag`]s. Serializes as a list of `snake_case` names.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Flags(u32);
 
