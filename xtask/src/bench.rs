@@ -36,6 +36,16 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
     }
     md.push_str(&String::from_utf8_lossy(&out.stdout));
     md.push('\n');
+    let exe = root().join("target/release/live_bench");
+    let out = Command::new(&exe)
+        .arg("10")
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        bail!("live_bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    md.push_str(&String::from_utf8_lossy(&out.stdout));
+    md.push('\n');
     crate::replay_bench::run(&mut md)?;
     if fuzz_seconds > 0 {
         crate::fuzz::run(fuzz_seconds)?;

@@ -117,7 +117,8 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         to_unix: BootToUnix::now(),
         log_events: args.log_events,
         log_transactions: args.log_transactions,
-        stdout: std::io::stdout().lock(),
+        // Block-buffered: stdout's own line buffering would cost a write per transaction.
+        stdout: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
         analyzer: Analyzer::new(analyzer_cfg),
         transactions: Vec::new(),
         last_tick_ns: 0,
@@ -197,7 +198,7 @@ struct AgentSink {
     to_unix: BootToUnix,
     log_events: bool,
     log_transactions: bool,
-    stdout: std::io::StdoutLock<'static>,
+    stdout: std::io::BufWriter<std::io::StdoutLock<'static>>,
     analyzer: Analyzer,
     /// Transactions completed since the last drain.
     transactions: Vec<Transaction>,

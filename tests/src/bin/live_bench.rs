@@ -1,0 +1,176 @@
+//! The live path, measured in the namespace lab: wrk drives nginx through the agent (XDP and TC
+//! attached, `--log-transactions`), and we report what the agent's ring-buffer consumer sustained
+//! into the analyzer: events and transactions per second, and ring losses.
+//!
+//! `cargo run --release -p apisensor-tests --bin live_bench -- [SECONDS]` (as root) prints a
+//! markdown section on stdout. `cargo xtask bench` runs it.
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use apisensor_tests::lab::Lab;
+
+fn apisensor_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .map(|d| d.join("apisensor"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} not found: `cargo build --release -p sensor-user` first",
+        bin.display()
+    );
+    bin
+}
+
+fn stats(pin: &Path) -> serde_json::Value {
+    let out = Command::new(apisensor_bin())
+        .args(["stats", "--json", "--pin-dir"])
+        .arg(pin)
+        .output()
+        .expect("apisensor stats");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stats json")
+}
+
+fn get(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"))
+}
+
+/// Removes the pin directory even if the run panics.
+struct Pins(PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "rates for display")]
+fn main() {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .map_or(10, |s| s.parse().expect("SECONDS must be a number"));
+    assert!(
+        (1..=120).contains(&seconds),
+        "SECONDS must be 1..=120 (bounded load)"
+    );
+    let mut lab = Lab::new("live");
+    lab.start_nginx(80);
+    let pins = Pins(PathBuf::from(format!(
+        "/sys/fs/bpf/apisensor-livebench-{}",
+        std::process::id()
+    )));
+    let out = lab.tmp_dir().join("transactions.jsonl");
+    let (ns, iface) = (lab.server_ns().to_owned(), lab.server_if().to_owned());
+    let bin = apisensor_bin();
+    let pin_s = pins.0.to_str().expect("utf-8").to_owned();
+    let agent = lab.spawn(
+        &ns,
+        bin.to_str().expect("utf-8"),
+        &[
+            "run",
+            "--iface",
+            &iface,
+            "--pin-dir",
+            &pin_s,
+            "--log-transactions",
+        ],
+        Some(&out),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lab.stderr_of(agent).contains("ready") {
+        assert!(
+            lab.is_running(agent),
+            "agent exited: {}",
+            lab.stderr_of(agent)
+        );
+        assert!(Instant::now() < deadline, "agent not ready");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let before = stats(&pins.0);
+    let started = Instant::now();
+    let duration = format!("{seconds}s");
+    let client_ns = lab.client_ns().to_owned();
+    let wrk = lab.run(
+        &client_ns,
+        "wrk",
+        &[
+            "-t2",
+            "-c32",
+            "-d",
+            &duration,
+            "--latency",
+            "http://198.51.100.1:80/users/1234",
+        ],
+        Duration::from_secs(seconds + 30),
+    );
+    assert!(
+        wrk.status.success(),
+        "wrk failed: {}",
+        String::from_utf8_lossy(&wrk.stderr)
+    );
+    let status = lab.stop(agent);
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        status.success(),
+        "agent exit: {status:?}: {}",
+        lab.stderr_of(agent)
+    );
+    let after = stats(&pins.0);
+    let delta = |k: &str| get(&after, k) - get(&before, k);
+    let events = delta("req_events")
+        + delta("req_control_events")
+        + delta("resp_events")
+        + delta("resp_control_events");
+    let lost = delta("req_ring_full") + delta("resp_ring_full");
+    let transactions = std::fs::read_to_string(&out)
+        .expect("transactions file")
+        .lines()
+        .filter(|l| l.contains("\"method\":\"GET\""))
+        .count();
+    let wrk_out = String::from_utf8_lossy(&wrk.stdout);
+    let wrk_rps = wrk_out
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+
+    let mut md = String::new();
+    let _ = writeln!(md, "## Live path: ring-buffer consumer into the analyzer\n");
+    let _ = writeln!(
+        md,
+        "wrk (`-t2 -c32 -d{seconds}s`, keep-alive GETs) in the client namespace against nginx in \
+         the server namespace, the release agent attached to the server's veth (native XDP, TCX) \
+         with `--log-transactions` to a file. nginx, wrk and the agent share the 2 cores.\n"
+    );
+    let _ = writeln!(md, "| measure | value |\n|---|---|");
+    let _ = writeln!(md, "| wrk requests/s | {wrk_rps} |");
+    let _ = writeln!(
+        md,
+        "| ring events consumed | {events} ({:.0}/s) |",
+        events as f64 / elapsed
+    );
+    let _ = writeln!(md, "| ring events lost (ring full) | {lost} |");
+    let _ = writeln!(
+        md,
+        "| transactions logged | {transactions} ({:.0}/s) |",
+        transactions as f64 / elapsed
+    );
+    let _ = writeln!(md, "| wall time | {elapsed:.1} s |");
+    let _ = writeln!(
+        md,
+        "\nReproduce: `cargo run --release -p apisensor-tests --bin live_bench -- {seconds}` (as \
+         root), or `cargo xtask bench`."
+    );
+    print!("{md}");
+}
