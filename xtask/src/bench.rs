@@ -42,7 +42,10 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         .output()
         .with_context(|| format!("cannot run {}", exe.display()))?;
     if !out.status.success() {
-        bail!("live_bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "live_bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     md.push_str(&String::from_utf8_lossy(&out.stdout));
     md.push('\n');
