@@ -440,7 +440,7 @@ pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, mode: TcAttachMode) -> Result<TcM
             Err(e @ ProgramError::UnknownInterface { .. }) => return Err(err(e)),
             Err(e) if mode == TcAttachMode::Tcx => return Err(err(e)),
             Err(e) => {
-                tracing::warn!(%iface, error = %e, "TCX attach failed, falling back to clsact")
+                tracing::warn!(%iface, error = %e, "TCX attach failed, falling back to clsact");
             }
         }
     }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the kernel benchmark (BPF_PROG_TEST_RUN), the replay benchmark, and an
+//! `cargo xtask bench`: the kernel benchmark (`BPF_PROG_TEST_RUN`), the replay benchmark, and an
 //! optional long fuzz run; writes docs/BENCHMARKS.md.
 use std::{fmt::Write as _, process::Command};
 

@@ -55,7 +55,16 @@ impl Drop for Pins {
     }
 }
 
-#[expect(clippy::cast_precision_loss, reason = "rates for display")]
+/// What one run measured.
+struct Measured {
+    seconds: u64,
+    elapsed: f64,
+    wrk_rps: String,
+    events: u64,
+    lost: u64,
+    transactions: usize,
+}
+
 fn main() {
     let seconds: u64 = std::env::args()
         .nth(1)
@@ -64,16 +73,20 @@ fn main() {
         (1..=120).contains(&seconds),
         "SECONDS must be 1..=120 (bounded load)"
     );
+    print!("{}", report(&measure(seconds)));
+}
+
+fn measure(seconds: u64) -> Measured {
     let mut lab = Lab::new("live");
     lab.start_nginx(80);
     let pins = Pins(PathBuf::from(format!(
         "/sys/fs/bpf/apisensor-livebench-{}",
         std::process::id()
     )));
-    let out = lab.tmp_dir().join("transactions.jsonl");
+    let tx_log = lab.tmp_dir().join("transactions.jsonl");
     let (ns, iface) = (lab.server_ns().to_owned(), lab.server_if().to_owned());
     let bin = apisensor_bin();
-    let pin_s = pins.0.to_str().expect("utf-8").to_owned();
+    let pin_dir = pins.0.to_str().expect("utf-8").to_owned();
     let agent = lab.spawn(
         &ns,
         bin.to_str().expect("utf-8"),
@@ -82,10 +95,10 @@ fn main() {
             "--iface",
             &iface,
             "--pin-dir",
-            &pin_s,
+            &pin_dir,
             "--log-transactions",
         ],
-        Some(&out),
+        Some(&tx_log),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lab.stderr_of(agent).contains("ready") {
@@ -133,7 +146,7 @@ fn main() {
         + delta("resp_events")
         + delta("resp_control_events");
     let lost = delta("req_ring_full") + delta("resp_ring_full");
-    let transactions = std::fs::read_to_string(&out)
+    let transactions = std::fs::read_to_string(&tx_log)
         .expect("transactions file")
         .lines()
         .filter(|l| l.contains("\"method\":\"GET\""))
@@ -145,6 +158,26 @@ fn main() {
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("?");
 
+    Measured {
+        seconds,
+        elapsed,
+        wrk_rps: wrk_rps.to_owned(),
+        events,
+        lost,
+        transactions,
+    }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "rates for display")]
+fn report(m: &Measured) -> String {
+    let Measured {
+        seconds,
+        elapsed,
+        ref wrk_rps,
+        events,
+        lost,
+        transactions,
+    } = *m;
     let mut md = String::new();
     let _ = writeln!(md, "## Live path: ring-buffer consumer into the analyzer\n");
     let _ = writeln!(
@@ -172,5 +205,5 @@ fn main() {
         "\nReproduce: `cargo run --release -p apisensor-tests --bin live_bench -- {seconds}` (as \
          root), or `cargo xtask bench`."
     );
-    print!("{md}");
+    md
 }
