@@ -138,6 +138,7 @@ impl Default for Options {
     }
 }
 
+/// The `--help` text.
 const USAGE: &str =
     "usage: kernel_bench [--repeat N] [--runs K] [--latency-trials T] [--rate-repeat R]
   --repeat N          packets per BPF_PROG_TEST_RUN call (default 1000000)
@@ -504,6 +505,7 @@ fn load_sensor(wakeup_bytes: u32) -> anyhow::Result<Ebpf> {
     Ok(ebpf)
 }
 
+/// Writes the default configuration with `wakeup_bytes`, and the monitored port.
 fn configure(ebpf: &mut Ebpf, wakeup_bytes: u32) -> anyhow::Result<()> {
     let cfg = SensorConfig {
         wakeup_bytes,
@@ -572,20 +574,8 @@ fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, u64)> {
         trie.insert(&verdict::net_key(IpNet::V4(*net)), value, 0)
             .with_context(|| format!("inserting prefix {net} ({} of {count})", i + 1))?;
     }
-    let memlock = fdinfo(trie.map_data_fd())?.memlock;
+    let memlock = fdinfo(aya::maps::IterableMap::map(&trie).fd().as_fd().as_raw_fd())?.memlock;
     Ok((ebpf, memlock))
-}
-
-/// Access to a typed map's descriptor.
-trait MapFdExt {
-    fn map_data_fd(&self) -> i32;
-}
-
-impl MapFdExt for LpmTrie<&mut MapData, Addr, BlockValue> {
-    fn map_data_fd(&self) -> i32 {
-        use aya::maps::IterableMap as _;
-        self.map().fd().as_fd().as_raw_fd()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,6 +589,7 @@ struct FdInfo {
     memlock: u64,
 }
 
+/// Reads the map fields of `/proc/self/fdinfo/<fd>`.
 fn fdinfo(fd: i32) -> anyhow::Result<FdInfo> {
     let path = format!("/proc/self/fdinfo/{fd}");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -617,6 +608,7 @@ fn fdinfo(fd: i32) -> anyhow::Result<FdInfo> {
     })
 }
 
+/// The name of a `bpf_map_type` value used by apisensor.
 fn map_type_name(t: u32) -> &'static str {
     match t {
         1 => "hash",
@@ -674,6 +666,8 @@ fn map_memory() -> anyhow::Result<Vec<MapMemory>> {
 struct Drained {
     records: u64,
     decode_errors: u64,
+    /// Decoded records whose payload was not the whole sampled segment.
+    wrong_payload: u64,
     /// When the last record was drained.
     last_at: Option<Instant>,
 }
@@ -716,7 +710,11 @@ impl BusyConsumer {
                 // Read the flag before draining, so the drain after a stop sees every record
                 // submitted before it.
                 let stopping = flag.load(Ordering::Acquire);
-                let n = drain(&mut ring, &mut d, |_| {});
+                let mut wrong = 0;
+                let n = drain(&mut ring, &mut d, |ev| {
+                    wrong += u64::from(ev.payload.len() != SEGMENT_PAYLOAD);
+                });
+                d.wrong_payload += wrong;
                 if stopping {
                     break;
                 }
@@ -1027,7 +1025,7 @@ impl Case {
         }
     }
 
-    /// The target as (maximum ratio to the floor, text), if any.
+    /// The target, as the largest allowed ratio to the floor, if the case has one.
     fn target(self) -> Option<f64> {
         match self {
             Self::Pass => Some(3.5),
@@ -1228,10 +1226,14 @@ impl Bench {
             run.lost
         );
         ensure!(
-            run.drained.records == run.submitted && run.drained.decode_errors == 0,
-            "the consumer drained {} records ({} undecodable) of {} submitted",
+            run.drained.records == run.submitted
+                && run.drained.decode_errors == 0
+                && run.drained.wrong_payload == 0,
+            "the consumer drained {} records ({} undecodable, {} without the {SEGMENT_PAYLOAD}-byte \
+             payload) of {} submitted",
             run.drained.records,
             run.drained.decode_errors,
+            run.drained.wrong_payload,
             run.submitted
         );
         sample.ring = Some(run);
@@ -1326,6 +1328,7 @@ struct Machine {
     mitigations: String,
 }
 
+/// Describes this machine.
 fn machine() -> Machine {
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned());
@@ -1359,6 +1362,7 @@ fn machine() -> Machine {
     }
 }
 
+/// PASS or MISS.
 fn verdict_text(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }
 }
@@ -1517,7 +1521,9 @@ fn report(
         m,
         "\nConsumer latency: {} single-packet trials per mode, 0.5 to 6 ms apart (random), from the \
          kernel's `bpf_ktime_get_boot_ns` stamp in the record to the consumer thread decoding it \
-         (`CLOCK_BOOTTIME`):\n",
+         (`CLOCK_BOOTTIME`). Mode (a) uses wakeup_bytes {WAKEUP_EVERY_RECORD} so that a lone record \
+         wakes the reader; with the agent's minimum of {WAKEUP_CONFIG_MIN} a lone record never \
+         does, and only the timer of mode (b) picks it up:\n",
         o.latency_trials
     );
     let _ = writeln!(
