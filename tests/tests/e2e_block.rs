@@ -85,10 +85,14 @@ fn counter(pin: &PinDir, name: &str) -> u64 {
 struct Agent {
     pid: u32,
     stdout: PathBuf,
+    /// The API inventory file the agent keeps.
+    catalogue: PathBuf,
 }
 
 fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32, extra: &[&str]) -> Agent {
     let stdout = lab.tmp_dir().join(format!("agent{n}.out"));
+    let catalogue = lab.tmp_dir().join(format!("catalogue{n}.json"));
+    let catalogue_arg = catalogue.to_str().expect("utf-8").to_owned();
     let bin = apisensor_bin();
     let iface = lab.server_if().to_owned();
     let ns = lab.server_ns().to_owned();
@@ -100,6 +104,8 @@ fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32, extra: &[&str]) -> Agent {
         pin.as_str(),
         "--log-events",
         "--log-transactions",
+        "--catalogue",
+        &catalogue_arg,
     ];
     args.extend_from_slice(extra);
     let pid = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout));
@@ -107,7 +113,11 @@ fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32, extra: &[&str]) -> Agent {
     loop {
         let err = lab.stderr_of(pid);
         if err.contains("ready") {
-            return Agent { pid, stdout };
+            return Agent {
+                pid,
+                stdout,
+                catalogue,
+            };
         }
         assert!(lab.is_running(pid), "agent exited at start: {err}");
         assert!(
@@ -415,6 +425,17 @@ fn scenario(f: &Family) {
         !String::from_utf8_lossy(&filters.stdout).contains("bpf"),
         "TC filter still attached after the agent stopped"
     );
+    // The stopped agent left its API inventory behind, with the route it saw.
+    let inventory: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&agent.catalogue).expect("catalogue file written at exit"),
+    )
+    .expect("catalogue json");
+    let users = inventory
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["route"] == "/users/{id}"))
+        .unwrap_or_else(|| panic!("no /users/{{id}} in {inventory}"));
+    assert_eq!(users["method"], "GET", "{users}");
+    assert!(users["count"].as_u64() >= Some(1), "{users}");
     thread::sleep(Duration::from_millis(2500));
     let agent2 = start_agent(&mut lab, &pin, 2, f.agent_args);
     let expired_before = counter(&pin, "xdp_pass_expired_block");

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Print every HTTP transaction as a JSON line on stdout, as `apisensor replay --json` does.
     #[arg(long)]
     pub log_transactions: bool,
+    /// Keep the API inventory (method, host and route template with counts, status mix, first
+    /// and last seen) as JSON in this file, rewritten every minute and at exit.
+    #[arg(long)]
+    pub catalogue: Option<PathBuf>,
 }
 
 /// Runs the agent until a signal.
@@ -122,6 +126,8 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         analyzer: Analyzer::new(analyzer_cfg),
         transactions: Vec::new(),
         last_tick_ns: 0,
+        catalogue: args.catalogue.clone(),
+        last_catalogue_ns: 0,
         events: 0,
         decode_errors: 0,
     };
@@ -204,6 +210,10 @@ struct AgentSink {
     transactions: Vec<Transaction>,
     /// Unix ns of the last idle-expiry tick.
     last_tick_ns: u64,
+    /// Where the API inventory goes.
+    catalogue: Option<PathBuf>,
+    /// Unix ns of its last write.
+    last_catalogue_ns: u64,
     events: u64,
     decode_errors: u64,
 }
@@ -226,6 +236,22 @@ impl AgentSink {
     fn finish(&mut self) {
         self.analyzer.finish(&mut self.transactions);
         self.flush_transactions();
+        self.write_catalogue();
+    }
+
+    /// Replaces the inventory file (write to a temporary file, then rename: readers never see
+    /// half a file).
+    fn write_catalogue(&mut self) {
+        let Some(path) = &self.catalogue else { return };
+        let endpoints = self.analyzer.catalogue().endpoints();
+        let tmp = path.with_extension("tmp");
+        let written = serde_json::to_vec_pretty(&endpoints)
+            .map_err(std::io::Error::from)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %path.display(), "writing the API inventory failed");
+        }
     }
 }
 
@@ -278,6 +304,10 @@ impl EventSink for AgentSink {
         if now.saturating_sub(self.last_tick_ns) >= 1_000_000_000 {
             self.last_tick_ns = now;
             self.analyzer.on_tick(now, &mut self.transactions);
+        }
+        if now.saturating_sub(self.last_catalogue_ns) >= 60_000_000_000 {
+            self.last_catalogue_ns = now;
+            self.write_catalogue();
         }
         if records > 0 || !self.transactions.is_empty() {
             self.flush_transactions();
