@@ -60,11 +60,14 @@ pub mod map_names {
     pub const RESP_EVENTS: &str = "RESP_EVENTS";
     /// Verdict notes ([`super::VerdictNote`] by verdict id), user space only.
     pub const VERDICT_NOTES: &str = "VERDICT_NOTES";
+    /// One [`super::MapsInUse`]: which enforcement maps have entries.
+    pub const MAPS_IN_USE: &str = "MAPS_IN_USE";
 
     /// Maps whose pins survive an agent restart: enforcement state must outlive the agent.
-    pub const PERSISTENT: [&str; 4] = [BLOCK_EXACT, BLOCK_PREFIX, ALLOW, VERDICT_NOTES];
+    pub const PERSISTENT: [&str; 5] =
+        [BLOCK_EXACT, BLOCK_PREFIX, ALLOW, VERDICT_NOTES, MAPS_IN_USE];
     /// Every map the loader pins.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         BLOCK_EXACT,
         BLOCK_PREFIX,
         ALLOW,
@@ -75,6 +78,7 @@ pub mod map_names {
         REQ_EVENTS,
         RESP_EVENTS,
         VERDICT_NOTES,
+        MAPS_IN_USE,
     ];
 }
 
@@ -119,12 +123,41 @@ pub struct BlockValue {
     pub verdict_id: u64,
     /// Packets dropped by this entry; incremented atomically by the kernel.
     pub hits: u64,
+    /// `CLOCK_BOOTTIME` nanoseconds of the latest drop (zero before the first).
+    pub last_hit_ns: u64,
     /// Why the block exists, a [`Reason`] value.
     pub reason: u32,
     /// Zero; keeps the struct free of implicit padding.
     pub reserved: u32,
 }
-const _: () = assert!(size_of::<BlockValue>() == 32);
+const _: () = assert!(size_of::<BlockValue>() == 40);
+
+/// Which enforcement maps hold entries, at index 0 of `MAPS_IN_USE`. XDP skips lookups in maps
+/// marked empty (non-zero means "look up"). Written only by user space's `verdict.rs`, under its
+/// writer lock, after every change, and re-derived from the maps by the agent periodically.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapsInUse {
+    /// `BLOCK_EXACT` has entries.
+    pub exact: u32,
+    /// `BLOCK_PREFIX` has entries.
+    pub prefix: u32,
+    /// `ALLOW` has entries.
+    pub allow: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+const _: () = assert!(size_of::<MapsInUse>() == 16);
+
+impl MapsInUse {
+    /// Look everything up (used if the map cannot be read).
+    pub const ALL: Self = Self {
+        exact: 1,
+        prefix: 1,
+        allow: 1,
+        reserved: 0,
+    };
+}
 
 /// Value of an allowlist entry.
 #[repr(C)]
@@ -194,7 +227,9 @@ impl Reason {
     }
 }
 
-/// Per-source counters kept by XDP in the `SOURCES` LRU map.
+/// Per-source counters kept by XDP in the `SOURCES` LRU map, for packets that pass. Dropped
+/// packets are counted by the block entry that dropped them (`BlockValue::hits`), which keeps
+/// the drop path to one lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceStats {
@@ -208,10 +243,8 @@ pub struct SourceStats {
     pub first_seen_ns: u64,
     /// `CLOCK_BOOTTIME` nanoseconds of the latest packet.
     pub last_seen_ns: u64,
-    /// Packets dropped by a block.
-    pub dropped: u64,
 }
-const _: () = assert!(size_of::<SourceStats>() == 48);
+const _: () = assert!(size_of::<SourceStats>() == 40);
 
 /// Run-time settings of the kernel programs, at index 0 of `CONFIG`.
 #[repr(C)]
@@ -474,6 +507,7 @@ mod pod {
     unsafe impl aya::Pod for super::SensorConfig {}
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::VerdictNote {}
+    unsafe impl aya::Pod for super::MapsInUse {}
 }
 
 #[cfg(test)]

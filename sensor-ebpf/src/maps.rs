@@ -3,11 +3,12 @@
 //! them under the pin directory (`/sys/fs/bpf/apisensor/` by default).
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
-    Addr, AllowValue, BlockValue, SensorConfig, SourceStats, VerdictNote, capacity,
+    Addr, AllowValue, BlockValue, MapsInUse, SensorConfig, SourceStats, VerdictNote, capacity,
 };
 
 /// Exact-address blocks. Written by user space (`verdict.rs`), read by XDP, which also adds to
@@ -63,6 +64,15 @@ pub static RESP_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::RESP_RING_BY
 /// Notes of manual and detector verdicts (reason text, creation time, TTL) by verdict id.
 /// Written and read by user space only (`verdict.rs`, the CLI); the kernel never touches it.
 /// It lives here so that it is created and pinned with the other maps and outlives the agent.
+/// Not preallocated (`BPF_F_NO_PREALLOC`): it is off the data path, and preallocating its
+/// capacity would cost about 35 MiB for nothing.
 #[map]
-pub static VERDICT_NOTES: HashMap<u64, VerdictNote> =
-    HashMap::with_max_entries(capacity::BLOCK_EXACT + capacity::BLOCK_PREFIX, 0);
+pub static VERDICT_NOTES: HashMap<u64, VerdictNote> = HashMap::with_max_entries(
+    capacity::BLOCK_EXACT + capacity::BLOCK_PREFIX,
+    BPF_F_NO_PREALLOC,
+);
+
+/// Which enforcement maps have entries (index 0). Written by user space (`verdict.rs`) after
+/// every change, read by XDP to skip lookups in empty maps. Pinned and reused across restarts.
+#[map]
+pub static MAPS_IN_USE: Array<MapsInUse> = Array::with_max_entries(1, 0);

@@ -1,7 +1,9 @@
 //! The XDP ingress program: parse, enforce, count per source, sample monitored TCP.
 //!
 //! Enforcement order (first match decides): an unexpired exact block, then an unexpired prefix
-//! block; a matching block drops unless the source is allowlisted. The allowlist is consulted
+//! block; a matching block drops unless the source is allowlisted. Maps that `MAPS_IN_USE` says
+//! are empty are not looked up at all (the common case costs no lookup). A drop touches only the
+//! block entry (`hits`, `last_hit_ns`) and one counter: no TCP parse, no per-source update. The allowlist is consulted
 //! only when a block matched, which gives the same outcome as checking it first ("allowlist
 //! always passes") while keeping an LPM lookup off the pass path. Expiry is checked here, in
 //! the kernel, so a block outlives no agent crash past its TTL.
@@ -13,12 +15,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    Addr, Counter, Direction, EventHeader, REQ_DATA_LEN, RequestEvent, SourceStats, tcp_flags,
+    Addr, Counter, Direction, EventHeader, MapsInUse, REQ_DATA_LEN, RequestEvent, SourceStats,
+    tcp_flags,
 };
 
 use crate::{
     emit::{self, RingCounters, atomic_add},
-    maps::{ALLOW, BLOCK_EXACT, BLOCK_PREFIX, PORTS, REQ_EVENTS, SOURCES},
+    maps::{ALLOW, BLOCK_EXACT, BLOCK_PREFIX, MAPS_IN_USE, PORTS, REQ_EVENTS, SOURCES},
     parse::{self, IPPROTO_TCP, IPPROTO_UDP, Packet},
 };
 
@@ -52,30 +55,31 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let (ethertype, l3_off) = parse::parse_eth(&pkt)?;
     let l3 = parse::parse_l3(&pkt, ethertype, l3_off)?;
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-
-    // Parse TCP before enforcement only to learn whether this is a SYN for the source counters;
-    // a failure here must not skip enforcement.
+    let in_use = match MAPS_IN_USE.get(0) {
+        Some(m) => *m,
+        None => MapsInUse::ALL,
+    };
+    // The drop path stays minimal: no TCP parse and no per-source update; the block entry's
+    // own `hits` and `last_hit_ns` account for the drop.
+    let (enforced, now) = enforce(&l3.src, &in_use);
+    if let Some(c @ (Counter::XdpDropExact | Counter::XdpDropPrefix)) = enforced {
+        return Ok(Verdict {
+            action: xdp_action::XDP_DROP,
+            counter: c,
+        });
+    }
+    let now = match now {
+        Some(t) => t,
+        // SAFETY: helper without arguments.
+        None => unsafe { bpf_ktime_get_boot_ns() },
+    };
     let tcp = if l3.proto == IPPROTO_TCP && !l3.later_fragment {
         Some(parse::parse_tcp(&pkt, &l3))
     } else {
         None
     };
     let is_syn = matches!(&tcp, Some(Ok(t)) if t.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN);
-
-    let enforced = enforce(&l3.src, now);
-    let dropped = matches!(
-        enforced,
-        Some(Counter::XdpDropExact | Counter::XdpDropPrefix)
-    );
-    update_source(&l3.src, pkt.len() as u64, is_syn, dropped, now);
-    if dropped {
-        return Ok(Verdict {
-            action: xdp_action::XDP_DROP,
-            counter: enforced.unwrap_or(Counter::XdpDropExact),
-        });
-    }
+    update_source(&l3.src, pkt.len() as u64, is_syn, now);
 
     let verdict_for_pass = |default: Counter| enforced.unwrap_or(default);
     if l3.later_fragment {
@@ -133,39 +137,56 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     Ok(Verdict::pass(verdict_for_pass(Counter::XdpPassSampled)))
 }
 
-/// Looks the source up in the block maps. `None`: no block applies. `Some(counter)`: the
-/// verdict counter (a drop, an allowlisted pass, or an expired block's pass).
+/// Looks the source up in the block maps, skipping maps that `in_use` says are empty.
+/// Returns the verdict counter (`None`: no block applies) and the time, when it was read.
 #[inline(always)]
-fn enforce(src: &Addr, now: u64) -> Option<Counter> {
+fn enforce(src: &Addr, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
+    let mut now = None;
     let mut expired = false;
-    if let Some(b) = BLOCK_EXACT.get_ptr_mut(src) {
+    if in_use.exact != 0
+        && let Some(b) = BLOCK_EXACT.get_ptr_mut(src)
+    {
+        // SAFETY: helper without arguments.
+        let t = unsafe { bpf_ktime_get_boot_ns() };
+        now = Some(t);
         // SAFETY: pointer to a live map value.
-        if unsafe { (*b).expires_at_ns } > now {
-            if allowlisted(src) {
-                return Some(Counter::XdpPassAllowlisted);
+        if unsafe { (*b).expires_at_ns } > t {
+            if in_use.allow != 0 && allowlisted(src) {
+                return (Some(Counter::XdpPassAllowlisted), now);
             }
-            // SAFETY: as above.
-            atomic_add(unsafe { &raw mut (*b).hits }, 1);
-            return Some(Counter::XdpDropExact);
+            // SAFETY: as above; `last_hit_ns` is a plain store, the last writer wins.
+            unsafe {
+                atomic_add(&raw mut (*b).hits, 1);
+                (*b).last_hit_ns = t;
+            }
+            return (Some(Counter::XdpDropExact), now);
         }
         expired = true;
     }
-    let key = Key::new(128, *src);
-    if let Some(b) = BLOCK_PREFIX.get(&key) {
-        if b.expires_at_ns > now {
-            if allowlisted(src) {
-                return Some(Counter::XdpPassAllowlisted);
+    if in_use.prefix != 0
+        && let Some(b) = BLOCK_PREFIX.get(Key::new(128, *src))
+    {
+        // SAFETY: helper without arguments.
+        let t = match now {
+            Some(t) => t,
+            None => unsafe { bpf_ktime_get_boot_ns() },
+        };
+        now = Some(t);
+        if b.expires_at_ns > t {
+            if in_use.allow != 0 && allowlisted(src) {
+                return (Some(Counter::XdpPassAllowlisted), now);
             }
-            atomic_add((&raw const b.hits).cast_mut(), 1);
-            return Some(Counter::XdpDropPrefix);
+            let b = (&raw const *b).cast_mut();
+            // SAFETY: a live map value; the kernel's trie values are writable.
+            unsafe {
+                atomic_add(&raw mut (*b).hits, 1);
+                (*b).last_hit_ns = t;
+            }
+            return (Some(Counter::XdpDropPrefix), now);
         }
         expired = true;
     }
-    if expired {
-        Some(Counter::XdpPassExpired)
-    } else {
-        None
-    }
+    (expired.then_some(Counter::XdpPassExpired), now)
 }
 
 /// Returns true, and counts a hit, when `src` falls in an allowlisted prefix.
@@ -180,20 +201,17 @@ fn allowlisted(src: &Addr) -> bool {
     }
 }
 
-/// Updates the per-source counters.
+/// Updates the per-source counters of a packet that passed.
 #[inline(always)]
-fn update_source(src: &Addr, bytes: u64, syn: bool, dropped: bool, now: u64) {
+fn update_source(src: &Addr, bytes: u64, syn: bool, now: u64) {
     if let Some(s) = SOURCES.get_ptr_mut(src) {
-        // SAFETY: pointer to a live map value; fields updated atomically or, for the
-        // timestamp, with a plain store where the last writer winning is fine.
+        // SAFETY: pointer to a live map value; counters updated atomically, the timestamp with
+        // a plain store where the last writer winning is fine.
         unsafe {
             atomic_add(&raw mut (*s).packets, 1);
             atomic_add(&raw mut (*s).bytes, bytes);
             if syn {
                 atomic_add(&raw mut (*s).syns, 1);
-            }
-            if dropped {
-                atomic_add(&raw mut (*s).dropped, 1);
             }
             (*s).last_seen_ns = now;
         }
@@ -205,7 +223,6 @@ fn update_source(src: &Addr, bytes: u64, syn: bool, dropped: bool, now: u64) {
         syns: u64::from(syn),
         first_seen_ns: now,
         last_seen_ns: now,
-        dropped: u64::from(dropped),
     };
     if SOURCES.insert(src, fresh, u64::from(BPF_NOEXIST)).is_err() {
         // Another CPU may have inserted the same source meanwhile; only a real failure counts.

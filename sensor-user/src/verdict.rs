@@ -4,20 +4,22 @@
 //! Every block carries an expiry (`CLOCK_BOOTTIME` ns, checked by the kernel), a reason code and
 //! a verdict id whose note (reason text, TTL) is kept in the pinned `VERDICT_NOTES` map. Writes
 //! are ordered so that a failure leaves nothing half-written: the note is written first and
-//! removed again if the block entry cannot be.
-use std::{net::IpAddr, path::Path, time::Duration};
+//! removed again if the block entry cannot be. After every change, `MAPS_IN_USE` is rewritten
+//! from the maps themselves (XDP skips lookups in empty maps); writers serialise on an `flock`
+//! so two concurrent CLI calls cannot leave it stale.
+use std::{fs::File, net::IpAddr, os::fd::AsRawFd as _, path::Path, time::Duration};
 
 use aya::{
     Ebpf,
     maps::{
-        HashMap, MapData, MapError,
+        Array, HashMap, MapData, MapError,
         lpm_trie::{Key, LpmTrie},
     },
 };
 use ipnet::IpNet;
 use sensor_common::{
-    Addr, AllowValue, BlockValue, NOTE_TEXT_LEN, Reason, V4_MAPPED_PREFIX_BITS, VerdictNote,
-    is_v4_mapped, map_names,
+    Addr, AllowValue, BlockValue, MapsInUse, NOTE_TEXT_LEN, Reason, V4_MAPPED_PREFIX_BITS,
+    VerdictNote, is_v4_mapped, map_names,
 };
 
 use crate::{
@@ -93,6 +95,31 @@ pub enum VerdictError {
     /// A map is missing from the loaded object.
     #[error("map {0} missing from the eBPF object")]
     Missing(&'static str),
+    /// The writer lock could not be taken.
+    #[error("locking {path}: {source}")]
+    Lock {
+        /// Lock file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+const BPF_NOEXIST: u32 = 1;
+
+fn errno_of(e: &MapError) -> Option<i32> {
+    match e {
+        MapError::SyscallError(sys) => sys.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn is_exists(e: &MapError) -> bool {
+    errno_of(e) == Some(libc::EEXIST)
+}
+
+fn is_not_found(e: &MapError) -> bool {
+    errno_of(e) == Some(libc::ENOENT)
 }
 
 /// Parses `ADDR` or `ADDR/PREFIX`, rejecting out-of-range prefixes and host bits.
@@ -181,6 +208,8 @@ pub struct BlockEntry {
     pub ttl_left_s: u64,
     /// Packets dropped by this entry.
     pub hits: u64,
+    /// Milliseconds since the latest drop, if any.
+    pub last_hit_ago_ms: Option<u64>,
 }
 
 /// An allowlist entry as listed.
@@ -198,6 +227,38 @@ pub struct Verdicts {
     prefix: LpmTrie<MapData, Addr, BlockValue>,
     allow: LpmTrie<MapData, Addr, AllowValue>,
     notes: HashMap<MapData, u64, VerdictNote>,
+    in_use: Array<MapData, MapsInUse>,
+    /// Writer lock file of the pin directory (`None` for unpinned maps in one process).
+    lock: Option<File>,
+}
+
+/// Holds the writer lock until dropped (through a duplicate of the lock file's descriptor,
+/// which shares its lock).
+struct WriteGuard(Option<File>);
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            // SAFETY: flock on an open descriptor.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+}
+
+fn writer_lock_file(pin_dir: &Path) -> Result<File, VerdictError> {
+    let name: String = pin_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let dir = Path::new(crate::loader::LOCK_DIR);
+    let path = dir.join(format!("{name}.verdicts.lock"));
+    let err = |source| VerdictError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    File::create(&path).map_err(err)
 }
 
 fn map_err(op: &'static str, map: &'static str) -> impl Fn(MapError) -> VerdictError {
@@ -218,6 +279,9 @@ impl Verdicts {
             allow: LpmTrie::try_from(trie(map_names::ALLOW)?)
                 .map_err(map_err("open", map_names::ALLOW))?,
             notes: maps::open_hash(pin_dir, map_names::VERDICT_NOTES)?,
+            in_use: Array::try_from(trie(map_names::MAPS_IN_USE)?)
+                .map_err(map_err("open", map_names::MAPS_IN_USE))?,
+            lock: Some(writer_lock_file(pin_dir)?),
         })
     }
 
@@ -228,12 +292,46 @@ impl Verdicts {
         let prefix = take(map_names::BLOCK_PREFIX)?;
         let allow = take(map_names::ALLOW)?;
         let notes = take(map_names::VERDICT_NOTES)?;
+        let in_use = take(map_names::MAPS_IN_USE)?;
         Ok(Self {
+            in_use: Array::try_from(in_use).map_err(map_err("open", map_names::MAPS_IN_USE))?,
+            lock: None,
             exact: HashMap::try_from(exact).map_err(map_err("open", map_names::BLOCK_EXACT))?,
             prefix: LpmTrie::try_from(prefix).map_err(map_err("open", map_names::BLOCK_PREFIX))?,
             allow: LpmTrie::try_from(allow).map_err(map_err("open", map_names::ALLOW))?,
             notes: HashMap::try_from(notes).map_err(map_err("open", map_names::VERDICT_NOTES))?,
         })
+    }
+
+    /// Takes the writer lock (blocking until other writers are done).
+    fn write_guard(&self) -> Result<WriteGuard, VerdictError> {
+        let err = |source| VerdictError::Lock {
+            path: String::from("verdict writer lock"),
+            source,
+        };
+        let Some(f) = &self.lock else {
+            return Ok(WriteGuard(None));
+        };
+        let f = f.try_clone().map_err(err)?;
+        // SAFETY: flock on an open descriptor.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        Ok(WriteGuard(Some(f)))
+    }
+
+    /// Rewrites `MAPS_IN_USE` from the maps: a map counts as in use when it has any key.
+    pub fn refresh_in_use(&mut self) -> Result<MapsInUse, VerdictError> {
+        let in_use = MapsInUse {
+            exact: u32::from(self.exact.keys().next().is_some()),
+            prefix: u32::from(self.prefix.keys().next().is_some()),
+            allow: u32::from(self.allow.keys().next().is_some()),
+            reserved: 0,
+        };
+        self.in_use
+            .set(0, in_use, 0)
+            .map_err(map_err("update", map_names::MAPS_IN_USE))?;
+        Ok(in_use)
     }
 
     /// Blocks `net` for `ttl` from `now_boot_ns`. Returns the verdict id.
@@ -249,6 +347,24 @@ impl Verdicts {
         if text.is_empty() || text.len() > NOTE_TEXT_LEN {
             return Err(VerdictError::ReasonText { len: text.len() });
         }
+        let guard = self.write_guard()?;
+        let id = self.block_locked(net, ttl, reason, text, now_boot_ns);
+        // Refresh even after a failure: a partial write must not leave a map marked empty.
+        let refreshed = self.refresh_in_use();
+        drop(guard);
+        let id = id?;
+        refreshed?;
+        Ok(id)
+    }
+
+    fn block_locked(
+        &mut self,
+        net: IpNet,
+        ttl: Duration,
+        reason: Reason,
+        text: &str,
+        now_boot_ns: u64,
+    ) -> Result<u64, VerdictError> {
         let ttl_ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
         let verdict_id = getrandom::u64().unwrap_or(now_boot_ns) | 1;
         let mut note = VerdictNote {
@@ -261,26 +377,30 @@ impl Verdicts {
             expires_at_ns: now_boot_ns.saturating_add(ttl_ns),
             verdict_id,
             hits: 0,
+            last_hit_ns: 0,
             reason: reason as u32,
             reserved: 0,
         };
         self.notes
             .insert(verdict_id, note, 0)
             .map_err(map_err("insert", map_names::VERDICT_NOTES))?;
-        let old_note = self.block_value(net).ok().map(|v| v.verdict_id);
         let written = if is_host(net) {
+            let addr = ip_to_addr(net.addr());
+            let old = self.exact.get(&addr, 0).ok().map(|v| v.verdict_id);
             self.exact
-                .insert(ip_to_addr(net.addr()), value, 0)
+                .insert(addr, value, 0)
+                .map(|()| old)
                 .map_err(map_err("insert", map_names::BLOCK_EXACT))
         } else {
-            self.prefix
-                .insert(&net_key(net), value, 0)
-                .map_err(map_err("insert", map_names::BLOCK_PREFIX))
+            self.insert_prefix(net, value)
         };
-        if let Err(e) = written {
-            let _ = self.notes.remove(&verdict_id);
-            return Err(e);
-        }
+        let old_note = match written {
+            Ok(old) => old,
+            Err(e) => {
+                let _ = self.notes.remove(&verdict_id);
+                return Err(e);
+            }
+        };
         if let Some(old) = old_note {
             // The replaced block's note is now unreferenced.
             let _ = self.notes.remove(&old);
@@ -288,39 +408,78 @@ impl Verdicts {
         Ok(verdict_id)
     }
 
-    fn block_value(&self, net: IpNet) -> Result<BlockValue, MapError> {
-        if is_host(net) {
-            self.exact.get(&ip_to_addr(net.addr()), 0)
-        } else {
-            // `get` on a trie is a longest-prefix match; only an exact entry counts here.
-            let key = net_key(net);
-            self.prefix
-                .iter()
-                .filter_map(Result::ok)
-                .find(|(k, _)| k.prefix_len() == key.prefix_len() && k.data() == key.data())
-                .map(|(_, v)| v)
-                .ok_or(MapError::KeyNotFound)
+    /// Inserts or replaces the prefix block of exactly `net`; returns the replaced entry's
+    /// verdict id. A trie lookup is a longest-prefix match over entries no longer than the key,
+    /// so once a no-clobber insert has said an exact entry exists, a lookup returns that entry:
+    /// O(1) per block, which matters when loading many prefixes.
+    fn insert_prefix(
+        &mut self,
+        net: IpNet,
+        value: BlockValue,
+    ) -> Result<Option<u64>, VerdictError> {
+        let key = net_key(net);
+        match self.prefix.insert(&key, value, u64::from(BPF_NOEXIST)) {
+            Ok(()) => return Ok(None),
+            Err(e) if !is_exists(&e) => {
+                return Err(VerdictError::Map {
+                    op: "insert",
+                    map: map_names::BLOCK_PREFIX,
+                    source: e,
+                });
+            }
+            Err(_) => {}
         }
+        let old = self.prefix.get(&key, 0).ok().map(|v| v.verdict_id);
+        self.prefix
+            .insert(&key, value, 0)
+            .map_err(map_err("insert", map_names::BLOCK_PREFIX))?;
+        Ok(old)
     }
 
     /// Removes the block of exactly `net`.
     pub fn unblock(&mut self, net: IpNet) -> Result<(), VerdictError> {
-        let (map, value) = if is_host(net) {
-            (map_names::BLOCK_EXACT, self.block_value(net))
-        } else {
-            (map_names::BLOCK_PREFIX, self.block_value(net))
+        let guard = self.write_guard()?;
+        let done = self.unblock_locked(net);
+        let refreshed = self.refresh_in_use();
+        drop(guard);
+        done?;
+        refreshed.map(|_| ())
+    }
+
+    fn unblock_locked(&mut self, net: IpNet) -> Result<(), VerdictError> {
+        let not_found = |e: MapError, map: &'static str| match e {
+            MapError::KeyNotFound => VerdictError::NotFound { net, map },
+            e if is_not_found(&e) => VerdictError::NotFound { net, map },
+            source => VerdictError::Map {
+                op: "remove",
+                map,
+                source,
+            },
         };
-        let value = value.map_err(|_| VerdictError::NotFound { net, map })?;
-        if is_host(net) {
+        let verdict_id = if is_host(net) {
+            let addr = ip_to_addr(net.addr());
+            let v = self
+                .exact
+                .get(&addr, 0)
+                .map_err(|e| not_found(e, map_names::BLOCK_EXACT))?;
             self.exact
-                .remove(&ip_to_addr(net.addr()))
-                .map_err(map_err("remove", map))?;
+                .remove(&addr)
+                .map_err(|e| not_found(e, map_names::BLOCK_EXACT))?;
+            v.verdict_id
         } else {
+            // The lookup finds the exact entry if there is one (see `insert_prefix`); the
+            // remove, which needs an exact match, says whether there was.
+            let key = net_key(net);
+            let v = self.prefix.get(&key, 0).ok();
             self.prefix
-                .remove(&net_key(net))
-                .map_err(map_err("remove", map))?;
-        }
-        let _ = self.notes.remove(&value.verdict_id);
+                .remove(&key)
+                .map_err(|e| not_found(e, map_names::BLOCK_PREFIX))?;
+            match v {
+                Some(v) => v.verdict_id,
+                None => return Ok(()),
+            }
+        };
+        let _ = self.notes.remove(&verdict_id);
         Ok(())
     }
 
@@ -330,13 +489,28 @@ impl Verdicts {
             added_at_ns: now_boot_ns,
             hits: 0,
         };
-        self.allow
+        let guard = self.write_guard()?;
+        let done = self
+            .allow
             .insert(&net_key(net), value, 0)
-            .map_err(map_err("insert", map_names::ALLOW))
+            .map_err(map_err("insert", map_names::ALLOW));
+        let refreshed = self.refresh_in_use();
+        drop(guard);
+        done?;
+        refreshed.map(|_| ())
     }
 
     /// Removes the allowlist entry of exactly `net`.
     pub fn unallow(&mut self, net: IpNet) -> Result<(), VerdictError> {
+        let guard = self.write_guard()?;
+        let done = self.unallow_locked(net);
+        let refreshed = self.refresh_in_use();
+        drop(guard);
+        done?;
+        refreshed.map(|_| ())
+    }
+
+    fn unallow_locked(&mut self, net: IpNet) -> Result<(), VerdictError> {
         self.allow.remove(&net_key(net)).map_err(|e| match e {
             MapError::KeyNotFound => VerdictError::NotFound {
                 net,
@@ -377,6 +551,8 @@ impl Verdicts {
             verdict_id: v.verdict_id,
             ttl_left_s: v.expires_at_ns.saturating_sub(now_boot_ns) / 1_000_000_000,
             hits: v.hits,
+            last_hit_ago_ms: (v.last_hit_ns != 0)
+                .then(|| now_boot_ns.saturating_sub(v.last_hit_ns) / 1_000_000),
         }
     }
 
@@ -405,6 +581,12 @@ impl Verdicts {
         for b in &expired {
             self.unblock(b.net)?;
         }
+        // Re-derive the in-use flags even when nothing expired, so a stale flag (a writer that
+        // died between its write and its refresh) heals within one period.
+        let guard = self.write_guard()?;
+        let refreshed = self.refresh_in_use();
+        drop(guard);
+        refreshed?;
         Ok(expired.len())
     }
 }

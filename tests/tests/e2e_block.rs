@@ -276,9 +276,14 @@ fn scenario(f: &Family) {
         .and_then(|rows| rows.iter().find(|r| r["source"] == client.as_str()))
         .unwrap_or_else(|| panic!("client missing from top: {top}"));
     assert!(row["dropped"].as_u64() >= Some(1), "no drop counted: {row}");
-    let last_seen_ago_ns =
-        Duration::from_secs_f64(row["last_seen_ago_s"].as_f64().expect("f64")).as_nanos() as u64;
-    let dropped_at = sensor_user::clock::boot_ns().saturating_sub(last_seen_ago_ns);
+    // The block's own record of its latest drop: curl sent one SYN (its 500 ms timeout is
+    // shorter than the first retransmission), so the latest drop is the first one.
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli_ok(&pin, &["blocks", "list", "--json"])).expect("json");
+    let hit_ago_ms = listed[0]["last_hit_ago_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drop recorded: {listed}"));
+    let dropped_at = sensor_user::clock::boot_ns().saturating_sub(hit_ago_ms * 1_000_000);
     // The drop of the first packet after `blocks add` returned (curl's start included).
     let delay_ms = dropped_at.saturating_sub(t_added) / 1_000_000;
     eprintln!(

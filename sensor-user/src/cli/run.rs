@@ -82,6 +82,8 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         max_sources: config.sensor.max_sources,
     })?;
     loader::configure(&mut ebpf, config.kernel(), &config.sensor.ports)?;
+    // Blocks reused from the pins are enforced only if MAPS_IN_USE says their map has entries.
+    Verdicts::open_pinned(pin_dir)?.refresh_in_use()?;
     let xdp_mode = loader::attach_xdp(&mut ebpf, &args.iface, args.xdp_mode)?;
     let tc_mode = loader::attach_tc(&mut ebpf, &args.iface, args.tc_mode)?;
     let take_ring = |ebpf: &mut aya::Ebpf, name: &'static str| -> anyhow::Result<RingBuf<_>> {

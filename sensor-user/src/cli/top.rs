@@ -3,7 +3,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use crate::{clock, maps};
+use crate::{clock, maps, verdict::Verdicts};
 
 /// Options of `top`.
 #[derive(Debug, Args)]
@@ -23,6 +23,7 @@ struct Row {
     packets: u64,
     bytes: u64,
     syns: u64,
+    /// Drops by this address's exact block (drops are counted by the block that made them).
     dropped: u64,
     first_seen_ago_s: f64,
     last_seen_ago_s: f64,
@@ -39,6 +40,12 @@ pub fn main(args: &TopArgs, pin_dir: &Path) -> anyhow::Result<()> {
     sources.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
     sources.truncate(args.n as usize);
     let now = clock::boot_ns();
+    let dropped: std::collections::HashMap<std::net::IpAddr, u64> = Verdicts::open_pinned(pin_dir)?
+        .blocks(now)?
+        .into_iter()
+        .filter(|b| b.net.prefix_len() == b.net.max_prefix_len())
+        .map(|b| (b.net.addr(), b.hits))
+        .collect();
     let rows: Vec<Row> = sources
         .iter()
         .map(|(ip, s)| Row {
@@ -46,7 +53,7 @@ pub fn main(args: &TopArgs, pin_dir: &Path) -> anyhow::Result<()> {
             packets: s.packets,
             bytes: s.bytes,
             syns: s.syns,
-            dropped: s.dropped,
+            dropped: dropped.get(ip).copied().unwrap_or(0),
             first_seen_ago_s: secs(now.saturating_sub(s.first_seen_ns)),
             last_seen_ago_s: secs(now.saturating_sub(s.last_seen_ns)),
         })

@@ -562,12 +562,13 @@ fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, u64)> {
         .context("BLOCK_PREFIX map missing")?;
     let mut trie: LpmTrie<&mut MapData, Addr, BlockValue> = LpmTrie::try_from(map)?;
     for (i, net) in nets.iter().enumerate() {
-        // A benchmark fixture: `Verdicts::block` would scan the trie on every insert, which
-        // is quadratic for 100k entries, so the keys are written here with the same encoding.
+        // Written directly with the same key encoding as `verdict.rs` (no notes needed here);
+        // MAPS_IN_USE is set below, as `Verdicts` would.
         let value = BlockValue {
             expires_at_ns,
             verdict_id: i as u64 + 1,
             hits: 0,
+            last_hit_ns: 0,
             reason: Reason::Manual as u32,
             reserved: 0,
         };
@@ -575,6 +576,21 @@ fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, u64)> {
             .with_context(|| format!("inserting prefix {net} ({} of {count})", i + 1))?;
     }
     let memlock = fdinfo(aya::maps::IterableMap::map(&trie).fd().as_fd().as_raw_fd())?.memlock;
+    let in_use = ebpf
+        .map_mut(map_names::MAPS_IN_USE)
+        .context("MAPS_IN_USE map missing")?;
+    let mut in_use: aya::maps::Array<&mut MapData, sensor_common::MapsInUse> =
+        aya::maps::Array::try_from(in_use)?;
+    in_use.set(
+        0,
+        sensor_common::MapsInUse {
+            exact: 0,
+            prefix: u32::from(count > 0),
+            allow: 0,
+            reserved: 0,
+        },
+        0,
+    )?;
     Ok((ebpf, memlock))
 }
 
