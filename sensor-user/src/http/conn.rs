@@ -833,6 +833,10 @@ impl HttpConn {
     ) -> u32 {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
+        if self.pending.capacity() == 0 {
+            // Most connections have one request in flight: do not allocate room for four.
+            self.pending.reserve_exact(1);
+        }
         self.pending.push_back(Pending {
             seq,
             req_done: false,

@@ -10,7 +10,7 @@ use super::config::HttpConfig;
 use super::identity::{self, Authorization, BodyKind};
 use super::parser::{self, Framing};
 use super::proxy;
-use super::route::{self, route_template};
+use super::route;
 use super::transaction::{Flag, HttpVersion, LoginOutcome, NameList, Transaction};
 
 /// Longest `Host` kept, in bytes.
@@ -168,9 +168,12 @@ fn authorize(cfg: &HttpConfig, tx: &mut Transaction, value: &[u8]) {
 /// Fills path, route, query names and (for absolute and authority forms) host from a request
 /// target. `;` parameters are dropped from the path, query values are never kept.
 pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
-    let target = target.split('#').next().unwrap_or_default();
-    let (mut path_part, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    let target = match memchr::memchr(b'#', target.as_bytes()) {
+        Some(end) => target.get(..end).unwrap_or_default(),
+        None => target,
+    };
+    let (mut path_part, query) = match memchr::memchr(b'?', target.as_bytes()) {
+        Some(q) => (target.get(..q).unwrap_or_default(), target.get(q + 1..)),
         None => (target, None),
     };
     if !path_part.starts_with('/') && path_part != "*" {
@@ -200,18 +203,25 @@ pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
         path_part = path;
     }
     let mut path = String::with_capacity(path_part.len());
-    for (i, segment) in path_part.split('/').enumerate() {
+    let mut route = String::with_capacity(path_part.len());
+    for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
         if i > 0 {
             path.push('/');
+            route.push('/');
         }
-        path.push_str(route::strip_params(segment));
+        let segment = route::strip_params(segment);
+        path.push_str(segment);
+        route::push_segment(&mut route, segment);
     }
-    tx.route = route_template(&path);
     tx.path = path;
+    tx.route = route;
     if let Some(query) = query {
         let mut keys = NameList::with_capacity(query.len().min(MAX_QUERY_KEYS * 8));
-        for pair in query.split('&').take(MAX_QUERY_KEYS) {
-            let name = pair.split('=').next().unwrap_or_default();
+        for pair in route::split_ascii(query, b'&').take(MAX_QUERY_KEYS) {
+            let name = match memchr::memchr(b'=', pair.as_bytes()) {
+                Some(eq) => pair.get(..eq).unwrap_or_default(),
+                None => pair,
+            };
             if name.is_empty() {
                 continue;
             }
@@ -307,6 +317,11 @@ fn reason_phrase(code: u16, reason: &str) -> Option<Cow<'static, str>> {
 /// `bytes` as text (invalid UTF-8 replaced), cut to at most `max` bytes at a character
 /// boundary.
 fn bounded_lossy(bytes: &[u8], max: usize) -> String {
+    if bytes.len() <= max
+        && let Ok(text) = std::str::from_utf8(bytes)
+    {
+        return text.to_owned();
+    }
     let text = String::from_utf8_lossy(bytes.get(..bytes.len().min(max + 3)).unwrap_or(bytes));
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {

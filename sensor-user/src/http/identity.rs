@@ -32,7 +32,34 @@ const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE
 pub(crate) fn session_hash(key: &[u8; 16], value: &[u8]) -> String {
     let mut hasher = SipHasher13::new_with_key(key);
     hasher.write(value);
-    format!("{:016x}", hasher.finish())
+    let hash = hasher.finish();
+    let mut hex = String::with_capacity(16);
+    for shift in (0..16).rev() {
+        let nibble = (hash >> (shift * 4)) & 0xF;
+        hex.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
+    }
+    hex
+}
+
+/// Decodes base64 `text` with `engine` and hands the bytes to `read`, decoding on the stack
+/// into a buffer sized for typical credentials and only zeroing a large one when needed.
+fn with_decoded<T>(
+    engine: &GeneralPurpose,
+    text: &[u8],
+    read: impl FnOnce(&[u8]) -> Option<T>,
+) -> Option<T> {
+    if text.is_empty() || text.len() > MAX_B64 {
+        return None;
+    }
+    if text.len() <= 512 {
+        let mut small = [0u8; 384];
+        let len = engine.decode_slice(text, &mut small).ok()?;
+        read(small.get(..len)?)
+    } else {
+        let mut large = [0u8; MAX_B64 / 4 * 3];
+        let len = engine.decode_slice(text, &mut large).ok()?;
+        read(large.get(..len)?)
+    }
 }
 
 /// What an `Authorization` header says.
@@ -81,14 +108,10 @@ pub(crate) fn authorization(value: &[u8]) -> Authorization<'_> {
 
 /// The user of a Basic credential (`base64(user:password)`).
 fn basic_user(b64: &[u8]) -> Option<String> {
-    if b64.is_empty() || b64.len() > MAX_B64 {
-        return None;
-    }
-    let mut decoded = [0u8; MAX_B64 / 4 * 3];
-    let len = STANDARD.decode_slice(b64, &mut decoded).ok()?;
-    let plain = decoded.get(..len)?;
-    let user = plain.get(..memchr::memchr(b':', plain)?)?;
-    Some(bounded(&String::from_utf8_lossy(user)))
+    with_decoded(&STANDARD, b64, |plain| {
+        let user = plain.get(..memchr::memchr(b':', plain)?)?;
+        Some(bounded(&String::from_utf8_lossy(user)))
+    })
 }
 
 /// The `sub` claim of a JWT (`header.payload.signature`), decoded but not verified.
@@ -100,13 +123,13 @@ fn jwt_sub(token: &[u8]) -> Option<String> {
     }
     let mut parts = token.split(|b| *b == b'.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || payload.is_empty() || payload.len() > MAX_B64 {
+    if parts.next().is_some() {
         return None;
     }
-    let mut decoded = [0u8; MAX_B64 / 4 * 3];
-    let len = URL_SAFE.decode_slice(payload, &mut decoded).ok()?;
-    let claims: Claims<'_> = serde_json::from_slice(decoded.get(..len)?).ok()?;
-    claims.sub.map(|s| bounded(&s))
+    with_decoded(&URL_SAFE, payload, |json| {
+        let claims: Claims<'_> = serde_json::from_slice(json).ok()?;
+        claims.sub.map(|s| bounded(&s))
+    })
 }
 
 /// `text` cut to at most [`MAX_ACCOUNT`] bytes at a character boundary.

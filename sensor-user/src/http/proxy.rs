@@ -170,12 +170,13 @@ pub(crate) fn resolve_client(
     headers: &[httparse::Header<'_>],
     flags: &mut Flags,
 ) -> IpAddr {
-    let forwarded = headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("forwarded"));
-    let xff = headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"));
+    let is_forwarded =
+        |h: &&httparse::Header<'_>| h.name.len() == 9 && h.name.eq_ignore_ascii_case("forwarded");
+    let is_xff = |h: &&httparse::Header<'_>| {
+        h.name.len() == 15 && h.name.eq_ignore_ascii_case("x-forwarded-for")
+    };
+    let forwarded = headers.iter().any(|h| is_forwarded(&h));
+    let xff = headers.iter().any(|h| is_xff(&h));
     if !forwarded && !xff {
         return start;
     }
@@ -183,17 +184,15 @@ pub(crate) fn resolve_client(
         flags.insert(Flag::ForwardedFromUntrusted);
         return start;
     }
-    let name = if forwarded {
-        "forwarded"
-    } else {
-        "x-forwarded-for"
+    let wanted = |h: &&httparse::Header<'_>| {
+        if forwarded {
+            is_forwarded(h)
+        } else {
+            is_xff(h)
+        }
     };
     let mut client = start;
-    for header in headers
-        .iter()
-        .rev()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-    {
+    for header in headers.iter().rev().filter(wanted) {
         for element in header.value.rsplit(|b| *b == b',') {
             let element = trim_ows(element);
             if element.is_empty() {

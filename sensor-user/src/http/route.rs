@@ -25,31 +25,56 @@ pub const ID: &str = "{id}";
 /// The route template of a path: identifier segments replaced by `{id}`, `;` parameters
 /// dropped. A query string or fragment, if present, is ignored.
 pub fn route_template(path: &str) -> String {
-    let path = match path.find(['?', '#']) {
-        Some(end) => path.get(..end).unwrap_or(path),
-        None => path,
-    };
+    let end = memchr::memchr2(b'?', b'#', path.as_bytes()).unwrap_or(path.len());
+    let path = path.get(..end).unwrap_or(path);
     let mut out = String::with_capacity(path.len());
-    for (i, segment) in path.split('/').enumerate() {
+    for (i, segment) in split_ascii(path, b'/').enumerate() {
         if i > 0 {
             out.push('/');
         }
-        let segment = strip_params(segment);
-        if is_identifier(segment) {
-            out.push_str(ID);
-        } else {
-            out.push_str(segment);
-        }
+        push_segment(&mut out, strip_params(segment));
     }
     out
 }
 
+/// Appends `segment` to a template, or `{id}` when it is an identifier.
+pub(crate) fn push_segment(out: &mut String, segment: &str) {
+    if is_identifier(segment) {
+        out.push_str(ID);
+    } else {
+        out.push_str(segment);
+    }
+}
+
 /// The segment without its `;` parameters.
 pub(crate) fn strip_params(segment: &str) -> &str {
-    match segment.find(';') {
+    match memchr::memchr(b';', segment.as_bytes()) {
         Some(end) => segment.get(..end).unwrap_or(segment),
         None => segment,
     }
+}
+
+/// Splits `text` at every `sep` byte (an ASCII separator, so every piece is valid text), with
+/// a plain byte loop: the pieces of paths and queries are short, and this beats a searcher.
+pub(crate) fn split_ascii(text: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let rest = bytes.get(start..)?;
+        let end = if let Some(rel) = rest.iter().position(|b| *b == sep) {
+            start + rel
+        } else {
+            done = true;
+            bytes.len()
+        };
+        let piece = text.get(start..end)?;
+        start = end + 1;
+        Some(piece)
+    })
 }
 
 /// Character class of a byte, for counting class changes inside a token.
@@ -68,12 +93,21 @@ pub(crate) fn is_identifier(segment: &str) -> bool {
     if len == 0 {
         return false;
     }
+    // Fast path for short words: every rule below needs a digit, an `@` or `%`, or length.
+    if len < 8
+        && !bytes
+            .iter()
+            .any(|b| b.is_ascii_digit() || *b == b'@' || *b == b'%')
+    {
+        return false;
+    }
     let mut digits = 0usize;
     let mut letters = 0usize;
     let mut hex_only = true;
     let mut numeric_only = true;
     let mut token_only = true;
     let mut at: Option<usize> = None;
+    let mut percent = false;
     let mut changes = 0usize;
     let mut alnum = 0usize;
     let mut prev = Class::Other;
@@ -107,6 +141,7 @@ pub(crate) fn is_identifier(segment: &str) -> bool {
         {
             token_only = false;
         }
+        percent |= b == b'%';
         if b == b'@' && at.is_none() {
             at = Some(i);
         }
@@ -120,7 +155,7 @@ pub(crate) fn is_identifier(segment: &str) -> bool {
     if hex_only && (len >= 16 || (len >= 8 && digits > 0)) {
         return true;
     }
-    if is_email(bytes, at) {
+    if (at.is_some() || percent) && is_email(bytes, at) {
         return true;
     }
     if !token_only || letters == 0 {

@@ -181,7 +181,7 @@ impl NameList {
 
     /// Appends a name; empty names and names containing a space are skipped.
     pub(crate) fn push(&mut self, name: &str) {
-        if name.is_empty() || name.contains(' ') {
+        if name.is_empty() || name.bytes().any(|b| b == b' ') {
             return;
         }
         if !self.0.is_empty() {
@@ -192,13 +192,11 @@ impl NameList {
 
     /// Appends a name, lowercased, from ASCII bytes (header names are tokens, so ASCII).
     pub(crate) fn push_lowercase(&mut self, name: &str) {
-        if name.is_empty() || name.contains(' ') {
-            return;
+        let start = self.0.len();
+        self.push(name);
+        if let Some(added) = self.0.get_mut(start..) {
+            added.make_ascii_lowercase();
         }
-        if !self.0.is_empty() {
-            self.0.push(' ');
-        }
-        self.0.extend(name.chars().map(|c| c.to_ascii_lowercase()));
     }
 }
 
