@@ -76,3 +76,18 @@ pub static VERDICT_NOTES: HashMap<u64, VerdictNote> = HashMap::with_max_entries(
 /// every change, read by XDP to skip lookups in empty maps. Pinned and reused across restarts.
 #[map]
 pub static MAPS_IN_USE: Array<MapsInUse> = Array::with_max_entries(1, 0);
+
+/// The boot clock as of the current jiffy, per CPU (index 0). Kernel-only scratch state; see
+/// `emit::coarse_now`.
+#[map]
+pub static CLOCK_CACHE: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
+
+/// One CPU's cached clock reading.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ClockCache {
+    /// `jiffies64` when `boot_ns` was read.
+    pub jiffies: u64,
+    /// `bpf_ktime_get_boot_ns` at that jiffy.
+    pub boot_ns: u64,
+}

@@ -70,8 +70,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     }
     let now = match now {
         Some(t) => t,
-        // SAFETY: helper without arguments.
-        None => unsafe { bpf_ktime_get_boot_ns() },
+        None => emit::coarse_now(),
     };
     let tcp = if l3.proto == IPPROTO_TCP && !l3.later_fragment {
         Some(parse::parse_tcp(&pkt, &l3))
@@ -104,7 +103,9 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     let header = EventHeader {
         kind: 0,
         captured_len: 0,
-        ts_ns: now,
+        // The exact clock for sampled segments: request/response latencies come from it.
+        // SAFETY: helper without arguments.
+        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
         src: l3.src,
         dst: l3.dst,
         src_port: tcp.sport,
@@ -146,8 +147,7 @@ fn enforce(src: &Addr, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
     if in_use.exact != 0
         && let Some(b) = BLOCK_EXACT.get_ptr_mut(src)
     {
-        // SAFETY: helper without arguments.
-        let t = unsafe { bpf_ktime_get_boot_ns() };
+        let t = emit::coarse_now();
         now = Some(t);
         // SAFETY: pointer to a live map value.
         if unsafe { (*b).expires_at_ns } > t {
@@ -166,10 +166,9 @@ fn enforce(src: &Addr, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
     if in_use.prefix != 0
         && let Some(b) = BLOCK_PREFIX.get(Key::new(128, *src))
     {
-        // SAFETY: helper without arguments.
         let t = match now {
             Some(t) => t,
-            None => unsafe { bpf_ktime_get_boot_ns() },
+            None => emit::coarse_now(),
         };
         now = Some(t);
         if b.expires_at_ns > t {

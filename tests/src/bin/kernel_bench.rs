@@ -658,6 +658,7 @@ fn map_memory() -> anyhow::Result<Vec<MapMemory>> {
             | Map::HashMap(d)
             | Map::LpmTrie(d)
             | Map::LruHashMap(d)
+            | Map::PerCpuLruHashMap(d)
             | Map::PerCpuArray(d)
             | Map::RingBuf(d) => d,
             other => bail!("map {name} has an unexpected type {other:?}"),
