@@ -39,11 +39,13 @@ const PCAPNG_MAGIC: u32 = 0x0A0D_0D0A;
 /// byte orders.
 const PCAP_MAGICS: [u32; 4] = [0xA1B2_C3D4, 0xD4C3_B2A1, 0xA1B2_3C4D, 0x4D3C_B2A1];
 
-/// Why a replay stopped early. Everything read before the failure was processed.
+/// Why a replay stopped early. Everything read before the failure was processed. The
+/// underlying I/O or format error is the [`source`](std::error::Error::source), not repeated in
+/// the message.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The file could not be opened.
-    #[error("cannot open {}: {source}", .path.display())]
+    #[error("cannot open {}", .path.display())]
     Open {
         /// The capture file.
         path: PathBuf,
@@ -65,7 +67,7 @@ pub enum ReplayError {
         magic: u32,
     },
     /// The file header (pcap global header or first pcapng section header) is invalid.
-    #[error("{}: invalid capture file header: {source}", .path.display())]
+    #[error("{}: invalid capture file header", .path.display())]
     Header {
         /// The capture file.
         path: PathBuf,
@@ -81,7 +83,7 @@ pub enum ReplayError {
         packet_index: u64,
     },
     /// A record is malformed.
-    #[error("{}: corrupt record at packet index {packet_index}: {source}", .path.display())]
+    #[error("{}: corrupt record at packet index {packet_index}", .path.display())]
     Corrupt {
         /// The capture file.
         path: PathBuf,
@@ -91,7 +93,7 @@ pub enum ReplayError {
         source: PcapError,
     },
     /// Reading the file failed.
-    #[error("{}: read error at packet index {packet_index}: {source}", .path.display())]
+    #[error("{}: read error at packet index {packet_index}", .path.display())]
     Read {
         /// The capture file.
         path: PathBuf,
