@@ -191,6 +191,8 @@ pub fn emit_segment<C: LoadBytes, R: 'static, const N: usize>(
         return;
     };
     let rec = entry.as_mut_ptr().cast::<u8>();
+    // Records are 8-byte aligned in the ring and every record type starts with an EventHeader.
+    let rec_header = entry.as_mut_ptr().cast::<EventHeader>();
     let payload_len = u64::from(header.payload_len);
     let available = pkt_len.saturating_sub(payload_off) as u64;
     let mut want = payload_len.min(available).min(u64::from(cap));
@@ -210,7 +212,7 @@ pub fn emit_segment<C: LoadBytes, R: 'static, const N: usize>(
     // SAFETY: the record starts with an EventHeader (8-byte aligned, as ring records are);
     // copied in place rather than through a stack temporary.
     unsafe {
-        let h = rec.cast::<EventHeader>();
+        let h = rec_header;
         ptr::copy_nonoverlapping(header, h, 1);
         (*h).kind = EventKind::Segment as u32;
         (*h).captured_len = captured;
