@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     while let Some((ctl, tail)) = rest.split_first_chunk::<3>() {
         let [c, l0, l1] = *ctl;
-        let dir = if c & 1 == 0 { Dir::ToServer } else { Dir::ToClient };
+        let dir = if c & 1 == 0 {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
         let len = u16::from_le_bytes([l0, l1]);
         ts_ns += 1_000;
         match (c >> 1) & 3 {
@@ -58,9 +62,12 @@ fuzz_target!(|data: &[u8]| {
         }
         // Memory stays bounded by the limits whatever the input: a loose ceiling catches
         // unbounded growth without guessing the parser's exact bookkeeping.
-        assert!(conn.memory() < 1 << 20, "connection memory {} is unbounded", conn.memory());
+        assert!(
+            conn.memory() < 1 << 20,
+            "connection memory {} is unbounded",
+            conn.memory()
+        );
         out.clear();
     }
     conn.on_close(ts_ns, &mut out);
 });
-

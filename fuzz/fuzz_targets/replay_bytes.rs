@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
         };
         let link = LINK_TYPES[usize::from(pick) % LINK_TYPES.len()];
         // Little-endian, micro- or nanosecond magic by the mode's second bit.
-        let magic: u32 = if mode & 2 == 0 { 0xa1b2_c3d4 } else { 0xa1b2_3c4d };
+        let magic: u32 = if mode & 2 == 0 {
+            0xa1b2_c3d4
+        } else {
+            0xa1b2_3c4d
+        };
         let mut f = Vec::with_capacity(24 + records.len());
         f.extend_from_slice(&magic.to_le_bytes());
         f.extend_from_slice(&2_u16.to_le_bytes());
@@ -49,9 +53,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut analyzer = Analyzer::new(cfg);
     let mut transactions = 0_u64;
-    let _ = replay_reader(&file[..], Path::new("fuzz-input"), &mut analyzer, &mut |_| {
-        transactions += 1;
-    });
-    assert!(analyzer.flow_count() <= MAX_FLOWS, "flow table exceeded its bound");
+    let _ = replay_reader(
+        &file[..],
+        Path::new("fuzz-input"),
+        &mut analyzer,
+        &mut |_| {
+            transactions += 1;
+        },
+    );
+    assert!(
+        analyzer.flow_count() <= MAX_FLOWS,
+        "flow table exceeded its bound"
+    );
     assert_eq!(analyzer.flow_count(), 0, "finish must close every flow");
 });

@@ -51,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
             off.wrapping_mul(65_537)
         } else {
             // Mostly near the expected sequence: small offsets make overlaps and short gaps.
-            next_seq[flow][dir].wrapping_add(off % 4096).wrapping_sub(2048)
+            next_seq[flow][dir]
+                .wrapping_add(off % 4096)
+                .wrapping_sub(2048)
         };
         next_seq[flow][dir] = seq.wrapping_add(payload_len);
         ts_ns = ts_ns.saturating_add(u64::from(dt) * 1_000_000);
@@ -86,7 +88,10 @@ fuzz_target!(|data: &[u8]| {
             payload,
         };
         analyzer.on_segment(&seg, &mut out);
-        assert!(analyzer.flow_count() <= MAX_FLOWS, "flow table exceeded its bound");
+        assert!(
+            analyzer.flow_count() <= MAX_FLOWS,
+            "flow table exceeded its bound"
+        );
         out.clear();
     }
     analyzer.finish(&mut out);
