@@ -188,6 +188,20 @@ mod tests {
     fn embedded_default_is_valid() {
         let cfg = Config::default_config();
         assert!(cfg.sensor.ports.contains(&80) && cfg.sensor.ports.contains(&8080));
+        let logins: Vec<_> = cfg
+            .analyzer
+            .http
+            .login_routes
+            .iter()
+            .map(|r| (r.method.as_str(), r.path.as_str(), r.account_field.as_str()))
+            .collect();
+        assert_eq!(
+            logins,
+            [
+                ("POST", "/login", "username"),
+                ("POST", "/api/login", "username")
+            ]
+        );
     }
 
     #[test]

@@ -16,7 +16,14 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
     // The integration tests run the real binary (with the embedded eBPF object).
     cargo(&["build", "-p", "sensor-user"])?;
     crate::fuzz::run(fuzz_seconds)?;
-    cargo(&["test", "--workspace", "--exclude", "apisensor-tests"])?;
+    cargo(&[
+        "test",
+        "--workspace",
+        "--exclude",
+        "apisensor-tests",
+        "--exclude",
+        "sensor-ebpf",
+    ])?;
     // Network namespaces, XDP attach and BPF_PROG_TEST_RUN: one at a time.
     cargo(&["test", "-p", "apisensor-tests", "--", "--test-threads=1"])
 }

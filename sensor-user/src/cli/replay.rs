@@ -30,7 +30,8 @@ pub struct ReplayArgs {
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let cfg = match &args.config {
         Some(path) => load_config(path)?,
-        None => AnalyzerConfig::default(),
+        // The same analyzer settings as the agent's embedded default configuration.
+        None => crate::config::Config::default_config().analyzer,
     };
     let mut analyzer = Analyzer::new(cfg);
     let stdout = io::stdout();
