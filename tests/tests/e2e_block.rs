@@ -215,6 +215,36 @@ fn scenario(f: &Family) {
     let client = f.client.to_string();
     let alt = f.client_alt.to_string();
 
+    // tcpdump records the same traffic, to replay it through the same pipeline below.
+    let capture = lab.tmp_dir().join("baseline.pcap");
+    let (server_ns, server_if) = (lab.server_ns().to_owned(), lab.server_if().to_owned());
+    let tcpdump = lab.spawn(
+        &server_ns,
+        "tcpdump",
+        &[
+            "-i",
+            &server_if,
+            "-n",
+            // Without immediate mode, packets wait in the kernel's capture block until it
+            // fills or times out, and a capture stopped soon after misses them.
+            "--immediate-mode",
+            "-U",
+            "-w",
+            capture.to_str().expect("utf-8"),
+            "tcp port 80",
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.stderr_of(tcpdump).contains("listening on") {
+        assert!(
+            Instant::now() < deadline,
+            "tcpdump did not start: {}",
+            lab.stderr_of(tcpdump)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+
     // A request appears as an ingress event with its request line, and its response head as
     // an egress event from TC.
     let ok = get(
@@ -250,6 +280,38 @@ fn scenario(f: &Family) {
     assert_eq!(tx["query_keys"], serde_json::json!(["q"]), "{tx}");
     assert_eq!(tx["client"], f.client.to_string(), "{tx}");
     assert!(tx["latency_ns"].as_u64().is_some_and(|l| l > 0), "{tx}");
+
+    // Replaying tcpdump's capture of that request gives the same transaction, up to the
+    // clocks (capture stamps versus kernel stamps) and the session key (random per agent).
+    thread::sleep(Duration::from_millis(200));
+    lab.interrupt(tcpdump);
+    let out = Command::new(apisensor_bin())
+        .args(["replay", "--json"])
+        .arg(&capture)
+        .output()
+        .expect("apisensor replay");
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("replay json line"))
+        .collect();
+    assert_eq!(replayed.len(), 1, "one request was captured: {replayed:?}");
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        for clock_or_key in ["ts_ns", "latency_ns", "session"] {
+            v.as_object_mut().expect("object").remove(clock_or_key);
+        }
+        v
+    };
+    assert_eq!(
+        strip(&replayed[0]),
+        strip(&tx),
+        "live and replayed transactions differ"
+    );
 
     // Block the client: its next request is dropped at once; its other address is served.
     let t_added = sensor_user::clock::boot_ns();
