@@ -76,10 +76,44 @@ struct Slot {
 #[derive(Clone, Debug)]
 pub struct Catalogue {
     slots: Vec<Slot>,
-    index: HashMap<u64, u32>,
+    index: HashMap<u64, u32, KeyedHash>,
     hasher: std::hash::RandomState,
     max: usize,
     dropped: u64,
+}
+
+/// Hasher of the index, whose keys are already keyed `SipHash` values: hashing them again
+/// would only cost time, so they are used as they are.
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyedHash;
+
+impl BuildHasher for KeyedHash {
+    type Hasher = PassThrough;
+
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+/// Hasher that returns the `u64` written to it.
+#[derive(Clone, Copy, Debug)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `u64` keys; other input is folded in for completeness.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Default for Catalogue {
@@ -98,7 +132,7 @@ impl Catalogue {
     pub fn with_limit(max: usize) -> Self {
         Catalogue {
             slots: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::with_hasher(KeyedHash),
             hasher: std::hash::RandomState::new(),
             max,
             dropped: 0,
