@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use apisensor_tests::lab::{BIG_BODY_LEN, Lab};
 use sensor_user::analyzer::{Analyzer, AnalyzerConfig};
 use sensor_user::http::{LoginOutcome, LoginRoute, Transaction, route_template};
-use sensor_user::replay::{ReplaySummary, replay_file};
+use sensor_user::replay::{ReplaySummary, read_segments_partial, replay_file};
 
 /// nginx's port in the lab; monitored by the default analyzer configuration.
 const PORT: u16 = 8080;
@@ -23,6 +24,8 @@ const PORT: u16 = 8080;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long captures get to start or to catch up.
 const CAPTURE_SETTLE: Duration = Duration::from_secs(10);
+/// Pause between two readiness probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// Paths fetched by one curl over one keep-alive connection, in order.
 const KEEPALIVE_PATHS: [&str; 6] = ["/", "/users/1", "/users/2", "/big", "/chunked", "/users/3"];
 /// Paths sent pipelined in one write, in order.
@@ -40,7 +43,7 @@ struct Capture {
     path: PathBuf,
     /// Its PID in the lab.
     pid: u32,
-    /// Text on its stderr once it captures.
+    /// Text on its stderr once it has started (not proof that it captures yet).
     ready: &'static str,
     /// Whether it records only a short prefix of each packet.
     short_snaplen: bool,
@@ -130,7 +133,8 @@ fn start_captures(lab: &mut Lab) -> Vec<Capture> {
     let dir = lab.tmp_dir().to_owned();
     let server_if = lab.server_if().to_owned();
     let server_ns = lab.server_ns().to_owned();
-    let filter = format!("tcp port {PORT}");
+    // UDP too, for the readiness probes (see `wait_until_capturing`).
+    let filter = format!("port {PORT}");
     let mut captures = Vec::new();
     let variants: [(&str, &str, &str, Vec<String>, bool); 4] = [
         (
@@ -191,7 +195,10 @@ fn start_captures(lab: &mut Lab) -> Vec<Capture> {
     captures
 }
 
-/// Waits (bounded) until every capture reports that it captures.
+/// Waits (bounded) until every capture really captures. The banner is not enough: dumpcap
+/// prints "Capturing on" before it has opened the interface, so the first connections after the
+/// banner could be missing from its file. So UDP probes go to the server's port until every file
+/// holds one; they are not TCP, so they never reach the analyzer.
 fn wait_until_capturing(lab: &Lab, captures: &[Capture]) {
     let deadline = Instant::now() + CAPTURE_SETTLE;
     for c in captures {
@@ -205,6 +212,38 @@ fn wait_until_capturing(lab: &Lab, captures: &[Capture]) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    let probe = format!("printf probe >/dev/udp/{}/{PORT}", lab.server_v4());
+    loop {
+        let waiting: Vec<&str> = captures
+            .iter()
+            .filter(|c| probes_in(&c.path) == 0)
+            .map(|c| c.name)
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no readiness probe reached the files of {waiting:?}"
+        );
+        let out = lab.run(lab.client_ns(), "bash", &["-c", &probe], CLIENT_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "readiness probe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(PROBE_INTERVAL);
+    }
+}
+
+/// Readiness probes (the only packets that are not TCP) in a capture file so far. The tool may
+/// be in the middle of writing a record: what precedes it counts.
+fn probes_in(path: &Path) -> u64 {
+    let Ok(file) = File::open(path) else {
+        return 0;
+    };
+    let (summary, _) = read_segments_partial(file, path, &mut |_| {});
+    summary.not_tcp
 }
 
 /// Lets the captures catch up (their files stop growing), stops them with SIGINT, and returns
