@@ -687,6 +687,70 @@ const NULL_LEN: usize = 4;
 /// packet's length on the wire (the record's original length), used only when the IP header's
 /// own length field is unusable (zero, as in some offloaded captures).
 pub fn decode(link: Link, ts_ns: u64, data: &[u8], orig_len: u32) -> Decoded<'_> {
+    if link == Link::Ethernet
+        && let Some(seg) = plain_ethernet_tcp(ts_ns, data)
+    {
+        return Decoded::Tcp(seg);
+    }
+    decode_sliced(link, ts_ns, data, orig_len)
+}
+
+/// The common case without etherparse (whose general slicing costs most of the decoding): an
+/// Ethernet II frame holding a whole unfragmented IPv4 packet without options, or a whole IPv6
+/// packet without extension headers, carrying a complete TCP header. Returns `None` for
+/// anything else, which [`decode_sliced`] then decodes; for the frames it accepts the result
+/// is the same (a test compares both).
+fn plain_ethernet_tcp(ts_ns: u64, data: &[u8]) -> Option<Segment<'_>> {
+    const ETH: usize = 14;
+    let (src_ip, dst_ip, ip_end, tcp_at): (IpAddr, IpAddr, usize, usize) = match be16_at(data, 12)?
+    {
+        0x0800 => {
+            let ip: &[u8; 20] = data.get(ETH..ETH + 20)?.try_into().ok()?;
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            // Version 4 without options, not a fragment, TCP.
+            if ip[0] != 0x45 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3FFF != 0 || ip[9] != 6 {
+                return None;
+            }
+            let src = [ip[12], ip[13], ip[14], ip[15]];
+            let dst = [ip[16], ip[17], ip[18], ip[19]];
+            (src.into(), dst.into(), ETH + total, ETH + 20)
+        }
+        0x86DD => {
+            let ip: &[u8; 40] = data.get(ETH..ETH + 40)?.try_into().ok()?;
+            let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            // Version 6, TCP as the first next header, a usable payload length.
+            if ip[0] >> 4 != 6 || ip[6] != 6 || payload == 0 {
+                return None;
+            }
+            let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            (src.into(), dst.into(), ETH + 40 + payload, ETH + 40)
+        }
+        _ => return None,
+    };
+    // The whole IP packet is captured (trailing Ethernet padding is cut off).
+    let ip_payload = data.get(tcp_at..ip_end)?;
+    let tcp: &[u8; 20] = ip_payload.get(..20)?.try_into().ok()?;
+    let header_len = usize::from(tcp[12] >> 4) * 4;
+    if header_len < 20 {
+        return None;
+    }
+    let payload = ip_payload.get(header_len..)?;
+    Some(Segment {
+        ts_ns,
+        src: SocketAddr::new(src_ip, u16::from_be_bytes([tcp[0], tcp[1]])),
+        dst: SocketAddr::new(dst_ip, u16::from_be_bytes([tcp[2], tcp[3]])),
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+        // The flag bits are in the same order as `sensor_common::tcp_flags`.
+        flags: tcp[13],
+        payload_len: u32::try_from(payload.len()).ok()?,
+        payload,
+    })
+}
+
+/// [`decode`] through etherparse, for every link type and packet shape.
+fn decode_sliced(link: Link, ts_ns: u64, data: &[u8], orig_len: u32) -> Decoded<'_> {
     let sliced = match link {
         Link::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
             Ok(p) => p,
@@ -1842,6 +1906,45 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn plain_ethernet_fast_path_matches_etherparse(
+            v6 in any::<bool>(),
+            len in 0_usize..80,
+            edits in proptest::collection::vec((0_usize..80, any::<u8>()), 0..4),
+            cut in 0_usize..140,
+            pad in 0_usize..8,
+        ) {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut frame = if v6 {
+                let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+                    .ipv6(CLIENT6, SERVER6, 64)
+                    .tcp(40000, 8080, SEQ, 512)
+                    .ack(ACK)
+                    .syn();
+                let mut v = Vec::new();
+                b.write(&mut v, &payload).expect("build");
+                v
+            } else {
+                eth4(&payload)
+            };
+            frame.extend(std::iter::repeat_n(0, pad));
+            for (at, byte) in edits {
+                if let Some(b) = frame.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            frame.truncate(cut.min(frame.len()).max(cut.min(14)));
+            let orig = u32::try_from(frame.len() + pad).expect("small");
+            if let Some(fast) = plain_ethernet_tcp(7, &frame) {
+                prop_assert_eq!(
+                    Decoded::Tcp(fast),
+                    decode_sliced(Link::Ethernet, 7, &frame, orig),
+                    "frame {:?}",
+                    frame
+                );
+            }
+        }
+
         #[test]
         fn arbitrary_records_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200), cut in 0_usize..300) {
             for dl in [DataLink::ETHERNET, DataLink::LINUX_SLL, DataLink::LINUX_SLL2, DataLink::RAW, DataLink::NULL] {
