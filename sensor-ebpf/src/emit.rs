@@ -16,9 +16,12 @@ use aya_ebpf::{
     maps::RingBuf,
     programs::{TcContext, XdpContext},
 };
-use sensor_common::{Counter, EventHeader, EventKind, SensorConfig};
+use sensor_common::{Counter, Direction, EventHeader, EventKind, SensorConfig};
 
-use crate::maps::{CLOCK_CACHE, CONFIG, STATS};
+use crate::{
+    maps::{CLOCK_CACHE, CONFIG, STATS},
+    parse::{L3, Tcp},
+};
 
 /// `CLOCK_BOOTTIME` now, to within one jiffy (1 to 10 ms), for expiry checks and per-source
 /// timestamps. Reading the clock costs about 45 ns on these VMs (TSC read plus return thunks),
@@ -149,6 +152,28 @@ fn submit_flags(ring: &RingBuf, size: u64, threshold: u32, counters: &RingCounte
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
         u64::from(BPF_RB_NO_WAKEUP)
+    }
+}
+
+/// The header of a record for a parsed TCP segment.
+#[inline(always)]
+pub fn header(l3: &L3, tcp: &Tcp, ts_ns: u64, ifindex: u32, direction: Direction) -> EventHeader {
+    EventHeader {
+        kind: 0,
+        captured_len: 0,
+        ts_ns,
+        src: l3.src,
+        dst: l3.dst,
+        src_port: tcp.sport,
+        dst_port: tcp.dport,
+        seq: tcp.seq,
+        ack: tcp.ack,
+        payload_len: tcp.payload_len as u32,
+        ifindex,
+        tcp_flags: tcp.flags,
+        direction: direction as u8,
+        ip_version: l3.version,
+        reserved: 0,
     }
 }
 

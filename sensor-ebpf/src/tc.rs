@@ -4,7 +4,7 @@
 //! decide.
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_boot_ns, programs::TcContext};
-use sensor_common::{Counter, Direction, EventHeader, RESP_DATA_LEN, ResponseEvent, tcp_flags};
+use sensor_common::{Counter, Direction, RESP_DATA_LEN, ResponseEvent, tcp_flags};
 
 use crate::{
     emit::{self, RingCounters},
@@ -33,25 +33,15 @@ pub fn try_egress(ctx: &TcContext) -> Result<Counter, Counter> {
     if !monitored {
         return Ok(Counter::TcPass);
     }
-    let header = EventHeader {
-        kind: 0,
-        captured_len: 0,
+    let header = emit::header(
+        &l3,
+        &tcp,
         // SAFETY: helper without arguments.
-        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
-        src: l3.src,
-        dst: l3.dst,
-        src_port: tcp.sport,
-        dst_port: tcp.dport,
-        seq: tcp.seq,
-        ack: tcp.ack,
-        payload_len: tcp.payload_len as u32,
+        unsafe { bpf_ktime_get_boot_ns() },
         // SAFETY: reading a field of the context.
-        ifindex: unsafe { (*ctx.skb.skb).ifindex },
-        tcp_flags: tcp.flags,
-        direction: Direction::Egress as u8,
-        ip_version: l3.version,
-        reserved: 0,
-    };
+        unsafe { (*ctx.skb.skb).ifindex },
+        Direction::Egress,
+    );
     let cfg = emit::config();
     if tcp.payload_len > 0 {
         // `ctx.len()` is the whole skb, including paged data that `load_bytes` can reach.

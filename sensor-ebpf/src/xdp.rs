@@ -15,8 +15,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    Addr, Counter, Direction, EventHeader, MapsInUse, REQ_DATA_LEN, RequestEvent, SourceStats,
-    tcp_flags,
+    Addr, Counter, Direction, MapsInUse, REQ_DATA_LEN, RequestEvent, SourceStats, tcp_flags,
 };
 
 use crate::{
@@ -100,26 +99,16 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     if !monitored {
         return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPass)));
     }
-    let header = EventHeader {
-        kind: 0,
-        captured_len: 0,
+    let header = emit::header(
+        &l3,
+        &tcp,
         // The exact clock for sampled segments: request/response latencies come from it.
         // SAFETY: helper without arguments.
-        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
-        src: l3.src,
-        dst: l3.dst,
-        src_port: tcp.sport,
-        dst_port: tcp.dport,
-        seq: tcp.seq,
-        ack: tcp.ack,
-        payload_len: tcp.payload_len as u32,
+        unsafe { bpf_ktime_get_boot_ns() },
         // SAFETY: reading a field of the context.
-        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
-        tcp_flags: tcp.flags,
-        direction: Direction::Ingress as u8,
-        ip_version: l3.version,
-        reserved: 0,
-    };
+        unsafe { (*ctx.ctx).ingress_ifindex },
+        Direction::Ingress,
+    );
     let cfg = emit::config();
     if tcp.payload_len > 0 {
         emit::emit_segment::<_, RequestEvent, REQ_DATA_LEN>(

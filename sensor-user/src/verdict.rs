@@ -320,6 +320,21 @@ impl Verdicts {
         Ok(WriteGuard(Some(f)))
     }
 
+    /// Runs one change under the writer lock, then rewrites `MAPS_IN_USE` (also after a
+    /// failed change: a partial write must not leave a map marked empty).
+    fn write<T>(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<T, VerdictError>,
+    ) -> Result<T, VerdictError> {
+        let guard = self.write_guard()?;
+        let done = change(self);
+        let refreshed = self.refresh_in_use();
+        drop(guard);
+        let value = done?;
+        refreshed?;
+        Ok(value)
+    }
+
     /// Rewrites `MAPS_IN_USE` from the maps: a map counts as in use when it has any key.
     pub fn refresh_in_use(&mut self) -> Result<MapsInUse, VerdictError> {
         let in_use = MapsInUse {
@@ -347,14 +362,7 @@ impl Verdicts {
         if text.is_empty() || text.len() > NOTE_TEXT_LEN {
             return Err(VerdictError::ReasonText { len: text.len() });
         }
-        let guard = self.write_guard()?;
-        let id = self.block_locked(net, ttl, reason, text, now_boot_ns);
-        // Refresh even after a failure: a partial write must not leave a map marked empty.
-        let refreshed = self.refresh_in_use();
-        drop(guard);
-        let id = id?;
-        refreshed?;
-        Ok(id)
+        self.write(|v| v.block_locked(net, ttl, reason, text, now_boot_ns))
     }
 
     fn block_locked(
@@ -438,12 +446,7 @@ impl Verdicts {
 
     /// Removes the block of exactly `net`.
     pub fn unblock(&mut self, net: IpNet) -> Result<(), VerdictError> {
-        let guard = self.write_guard()?;
-        let done = self.unblock_locked(net);
-        let refreshed = self.refresh_in_use();
-        drop(guard);
-        done?;
-        refreshed.map(|_| ())
+        self.write(|v| v.unblock_locked(net))
     }
 
     fn unblock_locked(&mut self, net: IpNet) -> Result<(), VerdictError> {
@@ -489,25 +492,16 @@ impl Verdicts {
             added_at_ns: now_boot_ns,
             hits: 0,
         };
-        let guard = self.write_guard()?;
-        let done = self
-            .allow
-            .insert(&net_key(net), value, 0)
-            .map_err(map_err("insert", map_names::ALLOW));
-        let refreshed = self.refresh_in_use();
-        drop(guard);
-        done?;
-        refreshed.map(|_| ())
+        self.write(|v| {
+            v.allow
+                .insert(&net_key(net), value, 0)
+                .map_err(map_err("insert", map_names::ALLOW))
+        })
     }
 
     /// Removes the allowlist entry of exactly `net`.
     pub fn unallow(&mut self, net: IpNet) -> Result<(), VerdictError> {
-        let guard = self.write_guard()?;
-        let done = self.unallow_locked(net);
-        let refreshed = self.refresh_in_use();
-        drop(guard);
-        done?;
-        refreshed.map(|_| ())
+        self.write(|v| v.unallow_locked(net))
     }
 
     fn unallow_locked(&mut self, net: IpNet) -> Result<(), VerdictError> {
@@ -583,10 +577,7 @@ impl Verdicts {
         }
         // Re-derive the in-use flags even when nothing expired, so a stale flag (a writer that
         // died between its write and its refresh) heals within one period.
-        let guard = self.write_guard()?;
-        let refreshed = self.refresh_in_use();
-        drop(guard);
-        refreshed?;
+        self.write(|_| Ok(()))?;
         Ok(expired.len())
     }
 }

@@ -2,3 +2,26 @@
 //! end-to-end tests (XDP, capture replay) run their traffic in.
 pub mod lab;
 pub mod packet;
+
+/// Path of the `apisensor` binary built in the same target directory as the running test or
+/// benchmark (`target/<profile>/apisensor`).
+///
+/// # Panics
+///
+/// If it has not been built (`cargo build -p sensor-user`; `cargo xtask test` does).
+pub fn apisensor_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // Tests run from target/<profile>/deps/, binaries from target/<profile>/.
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("apisensor"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "apisensor not found next to {}: build it first (`cargo build -p sensor-user`; \
+                 `cargo xtask test` does)",
+                exe.display()
+            )
+        })
+}

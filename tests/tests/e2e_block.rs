@@ -6,30 +6,13 @@
 //! dropping by the kernel's own clock while the agent was stopped. IPv4 and IPv6.
 use std::{
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Output},
     thread,
     time::{Duration, Instant},
 };
 
-use apisensor_tests::lab::Lab;
-
-/// Path of the `apisensor` binary built in the same target directory as this test.
-fn apisensor_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/e2e_block-HASH -> target/<profile>/apisensor
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("apisensor"))
-        .expect("target directory");
-    assert!(
-        bin.exists(),
-        "{} not found: build it first (`cargo build -p sensor-user`; `cargo xtask test` does)",
-        bin.display()
-    );
-    bin
-}
+use apisensor_tests::{apisensor_bin, lab::Lab};
 
 /// A pin directory on bpffs that is removed (unpinning every map) on drop.
 struct PinDir(PathBuf);

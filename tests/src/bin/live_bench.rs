@@ -12,21 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apisensor_tests::lab::Lab;
-
-fn apisensor_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let bin = exe
-        .parent()
-        .map(|d| d.join("apisensor"))
-        .expect("target directory");
-    assert!(
-        bin.exists(),
-        "{} not found: `cargo build --release -p sensor-user` first",
-        bin.display()
-    );
-    bin
-}
+use apisensor_tests::{apisensor_bin, lab::Lab};
 
 fn stats(pin: &Path) -> serde_json::Value {
     let out = Command::new(apisensor_bin())
