@@ -34,20 +34,29 @@ fn rust_src() -> anyhow::Result<()> {
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
         .context("rustup is required (https://rustup.rs)")?;
-    if String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with("rust-src"))
-    {
+    let installed = String::from_utf8_lossy(&out.stdout).into_owned();
+    // rust-src for build-std, clippy for the eBPF crate's lint pass.
+    let missing: Vec<&str> = ["rust-src", "clippy"]
+        .into_iter()
+        .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    status(Command::new("rustup").args([
-        "toolchain",
-        "install",
-        "nightly",
-        "--profile",
-        "minimal",
-    ]))?;
-    status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    if !out.status.success() {
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    status(
+        Command::new("rustup")
+            .args(["component", "add", "--toolchain", "nightly"])
+            .args(&missing),
+    )
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
