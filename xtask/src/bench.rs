@@ -50,6 +50,18 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
     md.push_str(&String::from_utf8_lossy(&out.stdout));
     md.push('\n');
     crate::replay_bench::run(&mut md)?;
+    let exe = root().join("target/release/flow_memory");
+    let out = Command::new(&exe)
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        bail!(
+            "flow_memory failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    md.push('\n');
+    md.push_str(&String::from_utf8_lossy(&out.stdout));
     if fuzz_seconds > 0 {
         crate::fuzz::run(fuzz_seconds)?;
         writeln!(
