@@ -157,6 +157,18 @@ fn get(lab: &Lab, src: IpAddr, target: &str, timeout: Duration) -> Option<u16> {
     (out.status.success() && code != 0).then_some(code)
 }
 
+/// A request from `src` to the server's `/` is dropped (times out after 500 ms).
+fn assert_dropped(lab: &Lab, src: IpAddr, f: &Family, what: &str) {
+    let got = get(lab, src, &url(f.server, "/"), Duration::from_millis(500));
+    assert_eq!(got, None, "{what}: request from {src} was served");
+}
+
+/// A request from `src` to the server's `/` is served with 200.
+fn assert_served(lab: &Lab, src: IpAddr, f: &Family, what: &str) {
+    let got = get(lab, src, &url(f.server, "/"), Duration::from_secs(3));
+    assert_eq!(got, Some(200), "{what}: request from {src}");
+}
+
 fn xdp_attached(lab: &Lab) -> bool {
     let out = lab.run(
         lab.server_ns(),
@@ -304,16 +316,7 @@ fn scenario(f: &Family) {
             "blocks", "add", &client, "--ttl", "60s", "--reason", "e2e test",
         ],
     );
-    assert_eq!(
-        get(
-            &lab,
-            f.client,
-            &url(f.server, "/"),
-            Duration::from_millis(500)
-        ),
-        None,
-        "blocked client served"
-    );
+    assert_dropped(&lab, f.client, f, "blocked client served");
     let top: serde_json::Value =
         serde_json::from_str(&cli_ok(&pin, &["top", "--json", "-n", "10"])).expect("top json");
     let row = top
@@ -339,16 +342,7 @@ fn scenario(f: &Family) {
         delay_ms < 100,
         "first drop {delay_ms} ms after the block was added"
     );
-    assert_eq!(
-        get(
-            &lab,
-            f.client_alt,
-            &url(f.server, "/"),
-            Duration::from_secs(3)
-        ),
-        Some(200),
-        "second address"
-    );
+    assert_served(&lab, f.client_alt, f, "second address");
     let list: serde_json::Value =
         serde_json::from_str(&cli_ok(&pin, &["blocks", "list", "--json"])).expect("json");
     assert_eq!(list[0]["text"], "e2e test", "{list}");
@@ -357,11 +351,7 @@ fn scenario(f: &Family) {
 
     // Unblock: served again.
     cli_ok(&pin, &["blocks", "rm", &client]);
-    assert_eq!(
-        get(&lab, f.client, &url(f.server, "/"), Duration::from_secs(3)),
-        Some(200),
-        "after rm"
-    );
+    assert_served(&lab, f.client, f, "after rm");
 
     // A prefix block covering both addresses, one of them allowlisted: that one is never dropped.
     cli_ok(&pin, &["allow", "add", &alt]);
@@ -373,27 +363,9 @@ fn scenario(f: &Family) {
     );
     let allowed_before = counter(&pin, "xdp_pass_allowlisted");
     let prefix_before = counter(&pin, "xdp_drop_prefix_block");
-    assert_eq!(
-        get(
-            &lab,
-            f.client,
-            &url(f.server, "/"),
-            Duration::from_millis(500)
-        ),
-        None,
-        "prefix-blocked client served"
-    );
+    assert_dropped(&lab, f.client, f, "prefix-blocked client served");
     for _ in 0..3 {
-        assert_eq!(
-            get(
-                &lab,
-                f.client_alt,
-                &url(f.server, "/"),
-                Duration::from_secs(3)
-            ),
-            Some(200),
-            "allowlisted"
-        );
+        assert_served(&lab, f.client_alt, f, "allowlisted");
     }
     assert!(counter(&pin, "xdp_pass_allowlisted") > allowed_before);
     assert!(counter(&pin, "xdp_drop_prefix_block") > prefix_before);
@@ -449,16 +421,7 @@ fn scenario(f: &Family) {
         &pin,
         &["blocks", "add", &alt, "--ttl", "2s", "--reason", "expires"],
     );
-    assert_eq!(
-        get(
-            &lab,
-            f.client_alt,
-            &url(f.server, "/"),
-            Duration::from_millis(500)
-        ),
-        None,
-        "2 s block not active"
-    );
+    assert_dropped(&lab, f.client_alt, f, "2 s block not active");
     let status = lab.stop(agent.pid);
     assert!(status.success(), "agent did not exit cleanly: {status:?}");
     assert!(
@@ -494,26 +457,8 @@ fn scenario(f: &Family) {
         listed.contains("expired") && listed.contains("survives"),
         "{listed}"
     );
-    assert_eq!(
-        get(
-            &lab,
-            f.client,
-            &url(f.server, "/"),
-            Duration::from_millis(500)
-        ),
-        None,
-        "block lost on restart"
-    );
-    assert_eq!(
-        get(
-            &lab,
-            f.client_alt,
-            &url(f.server, "/"),
-            Duration::from_secs(3)
-        ),
-        Some(200),
-        "expired block still drops"
-    );
+    assert_dropped(&lab, f.client, f, "block lost on restart");
+    assert_served(&lab, f.client_alt, f, "expired block still drops");
     assert!(counter(&pin, "xdp_pass_expired_block") > expired_before);
     let status = lab.stop(agent2.pid);
     assert!(status.success(), "agent did not exit cleanly: {status:?}");
