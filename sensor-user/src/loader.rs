@@ -217,20 +217,30 @@ pub struct AgentLock {
     _file: File,
 }
 
-/// Takes the agent lock for `pin_dir`, failing if another agent holds it.
-pub fn lock_pin_dir(pin_dir: &Path) -> Result<AgentLock, LoadError> {
+/// The lock files of a pin directory under [`LOCK_DIR`]: the agent's, then the verdict
+/// writers'.
+pub fn lock_files(pin_dir: &Path) -> [PathBuf; 2] {
     let name: String = pin_dir
         .to_string_lossy()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     let dir = Path::new(LOCK_DIR);
+    [
+        dir.join(format!("{name}.lock")),
+        dir.join(format!("{name}.verdicts.lock")),
+    ]
+}
+
+/// Takes the agent lock for `pin_dir`, failing if another agent holds it.
+pub fn lock_pin_dir(pin_dir: &Path) -> Result<AgentLock, LoadError> {
+    let [lock, _] = lock_files(pin_dir);
+    let dir = Path::new(LOCK_DIR);
     fs::create_dir_all(dir).map_err(|source| LoadError::Io {
         what: "creating lock directory",
         path: dir.to_path_buf(),
         source,
     })?;
-    let lock = dir.join(format!("{name}.lock"));
     let file = File::create(&lock).map_err(|source| LoadError::Io {
         what: "creating lock file",
         path: lock.clone(),

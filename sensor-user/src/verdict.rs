@@ -246,13 +246,8 @@ impl Drop for WriteGuard {
 }
 
 fn writer_lock_file(pin_dir: &Path) -> Result<File, VerdictError> {
-    let name: String = pin_dir
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
     let dir = Path::new(crate::loader::LOCK_DIR);
-    let path = dir.join(format!("{name}.verdicts.lock"));
+    let [_, path] = crate::loader::lock_files(pin_dir);
     let err = |source| VerdictError::Lock {
         path: path.display().to_string(),
         source,

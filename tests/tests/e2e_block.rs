@@ -34,6 +34,9 @@ impl PinDir {
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        for lock in sensor_user::loader::lock_files(&self.0) {
+            let _ = std::fs::remove_file(lock);
+        }
     }
 }
 

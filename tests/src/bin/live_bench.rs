@@ -38,6 +38,9 @@ struct Pins(PathBuf);
 impl Drop for Pins {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        for lock in sensor_user::loader::lock_files(&self.0) {
+            let _ = std::fs::remove_file(lock);
+        }
     }
 }
 
