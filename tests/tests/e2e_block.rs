@@ -283,9 +283,12 @@ fn scenario(f: &Family) {
     // clocks (capture stamps versus kernel stamps) and the session key (random per agent).
     thread::sleep(Duration::from_millis(200));
     lab.interrupt(tcpdump);
+    let inventory_file = lab.tmp_dir().join("replayed-catalogue.json");
     let out = Command::new(apisensor_bin())
         .args(["replay", "--json"])
         .arg(&capture)
+        .arg("--catalogue")
+        .arg(&inventory_file)
         .output()
         .expect("apisensor replay");
     assert!(
@@ -310,6 +313,11 @@ fn scenario(f: &Family) {
         strip(&tx),
         "live and replayed transactions differ"
     );
+    let inventory: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&inventory_file).expect("replay --catalogue file"))
+            .expect("catalogue json");
+    assert_eq!(inventory[0]["route"], "/users/{id}", "{inventory}");
+    assert_eq!(inventory[0]["count"], 1, "{inventory}");
 
     // Block the client: its next request is dropped at once; its other address is served.
     let t_added = sensor_user::clock::boot_ns();

@@ -24,6 +24,10 @@ pub struct ReplayArgs {
     /// TOML configuration; only its `[analyzer]` table is read (defaults otherwise).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Also write the API inventory learned from the capture (method, host, route template,
+    /// counts, status mix, first and last seen) as JSON to this file, as `run --catalogue` does.
+    #[arg(long)]
+    pub catalogue: Option<PathBuf>,
 }
 
 /// Runs the replay and prints its output.
@@ -59,6 +63,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         write_err = Some(e);
     }
     eprintln!("{}", summary_line(&args.file, &summary, &analyzer));
+    if let Some(path) = &args.catalogue {
+        // Written even when the capture is damaged: it holds what was read before the damage.
+        let endpoints = analyzer.catalogue().endpoints();
+        let json =
+            serde_json::to_vec_pretty(&endpoints).context("serializing the API inventory")?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the API inventory to {}", path.display()))?;
+    }
     result.with_context(|| format!("replay of {} stopped early", args.file.display()))?;
     match write_err {
         // A closed pipe (`apisensor replay x.pcap | head`) is not a failure of the replay.
