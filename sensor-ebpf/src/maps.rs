@@ -2,6 +2,7 @@
 //! when it is full. User space finds them by these names (`sensor_common::map_names`) and pins
 //! them under the pin directory (`/sys/fs/bpf/apisensor/` by default).
 
+use crate::parse::AddrKey;
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
@@ -15,7 +16,7 @@ use sensor_common::{
 /// each entry's `hits`. Full: user space's insert fails and is reported; the kernel is
 /// unaffected. Pinned and reused across agent restarts.
 #[map]
-pub static BLOCK_EXACT: HashMap<Addr, BlockValue> =
+pub static BLOCK_EXACT: HashMap<AddrKey, BlockValue> =
     HashMap::with_max_entries(capacity::BLOCK_EXACT, 0);
 
 /// Prefix blocks, longest prefix wins. Written by user space, read by XDP (adds to `hits`).
@@ -32,7 +33,7 @@ pub static ALLOW: LpmTrie<Addr, AllowValue> = LpmTrie::with_max_entries(capacity
 /// Per-source counters. Written by XDP for every IP packet; read by the CLI (`top`) and the
 /// agent. Full: the kernel evicts the least recently used source (LRU hash).
 #[map]
-pub static SOURCES: LruHashMap<Addr, SourceStats> =
+pub static SOURCES: LruHashMap<AddrKey, SourceStats> =
     LruHashMap::with_max_entries(capacity::SOURCES, 0);
 
 /// Per-CPU counters indexed by `sensor_common::Counter`. Written by both programs, summed by

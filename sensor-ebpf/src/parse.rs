@@ -1,13 +1,18 @@
 //! Bounds-checked packet parsing shared by the XDP and TC programs.
 //!
 //! Both program types expose the packet as a `[data, data_end)` window, so one parser serves
-//! both. Every read goes through [`Packet::ptr_at`], the single place that proves to the
-//! verifier that an access stays inside the packet. Loops are bounded by constants. A failure
-//! returns the [`Counter`] that names why, and the caller lets the packet pass.
+//! both. Every read goes through [`Packet::load`], the single place that proves to the verifier
+//! that an access stays inside the packet. Loops are bounded by constants. A failure returns the
+//! [`Counter`] that names why, and the caller lets the packet pass.
+//!
+//! Headers are read as `#[repr(C)]` structs with their fields in network byte order, and
+//! addresses go straight into 8-byte aligned map keys ([`AddrKey`]): the eBPF object is built
+//! with misaligned loads enabled (see `build.rs`), so a field costs one load, while everything
+//! kept on the stack stays aligned, as the verifier requires.
 
 use core::mem::size_of;
 
-use sensor_common::{Addr, Counter, v4_mapped};
+use sensor_common::{Addr, Counter};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -29,6 +34,64 @@ const IPV6_DSTOPTS: u8 = 60;
 /// Extension headers followed at most before giving up (counted as `XdpPassExtHdrLimit`).
 const MAX_IPV6_EXT_HDRS: usize = 6;
 
+/// An address as the kernel maps key it: the 16 bytes of [`Addr`] (IPv4 mapped into IPv6),
+/// held as two words so that the key is 8-byte aligned on the stack and built with two stores.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub struct AddrKey {
+    /// The address bytes, in memory order.
+    pub words: [u64; 2],
+}
+
+const _: () = assert!(size_of::<AddrKey>() == size_of::<Addr>());
+
+impl AddrKey {
+    /// The IPv4-mapped key of an IPv4 address loaded from the packet as a native-endian word
+    /// (its bytes in network order in memory).
+    #[inline(always)]
+    pub fn v4(raw: u32) -> Self {
+        // Bytes 8..16 of `::ffff:a.b.c.d` are `00 00 ff ff a b c d`; read as a little-endian
+        // word that is 0xffff << 16 with the raw address in the high half.
+        Self {
+            words: [0, (u64::from(raw) << 32) | 0xffff_0000],
+        }
+    }
+
+    /// The key as the shared [`Addr`] byte array.
+    #[inline(always)]
+    pub fn addr(&self) -> Addr {
+        // SAFETY: same size, and every byte pattern is a valid `[u8; 16]`.
+        unsafe { core::mem::transmute::<[u64; 2], Addr>(self.words) }
+    }
+}
+
+/// The key of an LPM trie lookup for a full address (`prefix_len` 128), laid out so that the
+/// address words are 8-byte aligned: the kernel reads the 20 key bytes from `prefix_len` on.
+#[repr(C, align(8))]
+pub struct LpmLookup {
+    _pad: u32,
+    prefix_len: u32,
+    addr: [u64; 2],
+}
+
+impl LpmLookup {
+    /// A lookup key for `addr`.
+    #[inline(always)]
+    pub fn new(addr: &AddrKey) -> Self {
+        Self {
+            _pad: 0,
+            prefix_len: 128,
+            addr: addr.words,
+        }
+    }
+
+    /// Pointer to the key bytes (`prefix_len` followed by the address), as the map expects.
+    #[inline(always)]
+    pub fn key_ptr(&self) -> *const u8 {
+        (&raw const self.prefix_len).cast()
+    }
+}
+
 /// The packet window.
 #[derive(Clone, Copy)]
 pub struct Packet {
@@ -49,51 +112,82 @@ impl Packet {
         self.end - self.start
     }
 
-    /// Pointer to a `T` at `offset`, or `Err(on_short)` if it does not fit in the window.
+    /// Reads the `T` at `offset`, or returns `Err(on_short)` if it does not fit in the window.
+    /// Each header is read through one checked pointer, so the compiler cannot re-derive a
+    /// field's address from a register the verifier has not range-checked.
     #[inline(always)]
-    fn ptr_at<T>(&self, offset: usize, on_short: Counter) -> Result<*const T, Counter> {
+    fn load<T: Copy>(&self, offset: usize, on_short: Counter) -> Result<T, Counter> {
         let p = self.start + offset;
         if p + size_of::<T>() > self.end {
             return Err(on_short);
         }
-        Ok(p as *const T)
-    }
-
-    /// Copies the `N` bytes at `offset` out of the packet. Each header is read whole through
-    /// one checked pointer, so the compiler cannot re-derive a field's address from a register
-    /// the verifier has not range-checked.
-    #[inline(always)]
-    fn read<const N: usize>(&self, offset: usize, on_short: Counter) -> Result<[u8; N], Counter> {
-        // SAFETY: ptr_at checked the bounds; the read is unaligned-safe.
-        Ok(unsafe { self.ptr_at::<[u8; N]>(offset, on_short)?.read_unaligned() })
+        // SAFETY: the bounds were checked just above; the read tolerates any alignment.
+        Ok(unsafe { (p as *const T).read_unaligned() })
     }
 }
 
-#[inline(always)]
-fn be16(b0: u8, b1: u8) -> u16 {
-    u16::from_be_bytes([b0, b1])
+/// The IPv4 header without options; multi-byte fields in network order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv4Hdr {
+    version_ihl: u8,
+    tos: u8,
+    total_len: u16,
+    id: u16,
+    frag_off: u16,
+    ttl: u8,
+    proto: u8,
+    check: u16,
+    saddr: u32,
+    daddr: u32,
 }
 
-#[inline(always)]
-fn be32(b: [u8; 4]) -> u32 {
-    u32::from_be_bytes(b)
+/// The fixed IPv6 header; multi-byte fields in network order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv6Hdr {
+    version_class_flow: u32,
+    payload_len: u16,
+    next: u8,
+    hop_limit: u8,
+    saddr: [u64; 2],
+    daddr: [u64; 2],
 }
+
+/// The TCP header without options; multi-byte fields in network order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TcpHdr {
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    data_off: u8,
+    flags: u8,
+    window: u16,
+    check: u16,
+    urgent: u16,
+}
+
+const _: () = assert!(size_of::<Ipv4Hdr>() == 20);
+const _: () = assert!(size_of::<Ipv6Hdr>() == 40);
+const _: () = assert!(size_of::<TcpHdr>() == 20);
 
 /// What the L3 parser found.
 pub struct L3 {
-    /// Source address (IPv4 mapped).
-    pub src: Addr,
-    /// Destination address (IPv4 mapped).
-    pub dst: Addr,
-    /// 4 or 6.
-    pub version: u8,
-    /// Upper-layer protocol after extension headers.
-    pub proto: u8,
+    /// Source address.
+    pub src: AddrKey,
+    /// Destination address.
+    pub dst: AddrKey,
     /// Offset of the L4 header from the start of the frame.
     pub l4_off: usize,
     /// Bytes of L4 header plus payload according to the IP header (not the frame, which may be
     /// padded).
     pub l4_len: usize,
+    /// 4 or 6.
+    pub version: u8,
+    /// Upper-layer protocol after extension headers.
+    pub proto: u8,
     /// True for a fragment other than the first: there is no L4 header to read.
     pub later_fragment: bool,
 }
@@ -101,16 +195,14 @@ pub struct L3 {
 /// Skips Ethernet and up to two VLAN tags. Returns the `EtherType` and the L3 offset.
 #[inline(always)]
 pub fn parse_eth(pkt: &Packet) -> Result<(u16, usize), Counter> {
-    let eth: [u8; ETH_HLEN] = pkt.read(0, Counter::XdpPassTruncated)?;
-    let mut proto = be16(eth[12], eth[13]);
+    let mut proto = u16::from_be(pkt.load::<u16>(ETH_HLEN - 2, Counter::XdpPassTruncated)?);
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
         if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
             break;
         }
         // The tag's TCI comes first, the encapsulated EtherType after it.
-        let tag: [u8; VLAN_HLEN] = pkt.read(off, Counter::XdpPassTruncated)?;
-        proto = be16(tag[2], tag[3]);
+        proto = u16::from_be(pkt.load::<u16>(off + 2, Counter::XdpPassTruncated)?);
         off += VLAN_HLEN;
     }
     Ok((proto, off))
@@ -128,56 +220,54 @@ pub fn parse_l3(pkt: &Packet, ethertype: u16, off: usize) -> Result<L3, Counter>
 
 #[inline(always)]
 fn parse_ipv4(pkt: &Packet, off: usize) -> Result<L3, Counter> {
-    let h: [u8; 20] = pkt.read(off, Counter::XdpPassTruncated)?;
-    if h[0] >> 4 != 4 {
+    let h: Ipv4Hdr = pkt.load(off, Counter::XdpPassTruncated)?;
+    if h.version_ihl >> 4 != 4 {
         return Err(Counter::XdpPassMalformed);
     }
-    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let ihl = usize::from(h.version_ihl & 0x0f) * 4;
     if ihl < 20 {
         return Err(Counter::XdpPassMalformed);
     }
-    let total = usize::from(be16(h[2], h[3]));
+    let total = usize::from(u16::from_be(h.total_len));
     if total < ihl {
         return Err(Counter::XdpPassMalformed);
     }
-    let frag = be16(h[6], h[7]);
-    let proto = h[9];
     Ok(L3 {
-        src: v4_mapped([h[12], h[13], h[14], h[15]]),
-        dst: v4_mapped([h[16], h[17], h[18], h[19]]),
-        version: 4,
-        proto,
+        src: AddrKey::v4(h.saddr),
+        dst: AddrKey::v4(h.daddr),
         l4_off: off + ihl,
         l4_len: total - ihl,
-        later_fragment: frag & 0x1fff != 0,
+        version: 4,
+        proto: h.proto,
+        later_fragment: u16::from_be(h.frag_off) & 0x1fff != 0,
     })
 }
 
 #[inline(always)]
 fn parse_ipv6(pkt: &Packet, off: usize) -> Result<L3, Counter> {
-    let fixed: [u8; 8] = pkt.read(off, Counter::XdpPassTruncated)?;
-    if fixed[0] >> 4 != 6 {
+    let h: Ipv6Hdr = pkt.load(off, Counter::XdpPassTruncated)?;
+    if u32::from_be(h.version_class_flow) >> 28 != 6 {
         return Err(Counter::XdpPassMalformed);
     }
-    let payload_len = usize::from(be16(fixed[4], fixed[5]));
-    let mut next = fixed[6];
-    let src: [u8; 16] = pkt.read(off + 8, Counter::XdpPassTruncated)?;
-    let dst: [u8; 16] = pkt.read(off + 24, Counter::XdpPassTruncated)?;
-    let mut l4_off = off + 40;
+    let payload_len = usize::from(u16::from_be(h.payload_len));
+    let mut next = h.next;
+    let mut l4_off = off + size_of::<Ipv6Hdr>();
     let mut later_fragment = false;
     let mut done = false;
     // One turn per extension header plus one to reach the upper-layer header.
     for _ in 0..=MAX_IPV6_EXT_HDRS {
         match next {
             IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
-                let ext: [u8; 2] = pkt.read(l4_off, Counter::XdpPassTruncated)?;
+                // Next header, then the length in 8-octet units not counting the first.
+                let ext: [u8; 2] = pkt.load(l4_off, Counter::XdpPassTruncated)?;
                 next = ext[0];
                 l4_off += (usize::from(ext[1]) + 1) * 8;
             }
             IPV6_FRAGMENT => {
-                let frag: [u8; 8] = pkt.read(l4_off, Counter::XdpPassTruncated)?;
-                later_fragment = be16(frag[2], frag[3]) & 0xfff8 != 0;
-                next = frag[0];
+                // Next header, reserved, then offset and flags.
+                let frag: [u16; 2] = pkt.load(l4_off, Counter::XdpPassTruncated)?;
+                later_fragment = u16::from_be(frag[1]) & 0xfff8 != 0;
+                next = frag[0].to_ne_bytes()[0];
                 l4_off += 8;
             }
             _ => {
@@ -189,67 +279,62 @@ fn parse_ipv6(pkt: &Packet, off: usize) -> Result<L3, Counter> {
     if !done {
         return Err(Counter::XdpPassExtHdrLimit);
     }
-    let ext_len = l4_off - (off + 40);
+    let ext_len = l4_off - (off + size_of::<Ipv6Hdr>());
     if payload_len < ext_len {
         return Err(Counter::XdpPassMalformed);
     }
     Ok(L3 {
-        src,
-        dst,
-        version: 6,
-        proto: next,
+        src: AddrKey { words: h.saddr },
+        dst: AddrKey { words: h.daddr },
         l4_off,
         l4_len: payload_len - ext_len,
+        version: 6,
+        proto: next,
         later_fragment,
     })
 }
 
 /// What the TCP parser found.
 pub struct Tcp {
-    /// Source port.
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
-    /// Sequence number.
-    pub seq: u32,
-    /// Acknowledgement number.
-    pub ack: u32,
-    /// Flags byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR).
-    pub flags: u8,
     /// Offset of the payload from the start of the frame.
     pub payload_off: usize,
     /// True payload length, from the IP header.
     pub payload_len: usize,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Flags byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR).
+    pub flags: u8,
 }
 
 /// Parses the TCP header at `l3.l4_off`.
 #[inline(always)]
 pub fn parse_tcp(pkt: &Packet, l3: &L3) -> Result<Tcp, Counter> {
     let off = l3.l4_off;
-    let h: [u8; 20] = pkt.read(off, Counter::XdpPassTruncatedL4)?;
-    let sport = be16(h[0], h[1]);
-    let dport = be16(h[2], h[3]);
-    let seq = be32([h[4], h[5], h[6], h[7]]);
-    let ack = be32([h[8], h[9], h[10], h[11]]);
-    let doff = usize::from(h[12] >> 4) * 4;
-    let flags = h[13];
+    let h: TcpHdr = pkt.load(off, Counter::XdpPassTruncatedL4)?;
+    let doff = usize::from(h.data_off >> 4) * 4;
     if doff < 20 || doff > l3.l4_len {
         return Err(Counter::XdpPassTruncatedL4);
     }
     Ok(Tcp {
-        sport,
-        dport,
-        seq,
-        ack,
-        flags,
         payload_off: off + doff,
         payload_len: l3.l4_len - doff,
+        seq: u32::from_be(h.seq),
+        ack: u32::from_be(h.ack),
+        sport: u16::from_be(h.sport),
+        dport: u16::from_be(h.dport),
+        flags: h.flags,
     })
 }
 
 /// Checks that a UDP header is present.
 #[inline(always)]
 pub fn check_udp(pkt: &Packet, l3: &L3) -> Result<(), Counter> {
-    pkt.read::<8>(l3.l4_off, Counter::XdpPassTruncatedL4)?;
+    pkt.load::<[u64; 1]>(l3.l4_off, Counter::XdpPassTruncatedL4)?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use sensor_common::{
 use crate::{
     emit::{self, RingCounters, atomic_add},
     maps::{ALLOW, BLOCK_EXACT, BLOCK_PREFIX, MAPS_IN_USE, PORTS, REQ_EVENTS, SOURCES},
-    parse::{self, IPPROTO_TCP, IPPROTO_UDP, Packet},
+    parse::{self, AddrKey, IPPROTO_TCP, IPPROTO_UDP, LpmLookup, Packet},
 };
 
 const COUNTERS: RingCounters = RingCounters {
@@ -71,30 +71,33 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
         Some(t) => t,
         None => emit::coarse_now(),
     };
-    let tcp = if l3.proto == IPPROTO_TCP && !l3.later_fragment {
-        Some(parse::parse_tcp(&pkt, &l3))
-    } else {
-        None
-    };
-    let is_syn = matches!(&tcp, Some(Ok(t)) if t.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN);
-    update_source(&l3.src, pkt.len() as u64, is_syn, now);
-
     let verdict_for_pass = |default: Counter| enforced.unwrap_or(default);
-    if l3.later_fragment {
-        return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPassFragment)));
-    }
-    match l3.proto {
-        IPPROTO_TCP => {}
-        IPPROTO_UDP => {
+    let len = pkt.len() as u64;
+    // Every passing packet updates its source exactly once. Each branch below calls
+    // `update_source` itself rather than carrying an optional TCP header past one shared call:
+    // LLVM would spill the unset fields of the `None` case, which the verifier rejects as reads
+    // of uninitialised registers.
+    if l3.proto != IPPROTO_TCP || l3.later_fragment {
+        update_source(&l3.src, len, false, now);
+        let counter = if l3.later_fragment {
+            Counter::XdpPassFragment
+        } else if l3.proto == IPPROTO_UDP {
             parse::check_udp(&pkt, &l3)?;
-            return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPass)));
-        }
-        _ => return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPassOtherL4))),
+            Counter::XdpPass
+        } else {
+            Counter::XdpPassOtherL4
+        };
+        return Ok(Verdict::pass(verdict_for_pass(counter)));
     }
-    let tcp = match tcp {
-        Some(t) => t?,
-        None => return Err(Counter::XdpPassTruncatedL4),
+    let tcp = match parse::parse_tcp(&pkt, &l3) {
+        Ok(t) => t,
+        Err(e) => {
+            update_source(&l3.src, len, false, now);
+            return Err(e);
+        }
     };
+    let is_syn = tcp.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+    update_source(&l3.src, len, is_syn, now);
     let monitored = PORTS.get(u32::from(tcp.dport)).is_some_and(|m| *m != 0);
     if !monitored {
         return Ok(Verdict::pass(verdict_for_pass(Counter::XdpPass)));
@@ -130,7 +133,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
 /// Looks the source up in the block maps, skipping maps that `in_use` says are empty.
 /// Returns the verdict counter (`None`: no block applies) and the time, when it was read.
 #[inline(always)]
-fn enforce(src: &Addr, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
+fn enforce(src: &AddrKey, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
     let mut now = None;
     let mut expired = false;
     if in_use.exact != 0
@@ -153,7 +156,7 @@ fn enforce(src: &Addr, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
         expired = true;
     }
     if in_use.prefix != 0
-        && let Some(b) = BLOCK_PREFIX.get(Key::new(128, *src))
+        && let Some(b) = BLOCK_PREFIX.get(lpm_key(&LpmLookup::new(src)))
     {
         let t = match now {
             Some(t) => t,
@@ -179,8 +182,8 @@ fn enforce(src: &Addr, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
 
 /// Returns true, and counts a hit, when `src` falls in an allowlisted prefix.
 #[inline(always)]
-fn allowlisted(src: &Addr) -> bool {
-    match ALLOW.get(Key::new(128, *src)) {
+fn allowlisted(src: &AddrKey) -> bool {
+    match ALLOW.get(lpm_key(&LpmLookup::new(src))) {
         Some(a) => {
             atomic_add((&raw const a.hits).cast_mut(), 1);
             true
@@ -189,9 +192,18 @@ fn allowlisted(src: &Addr) -> bool {
     }
 }
 
+/// The aya view of a lookup key: `Key<Addr>` is packed (alignment 1), so any pointer to its 20
+/// bytes is a valid reference to one.
+#[inline(always)]
+fn lpm_key(k: &LpmLookup) -> &Key<Addr> {
+    // SAFETY: `key_ptr` points at 20 initialised bytes (`prefix_len`, then the address) that
+    // live as long as `k`, the layout of `Key<Addr>`.
+    unsafe { &*k.key_ptr().cast::<Key<Addr>>() }
+}
+
 /// Updates the per-source counters of a packet that passed.
 #[inline(always)]
-fn update_source(src: &Addr, bytes: u64, syn: bool, now: u64) {
+fn update_source(src: &AddrKey, bytes: u64, syn: bool, now: u64) {
     if let Some(s) = SOURCES.get_ptr_mut(src) {
         // SAFETY: pointer to a live map value; counters updated atomically, the timestamp with
         // a plain store where the last writer winning is fine.
