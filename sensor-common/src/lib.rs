@@ -4,14 +4,19 @@
 //! Every type here is `#[repr(C)]`, has no implicit padding (checked by a `size_of` assertion
 //! beside it) and holds no `bool`: a padded map key silently misses lookups, and a padded event
 //! leaks stack bytes. Multi-byte numbers are in host byte order unless a field name ends in
-//! `_be`. Addresses are always 16 bytes: IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`), so one
-//! key format serves both families in every map.
+//! `_be`. Addresses in events and in the per-source and allowlist maps are 16 bytes: IPv4 is
+//! stored IPv4-mapped (`::ffff:a.b.c.d`), so one key format serves both families. The block
+//! maps, on the drop path, come in one map per family instead: IPv4 keys are the 4 address
+//! bytes ([`V4Addr`]), which hash and compare in a fraction of the time of 16-byte keys.
 #![no_std]
 
 use core::mem::size_of;
 
 /// A source or destination address: IPv6, or IPv4 mapped into `::ffff:0:0/96`.
 pub type Addr = [u8; 16];
+
+/// An IPv4 address as the IPv4 block maps key it: its four bytes in network order.
+pub type V4Addr = [u8; 4];
 
 /// Number of leading bits that the IPv4-mapped prefix `::ffff:0:0/96` adds to an IPv4 prefix
 /// length in the LPM tries.
@@ -40,10 +45,14 @@ pub const fn is_v4_mapped(addr: &Addr) -> bool {
 
 /// Names of the maps, as the loader finds them in the object and pins them.
 pub mod map_names {
-    /// Exact-address blocks ([`super::BlockValue`] by [`super::Addr`]).
-    pub const BLOCK_EXACT: &str = "BLOCK_EXACT";
-    /// Prefix blocks (LPM trie of [`super::Addr`] to [`super::BlockValue`]).
-    pub const BLOCK_PREFIX: &str = "BLOCK_PREFIX";
+    /// Exact IPv4 blocks ([`super::BlockValue`] by [`super::V4Addr`]).
+    pub const BLOCK_EXACT_V4: &str = "BLOCK_EXACT_V4";
+    /// Exact IPv6 blocks ([`super::BlockValue`] by [`super::Addr`]).
+    pub const BLOCK_EXACT_V6: &str = "BLOCK_EXACT_V6";
+    /// IPv4 prefix blocks (LPM trie of [`super::V4Addr`] to [`super::BlockValue`]).
+    pub const BLOCK_PREFIX_V4: &str = "BLOCK_PREFIX_V4";
+    /// IPv6 prefix blocks (LPM trie of [`super::Addr`] to [`super::BlockValue`]).
+    pub const BLOCK_PREFIX_V6: &str = "BLOCK_PREFIX_V6";
     /// Allowlist (LPM trie of [`super::Addr`] to [`super::AllowValue`]).
     pub const ALLOW: &str = "ALLOW";
     /// Per-source counters (LRU hash of [`super::Addr`] to [`super::SourceStats`]).
@@ -64,12 +73,21 @@ pub mod map_names {
     pub const MAPS_IN_USE: &str = "MAPS_IN_USE";
 
     /// Maps whose pins survive an agent restart: enforcement state must outlive the agent.
-    pub const PERSISTENT: [&str; 5] =
-        [BLOCK_EXACT, BLOCK_PREFIX, ALLOW, VERDICT_NOTES, MAPS_IN_USE];
+    pub const PERSISTENT: [&str; 7] = [
+        BLOCK_EXACT_V4,
+        BLOCK_EXACT_V6,
+        BLOCK_PREFIX_V4,
+        BLOCK_PREFIX_V6,
+        ALLOW,
+        VERDICT_NOTES,
+        MAPS_IN_USE,
+    ];
     /// Every map the loader pins.
-    pub const ALL: [&str; 11] = [
-        BLOCK_EXACT,
-        BLOCK_PREFIX,
+    pub const ALL: [&str; 13] = [
+        BLOCK_EXACT_V4,
+        BLOCK_EXACT_V6,
+        BLOCK_PREFIX_V4,
+        BLOCK_PREFIX_V6,
         ALLOW,
         SOURCES,
         STATS,
@@ -92,9 +110,9 @@ pub mod program_names {
 
 /// Default capacities of the maps, used by the kernel object; the loader may override some.
 pub mod capacity {
-    /// Exact blocks.
+    /// Exact blocks, per family.
     pub const BLOCK_EXACT: u32 = 65_536;
-    /// Prefix blocks.
+    /// Prefix blocks, per family.
     pub const BLOCK_PREFIX: u32 = 131_072;
     /// Allowlist entries.
     pub const ALLOW: u32 = 16_384;
@@ -138,22 +156,28 @@ const _: () = assert!(size_of::<BlockValue>() == 40);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MapsInUse {
-    /// `BLOCK_EXACT` has entries.
-    pub exact: u32,
-    /// `BLOCK_PREFIX` has entries.
-    pub prefix: u32,
+    /// `BLOCK_EXACT_V4` has entries.
+    pub exact_v4: u32,
+    /// `BLOCK_EXACT_V6` has entries.
+    pub exact_v6: u32,
+    /// `BLOCK_PREFIX_V4` has entries.
+    pub prefix_v4: u32,
+    /// `BLOCK_PREFIX_V6` has entries.
+    pub prefix_v6: u32,
     /// `ALLOW` has entries.
     pub allow: u32,
     /// Zero.
     pub reserved: u32,
 }
-const _: () = assert!(size_of::<MapsInUse>() == 16);
+const _: () = assert!(size_of::<MapsInUse>() == 24);
 
 impl MapsInUse {
     /// Look everything up (used if the map cannot be read).
     pub const ALL: Self = Self {
-        exact: 1,
-        prefix: 1,
+        exact_v4: 1,
+        exact_v6: 1,
+        prefix_v4: 1,
+        prefix_v6: 1,
         allow: 1,
         reserved: 0,
     };

@@ -57,6 +57,12 @@ impl AddrKey {
         }
     }
 
+    /// The IPv4 address of a key made by [`AddrKey::v4`], as the IPv4 block maps key it.
+    #[inline(always)]
+    pub fn v4_raw(&self) -> u32 {
+        (self.words[1] >> 32) as u32
+    }
+
     /// The key as the shared [`Addr`] byte array.
     #[inline(always)]
     pub fn addr(&self) -> Addr {
@@ -65,8 +71,34 @@ impl AddrKey {
     }
 }
 
-/// The key of an LPM trie lookup for a full address (`prefix_len` 128), laid out so that the
-/// address words are 8-byte aligned: the kernel reads the 20 key bytes from `prefix_len` on.
+/// The key of an IPv4 LPM trie lookup for a full address (`prefix_len` 32): the layout of
+/// `Key<u32>`, 8-byte aligned on the stack.
+#[repr(C, align(8))]
+pub struct LpmLookupV4 {
+    prefix_len: u32,
+    addr: u32,
+}
+
+impl LpmLookupV4 {
+    /// A lookup key for the IPv4 address `raw` (network byte order in memory).
+    #[inline(always)]
+    pub fn new(raw: u32) -> Self {
+        Self {
+            prefix_len: 32,
+            addr: raw,
+        }
+    }
+
+    /// Pointer to the 8 key bytes.
+    #[inline(always)]
+    pub fn key_ptr(&self) -> *const u8 {
+        (&raw const self.prefix_len).cast()
+    }
+}
+
+/// The key of an IPv6 (or IPv4-mapped) LPM trie lookup for a full address (`prefix_len` 128),
+/// laid out so that the address words are 8-byte aligned: the kernel reads the 20 key bytes
+/// from `prefix_len` on.
 #[repr(C, align(8))]
 pub struct LpmLookup {
     _pad: u32,

@@ -1,10 +1,11 @@
 //! The XDP ingress program: parse, enforce, count per source, sample monitored TCP.
 //!
 //! Enforcement order (first match decides): an unexpired exact block, then an unexpired prefix
-//! block; a matching block drops unless the source is allowlisted. Maps that `MAPS_IN_USE` says
-//! are empty are not looked up at all (the common case costs no lookup). A drop touches only the
-//! block entry (`hits`, `last_hit_ns`) and one counter: no TCP parse, no per-source update. The allowlist is consulted
-//! only when a block matched, which gives the same outcome as checking it first ("allowlist
+//! block, in the maps of the packet's address family; a matching block drops unless the source
+//! is allowlisted. Maps that `MAPS_IN_USE` says are empty are not looked up at all (the common
+//! case costs no lookup). A drop touches only the block entry (`hits`, `last_hit_ns`) and one
+//! counter: no TCP parse, no per-source update. The allowlist is consulted only when a block
+//! matched, which gives the same outcome as checking it first ("allowlist
 //! always passes") while keeping an LPM lookup off the pass path. Expiry is checked here, in
 //! the kernel, so a block outlives no agent crash past its TTL.
 
@@ -15,13 +16,17 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    Addr, Counter, Direction, MapsInUse, REQ_DATA_LEN, RequestEvent, SourceStats, tcp_flags,
+    Addr, BlockValue, Counter, Direction, MapsInUse, REQ_DATA_LEN, RequestEvent, SourceStats,
+    tcp_flags,
 };
 
 use crate::{
     emit::{self, RingCounters, atomic_add},
-    maps::{ALLOW, BLOCK_EXACT, BLOCK_PREFIX, MAPS_IN_USE, PORTS, REQ_EVENTS, SOURCES},
-    parse::{self, AddrKey, IPPROTO_TCP, IPPROTO_UDP, LpmLookup, Packet},
+    maps::{
+        ALLOW, BLOCK_EXACT_V4, BLOCK_EXACT_V6, BLOCK_PREFIX_V4, BLOCK_PREFIX_V6, MAPS_IN_USE,
+        PORTS, REQ_EVENTS, SOURCES,
+    },
+    parse::{self, AddrKey, IPPROTO_TCP, IPPROTO_UDP, L3, LpmLookup, LpmLookupV4, Packet},
 };
 
 const COUNTERS: RingCounters = RingCounters {
@@ -60,7 +65,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     };
     // The drop path stays minimal: no TCP parse and no per-source update; the block entry's
     // own `hits` and `last_hit_ns` account for the drop.
-    let (enforced, now) = enforce(&l3.src, &in_use);
+    let (enforced, now) = enforce(&l3, &in_use);
     if let Some(c @ (Counter::XdpDropExact | Counter::XdpDropPrefix)) = enforced {
         return Ok(Verdict {
             action: xdp_action::XDP_DROP,
@@ -130,54 +135,111 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     Ok(Verdict::pass(verdict_for_pass(Counter::XdpPassSampled)))
 }
 
-/// Looks the source up in the block maps, skipping maps that `in_use` says are empty.
-/// Returns the verdict counter (`None`: no block applies) and the time, when it was read.
+/// Looks the source up in the block maps of its family, skipping maps that `in_use` says are
+/// empty. Returns the verdict counter (`None`: no block applies) and the time, when it was read.
 #[inline(always)]
-fn enforce(src: &AddrKey, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
+fn enforce(l3: &L3, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
+    let src = &l3.src;
+    if l3.version == 4 {
+        let raw = src.v4_raw();
+        enforce_with(
+            src,
+            in_use,
+            || {
+                if in_use.exact_v4 == 0 {
+                    return None;
+                }
+                BLOCK_EXACT_V4.get_ptr_mut(raw)
+            },
+            || {
+                if in_use.prefix_v4 == 0 {
+                    return None;
+                }
+                let key = LpmLookupV4::new(raw);
+                // SAFETY: `key_ptr` points at the 8 bytes of a `Key<u32>` (`Key` is packed).
+                let key = unsafe { &*key.key_ptr().cast::<Key<u32>>() };
+                BLOCK_PREFIX_V4.get(key).map(|b| (&raw const *b).cast_mut())
+            },
+        )
+    } else {
+        enforce_with(
+            src,
+            in_use,
+            || {
+                if in_use.exact_v6 == 0 {
+                    return None;
+                }
+                BLOCK_EXACT_V6.get_ptr_mut(src)
+            },
+            || {
+                if in_use.prefix_v6 == 0 {
+                    return None;
+                }
+                BLOCK_PREFIX_V6
+                    .get(lpm_key(&LpmLookup::new(src)))
+                    .map(|b| (&raw const *b).cast_mut())
+            },
+        )
+    }
+}
+
+/// The enforcement order for one family: the exact block, then the prefix block (looked up only
+/// if no unexpired exact block matched); a matching unexpired block drops unless `src` is
+/// allowlisted.
+#[inline(always)]
+fn enforce_with(
+    src: &AddrKey,
+    in_use: &MapsInUse,
+    exact: impl FnOnce() -> Option<*mut BlockValue>,
+    prefix: impl FnOnce() -> Option<*mut BlockValue>,
+) -> (Option<Counter>, Option<u64>) {
     let mut now = None;
     let mut expired = false;
-    if in_use.exact != 0
-        && let Some(b) = BLOCK_EXACT.get_ptr_mut(src)
-    {
+    if let Some(b) = exact() {
         let t = emit::coarse_now();
         now = Some(t);
-        // SAFETY: pointer to a live map value.
-        if unsafe { (*b).expires_at_ns } > t {
-            if in_use.allow != 0 && allowlisted(src) {
-                return (Some(Counter::XdpPassAllowlisted), now);
-            }
-            // SAFETY: as above; `last_hit_ns` is a plain store, the last writer wins.
-            unsafe {
-                atomic_add(&raw mut (*b).hits, 1);
-                (*b).last_hit_ns = t;
-            }
-            return (Some(Counter::XdpDropExact), now);
+        if let Some(c) = apply(b, t, src, in_use, Counter::XdpDropExact) {
+            return (Some(c), now);
         }
         expired = true;
     }
-    if in_use.prefix != 0
-        && let Some(b) = BLOCK_PREFIX.get(lpm_key(&LpmLookup::new(src)))
-    {
+    if let Some(b) = prefix() {
         let t = match now {
             Some(t) => t,
             None => emit::coarse_now(),
         };
         now = Some(t);
-        if b.expires_at_ns > t {
-            if in_use.allow != 0 && allowlisted(src) {
-                return (Some(Counter::XdpPassAllowlisted), now);
-            }
-            let b = (&raw const *b).cast_mut();
-            // SAFETY: a live map value; the kernel's trie values are writable.
-            unsafe {
-                atomic_add(&raw mut (*b).hits, 1);
-                (*b).last_hit_ns = t;
-            }
-            return (Some(Counter::XdpDropPrefix), now);
+        if let Some(c) = apply(b, t, src, in_use, Counter::XdpDropPrefix) {
+            return (Some(c), now);
         }
         expired = true;
     }
     (expired.then_some(Counter::XdpPassExpired), now)
+}
+
+/// Applies the block `b` at time `t`: `None` if it expired, else the verdict counter (`drop`,
+/// or `XdpPassAllowlisted`); a drop counts a hit on the entry.
+#[inline(always)]
+fn apply(
+    b: *mut BlockValue,
+    t: u64,
+    src: &AddrKey,
+    in_use: &MapsInUse,
+    drop: Counter,
+) -> Option<Counter> {
+    // SAFETY: pointer to a live map value (hash and trie values are writable in the kernel).
+    if unsafe { (*b).expires_at_ns } <= t {
+        return None;
+    }
+    if in_use.allow != 0 && allowlisted(src) {
+        return Some(Counter::XdpPassAllowlisted);
+    }
+    // SAFETY: as above; `last_hit_ns` is a plain store, the last writer wins.
+    unsafe {
+        atomic_add(&raw mut (*b).hits, 1);
+        (*b).last_hit_ns = t;
+    }
+    Some(drop)
 }
 
 /// Returns true, and counts a hit, when `src` falls in an allowlisted prefix.

@@ -83,15 +83,3 @@ pub fn read_sources(pin_dir: &Path) -> Result<Vec<(IpAddr, SourceStats)>, MapsEr
     }
     Ok(out)
 }
-
-/// Opens a pinned hash map (helper for `verdict.rs`).
-pub(crate) fn open_hash<K: aya::Pod, V: aya::Pod>(
-    pin_dir: &Path,
-    name: &str,
-) -> Result<HashMap<MapData, K, V>, MapsError> {
-    let map = open(pin_dir, name)?;
-    HashMap::try_from(map).map_err(|source| MapsError::Map {
-        path: pin_dir.join(name),
-        source,
-    })
-}

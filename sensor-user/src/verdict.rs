@@ -1,6 +1,7 @@
 //! The only writer of the block and allow maps.
 //!
-//! A host address (`/32`, `/128`) goes to the exact-match hash, anything wider to the LPM trie.
+//! A host address (`/32`, `/128`) goes to the exact-match hash of its family, anything wider to
+//! the LPM trie of its family (IPv4 maps are keyed by the 4 address bytes, IPv6 ones by 16).
 //! Every block carries an expiry (`CLOCK_BOOTTIME` ns, checked by the kernel), a reason code and
 //! a verdict id whose note (reason text, TTL) is kept in the pinned `VERDICT_NOTES` map. Writes
 //! are ordered so that a failure leaves nothing half-written: the note is written first and
@@ -10,15 +11,15 @@
 use std::{fs::File, net::IpAddr, os::fd::AsRawFd as _, path::Path, time::Duration};
 
 use aya::{
-    Ebpf,
+    Ebpf, Pod,
     maps::{
         Array, HashMap, MapData, MapError,
         lpm_trie::{Key, LpmTrie},
     },
 };
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sensor_common::{
-    Addr, AllowValue, BlockValue, MapsInUse, NOTE_TEXT_LEN, Reason, V4_MAPPED_PREFIX_BITS,
+    Addr, AllowValue, BlockValue, MapsInUse, NOTE_TEXT_LEN, Reason, V4_MAPPED_PREFIX_BITS, V4Addr,
     VerdictNote, is_v4_mapped, map_names,
 };
 
@@ -165,7 +166,7 @@ pub fn check_ttl(ttl: Duration) -> Result<(), VerdictError> {
     Ok(())
 }
 
-/// The trie key of a network: IPv4 mapped, its prefix length shifted by 96.
+/// The allowlist trie key of a network: IPv4 mapped, its prefix length shifted by 96.
 pub fn net_key(net: IpNet) -> Key<Addr> {
     let bits = match net {
         IpNet::V4(n) => V4_MAPPED_PREFIX_BITS + u32::from(n.prefix_len()),
@@ -174,7 +175,17 @@ pub fn net_key(net: IpNet) -> Key<Addr> {
     Key::new(bits, ip_to_addr(net.addr()))
 }
 
-/// The network of a trie key.
+/// The IPv4 block trie key of a network.
+pub fn v4_key(net: Ipv4Net) -> Key<V4Addr> {
+    Key::new(u32::from(net.prefix_len()), net.addr().octets())
+}
+
+/// The IPv6 block trie key of a network.
+pub fn v6_key(net: Ipv6Net) -> Key<Addr> {
+    Key::new(u32::from(net.prefix_len()), net.addr().octets())
+}
+
+/// The network of an allowlist trie key.
 pub fn key_net(key: &Key<Addr>) -> IpNet {
     let addr = key.data();
     let bits = key.prefix_len();
@@ -223,8 +234,10 @@ pub struct AllowEntry {
 
 /// Handles on the enforcement maps.
 pub struct Verdicts {
-    exact: HashMap<MapData, Addr, BlockValue>,
-    prefix: LpmTrie<MapData, Addr, BlockValue>,
+    exact_v4: HashMap<MapData, V4Addr, BlockValue>,
+    exact_v6: HashMap<MapData, Addr, BlockValue>,
+    prefix_v4: LpmTrie<MapData, V4Addr, BlockValue>,
+    prefix_v6: LpmTrie<MapData, Addr, BlockValue>,
     allow: LpmTrie<MapData, Addr, AllowValue>,
     notes: HashMap<MapData, u64, VerdictNote>,
     in_use: Array<MapData, MapsInUse>,
@@ -263,38 +276,42 @@ fn map_err(op: &'static str, map: &'static str) -> impl Fn(MapError) -> VerdictE
 impl Verdicts {
     /// Opens the pinned maps under `pin_dir`.
     pub fn open_pinned(pin_dir: &Path) -> Result<Self, VerdictError> {
-        let trie = |name: &'static str| -> Result<_, VerdictError> {
-            let m = maps::open(pin_dir, name)?;
-            Ok(m)
-        };
-        Ok(Self {
-            exact: maps::open_hash(pin_dir, map_names::BLOCK_EXACT)?,
-            prefix: LpmTrie::try_from(trie(map_names::BLOCK_PREFIX)?)
-                .map_err(map_err("open", map_names::BLOCK_PREFIX))?,
-            allow: LpmTrie::try_from(trie(map_names::ALLOW)?)
-                .map_err(map_err("open", map_names::ALLOW))?,
-            notes: maps::open_hash(pin_dir, map_names::VERDICT_NOTES)?,
-            in_use: Array::try_from(trie(map_names::MAPS_IN_USE)?)
-                .map_err(map_err("open", map_names::MAPS_IN_USE))?,
-            lock: Some(writer_lock_file(pin_dir)?),
-        })
+        let mut open = |name: &'static str| maps::open(pin_dir, name);
+        let mut v = Self::from_maps(&mut open)?;
+        v.lock = Some(writer_lock_file(pin_dir)?);
+        Ok(v)
     }
 
     /// Takes the maps out of a loaded object (no pins needed; used by tests and benchmarks).
     pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, VerdictError> {
-        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(VerdictError::Missing(name));
-        let exact = take(map_names::BLOCK_EXACT)?;
-        let prefix = take(map_names::BLOCK_PREFIX)?;
-        let allow = take(map_names::ALLOW)?;
-        let notes = take(map_names::VERDICT_NOTES)?;
-        let in_use = take(map_names::MAPS_IN_USE)?;
+        Self::from_maps(&mut |name: &'static str| {
+            ebpf.take_map(name).ok_or(VerdictError::Missing(name))
+        })
+    }
+
+    fn from_maps<E>(
+        take: &mut impl FnMut(&'static str) -> Result<aya::maps::Map, E>,
+    ) -> Result<Self, VerdictError>
+    where
+        VerdictError: From<E>,
+    {
+        fn typed<T: TryFrom<aya::maps::Map, Error = MapError>>(
+            map: aya::maps::Map,
+            name: &'static str,
+        ) -> Result<T, VerdictError> {
+            T::try_from(map).map_err(map_err("open", name))
+        }
+        let mut get =
+            |name: &'static str| -> Result<aya::maps::Map, VerdictError> { Ok(take(name)?) };
         Ok(Self {
-            in_use: Array::try_from(in_use).map_err(map_err("open", map_names::MAPS_IN_USE))?,
+            exact_v4: typed(get(map_names::BLOCK_EXACT_V4)?, map_names::BLOCK_EXACT_V4)?,
+            exact_v6: typed(get(map_names::BLOCK_EXACT_V6)?, map_names::BLOCK_EXACT_V6)?,
+            prefix_v4: typed(get(map_names::BLOCK_PREFIX_V4)?, map_names::BLOCK_PREFIX_V4)?,
+            prefix_v6: typed(get(map_names::BLOCK_PREFIX_V6)?, map_names::BLOCK_PREFIX_V6)?,
+            allow: typed(get(map_names::ALLOW)?, map_names::ALLOW)?,
+            notes: typed(get(map_names::VERDICT_NOTES)?, map_names::VERDICT_NOTES)?,
+            in_use: typed(get(map_names::MAPS_IN_USE)?, map_names::MAPS_IN_USE)?,
             lock: None,
-            exact: HashMap::try_from(exact).map_err(map_err("open", map_names::BLOCK_EXACT))?,
-            prefix: LpmTrie::try_from(prefix).map_err(map_err("open", map_names::BLOCK_PREFIX))?,
-            allow: LpmTrie::try_from(allow).map_err(map_err("open", map_names::ALLOW))?,
-            notes: HashMap::try_from(notes).map_err(map_err("open", map_names::VERDICT_NOTES))?,
         })
     }
 
@@ -333,8 +350,10 @@ impl Verdicts {
     /// Rewrites `MAPS_IN_USE` from the maps: a map counts as in use when it has any key.
     pub fn refresh_in_use(&mut self) -> Result<MapsInUse, VerdictError> {
         let in_use = MapsInUse {
-            exact: u32::from(self.exact.keys().next().is_some()),
-            prefix: u32::from(self.prefix.keys().next().is_some()),
+            exact_v4: u32::from(self.exact_v4.keys().next().is_some()),
+            exact_v6: u32::from(self.exact_v6.keys().next().is_some()),
+            prefix_v4: u32::from(self.prefix_v4.keys().next().is_some()),
+            prefix_v6: u32::from(self.prefix_v6.keys().next().is_some()),
             allow: u32::from(self.allow.keys().next().is_some()),
             reserved: 0,
         };
@@ -387,15 +406,31 @@ impl Verdicts {
         self.notes
             .insert(verdict_id, note, 0)
             .map_err(map_err("insert", map_names::VERDICT_NOTES))?;
-        let written = if is_host(net) {
-            let addr = ip_to_addr(net.addr());
-            let old = self.exact.get(&addr, 0).ok().map(|v| v.verdict_id);
-            self.exact
-                .insert(addr, value, 0)
-                .map(|()| old)
-                .map_err(map_err("insert", map_names::BLOCK_EXACT))
-        } else {
-            self.insert_prefix(net, value)
+        let written = match net {
+            IpNet::V4(n) if is_host(net) => insert_exact(
+                &mut self.exact_v4,
+                map_names::BLOCK_EXACT_V4,
+                n.addr().octets(),
+                value,
+            ),
+            IpNet::V6(n) if is_host(net) => insert_exact(
+                &mut self.exact_v6,
+                map_names::BLOCK_EXACT_V6,
+                n.addr().octets(),
+                value,
+            ),
+            IpNet::V4(n) => insert_prefix(
+                &mut self.prefix_v4,
+                map_names::BLOCK_PREFIX_V4,
+                &v4_key(n),
+                value,
+            ),
+            IpNet::V6(n) => insert_prefix(
+                &mut self.prefix_v6,
+                map_names::BLOCK_PREFIX_V6,
+                &v6_key(n),
+                value,
+            ),
         };
         let old_note = match written {
             Ok(old) => old,
@@ -409,34 +444,6 @@ impl Verdicts {
             let _ = self.notes.remove(&old);
         }
         Ok(verdict_id)
-    }
-
-    /// Inserts or replaces the prefix block of exactly `net`; returns the replaced entry's
-    /// verdict id. A trie lookup is a longest-prefix match over entries no longer than the key,
-    /// so once a no-clobber insert has said an exact entry exists, a lookup returns that entry:
-    /// O(1) per block, which matters when loading many prefixes.
-    fn insert_prefix(
-        &mut self,
-        net: IpNet,
-        value: BlockValue,
-    ) -> Result<Option<u64>, VerdictError> {
-        let key = net_key(net);
-        match self.prefix.insert(&key, value, u64::from(BPF_NOEXIST)) {
-            Ok(()) => return Ok(None),
-            Err(e) if !is_exists(&e) => {
-                return Err(VerdictError::Map {
-                    op: "insert",
-                    map: map_names::BLOCK_PREFIX,
-                    source: e,
-                });
-            }
-            Err(_) => {}
-        }
-        let old = self.prefix.get(&key, 0).ok().map(|v| v.verdict_id);
-        self.prefix
-            .insert(&key, value, 0)
-            .map_err(map_err("insert", map_names::BLOCK_PREFIX))?;
-        Ok(old)
     }
 
     /// Removes the block of exactly `net`.
@@ -454,28 +461,34 @@ impl Verdicts {
                 source,
             },
         };
-        let verdict_id = if is_host(net) {
-            let addr = ip_to_addr(net.addr());
-            let v = self
-                .exact
-                .get(&addr, 0)
-                .map_err(|e| not_found(e, map_names::BLOCK_EXACT))?;
-            self.exact
-                .remove(&addr)
-                .map_err(|e| not_found(e, map_names::BLOCK_EXACT))?;
-            v.verdict_id
-        } else {
-            // The lookup finds the exact entry if there is one (see `insert_prefix`); the
-            // remove, which needs an exact match, says whether there was.
-            let key = net_key(net);
-            let v = self.prefix.get(&key, 0).ok();
-            self.prefix
-                .remove(&key)
-                .map_err(|e| not_found(e, map_names::BLOCK_PREFIX))?;
-            match v {
-                Some(v) => v.verdict_id,
-                None => return Ok(()),
-            }
+        let verdict_id = match net {
+            IpNet::V4(n) if is_host(net) => Some(remove_exact(
+                &mut self.exact_v4,
+                map_names::BLOCK_EXACT_V4,
+                &n.addr().octets(),
+                not_found,
+            )?),
+            IpNet::V6(n) if is_host(net) => Some(remove_exact(
+                &mut self.exact_v6,
+                map_names::BLOCK_EXACT_V6,
+                &n.addr().octets(),
+                not_found,
+            )?),
+            IpNet::V4(n) => remove_prefix(
+                &mut self.prefix_v4,
+                map_names::BLOCK_PREFIX_V4,
+                &v4_key(n),
+                not_found,
+            )?,
+            IpNet::V6(n) => remove_prefix(
+                &mut self.prefix_v6,
+                map_names::BLOCK_PREFIX_V6,
+                &v6_key(n),
+                not_found,
+            )?,
+        };
+        let Some(verdict_id) = verdict_id else {
+            return Ok(());
         };
         let _ = self.notes.remove(&verdict_id);
         Ok(())
@@ -516,13 +529,25 @@ impl Verdicts {
     /// Lists blocks (exact, then prefixes), with TTL left relative to `now_boot_ns`.
     pub fn blocks(&self, now_boot_ns: u64) -> Result<Vec<BlockEntry>, VerdictError> {
         let mut out = Vec::new();
-        for item in &self.exact {
-            let (addr, v) = item.map_err(map_err("iterate", map_names::BLOCK_EXACT))?;
-            out.push(self.entry(IpNet::from(addr_to_ip(&addr)), v, now_boot_ns));
+        for item in &self.exact_v4 {
+            let (addr, v) = item.map_err(map_err("iterate", map_names::BLOCK_EXACT_V4))?;
+            out.push(self.entry(IpNet::from(IpAddr::from(addr)), v, now_boot_ns));
         }
-        for item in &self.prefix {
-            let (key, v) = item.map_err(map_err("iterate", map_names::BLOCK_PREFIX))?;
-            out.push(self.entry(key_net(&key), v, now_boot_ns));
+        for item in &self.exact_v6 {
+            let (addr, v) = item.map_err(map_err("iterate", map_names::BLOCK_EXACT_V6))?;
+            out.push(self.entry(IpNet::from(IpAddr::from(addr)), v, now_boot_ns));
+        }
+        for item in &self.prefix_v4 {
+            let (key, v) = item.map_err(map_err("iterate", map_names::BLOCK_PREFIX_V4))?;
+            let net = Ipv4Net::new(key.data().into(), key.prefix_len().min(32) as u8)
+                .map_or_else(|_| IpNet::from(IpAddr::from(key.data())), IpNet::V4);
+            out.push(self.entry(net, v, now_boot_ns));
+        }
+        for item in &self.prefix_v6 {
+            let (key, v) = item.map_err(map_err("iterate", map_names::BLOCK_PREFIX_V6))?;
+            let net = Ipv6Net::new(key.data().into(), key.prefix_len().min(128) as u8)
+                .map_or_else(|_| IpNet::from(IpAddr::from(key.data())), IpNet::V6);
+            out.push(self.entry(net, v, now_boot_ns));
         }
         Ok(out)
     }
@@ -575,6 +600,71 @@ impl Verdicts {
         self.write(|_| Ok(()))?;
         Ok(expired.len())
     }
+}
+
+/// Inserts or replaces the exact block of `key`; returns the replaced entry's verdict id.
+fn insert_exact<K: Pod>(
+    map: &mut HashMap<MapData, K, BlockValue>,
+    name: &'static str,
+    key: K,
+    value: BlockValue,
+) -> Result<Option<u64>, VerdictError> {
+    let old = map.get(&key, 0).ok().map(|v| v.verdict_id);
+    map.insert(key, value, 0).map_err(map_err("insert", name))?;
+    Ok(old)
+}
+
+/// Inserts or replaces the prefix block of exactly `key`; returns the replaced entry's verdict
+/// id. A trie lookup is a longest-prefix match over entries no longer than the key, so once a
+/// no-clobber insert has said an exact entry exists, a lookup returns that entry: O(1) per
+/// block, which matters when loading many prefixes.
+fn insert_prefix<K: Pod>(
+    trie: &mut LpmTrie<MapData, K, BlockValue>,
+    name: &'static str,
+    key: &Key<K>,
+    value: BlockValue,
+) -> Result<Option<u64>, VerdictError> {
+    match trie.insert(key, value, u64::from(BPF_NOEXIST)) {
+        Ok(()) => return Ok(None),
+        Err(e) if !is_exists(&e) => {
+            return Err(VerdictError::Map {
+                op: "insert",
+                map: name,
+                source: e,
+            });
+        }
+        Err(_) => {}
+    }
+    let old = trie.get(key, 0).ok().map(|v| v.verdict_id);
+    trie.insert(key, value, 0)
+        .map_err(map_err("insert", name))?;
+    Ok(old)
+}
+
+/// Removes the exact block of `key`; returns its verdict id.
+fn remove_exact<K: Pod>(
+    map: &mut HashMap<MapData, K, BlockValue>,
+    name: &'static str,
+    key: &K,
+    not_found: impl Fn(MapError, &'static str) -> VerdictError,
+) -> Result<u64, VerdictError> {
+    let v = map.get(key, 0).map_err(|e| not_found(e, name))?;
+    map.remove(key).map_err(|e| not_found(e, name))?;
+    Ok(v.verdict_id)
+}
+
+/// Removes the prefix block of exactly `key`; returns its verdict id if it could be read.
+fn remove_prefix<K: Pod>(
+    trie: &mut LpmTrie<MapData, K, BlockValue>,
+    name: &'static str,
+    key: &Key<K>,
+    not_found: impl Fn(MapError, &'static str) -> VerdictError,
+) -> Result<Option<u64>, VerdictError> {
+    // The lookup finds the exact entry if there is one (see `insert_prefix`); the remove,
+    // which needs an exact match, says whether there was.
+    let v = trie.get(key, 0).ok();
+    trie.remove(key).map_err(|e| not_found(e, name))?;
+    Ok(v.map(|v| v.verdict_id))
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ use aya::{
 use aya_obj::programs::XdpAttachType;
 use ipnet::{IpNet, Ipv4Net};
 use sensor_common::{
-    Addr, BlockValue, Counter, Reason, SensorConfig, capacity, map_names, program_names,
+    BlockValue, Counter, Reason, SensorConfig, V4Addr, capacity, map_names, program_names,
 };
 use sensor_user::{
     clock::boot_ns,
@@ -558,9 +558,9 @@ fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, u64)> {
     nets.push(Ipv4Net::new(BLOCKED_PREFIX.0, BLOCKED_PREFIX.1)?);
     let expires_at_ns = boot_ns() + BLOCK_TTL.as_nanos() as u64;
     let map = ebpf
-        .map_mut(map_names::BLOCK_PREFIX)
-        .context("BLOCK_PREFIX map missing")?;
-    let mut trie: LpmTrie<&mut MapData, Addr, BlockValue> = LpmTrie::try_from(map)?;
+        .map_mut(map_names::BLOCK_PREFIX_V4)
+        .context("BLOCK_PREFIX_V4 map missing")?;
+    let mut trie: LpmTrie<&mut MapData, V4Addr, BlockValue> = LpmTrie::try_from(map)?;
     for (i, net) in nets.iter().enumerate() {
         // Written directly with the same key encoding as `verdict.rs` (no notes needed here);
         // MAPS_IN_USE is set below, as `Verdicts` would.
@@ -572,7 +572,7 @@ fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, u64)> {
             reason: Reason::Manual as u32,
             reserved: 0,
         };
-        trie.insert(&verdict::net_key(IpNet::V4(*net)), value, 0)
+        trie.insert(&verdict::v4_key(*net), value, 0)
             .with_context(|| format!("inserting prefix {net} ({} of {count})", i + 1))?;
     }
     let memlock = fdinfo(aya::maps::IterableMap::map(&trie).fd().as_fd().as_raw_fd())?.memlock;
@@ -584,10 +584,8 @@ fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, u64)> {
     in_use.set(
         0,
         sensor_common::MapsInUse {
-            exact: 0,
-            prefix: u32::from(count > 0),
-            allow: 0,
-            reserved: 0,
+            prefix_v4: u32::from(count > 0),
+            ..sensor_common::MapsInUse::default()
         },
         0,
     )?;
@@ -1630,7 +1628,7 @@ fn report(
     for (n, bytes) in bench.trie_memlock {
         let _ = writeln!(
             m,
-            "`BLOCK_PREFIX` with {n} prefixes loaded: {bytes} bytes ({:.2} MiB, {:.0} bytes per prefix).",
+            "`BLOCK_PREFIX_V4` with {n} prefixes loaded: {bytes} bytes ({:.2} MiB, {:.0} bytes per prefix).",
             bytes as f64 / f64::from(1u32 << 20),
             bytes as f64 / n as f64
         );
