@@ -57,12 +57,6 @@ impl AddrKey {
         }
     }
 
-    /// The IPv4 address of a key made by [`AddrKey::v4`], as the IPv4 block maps key it.
-    #[inline(always)]
-    pub fn v4_raw(&self) -> u32 {
-        (self.words[1] >> 32) as u32
-    }
-
     /// The key as the shared [`Addr`] byte array.
     #[inline(always)]
     pub fn addr(&self) -> Addr {
@@ -250,9 +244,50 @@ pub fn parse_l3(pkt: &Packet, ethertype: u16, off: usize) -> Result<L3, Counter>
     }
 }
 
+/// A packet's source address, as the block maps of its family key it.
+#[derive(Clone, Copy)]
+pub enum Source {
+    /// An IPv4 address as loaded from the packet (network byte order in memory).
+    V4(u32),
+    /// An IPv6 address.
+    V6(AddrKey),
+}
+
+impl Source {
+    /// The key of this address in the maps that hold both families.
+    #[inline(always)]
+    pub fn key(&self) -> AddrKey {
+        match self {
+            Self::V4(raw) => AddrKey::v4(*raw),
+            Self::V6(k) => *k,
+        }
+    }
+}
+
+/// Reads only the source address of the IP packet at `off`, after the checks [`parse_l3`]
+/// makes of the fixed header (length, version, header length). It serves the drop path, which
+/// needs nothing else: the full parse is left to packets that pass, so that no other header
+/// field is held, across the block lookups, by a drop that never reads it.
 #[inline(always)]
-fn parse_ipv4(pkt: &Packet, off: usize) -> Result<L3, Counter> {
-    let h: Ipv4Hdr = pkt.load(off, Counter::XdpPassTruncated)?;
+pub fn parse_source(pkt: &Packet, ethertype: u16, off: usize) -> Result<Source, Counter> {
+    match ethertype {
+        ETH_P_IP => {
+            let h: Ipv4Hdr = pkt.load(off, Counter::XdpPassTruncated)?;
+            check_ipv4(&h)?;
+            Ok(Source::V4(h.saddr))
+        }
+        ETH_P_IPV6 => {
+            let h: Ipv6Hdr = pkt.load(off, Counter::XdpPassTruncated)?;
+            check_ipv6(&h)?;
+            Ok(Source::V6(AddrKey { words: h.saddr }))
+        }
+        _ => Err(Counter::XdpPassNotIp),
+    }
+}
+
+/// Checks the fixed IPv4 header; returns its length and the total length.
+#[inline(always)]
+fn check_ipv4(h: &Ipv4Hdr) -> Result<(usize, usize), Counter> {
     if h.version_ihl >> 4 != 4 {
         return Err(Counter::XdpPassMalformed);
     }
@@ -264,6 +299,22 @@ fn parse_ipv4(pkt: &Packet, off: usize) -> Result<L3, Counter> {
     if total < ihl {
         return Err(Counter::XdpPassMalformed);
     }
+    Ok((ihl, total))
+}
+
+/// Checks the fixed IPv6 header's version.
+#[inline(always)]
+fn check_ipv6(h: &Ipv6Hdr) -> Result<(), Counter> {
+    if u32::from_be(h.version_class_flow) >> 28 != 6 {
+        return Err(Counter::XdpPassMalformed);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn parse_ipv4(pkt: &Packet, off: usize) -> Result<L3, Counter> {
+    let h: Ipv4Hdr = pkt.load(off, Counter::XdpPassTruncated)?;
+    let (ihl, total) = check_ipv4(&h)?;
     Ok(L3 {
         src: AddrKey::v4(h.saddr),
         dst: AddrKey::v4(h.daddr),
@@ -278,9 +329,7 @@ fn parse_ipv4(pkt: &Packet, off: usize) -> Result<L3, Counter> {
 #[inline(always)]
 fn parse_ipv6(pkt: &Packet, off: usize) -> Result<L3, Counter> {
     let h: Ipv6Hdr = pkt.load(off, Counter::XdpPassTruncated)?;
-    if u32::from_be(h.version_class_flow) >> 28 != 6 {
-        return Err(Counter::XdpPassMalformed);
-    }
+    check_ipv6(&h)?;
     let payload_len = usize::from(u16::from_be(h.payload_len));
     let mut next = h.next;
     let mut l4_off = off + size_of::<Ipv6Hdr>();

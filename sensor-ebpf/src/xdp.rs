@@ -26,7 +26,7 @@ use crate::{
         ALLOW, BLOCK_EXACT_V4, BLOCK_EXACT_V6, BLOCK_PREFIX_V4, BLOCK_PREFIX_V6, MAPS_IN_USE,
         PORTS, REQ_EVENTS, SOURCES,
     },
-    parse::{self, AddrKey, IPPROTO_TCP, IPPROTO_UDP, L3, LpmLookup, LpmLookupV4, Packet},
+    parse::{self, AddrKey, IPPROTO_TCP, IPPROTO_UDP, LpmLookup, LpmLookupV4, Packet, Source},
 };
 
 const COUNTERS: RingCounters = RingCounters {
@@ -58,20 +58,22 @@ impl Verdict {
 pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let (ethertype, l3_off) = parse::parse_eth(&pkt)?;
-    let l3 = parse::parse_l3(&pkt, ethertype, l3_off)?;
+    let src = parse::parse_source(&pkt, ethertype, l3_off)?;
     let in_use = match MAPS_IN_USE.get(0) {
         Some(m) => *m,
         None => MapsInUse::ALL,
     };
-    // The drop path stays minimal: no TCP parse and no per-source update; the block entry's
-    // own `hits` and `last_hit_ns` account for the drop.
-    let (enforced, now) = enforce(&l3, &in_use);
+    // The drop path stays minimal: only the source address is parsed, no per-source update;
+    // the block entry's own `hits` and `last_hit_ns` account for the drop. A blocked source is
+    // dropped once its IP header checks out, whatever follows it.
+    let (enforced, now) = enforce(src, &in_use);
     if let Some(c @ (Counter::XdpDropExact | Counter::XdpDropPrefix)) = enforced {
         return Ok(Verdict {
             action: xdp_action::XDP_DROP,
             counter: c,
         });
     }
+    let l3 = parse::parse_l3(&pkt, ethertype, l3_off)?;
     let now = match now {
         Some(t) => t,
         None => emit::coarse_now(),
@@ -138,11 +140,9 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
 /// Looks the source up in the block maps of its family, skipping maps that `in_use` says are
 /// empty. Returns the verdict counter (`None`: no block applies) and the time, when it was read.
 #[inline(always)]
-fn enforce(l3: &L3, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
-    let src = &l3.src;
-    if l3.version == 4 {
-        let raw = src.v4_raw();
-        enforce_with(
+fn enforce(src: Source, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
+    match src {
+        Source::V4(raw) => enforce_with(
             src,
             in_use,
             || {
@@ -160,26 +160,25 @@ fn enforce(l3: &L3, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
                 let key = unsafe { &*key.key_ptr().cast::<Key<u32>>() };
                 BLOCK_PREFIX_V4.get(key).map(|b| (&raw const *b).cast_mut())
             },
-        )
-    } else {
-        enforce_with(
+        ),
+        Source::V6(key) => enforce_with(
             src,
             in_use,
             || {
                 if in_use.exact_v6 == 0 {
                     return None;
                 }
-                BLOCK_EXACT_V6.get_ptr_mut(src)
+                BLOCK_EXACT_V6.get_ptr_mut(key)
             },
             || {
                 if in_use.prefix_v6 == 0 {
                     return None;
                 }
                 BLOCK_PREFIX_V6
-                    .get(lpm_key(&LpmLookup::new(src)))
+                    .get(lpm_key(&LpmLookup::new(&key)))
                     .map(|b| (&raw const *b).cast_mut())
             },
-        )
+        ),
     }
 }
 
@@ -188,7 +187,7 @@ fn enforce(l3: &L3, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
 /// allowlisted.
 #[inline(always)]
 fn enforce_with(
-    src: &AddrKey,
+    src: Source,
     in_use: &MapsInUse,
     exact: impl FnOnce() -> Option<*mut BlockValue>,
     prefix: impl FnOnce() -> Option<*mut BlockValue>,
@@ -223,7 +222,7 @@ fn enforce_with(
 fn apply(
     b: *mut BlockValue,
     t: u64,
-    src: &AddrKey,
+    src: Source,
     in_use: &MapsInUse,
     drop: Counter,
 ) -> Option<Counter> {
@@ -231,7 +230,7 @@ fn apply(
     if unsafe { (*b).expires_at_ns } <= t {
         return None;
     }
-    if in_use.allow != 0 && allowlisted(src) {
+    if in_use.allow != 0 && allowlisted(&src.key()) {
         return Some(Counter::XdpPassAllowlisted);
     }
     // SAFETY: as above; `last_hit_ns` is a plain store, the last writer wins.

@@ -708,19 +708,31 @@ fn drain(
     n
 }
 
-/// A thread that drains a ring in a busy loop until stopped.
+/// How the consumer thread waits for records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Consumer {
+    /// As the agent's reader (`reader.rs`): sleep until the ring's descriptor is readable (the
+    /// kernel's forced wakeups) or the drain period passes, then drain everything.
+    Agent,
+    /// Spin on the ring: the consumer touches the ring's positions after every record, the
+    /// worst case for the producer's cache.
+    Busy,
+}
+
+/// A thread that drains a ring until stopped.
 struct BusyConsumer {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<(RingBuf<MapData>, Drained)>,
 }
 
 impl BusyConsumer {
-    fn spawn(mut ring: RingBuf<MapData>, cpu: Option<usize>) -> Self {
+    fn spawn(mut ring: RingBuf<MapData>, cpu: Option<usize>, how: Consumer) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = thread::spawn(move || {
             let _ = prepare_thread(cpu);
             let mut d = Drained::default();
+            let fd = ring.as_raw_fd();
             loop {
                 // Read the flag before draining, so the drain after a stop sees every record
                 // submitted before it.
@@ -733,8 +745,19 @@ impl BusyConsumer {
                 if stopping {
                     break;
                 }
-                if n == 0 {
-                    std::hint::spin_loop();
+                match how {
+                    Consumer::Busy if n == 0 => std::hint::spin_loop(),
+                    Consumer::Busy => {}
+                    Consumer::Agent => {
+                        let mut pfd = libc::pollfd {
+                            fd,
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        let period = DRAIN_PERIOD.as_millis() as libc::c_int;
+                        // SAFETY: one valid pollfd; the ring keeps the descriptor open.
+                        unsafe { libc::poll(&raw mut pfd, 1, period) };
+                    }
                 }
             }
             (ring, d)
@@ -999,7 +1022,7 @@ impl XdpFilter {
 enum Case {
     Floor,
     Pass,
-    Sampled(u32),
+    Sampled(u32, Consumer),
     DropExact,
     DropPrefix10k,
     DropPrefix100k,
@@ -1009,18 +1032,19 @@ enum Case {
 }
 
 /// Every case, in the order of a run and of the tables.
-const CASES: [Case; 11] = [
+const CASES: [Case; 12] = [
     Case::Floor,
     Case::Pass,
-    Case::Sampled(SensorConfig::DEFAULT.wakeup_bytes),
+    Case::Sampled(SensorConfig::DEFAULT.wakeup_bytes, Consumer::Agent),
     Case::DropExact,
     Case::DropPrefix10k,
     Case::DropPrefix100k,
     Case::PassPrefix100k,
     Case::XdpFilterPass,
     Case::XdpFilterDrop,
-    Case::Sampled(WAKEUP_CONFIG_MIN),
-    Case::Sampled(WAKEUP_EVERY_RECORD),
+    Case::Sampled(WAKEUP_CONFIG_MIN, Consumer::Agent),
+    Case::Sampled(WAKEUP_EVERY_RECORD, Consumer::Agent),
+    Case::Sampled(SensorConfig::DEFAULT.wakeup_bytes, Consumer::Busy),
 ];
 
 impl Case {
@@ -1028,8 +1052,11 @@ impl Case {
         match self {
             Self::Floor => "floor: XDP program returning XDP_PASS".into(),
             Self::Pass => "apisensor pass, unmonitored (TCP ACK to :22, no block)".into(),
-            Self::Sampled(w) => format!(
-                "apisensor sampled 1 KiB HTTP segment to :80, consumer draining (wakeup_bytes {w})"
+            Self::Sampled(w, Consumer::Agent) => format!(
+                "apisensor sampled 1 KiB HTTP segment to :80, agent-like consumer draining (wakeup_bytes {w})"
+            ),
+            Self::Sampled(w, Consumer::Busy) => format!(
+                "apisensor sampled 1 KiB HTTP segment to :80, busy-polling consumer (wakeup_bytes {w})"
             ),
             Self::DropExact => "apisensor drop, exact block (1 entry)".into(),
             Self::DropPrefix10k => "apisensor drop, prefix block (10k prefixes)".into(),
@@ -1044,7 +1071,9 @@ impl Case {
     fn target(self) -> Option<f64> {
         match self {
             Self::Pass => Some(3.5),
-            Self::Sampled(w) if w == SensorConfig::DEFAULT.wakeup_bytes => Some(11.0),
+            Self::Sampled(w, Consumer::Agent) if w == SensorConfig::DEFAULT.wakeup_bytes => {
+                Some(11.0)
+            }
             Self::DropExact => Some(2.3),
             Self::DropPrefix10k => Some(5.0),
             _ => None,
@@ -1179,7 +1208,7 @@ impl Bench {
                 XDP_PASS,
             ),
             Case::Pass => measure(xdp(&self.main, sensor)?, &self.pkts.pass, repeat, XDP_PASS),
-            Case::Sampled(wakeup) => self.run_sampled(wakeup, repeat).map(|(s, _)| s),
+            Case::Sampled(wakeup, how) => self.run_sampled(wakeup, how, repeat).map(|(s, _)| s),
             Case::DropExact => measure(
                 xdp(&self.main, sensor)?,
                 &self.pkts.blocked,
@@ -1211,11 +1240,16 @@ impl Bench {
 
     /// The sampled segment `repeat` times while a thread drains the ring; also returns the
     /// wall time from the start of the call until the last record was drained.
-    fn run_sampled(&mut self, wakeup: u32, repeat: u32) -> anyhow::Result<(Sample, Duration)> {
+    fn run_sampled(
+        &mut self,
+        wakeup: u32,
+        how: Consumer,
+        repeat: u32,
+    ) -> anyhow::Result<(Sample, Duration)> {
         configure(&mut self.main, wakeup)?;
         let before = read_stats(&self.main)?;
         let ring = self.ring.take().context("the ring is lent out")?;
-        let consumer = BusyConsumer::spawn(ring, self.cpus.1);
+        let consumer = BusyConsumer::spawn(ring, self.cpus.1, how);
         let start = Instant::now();
         let sample = measure(
             xdp(&self.main, program_names::XDP_INGRESS)?,
@@ -1497,18 +1531,25 @@ fn report(
 
     let _ = writeln!(
         m,
-        "\nSampled segments: a thread on CPU 1 drains `REQ_EVENTS` with `RingBuf::next()` in a busy \
-         loop and decodes every record as the agent does. Per run of {} packets (medians over runs); \
-         wakeups are the kernel's forced wakeups (`req_wakeups`), losses are `req_ring_full`:\n",
+        "\nSampled segments: a thread on CPU 1 drains `REQ_EVENTS` with `RingBuf::next()` and decodes \
+         every record as the agent does. The agent-like consumer waits as the agent's reader does \
+         (`poll` on the ring's descriptor, woken by the kernel's forced wakeups, or the {} ms drain \
+         period) and then drains everything; the busy-polling one spins on the ring, which moves the \
+         ring's consumer position between the CPUs after every record. Per run of {} packets \
+         (medians over runs); wakeups are the kernel's forced wakeups (`req_wakeups`), losses are \
+         `req_ring_full`:\n",
+        DRAIN_PERIOD.as_millis(),
         o.repeat
     );
     let _ = writeln!(
         m,
-        "| wakeup_bytes | ns/packet | × floor | records drained | lost (ring full) | lost % | wakeups | wakeups/packet |"
+        "| consumer | wakeup_bytes | ns/packet | × floor | records drained | lost (ring full) | lost % | wakeups | wakeups/packet |"
     );
-    let _ = writeln!(m, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for case in CASES {
-        let Case::Sampled(w) = case else { continue };
+        let Case::Sampled(w, how) = case else {
+            continue;
+        };
         let runs: Vec<RingRun> = samples[idx(case)].iter().filter_map(|s| s.ring).collect();
         let mf = |f: &dyn Fn(&RingRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
         let drained = mf(&|r| r.drained.records as f64);
@@ -1516,7 +1557,11 @@ fn report(
         let wakeups = mf(&|r| r.wakeups as f64);
         let _ = writeln!(
             m,
-            "| {w} | {:.1} | {:.2} | {drained:.0} | {lost:.0} | {:.1} | {wakeups:.0} | {:.4} |",
+            "| {} | {w} | {:.1} | {:.2} | {drained:.0} | {lost:.0} | {:.1} | {wakeups:.0} | {:.4} |",
+            match how {
+                Consumer::Agent => "agent-like",
+                Consumer::Busy => "busy-polling",
+            },
             med(case),
             ratio(case),
             100.0 * lost / f64::from(o.repeat),
@@ -1643,7 +1688,8 @@ fn report(
 #[expect(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
 fn rate_run(bench: &mut Bench) -> anyhow::Result<RateRun> {
     let repeat = bench.opts.rate_repeat;
-    let (s, span) = bench.run_sampled(SensorConfig::DEFAULT.wakeup_bytes, repeat)?;
+    let (s, span) =
+        bench.run_sampled(SensorConfig::DEFAULT.wakeup_bytes, Consumer::Agent, repeat)?;
     let ring = s.ring.unwrap_or_default();
     let wall = span.max(Duration::from_nanos(1));
     eprintln!(
