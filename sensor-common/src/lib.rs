@@ -123,7 +123,7 @@ pub mod capacity {
     /// One entry per TCP port.
     pub const PORTS: u32 = 65_536;
     /// Ingress ring buffer size in bytes (a power of two, a multiple of the page size).
-    pub const REQ_RING_BYTES: u32 = 16 << 20;
+    pub const REQ_RING_BYTES: u32 = 8 << 20;
     /// Egress ring buffer size in bytes.
     pub const RESP_RING_BYTES: u32 = 8 << 20;
 }
@@ -499,7 +499,24 @@ pub const REQ_DATA_LEN: usize = 2048;
 /// Maximum payload bytes in an egress record; a power of two.
 pub const RESP_DATA_LEN: usize = 1024;
 
-/// Ingress segment record: header plus the first payload bytes.
+/// The data-area size of a segment record that carries `captured` payload bytes: the smallest
+/// of 256, 512, 1024 and 2048 that holds them. The kernel reserves each record in its size class
+/// (`sensor-ebpf/src/emit.rs` mirrors this function, one branch per class), so a record is
+/// `size_of::<EventHeader>() + data_class(captured_len)` bytes; [`RequestEvent`] and
+/// [`ResponseEvent`] are the largest records of each direction.
+pub const fn data_class(captured: usize) -> usize {
+    if captured > 1024 {
+        2048
+    } else if captured > 512 {
+        1024
+    } else if captured > 256 {
+        512
+    } else {
+        256
+    }
+}
+
+/// The largest ingress segment record: header plus the first payload bytes.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct RequestEvent {
@@ -510,7 +527,7 @@ pub struct RequestEvent {
 }
 const _: () = assert!(size_of::<RequestEvent>() == 72 + REQ_DATA_LEN);
 
-/// Egress segment record: header plus the first payload bytes.
+/// The largest egress segment record: header plus the first payload bytes.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ResponseEvent {

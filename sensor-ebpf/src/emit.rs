@@ -197,11 +197,23 @@ pub fn emit_control(ring: &RingBuf, header: &EventHeader, threshold: u32, counte
     count(counters.control);
 }
 
-/// Emits a segment record of type `R` (a header followed by `N` data bytes), copying up to
-/// `cap` payload bytes at `payload_off` of a packet whose total length is `pkt_len`.
+/// A segment record with a `D`-byte data area.
+#[repr(C)]
+struct Record<const D: usize> {
+    header: EventHeader,
+    data: [u8; D],
+}
+
+/// Emits a segment record with up to `N` data bytes (`N` a power of two, at least 256), copying
+/// up to `cap` payload bytes at `payload_off` of a packet whose total length is `pkt_len`.
+///
+/// The record is reserved in the smallest size class that holds the bytes to copy (see
+/// `sensor_common::data_class`): the ring's reservation size must be a constant, so each class
+/// is its own branch. A 300-byte request then takes a 584-byte record instead of a 2 KiB one, so
+/// the ring holds more records and the producer walks fewer of its pages.
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "all are needed and inlined")]
-pub fn emit_segment<C: LoadBytes, R: 'static, const N: usize>(
+pub fn emit_segment<C: LoadBytes, const N: usize>(
     ctx: &C,
     ring: &RingBuf,
     header: &EventHeader,
@@ -211,38 +223,62 @@ pub fn emit_segment<C: LoadBytes, R: 'static, const N: usize>(
     threshold: u32,
     counters: &RingCounters,
 ) {
-    let Some(mut entry) = ring.reserve::<R>(0) else {
+    let payload_len = u64::from(header.payload_len);
+    let available = pkt_len.saturating_sub(payload_off) as u64;
+    let want = payload_len.min(available).min(u64::from(cap)).min(N as u64);
+    let args = (ctx, ring, header, payload_off, threshold, counters);
+    if want > 1024 && N >= 2048 {
+        emit_class::<C, 2048>(args, want);
+    } else if want > 512 && N >= 1024 {
+        emit_class::<C, 1024>(args, want);
+    } else if want > 256 {
+        emit_class::<C, 512>(args, want);
+    } else {
+        emit_class::<C, 256>(args, want);
+    }
+}
+
+/// [`emit_segment`] for one size class: `want` bytes (at most `D`) into a `Record<D>`.
+#[inline(always)]
+fn emit_class<C: LoadBytes, const D: usize>(
+    (ctx, ring, header, payload_off, threshold, counters): (
+        &C,
+        &RingBuf,
+        &EventHeader,
+        usize,
+        u32,
+        &RingCounters,
+    ),
+    want: u64,
+) {
+    let Some(mut entry) = ring.reserve::<Record<D>>(0) else {
         count(counters.full);
         return;
     };
-    let rec = entry.as_mut_ptr().cast::<u8>();
-    // Records are 8-byte aligned in the ring and every record type starts with an EventHeader.
-    let rec_header = entry.as_mut_ptr().cast::<EventHeader>();
-    let payload_len = u64::from(header.payload_len);
-    let available = pkt_len.saturating_sub(payload_off) as u64;
-    let mut want = payload_len.min(available).min(u64::from(cap));
+    // Records are 8-byte aligned in the ring.
+    let rec = entry.as_mut_ptr();
     let mut captured = 0u32;
     if want > 0 {
-        want = opaque(want);
-        // Bound the length to [1, N] in a form the verifier tracks: N is a power of two.
-        let len = ((want - 1) & (N as u64 - 1)) + 1;
-        // SAFETY: the record is `size_of::<EventHeader>() + N` bytes.
-        let data = unsafe { rec.add(size_of::<EventHeader>()) };
+        let want = opaque(want);
+        // Bound the length to [1, D] in a form the verifier tracks: D is a power of two.
+        let len = ((want - 1) & (D as u64 - 1)) + 1;
+        // SAFETY: the data area of the record holds `D` bytes.
+        let data = unsafe { (&raw mut (*rec).data).cast::<u8>() };
         if ctx.load_bytes(payload_off as u32, data, len as u32) == 0 {
             captured = len as u32;
         } else {
             count(Counter::CopyFailed);
         }
     }
-    // SAFETY: the record starts with an EventHeader (8-byte aligned, as ring records are);
-    // copied in place rather than through a stack temporary.
+    // SAFETY: the record starts with an EventHeader; copied in place rather than through a
+    // stack temporary.
     unsafe {
-        let h = rec_header;
+        let h = &raw mut (*rec).header;
         ptr::copy_nonoverlapping(header, h, 1);
         (*h).kind = EventKind::Segment as u32;
         (*h).captured_len = captured;
     }
-    let flags = submit_flags(ring, size_of::<R>() as u64, threshold, counters);
+    let flags = submit_flags(ring, size_of::<Record<D>>() as u64, threshold, counters);
     entry.submit(flags);
     count(counters.submitted);
 }

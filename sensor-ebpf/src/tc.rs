@@ -4,7 +4,7 @@
 //! decide.
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_boot_ns, programs::TcContext};
-use sensor_common::{Counter, Direction, RESP_DATA_LEN, ResponseEvent, tcp_flags};
+use sensor_common::{Counter, Direction, RESP_DATA_LEN, tcp_flags};
 
 use crate::{
     emit::{self, RingCounters},
@@ -45,7 +45,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<Counter, Counter> {
     let cfg = emit::config();
     if tcp.payload_len > 0 {
         // `ctx.len()` is the whole skb, including paged data that `load_bytes` can reach.
-        emit::emit_segment::<_, ResponseEvent, RESP_DATA_LEN>(
+        emit::emit_segment::<_, RESP_DATA_LEN>(
             ctx,
             &RESP_EVENTS,
             &header,

@@ -16,8 +16,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    Addr, BlockValue, Counter, Direction, MapsInUse, REQ_DATA_LEN, RequestEvent, SourceStats,
-    tcp_flags,
+    Addr, BlockValue, Counter, Direction, MapsInUse, REQ_DATA_LEN, SourceStats, tcp_flags,
 };
 
 use crate::{
@@ -121,7 +120,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     );
     let cfg = emit::config();
     if tcp.payload_len > 0 {
-        emit::emit_segment::<_, RequestEvent, REQ_DATA_LEN>(
+        emit::emit_segment::<_, REQ_DATA_LEN>(
             ctx,
             &REQ_EVENTS,
             &header,

@@ -1,7 +1,9 @@
 //! Decoding ring-buffer records into [`Segment`]s, with length checks and typed errors.
 //!
-//! The kernel writes fixed-size records (`RequestEvent`, `ResponseEvent`) or a bare
-//! [`EventHeader`] for SYN/FIN/RST; nothing about a record is trusted before it is checked.
+//! The kernel writes segment records (an [`EventHeader`] and a data area of the size class of
+//! the captured bytes, `sensor_common::data_class`, at most `RequestEvent`/`ResponseEvent`) or
+//! a bare [`EventHeader`] for SYN/FIN/RST; nothing about a record is trusted before it is
+//! checked.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use sensor_common::{

@@ -1330,10 +1330,61 @@ fn tc_samples_responses_from_monitored_ports() {
     run_table(&tc_fixtures());
 }
 
-/// Footprint of one ingress segment record in the ring: the 8-byte record header plus the
-/// record, rounded up to eight bytes (kernel/bpf/ringbuf.c, `BPF_RINGBUF_HDR_SZ`).
-const REQ_RECORD_FOOTPRINT: u64 =
-    (8 + size_of::<sensor_common::RequestEvent>() as u64).div_ceil(8) * 8;
+/// Footprint in the ring of the record of one `HTTP_GET` segment: the 8-byte record header plus
+/// the record (event header and the size class of the payload), rounded up to eight bytes
+/// (kernel/bpf/ringbuf.c, `BPF_RINGBUF_HDR_SZ`).
+const REQ_RECORD_FOOTPRINT: u64 = (8
+    + size_of::<sensor_common::EventHeader>() as u64
+    + sensor_common::data_class(HTTP_GET.len()) as u64)
+    .div_ceil(8)
+    * 8;
+
+#[test]
+fn segment_records_take_the_smallest_size_class() {
+    let mut sensor = Sensor::load();
+    let mut failures = Vec::new();
+    // (payload bytes, capture cap): the record must be the header plus the size class of the
+    // bytes actually captured, and carry exactly those bytes.
+    let cases = [
+        (1, None),
+        (255, None),
+        (256, None),
+        (257, None),
+        (512, None),
+        (513, None),
+        (1024, None),
+        (1025, None),
+        (1400, None),
+        (1400, Some(300)),
+        (1400, Some(1024)),
+    ];
+    for (len, cap) in cases {
+        sensor.configure(cap, None, &[PORT]);
+        sensor.drain_all();
+        let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let frame = v4().tcp(&req(PORT), &payload);
+        assert_eq!(sensor.run_xdp(&frame, 1), XDP_PASS, "{len} bytes pass");
+        let records = Sensor::drain(&mut sensor.req);
+        let captured = len.min(cap.map_or(REQ_DATA_LEN, |c| c as usize));
+        let want_len =
+            size_of::<sensor_common::EventHeader>() + sensor_common::data_class(captured);
+        match records.as_slice() {
+            [rec] => {
+                let ev = event::decode(rec).unwrap_or_else(|e| panic!("{len} bytes: {e}"));
+                if rec.len() != want_len || ev.payload != &payload[..captured] {
+                    failures.push(format!(
+                        "{len} bytes (cap {cap:?}): record of {} bytes carrying {} bytes, want \
+                         {want_len} carrying {captured}",
+                        rec.len(),
+                        ev.payload.len()
+                    ));
+                }
+            }
+            other => failures.push(format!("{len} bytes: {} records", other.len())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
 
 #[test]
 fn full_request_ring_never_drops_packets() {
