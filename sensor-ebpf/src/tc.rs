@@ -33,6 +33,10 @@ pub fn try_egress(ctx: &TcContext) -> Result<Counter, Counter> {
     if !monitored {
         return Ok(Counter::TcPass);
     }
+    if tcp.payload_len == 0 && tcp.flags & (tcp_flags::FIN | tcp_flags::RST) == 0 {
+        // A bare ACK: nothing to record, so no clock read either.
+        return Ok(Counter::TcPassSampled);
+    }
     let header = emit::header(
         &l3,
         &tcp,
@@ -55,7 +59,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<Counter, Counter> {
             cfg.wakeup_bytes,
             &COUNTERS,
         );
-    } else if tcp.flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+    } else {
         emit::emit_control(&RESP_EVENTS, &header, cfg.wakeup_bytes, &COUNTERS);
     }
     Ok(Counter::TcPassSampled)
