@@ -45,8 +45,12 @@ pub const fn is_v4_mapped(addr: &Addr) -> bool {
 
 /// Names of the maps, as the loader finds them in the object and pins them.
 pub mod map_names {
-    /// Exact IPv4 blocks ([`super::BlockValue`] by [`super::V4Addr`]).
+    /// Exact IPv4 blocks that found no slot in [`BLOCK_TABLE_V4`] ([`super::BlockValue`] by
+    /// [`super::V4Addr`]).
     pub const BLOCK_EXACT_V4: &str = "BLOCK_EXACT_V4";
+    /// Exact IPv4 blocks, open-addressed: an array of [`super::BlockSlotV4`] (see
+    /// [`super::block_table`]). [`BLOCK_EXACT_V4`] takes the blocks that find no slot.
+    pub const BLOCK_TABLE_V4: &str = "BLOCK_TABLE_V4";
     /// Exact IPv6 blocks ([`super::BlockValue`] by [`super::Addr`]).
     pub const BLOCK_EXACT_V6: &str = "BLOCK_EXACT_V6";
     /// IPv4 prefix blocks (LPM trie of [`super::V4Addr`] to [`super::BlockValue`]).
@@ -73,7 +77,8 @@ pub mod map_names {
     pub const MAPS_IN_USE: &str = "MAPS_IN_USE";
 
     /// Maps whose pins survive an agent restart: enforcement state must outlive the agent.
-    pub const PERSISTENT: [&str; 7] = [
+    pub const PERSISTENT: [&str; 8] = [
+        BLOCK_TABLE_V4,
         BLOCK_EXACT_V4,
         BLOCK_EXACT_V6,
         BLOCK_PREFIX_V4,
@@ -83,7 +88,8 @@ pub mod map_names {
         MAPS_IN_USE,
     ];
     /// Every map the loader pins.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
+        BLOCK_TABLE_V4,
         BLOCK_EXACT_V4,
         BLOCK_EXACT_V6,
         BLOCK_PREFIX_V4,
@@ -108,10 +114,63 @@ pub mod program_names {
     pub const TC_EGRESS: &str = "apisensor_tc";
 }
 
+/// The open-addressed table of exact IPv4 blocks, `BLOCK_TABLE_V4`.
+///
+/// A hash-map lookup is an out-of-line kernel call (hash, bucket walk, `memcmp`), which costs
+/// more than the rest of the drop path on machines with return-thunk mitigations; an array
+/// lookup is inlined by the verifier. So exact IPv4 blocks live in an array of [`BlockSlotV4`],
+/// placed by linear probing from [`slot_of`], and XDP probes at most [`MAX_PROBE`] slots. A block
+/// that finds no free slot within that window goes to the `BLOCK_EXACT_V4` hash instead, which
+/// XDP consults only while it has entries. The multiplier is random and secret per table, so
+/// an attacker cannot choose addresses that pile up in one probe window.
+///
+/// Only `verdict.rs` writes the table, through a shared memory mapping (the array is
+/// `BPF_F_MMAPABLE`), in an order that keeps every slot XDP can see consistent: a new block is
+/// written into a free slot, and only then is its `state` set to [`USED`]; a removal sets `state`
+/// to [`DELETED`] (a tombstone, reused by later inserts, that does not end a probe).
+pub mod block_table {
+    /// Slots in the table: twice the exact-block capacity, so probes stay short.
+    pub const SLOTS: u32 = 2 * super::capacity::BLOCK_EXACT;
+    /// log2 of [`SLOTS`].
+    pub const SLOT_BITS: u32 = SLOTS.trailing_zeros();
+    /// Slots looked at, from the home slot on, before giving up.
+    pub const MAX_PROBE: u32 = 8;
+    /// A slot never used: ends a probe.
+    pub const EMPTY: u32 = 0;
+    /// A slot holding a block.
+    pub const USED: u32 = 1;
+    /// A slot whose block was removed: skipped by lookups, reused by inserts.
+    pub const DELETED: u32 = 2;
+
+    const _: () = assert!(SLOTS.is_power_of_two());
+
+    /// The home slot of `addr` (the address as loaded from a packet: network byte order in
+    /// memory) under the table's multiplier `seed` (odd): multiply-shift hashing.
+    #[inline(always)]
+    pub const fn slot_of(addr: u32, seed: u64) -> u32 {
+        ((addr as u64 ^ (seed >> 32)).wrapping_mul(seed | 1) >> (64 - SLOT_BITS)) as u32
+    }
+}
+
+/// One slot of `BLOCK_TABLE_V4` (see [`block_table`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockSlotV4 {
+    /// The blocked address as loaded from a packet (network byte order in memory).
+    pub addr: u32,
+    /// [`block_table::EMPTY`], [`block_table::USED`] or [`block_table::DELETED`].
+    pub state: u32,
+    /// The block.
+    pub value: BlockValue,
+}
+const _: () = assert!(size_of::<BlockSlotV4>() == 48);
+
 /// Default capacities of the maps, used by the kernel object; the loader may override some.
 pub mod capacity {
-    /// Exact blocks, per family.
+    /// Exact blocks, per family (for IPv4, the table holds twice as many slots).
     pub const BLOCK_EXACT: u32 = 65_536;
+    /// Exact IPv4 blocks that found no slot in the table.
+    pub const BLOCK_EXACT_V4_OVERFLOW: u32 = 8_192;
     /// Prefix blocks, per family.
     pub const BLOCK_PREFIX: u32 = 131_072;
     /// Allowlist entries.
@@ -156,6 +215,11 @@ const _: () = assert!(size_of::<BlockValue>() == 40);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MapsInUse {
+    /// The multiplier of [`block_table::slot_of`] for `BLOCK_TABLE_V4`: random, odd, chosen
+    /// once when the table is first written and kept while it has entries (pinned with it).
+    pub table_seed: u64,
+    /// `BLOCK_TABLE_V4` has entries.
+    pub table_v4: u32,
     /// `BLOCK_EXACT_V4` has entries.
     pub exact_v4: u32,
     /// `BLOCK_EXACT_V6` has entries.
@@ -166,20 +230,19 @@ pub struct MapsInUse {
     pub prefix_v6: u32,
     /// `ALLOW` has entries.
     pub allow: u32,
-    /// Zero.
-    pub reserved: u32,
 }
-const _: () = assert!(size_of::<MapsInUse>() == 24);
+const _: () = assert!(size_of::<MapsInUse>() == 32);
 
 impl MapsInUse {
     /// Look everything up (used if the map cannot be read).
     pub const ALL: Self = Self {
+        table_seed: 1,
+        table_v4: 1,
         exact_v4: 1,
         exact_v6: 1,
         prefix_v4: 1,
         prefix_v6: 1,
         allow: 1,
-        reserved: 0,
     };
 }
 
@@ -549,6 +612,7 @@ mod pod {
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::VerdictNote {}
     unsafe impl aya::Pod for super::MapsInUse {}
+    unsafe impl aya::Pod for super::BlockSlotV4 {}
 }
 
 #[cfg(test)]

@@ -4,22 +4,30 @@
 
 use crate::parse::AddrKey;
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
-    Addr, AllowValue, BlockValue, MapsInUse, SensorConfig, SourceStats, VerdictNote, capacity,
+    Addr, AllowValue, BlockSlotV4, BlockValue, MapsInUse, SensorConfig, SourceStats, VerdictNote,
+    block_table, capacity,
 };
 
-/// Exact IPv4 blocks, keyed by the address as loaded from the packet (network byte order).
-/// Written by user space (`verdict.rs`), read by XDP, which also adds to each entry's `hits`.
-/// Full: user space's insert fails and is reported; the kernel is unaffected. Pinned and
-/// reused across agent restarts. One map per family: a 4-byte key hashes and compares much
-/// faster than a 16-byte one, and this lookup is most of the drop path.
+/// Exact IPv4 blocks, open-addressed (`sensor_common::block_table`): slots written by user
+/// space (`verdict.rs`, through a memory mapping), probed by XDP with inlined array lookups,
+/// which adds to each matching slot's `hits`. Pinned and reused across agent restarts.
+#[map]
+pub static BLOCK_TABLE_V4: Array<BlockSlotV4> =
+    Array::with_max_entries(block_table::SLOTS, BPF_F_MMAPABLE);
+
+/// Exact IPv4 blocks that found no free slot in `BLOCK_TABLE_V4`'s probe window, keyed by the
+/// address as loaded from the packet (network byte order). Written by user space, read by XDP
+/// only while it has entries (adds to `hits`). Full: user space's insert fails and is
+/// reported. Pinned and reused across restarts. One map per family: a 4-byte key hashes and
+/// compares much faster than a 16-byte one.
 #[map]
 pub static BLOCK_EXACT_V4: HashMap<u32, BlockValue> =
-    HashMap::with_max_entries(capacity::BLOCK_EXACT, 0);
+    HashMap::with_max_entries(capacity::BLOCK_EXACT_V4_OVERFLOW, 0);
 
 /// Exact IPv6 blocks; otherwise as `BLOCK_EXACT_V4`.
 #[map]

@@ -16,14 +16,15 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    Addr, BlockValue, Counter, Direction, MapsInUse, REQ_DATA_LEN, SourceStats, tcp_flags,
+    Addr, BlockValue, Counter, Direction, MapsInUse, REQ_DATA_LEN, SourceStats, block_table,
+    tcp_flags,
 };
 
 use crate::{
     emit::{self, RingCounters, atomic_add},
     maps::{
-        ALLOW, BLOCK_EXACT_V4, BLOCK_EXACT_V6, BLOCK_PREFIX_V4, BLOCK_PREFIX_V6, MAPS_IN_USE,
-        PORTS, REQ_EVENTS, SOURCES,
+        ALLOW, BLOCK_EXACT_V4, BLOCK_EXACT_V6, BLOCK_PREFIX_V4, BLOCK_PREFIX_V6, BLOCK_TABLE_V4,
+        MAPS_IN_USE, PORTS, REQ_EVENTS, SOURCES,
     },
     parse::{self, AddrKey, IPPROTO_TCP, IPPROTO_UDP, LpmLookup, LpmLookupV4, Packet, Source},
 };
@@ -156,12 +157,7 @@ fn enforce(src: Source, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
         Source::V4(raw) => enforce_with(
             src,
             in_use,
-            || {
-                if in_use.exact_v4 == 0 {
-                    return None;
-                }
-                BLOCK_EXACT_V4.get_ptr_mut(raw)
-            },
+            || exact_v4(raw, in_use),
             || {
                 if in_use.prefix_v4 == 0 {
                     return None;
@@ -191,6 +187,36 @@ fn enforce(src: Source, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
             },
         ),
     }
+}
+
+/// The exact IPv4 block of `raw`: probes `BLOCK_TABLE_V4` (inlined array lookups, no kernel
+/// call), then the overflow hash while it has entries.
+#[inline(always)]
+fn exact_v4(raw: u32, in_use: &MapsInUse) -> Option<*mut BlockValue> {
+    if in_use.table_v4 != 0 {
+        let home = block_table::slot_of(raw, in_use.table_seed);
+        for i in 0..block_table::MAX_PROBE {
+            let Some(slot) = BLOCK_TABLE_V4.get_ptr_mut((home + i) & (block_table::SLOTS - 1))
+            else {
+                break;
+            };
+            // SAFETY: pointer to a live map value. User space writes a slot's other fields
+            // before it marks the slot used, and unmarks it before reusing it.
+            unsafe {
+                let state = (*slot).state;
+                if state == block_table::EMPTY {
+                    break;
+                }
+                if state == block_table::USED && (*slot).addr == raw {
+                    return Some(&raw mut (*slot).value);
+                }
+            }
+        }
+    }
+    if in_use.exact_v4 == 0 {
+        return None;
+    }
+    BLOCK_EXACT_V4.get_ptr_mut(raw)
 }
 
 /// The enforcement order for one family: the exact block, then the prefix block (looked up only

@@ -1,14 +1,24 @@
 //! The only writer of the block and allow maps.
 //!
-//! A host address (`/32`, `/128`) goes to the exact-match hash of its family, anything wider to
-//! the LPM trie of its family (IPv4 maps are keyed by the 4 address bytes, IPv6 ones by 16).
+//! A host address (`/32`, `/128`) is an exact block: IPv4 ones go to the open-addressed table
+//! `BLOCK_TABLE_V4` (`table.rs`; the `BLOCK_EXACT_V4` hash takes those that find no slot), IPv6
+//! ones to the `BLOCK_EXACT_V6` hash. Anything wider goes to the LPM trie of its family (IPv4
+//! maps are keyed by the 4 address bytes, IPv6 ones by 16).
 //! Every block carries an expiry (`CLOCK_BOOTTIME` ns, checked by the kernel), a reason code and
 //! a verdict id whose note (reason text, TTL) is kept in the pinned `VERDICT_NOTES` map. Writes
 //! are ordered so that a failure leaves nothing half-written: the note is written first and
 //! removed again if the block entry cannot be. After every change, `MAPS_IN_USE` is rewritten
 //! from the maps themselves (XDP skips lookups in empty maps); writers serialise on an `flock`
 //! so two concurrent CLI calls cannot leave it stale.
-use std::{fs::File, net::IpAddr, os::fd::AsRawFd as _, path::Path, time::Duration};
+mod table;
+
+use std::{
+    fs::File,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
+    time::Duration,
+};
 
 use aya::{
     Ebpf, Pod,
@@ -92,6 +102,20 @@ pub enum VerdictError {
         map: &'static str,
         /// Why.
         source: MapError,
+    },
+    /// The system's random source failed.
+    #[error("no random multiplier for the IPv4 block table: {source}")]
+    Random {
+        /// Why.
+        source: getrandom::Error,
+    },
+    /// Mapping the IPv4 block table into memory failed.
+    #[error("mapping map {map} into memory: {source}")]
+    Mmap {
+        /// Map.
+        map: &'static str,
+        /// Why.
+        source: std::io::Error,
     },
     /// A map is missing from the loaded object.
     #[error("map {0} missing from the eBPF object")]
@@ -234,6 +258,7 @@ pub struct AllowEntry {
 
 /// Handles on the enforcement maps.
 pub struct Verdicts {
+    table_v4: table::SlotTable,
     exact_v4: HashMap<MapData, V4Addr, BlockValue>,
     exact_v6: HashMap<MapData, Addr, BlockValue>,
     prefix_v4: LpmTrie<MapData, V4Addr, BlockValue>,
@@ -303,7 +328,16 @@ impl Verdicts {
         }
         let mut get =
             |name: &'static str| -> Result<aya::maps::Map, VerdictError> { Ok(take(name)?) };
+        let table_v4 = match get(map_names::BLOCK_TABLE_V4)? {
+            aya::maps::Map::Array(data) => table::SlotTable::map(data.fd().as_fd()),
+            _ => Err(std::io::Error::other("not an array")),
+        }
+        .map_err(|source| VerdictError::Mmap {
+            map: map_names::BLOCK_TABLE_V4,
+            source,
+        })?;
         Ok(Self {
+            table_v4,
             exact_v4: typed(get(map_names::BLOCK_EXACT_V4)?, map_names::BLOCK_EXACT_V4)?,
             exact_v6: typed(get(map_names::BLOCK_EXACT_V6)?, map_names::BLOCK_EXACT_V6)?,
             prefix_v4: typed(get(map_names::BLOCK_PREFIX_V4)?, map_names::BLOCK_PREFIX_V4)?,
@@ -349,18 +383,77 @@ impl Verdicts {
 
     /// Rewrites `MAPS_IN_USE` from the maps: a map counts as in use when it has any key.
     pub fn refresh_in_use(&mut self) -> Result<MapsInUse, VerdictError> {
+        let table_v4 = self.table_v4.any_used();
+        if !table_v4 {
+            // No block left in the table: no probe can need a tombstone any more.
+            self.table_v4.clear_tombstones();
+        }
         let in_use = MapsInUse {
+            table_seed: self.current_seed(),
+            table_v4: u32::from(table_v4),
             exact_v4: u32::from(self.exact_v4.keys().next().is_some()),
             exact_v6: u32::from(self.exact_v6.keys().next().is_some()),
             prefix_v4: u32::from(self.prefix_v4.keys().next().is_some()),
             prefix_v6: u32::from(self.prefix_v6.keys().next().is_some()),
             allow: u32::from(self.allow.keys().next().is_some()),
-            reserved: 0,
         };
         self.in_use
             .set(0, in_use, 0)
             .map_err(map_err("update", map_names::MAPS_IN_USE))?;
         Ok(in_use)
+    }
+
+    /// The table's multiplier as `MAPS_IN_USE` holds it (zero before the table's first block).
+    fn current_seed(&self) -> u64 {
+        self.in_use.get(&0, 0).map_or(0, |m| m.table_seed)
+    }
+
+    /// The table's multiplier, chosen (random, odd) and published before the first block goes
+    /// into the table. Called under the writer lock.
+    fn table_seed(&mut self) -> Result<u64, VerdictError> {
+        let current = self.in_use.get(&0, 0).unwrap_or(MapsInUse::ALL);
+        if current.table_seed != 0 {
+            return Ok(current.table_seed);
+        }
+        let seed = getrandom::u64().map_err(|source| VerdictError::Random { source })? | 1;
+        self.in_use
+            .set(
+                0,
+                MapsInUse {
+                    table_seed: seed,
+                    ..current
+                },
+                0,
+            )
+            .map_err(map_err("update", map_names::MAPS_IN_USE))?;
+        Ok(seed)
+    }
+
+    /// Inserts or replaces the exact block of the IPv4 address `raw` (network byte order in
+    /// memory); returns the replaced entry's verdict id.
+    fn insert_exact_v4(
+        &mut self,
+        raw: u32,
+        value: BlockValue,
+    ) -> Result<Option<u64>, VerdictError> {
+        let octets = raw.to_ne_bytes();
+        if self.exact_v4.get(&octets, 0).is_ok() {
+            // Already in the overflow hash: replace it there, so one address has one entry.
+            return insert_exact(&mut self.exact_v4, map_names::BLOCK_EXACT_V4, octets, value);
+        }
+        let seed = self.table_seed()?;
+        match self.table_v4.insert(raw, seed, &value) {
+            table::Insert::Replaced(old) => Ok(Some(old)),
+            table::Insert::Added => Ok(None),
+            table::Insert::Full => {
+                insert_exact(&mut self.exact_v4, map_names::BLOCK_EXACT_V4, octets, value)
+            }
+        }
+    }
+
+    /// Exact IPv4 blocks held in the table and in the overflow hash.
+    pub fn exact_v4_placement(&self) -> (usize, usize) {
+        (self.table_v4.blocks().len(), self.exact_v4.keys().count())
     }
 
     /// Blocks `net` for `ttl` from `now_boot_ns`. Returns the verdict id.
@@ -407,12 +500,9 @@ impl Verdicts {
             .insert(verdict_id, note, 0)
             .map_err(map_err("insert", map_names::VERDICT_NOTES))?;
         let written = match net {
-            IpNet::V4(n) if is_host(net) => insert_exact(
-                &mut self.exact_v4,
-                map_names::BLOCK_EXACT_V4,
-                n.addr().octets(),
-                value,
-            ),
+            IpNet::V4(n) if is_host(net) => {
+                self.insert_exact_v4(u32::from_ne_bytes(n.addr().octets()), value)
+            }
             IpNet::V6(n) if is_host(net) => insert_exact(
                 &mut self.exact_v6,
                 map_names::BLOCK_EXACT_V6,
@@ -462,12 +552,22 @@ impl Verdicts {
             },
         };
         let verdict_id = match net {
-            IpNet::V4(n) if is_host(net) => Some(remove_exact(
-                &mut self.exact_v4,
-                map_names::BLOCK_EXACT_V4,
-                &n.addr().octets(),
-                not_found,
-            )?),
+            IpNet::V4(n) if is_host(net) => {
+                let raw = u32::from_ne_bytes(n.addr().octets());
+                let seed = self.current_seed();
+                match (seed != 0)
+                    .then(|| self.table_v4.remove(raw, seed))
+                    .flatten()
+                {
+                    Some(id) => Some(id),
+                    None => Some(remove_exact(
+                        &mut self.exact_v4,
+                        map_names::BLOCK_EXACT_V4,
+                        &n.addr().octets(),
+                        not_found,
+                    )?),
+                }
+            }
             IpNet::V6(n) if is_host(net) => Some(remove_exact(
                 &mut self.exact_v6,
                 map_names::BLOCK_EXACT_V6,
@@ -529,6 +629,10 @@ impl Verdicts {
     /// Lists blocks (exact, then prefixes), with TTL left relative to `now_boot_ns`.
     pub fn blocks(&self, now_boot_ns: u64) -> Result<Vec<BlockEntry>, VerdictError> {
         let mut out = Vec::new();
+        for (raw, v) in self.table_v4.blocks() {
+            let addr = Ipv4Addr::from(raw.to_ne_bytes());
+            out.push(self.entry(IpNet::from(IpAddr::V4(addr)), v, now_boot_ns));
+        }
         for item in &self.exact_v4 {
             let (addr, v) = item.map_err(map_err("iterate", map_names::BLOCK_EXACT_V4))?;
             out.push(self.entry(IpNet::from(IpAddr::from(addr)), v, now_boot_ns));

@@ -1340,6 +1340,77 @@ const REQ_RECORD_FOOTPRINT: u64 = (8
     * 8;
 
 #[test]
+fn exact_ipv4_blocks_beyond_the_probe_window_overflow_and_still_drop() {
+    let mut sensor = Sensor::load();
+    // Map keys only: these packets go to BPF_PROG_TEST_RUN, never onto a network. Enough
+    // blocks (two thirds of the table's slots) that some probe windows fill up and blocks
+    // overflow into the hash.
+    let blocked: Vec<[u8; 4]> = (0..88_000u32)
+        .map(|i| {
+            let x = i.wrapping_mul(2_654_435_761);
+            [10, (x >> 16) as u8, (x >> 8) as u8, x as u8]
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let now = clock::boot_ns();
+    for a in &blocked {
+        let net = ipnet::IpNet::from(std::net::IpAddr::from(*a));
+        sensor
+            .verdicts
+            .block(net, Duration::from_mins(10), Reason::Manual, "fill", now)
+            .unwrap_or_else(|e| panic!("blocking {net}: {e}"));
+    }
+    let (in_table, overflow) = sensor.verdicts.exact_v4_placement();
+    assert_eq!(
+        in_table + overflow,
+        blocked.len(),
+        "every block is placed once"
+    );
+    assert!(
+        overflow > 0,
+        "{in_table} blocks in the table and none overflowed"
+    );
+    let blocked_set: std::collections::BTreeSet<[u8; 4]> = blocked.iter().copied().collect();
+    let mut failures = Vec::new();
+    let frame_from = |a: [u8; 4]| Eth::new().ipv4(a, S4).tcp(&req(22), b"");
+    for a in blocked.iter().step_by(37) {
+        let action = sensor.run_xdp(&frame_from(*a), 1);
+        if action != XDP_DROP {
+            failures.push(format!("blocked {a:?}: action {action}"));
+        }
+    }
+    for i in 0..3_000u32 {
+        let a = [10, 200, (i >> 8) as u8, i as u8];
+        if blocked_set.contains(&a) {
+            continue;
+        }
+        let action = sensor.run_xdp(&frame_from(a), 1);
+        if action != XDP_PASS {
+            failures.push(format!("unblocked {a:?}: action {action}"));
+        }
+    }
+    for a in &blocked {
+        let net = ipnet::IpNet::from(std::net::IpAddr::from(*a));
+        if let Err(e) = sensor.verdicts.unblock(net) {
+            failures.push(format!("unblocking {net}: {e}"));
+        }
+    }
+    assert_eq!(
+        sensor.verdicts.exact_v4_placement(),
+        (0, 0),
+        "all unblocked"
+    );
+    for a in blocked.iter().step_by(101) {
+        let action = sensor.run_xdp(&frame_from(*a), 1);
+        if action != XDP_PASS {
+            failures.push(format!("unblocked again {a:?}: action {action}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
 fn segment_records_take_the_smallest_size_class() {
     let mut sensor = Sensor::load();
     let mut failures = Vec::new();
