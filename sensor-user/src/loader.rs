@@ -14,7 +14,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapError},
+    maps::{Array, MapData, MapError},
     programs::{
         ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
         tc::{self, NlOptions, TcAttachOptions},
@@ -74,6 +74,22 @@ pub enum LoadError {
     /// The object failed to load (verifier, BTF, kernel support).
     #[error("loading the eBPF object failed (is BPF supported and enabled in this kernel?): {0}")]
     Load(#[from] aya::EbpfError),
+    /// The object could not be parsed (for its map definitions).
+    #[error("parsing the eBPF object: {0}")]
+    Parse(#[from] aya_obj::ParseError),
+    /// A persistent pin was made by a version whose map definition differs from this one's.
+    #[error(
+        "pinned map {path} is {found}, but this version of apisensor needs {want}: it was made by \
+         an incompatible version. Remove it to start with an empty map (its entries are lost)"
+    )]
+    IncompatiblePin {
+        /// The pin.
+        path: PathBuf,
+        /// The pinned map.
+        found: MapShape,
+        /// What the object defines.
+        want: MapShape,
+    },
     /// A program is missing from the object.
     #[error("program {0} not found in the eBPF object")]
     MissingProgram(&'static str),
@@ -91,7 +107,7 @@ pub enum LoadError {
         source: ProgramError,
     },
     /// A map operation failed.
-    #[error("writing map {map}: {source}")]
+    #[error("map {map}: {source}")]
     Map {
         /// Map name.
         map: &'static str,
@@ -256,6 +272,66 @@ pub fn lock_pin_dir(pin_dir: &Path) -> Result<AgentLock, LoadError> {
     Ok(AgentLock { _file: file })
 }
 
+/// What must match for a pinned map to be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapShape {
+    /// `bpf_map_type`.
+    pub map_type: u32,
+    /// Key size in bytes.
+    pub key_size: u32,
+    /// Value size in bytes.
+    pub value_size: u32,
+    /// Capacity.
+    pub max_entries: u32,
+    /// Creation flags.
+    pub flags: u32,
+}
+
+impl std::fmt::Display for MapShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "type {}, key {} B, value {} B, {} entries, flags {:#x}",
+            self.map_type, self.key_size, self.value_size, self.max_entries, self.flags
+        )
+    }
+}
+
+/// Checks every persistent pin under `dir` against the definition of its map in `object`.
+/// aya reuses a pin by name without looking at it, so a pin left by a version with another
+/// layout would otherwise surface as a verifier error, or worse, as misread entries.
+fn check_persistent_pins(object: &[u8], dir: &Path) -> Result<(), LoadError> {
+    let obj = aya_obj::Object::parse(object)?;
+    for name in map_names::PERSISTENT {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let def = obj.maps.get(name).ok_or(LoadError::MissingMap(name))?;
+        let want = MapShape {
+            map_type: def.map_type(),
+            key_size: def.key_size(),
+            value_size: def.value_size(),
+            max_entries: def.max_entries(),
+            flags: def.map_flags(),
+        };
+        let info = MapData::from_pin(&path)
+            .and_then(|m| m.info())
+            .map_err(|source| LoadError::Map { map: name, source })?;
+        let found = MapShape {
+            map_type: info.map_type().map_or(u32::MAX, |t| t as u32),
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: info.max_entries(),
+            flags: info.map_flags(),
+        };
+        if found != want {
+            return Err(LoadError::IncompatiblePin { path, found, want });
+        }
+    }
+    Ok(())
+}
+
 /// Loads the embedded object. With a pin directory, the caller must hold its [`AgentLock`].
 pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
     load_object(EBPF_OBJECT, opts)
@@ -270,6 +346,7 @@ pub fn load_object(object: &[u8], opts: &LoadOptions) -> Result<Ebpf, LoadError>
     let pins: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
         Some(dir) => {
             prepare_pin_dir(dir)?;
+            check_persistent_pins(object, dir)?;
             for name in map_names::ALL {
                 let path = dir.join(name);
                 if !map_names::PERSISTENT.contains(&name) && path.exists() {

@@ -1,0 +1,85 @@
+//! Pins left by another version: the loader must refuse a persistent pin whose map definition
+//! differs from the object's, naming the pin, instead of reusing it.
+//!
+//! Runs as root (bpffs, map creation). Nothing is attached and no traffic is sent. The pin
+//! directory is private to the test and removed by a guard, also on failure.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use sensor_common::{capacity, map_names};
+use sensor_user::loader::{self, LoadError, LoadOptions};
+
+/// Removes the pin directory and its lock files when dropped.
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        for lock in loader::lock_files(&self.0) {
+            let _ = std::fs::remove_file(lock);
+        }
+    }
+}
+
+fn bpftool(args: &[&str]) {
+    let out = Command::new("bpftool")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("bpftool is needed for this test (cargo xtask setup): {e}"));
+    assert!(
+        out.status.success(),
+        "bpftool {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn load(dir: &Path) -> Result<aya::Ebpf, LoadError> {
+    loader::load(&LoadOptions {
+        pin_dir: Some(dir.to_path_buf()),
+        max_sources: capacity::SOURCES,
+    })
+}
+
+#[test]
+fn an_incompatible_persistent_pin_is_refused_by_name() {
+    let dir = PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/apisensor-test-pins-{}",
+        std::process::id()
+    )));
+    // A first load makes every pin; they match the object, so a second load reuses them.
+    drop(load(&dir.0).unwrap_or_else(|e| panic!("first load: {e}")));
+    drop(load(&dir.0).unwrap_or_else(|e| panic!("reload over compatible pins: {e}")));
+
+    // Replace MAPS_IN_USE with the layout of an older version (24-byte value).
+    let pin = dir.0.join(map_names::MAPS_IN_USE);
+    std::fs::remove_file(&pin).expect("removing the pin");
+    let pin_str = pin.to_str().expect("utf-8 path");
+    bpftool(&[
+        "map",
+        "create",
+        pin_str,
+        "type",
+        "array",
+        "key",
+        "4",
+        "value",
+        "24",
+        "entries",
+        "1",
+        "name",
+        "MAPS_IN_USE",
+    ]);
+    match load(&dir.0) {
+        Err(e @ LoadError::IncompatiblePin { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(pin_str) && msg.contains("value 24 B") && msg.contains("value 32 B"),
+                "the error names the pin and both layouts: {msg}"
+            );
+        }
+        Err(e) => panic!("expected an incompatible-pin error, got: {e}"),
+        Ok(_) => panic!("an incompatible MAPS_IN_USE pin was reused"),
+    }
+}
