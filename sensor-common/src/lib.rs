@@ -48,12 +48,14 @@ pub mod map_names {
     /// Exact IPv4 blocks that found no slot in [`BLOCK_TABLE_V4`] ([`super::BlockValue`] by
     /// [`super::V4Addr`]).
     pub const BLOCK_EXACT_V4: &str = "BLOCK_EXACT_V4";
-    /// Exact IPv4 blocks, open-addressed: an array of [`super::BlockSlotV4`] (see
-    /// [`super::block_table`]). [`BLOCK_EXACT_V4`] takes the blocks that find no slot.
+    /// IPv4 blocks, exact and prefix, open-addressed: an array of [`super::BlockSlotV4`] (see
+    /// [`super::block_table`]). [`BLOCK_EXACT_V4`] and [`BLOCK_PREFIX_V4`] take the blocks that
+    /// find no slot.
     pub const BLOCK_TABLE_V4: &str = "BLOCK_TABLE_V4";
     /// Exact IPv6 blocks ([`super::BlockValue`] by [`super::Addr`]).
     pub const BLOCK_EXACT_V6: &str = "BLOCK_EXACT_V6";
-    /// IPv4 prefix blocks (LPM trie of [`super::V4Addr`] to [`super::BlockValue`]).
+    /// IPv4 prefix blocks that found no slot in [`BLOCK_TABLE_V4`] (LPM trie of
+    /// [`super::V4Addr`] to [`super::BlockValue`]).
     pub const BLOCK_PREFIX_V4: &str = "BLOCK_PREFIX_V4";
     /// IPv6 prefix blocks (LPM trie of [`super::Addr`] to [`super::BlockValue`]).
     pub const BLOCK_PREFIX_V6: &str = "BLOCK_PREFIX_V6";
@@ -114,23 +116,27 @@ pub mod program_names {
     pub const TC_EGRESS: &str = "apisensor_tc";
 }
 
-/// The open-addressed table of exact IPv4 blocks, `BLOCK_TABLE_V4`.
+/// The open-addressed table of IPv4 blocks, exact and prefix, `BLOCK_TABLE_V4`.
 ///
-/// A hash-map lookup is an out-of-line kernel call (hash, bucket walk, `memcmp`), which costs
-/// more than the rest of the drop path on machines with return-thunk mitigations; an array
-/// lookup is inlined by the verifier. So exact IPv4 blocks live in an array of [`BlockSlotV4`],
-/// placed by linear probing from [`slot_of`], and XDP probes at most [`MAX_PROBE`] slots. A block
-/// that finds no free slot within that window goes to the `BLOCK_EXACT_V4` hash instead, which
-/// XDP consults only while it has entries. The multiplier is random and secret per table, so
-/// an attacker cannot choose addresses that pile up in one probe window.
+/// A hash-map or LPM-trie lookup is an out-of-line kernel call (hashing, a bucket or node walk,
+/// `memcmp`), which costs more than the rest of the drop path on machines with return-thunk
+/// mitigations; an array lookup is inlined by the verifier. So IPv4 blocks live in an array of
+/// [`BlockSlotV4`], each keyed by its network and prefix length and placed by linear probing
+/// from [`slot_of`]. Longest-prefix match probes one key per prefix length in use, longest
+/// first (the lengths are a bitmap in `MapsInUse`), at most [`MAX_PROBE`] slots each. A block that
+/// finds no free slot within its window goes to the `BLOCK_EXACT_V4` hash or the
+/// `BLOCK_PREFIX_V4` trie instead, which XDP consults only while they have entries. The
+/// multiplier is random and secret per table, so an attacker cannot choose addresses that pile
+/// up in one probe window.
 ///
 /// Only `verdict.rs` writes the table, through a shared memory mapping (the array is
 /// `BPF_F_MMAPABLE`), in an order that keeps every slot XDP can see consistent: a new block is
 /// written into a free slot, and only then is its `state` set to [`USED`]; a removal sets `state`
 /// to [`DELETED`] (a tombstone, reused by later inserts, that does not end a probe).
 pub mod block_table {
-    /// Slots in the table: twice the exact-block capacity, so probes stay short.
-    pub const SLOTS: u32 = 2 * super::capacity::BLOCK_EXACT;
+    /// Slots in the table: 2^18, enough for the exact and prefix capacities at a load that
+    /// keeps probes short.
+    pub const SLOTS: u32 = 1 << 18;
     /// log2 of [`SLOTS`].
     pub const SLOT_BITS: u32 = SLOTS.trailing_zeros();
     /// Slots looked at, from the home slot on, before giving up.
@@ -144,11 +150,23 @@ pub mod block_table {
 
     const _: () = assert!(SLOTS.is_power_of_two());
 
-    /// The home slot of `addr` (the address as loaded from a packet: network byte order in
-    /// memory) under the table's multiplier `seed` (odd): multiply-shift hashing.
+    /// The network bits of a `prefix_len` (0 to 32) prefix, as a mask of an address loaded
+    /// from a packet (network byte order in memory, read as a native word).
     #[inline(always)]
-    pub const fn slot_of(addr: u32, seed: u64) -> u32 {
-        ((addr as u64 ^ (seed >> 32)).wrapping_mul(seed | 1) >> (64 - SLOT_BITS)) as u32
+    pub const fn mask(prefix_len: u32) -> u32 {
+        if prefix_len == 0 {
+            0
+        } else {
+            (u32::MAX << (32 - prefix_len)).to_be()
+        }
+    }
+
+    /// The home slot of the network `addr` (masked, as [`mask`] gives) of length `prefix_len`,
+    /// under the table's multiplier `seed` (odd): multiply-shift hashing.
+    #[inline(always)]
+    pub const fn slot_of(addr: u32, prefix_len: u32, seed: u64) -> u32 {
+        let key = addr as u64 | (prefix_len as u64) << 32;
+        ((key ^ (seed >> 24)).wrapping_mul(seed | 1) >> (64 - SLOT_BITS)) as u32
     }
 }
 
@@ -156,18 +174,23 @@ pub mod block_table {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockSlotV4 {
-    /// The blocked address as loaded from a packet (network byte order in memory).
+    /// The blocked network, masked, as an address loaded from a packet (network byte order in
+    /// memory).
     pub addr: u32,
     /// [`block_table::EMPTY`], [`block_table::USED`] or [`block_table::DELETED`].
     pub state: u32,
+    /// Its prefix length, 0 to 32.
+    pub prefix_len: u32,
+    /// Zero.
+    pub reserved: u32,
     /// The block.
     pub value: BlockValue,
 }
-const _: () = assert!(size_of::<BlockSlotV4>() == 48);
+const _: () = assert!(size_of::<BlockSlotV4>() == 56);
 
 /// Default capacities of the maps, used by the kernel object; the loader may override some.
 pub mod capacity {
-    /// Exact blocks, per family (for IPv4, the table holds twice as many slots).
+    /// Exact blocks, per family.
     pub const BLOCK_EXACT: u32 = 65_536;
     /// Exact IPv4 blocks that found no slot in the table.
     pub const BLOCK_EXACT_V4_OVERFLOW: u32 = 8_192;
@@ -204,8 +227,9 @@ pub struct BlockValue {
     pub last_hit_ns: u64,
     /// Why the block exists, a [`Reason`] value.
     pub reason: u32,
-    /// Zero; keeps the struct free of implicit padding.
-    pub reserved: u32,
+    /// Prefix length of the blocked network (32 or 128 for a host). The IPv4 lookup compares
+    /// it between the block table and the overflow trie, which does not say what matched.
+    pub prefix_len: u32,
 }
 const _: () = assert!(size_of::<BlockValue>() == 40);
 
@@ -218,8 +242,9 @@ pub struct MapsInUse {
     /// The multiplier of [`block_table::slot_of`] for `BLOCK_TABLE_V4`: random, odd, chosen
     /// once when the table is first written and kept while it has entries (pinned with it).
     pub table_seed: u64,
-    /// `BLOCK_TABLE_V4` has entries.
-    pub table_v4: u32,
+    /// Prefix lengths present in `BLOCK_TABLE_V4`: bit `n` set when a block of length `n`
+    /// (0 to 32) is there. XDP probes only these lengths.
+    pub table_lens_v4: u64,
     /// `BLOCK_EXACT_V4` has entries.
     pub exact_v4: u32,
     /// `BLOCK_EXACT_V6` has entries.
@@ -230,19 +255,22 @@ pub struct MapsInUse {
     pub prefix_v6: u32,
     /// `ALLOW` has entries.
     pub allow: u32,
+    /// Zero.
+    pub reserved: u32,
 }
-const _: () = assert!(size_of::<MapsInUse>() == 32);
+const _: () = assert!(size_of::<MapsInUse>() == 40);
 
 impl MapsInUse {
     /// Look everything up (used if the map cannot be read).
     pub const ALL: Self = Self {
         table_seed: 1,
-        table_v4: 1,
+        table_lens_v4: (1 << 33) - 1,
         exact_v4: 1,
         exact_v6: 1,
         prefix_v4: 1,
         prefix_v6: 1,
         allow: 1,
+        reserved: 0,
     };
 }
 

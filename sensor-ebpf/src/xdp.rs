@@ -158,15 +158,7 @@ fn enforce(src: Source, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
             src,
             in_use,
             || exact_v4(raw, in_use),
-            || {
-                if in_use.prefix_v4 == 0 {
-                    return None;
-                }
-                let key = LpmLookupV4::new(raw);
-                // SAFETY: `key_ptr` points at the 8 bytes of a `Key<u32>` (`Key` is packed).
-                let key = unsafe { &*key.key_ptr().cast::<Key<u32>>() };
-                BLOCK_PREFIX_V4.get(key).map(|b| (&raw const *b).cast_mut())
-            },
+            || prefix_v4(raw, in_use),
         ),
         Source::V6(key) => enforce_with(
             src,
@@ -189,34 +181,75 @@ fn enforce(src: Source, in_use: &MapsInUse) -> (Option<Counter>, Option<u64>) {
     }
 }
 
-/// The exact IPv4 block of `raw`: probes `BLOCK_TABLE_V4` (inlined array lookups, no kernel
-/// call), then the overflow hash while it has entries.
+/// The slot of the network `key` of length `len` in `BLOCK_TABLE_V4`, if it holds a block:
+/// at most `MAX_PROBE` inlined array lookups, no kernel call.
 #[inline(always)]
-fn exact_v4(raw: u32, in_use: &MapsInUse) -> Option<*mut BlockValue> {
-    if in_use.table_v4 != 0 {
-        let home = block_table::slot_of(raw, in_use.table_seed);
-        for i in 0..block_table::MAX_PROBE {
-            let Some(slot) = BLOCK_TABLE_V4.get_ptr_mut((home + i) & (block_table::SLOTS - 1))
-            else {
-                break;
-            };
-            // SAFETY: pointer to a live map value. User space writes a slot's other fields
-            // before it marks the slot used, and unmarks it before reusing it.
-            unsafe {
-                let state = (*slot).state;
-                if state == block_table::EMPTY {
-                    break;
-                }
-                if state == block_table::USED && (*slot).addr == raw {
-                    return Some(&raw mut (*slot).value);
-                }
+fn probe(key: u32, len: u32, seed: u64) -> Option<*mut BlockValue> {
+    let home = block_table::slot_of(key, len, seed);
+    for i in 0..block_table::MAX_PROBE {
+        let slot = BLOCK_TABLE_V4.get_ptr_mut((home + i) & (block_table::SLOTS - 1))?;
+        // SAFETY: pointer to a live map value. User space writes a slot's other fields before
+        // it marks the slot used, and unmarks it before reusing it.
+        unsafe {
+            let state = (*slot).state;
+            if state == block_table::EMPTY {
+                return None;
+            }
+            if state == block_table::USED && (*slot).addr == key && (*slot).prefix_len == len {
+                return Some(&raw mut (*slot).value);
             }
         }
+    }
+    None
+}
+
+/// The exact IPv4 block of `raw`: the table, then the overflow hash while it has entries.
+#[inline(always)]
+fn exact_v4(raw: u32, in_use: &MapsInUse) -> Option<*mut BlockValue> {
+    if in_use.table_lens_v4 & (1 << 32) != 0
+        && let Some(b) = probe(raw, 32, in_use.table_seed)
+    {
+        return Some(b);
     }
     if in_use.exact_v4 == 0 {
         return None;
     }
     BLOCK_EXACT_V4.get_ptr_mut(raw)
+}
+
+/// The longest IPv4 prefix block (shorter than /32) covering `raw`: one probe per prefix
+/// length in the table, longest first, then the overflow trie while it has entries (its match
+/// wins if longer; `BlockValue::prefix_len` says how long it is).
+#[inline(always)]
+fn prefix_v4(raw: u32, in_use: &MapsInUse) -> Option<*mut BlockValue> {
+    let mut best: Option<*mut BlockValue> = None;
+    let mut best_len = 0;
+    let lens = in_use.table_lens_v4 & ((1 << 32) - 1);
+    if lens != 0 {
+        let mut len = 32u32;
+        while len > 0 {
+            len -= 1;
+            if lens & (1 << len) == 0 {
+                continue;
+            }
+            if let Some(b) = probe(raw & block_table::mask(len), len, in_use.table_seed) {
+                best = Some(b);
+                best_len = len;
+                break;
+            }
+        }
+    }
+    if in_use.prefix_v4 != 0 {
+        let key = LpmLookupV4::new(raw);
+        // SAFETY: `key_ptr` points at the 8 bytes of a `Key<u32>` (`Key` is packed).
+        let key = unsafe { &*key.key_ptr().cast::<Key<u32>>() };
+        if let Some(b) = BLOCK_PREFIX_V4.get(key)
+            && (best.is_none() || b.prefix_len > best_len)
+        {
+            return Some((&raw const *b).cast_mut());
+        }
+    }
+    best
 }
 
 /// The enforcement order for one family: the exact block, then the prefix block (looked up only

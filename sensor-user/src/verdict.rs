@@ -259,6 +259,8 @@ pub struct AllowEntry {
 /// Handles on the enforcement maps.
 pub struct Verdicts {
     table_v4: table::SlotTable,
+    /// Prefix lengths this handle put into the table since it last wrote `MAPS_IN_USE`.
+    added_lens: u64,
     exact_v4: HashMap<MapData, V4Addr, BlockValue>,
     exact_v6: HashMap<MapData, Addr, BlockValue>,
     prefix_v4: LpmTrie<MapData, V4Addr, BlockValue>,
@@ -338,6 +340,7 @@ impl Verdicts {
         })?;
         Ok(Self {
             table_v4,
+            added_lens: 0,
             exact_v4: typed(get(map_names::BLOCK_EXACT_V4)?, map_names::BLOCK_EXACT_V4)?,
             exact_v6: typed(get(map_names::BLOCK_EXACT_V6)?, map_names::BLOCK_EXACT_V6)?,
             prefix_v4: typed(get(map_names::BLOCK_PREFIX_V4)?, map_names::BLOCK_PREFIX_V4)?,
@@ -374,28 +377,48 @@ impl Verdicts {
     ) -> Result<T, VerdictError> {
         let guard = self.write_guard()?;
         let done = change(self);
-        let refreshed = self.refresh_in_use();
+        let refreshed = self.publish_in_use(false);
         drop(guard);
         let value = done?;
         refreshed?;
         Ok(value)
     }
 
-    /// Rewrites `MAPS_IN_USE` from the maps: a map counts as in use when it has any key.
+    /// Rewrites `MAPS_IN_USE` from the maps: a map counts as in use when it has any key, and
+    /// the table's prefix lengths are those of its blocks (a scan of the whole table, which
+    /// also clears its tombstones once it is empty). Called at agent start and every purge
+    /// period, and so heals a flag left stale by a writer that died.
     pub fn refresh_in_use(&mut self) -> Result<MapsInUse, VerdictError> {
-        let table_v4 = self.table_v4.any_used();
-        if !table_v4 {
-            // No block left in the table: no probe can need a tombstone any more.
-            self.table_v4.clear_tombstones();
-        }
+        let _guard = self.write_guard()?;
+        self.publish_in_use(true)
+    }
+
+    /// Writes `MAPS_IN_USE` (under the writer lock). With `scan`, the table's prefix lengths
+    /// are recomputed from the table; without, they are the published ones plus those this
+    /// handle added: a superset, which only costs XDP a probe of a length that has no block,
+    /// while a removal does not have to scan the whole table.
+    fn publish_in_use(&mut self, scan: bool) -> Result<MapsInUse, VerdictError> {
+        let current = self.in_use.get(&0, 0).unwrap_or(MapsInUse::ALL);
+        let lens = if scan {
+            let lens = self.table_v4.lens();
+            if lens == 0 {
+                // No block left in the table: no probe can need a tombstone any more.
+                self.table_v4.clear_tombstones();
+            }
+            lens
+        } else {
+            current.table_lens_v4 | self.added_lens
+        };
+        self.added_lens = 0;
         let in_use = MapsInUse {
-            table_seed: self.current_seed(),
-            table_v4: u32::from(table_v4),
+            table_seed: current.table_seed,
+            table_lens_v4: lens,
             exact_v4: u32::from(self.exact_v4.keys().next().is_some()),
             exact_v6: u32::from(self.exact_v6.keys().next().is_some()),
             prefix_v4: u32::from(self.prefix_v4.keys().next().is_some()),
             prefix_v6: u32::from(self.prefix_v6.keys().next().is_some()),
             allow: u32::from(self.allow.keys().next().is_some()),
+            reserved: 0,
         };
         self.in_use
             .set(0, in_use, 0)
@@ -429,31 +452,81 @@ impl Verdicts {
         Ok(seed)
     }
 
-    /// Inserts or replaces the exact block of the IPv4 address `raw` (network byte order in
-    /// memory); returns the replaced entry's verdict id.
-    fn insert_exact_v4(
-        &mut self,
-        raw: u32,
-        value: BlockValue,
-    ) -> Result<Option<u64>, VerdictError> {
-        let octets = raw.to_ne_bytes();
-        if self.exact_v4.get(&octets, 0).is_ok() {
-            // Already in the overflow hash: replace it there, so one address has one entry.
+    /// Inserts or replaces the block of the IPv4 network `net`: in the table, or, when its
+    /// probe window is full, in the overflow hash (hosts) or trie (prefixes). Returns the
+    /// replaced entry's verdict id.
+    fn insert_v4(&mut self, net: Ipv4Net, value: BlockValue) -> Result<Option<u64>, VerdictError> {
+        let len = u32::from(net.prefix_len());
+        let octets = net.network().octets();
+        // One network has one entry: if an overflow map already holds it, replace it there.
+        if len == 32 && self.exact_v4.get(&octets, 0).is_ok() {
             return insert_exact(&mut self.exact_v4, map_names::BLOCK_EXACT_V4, octets, value);
         }
+        let key = v4_key(net);
+        if len < 32
+            && self
+                .prefix_v4
+                .get(&key, 0)
+                .is_ok_and(|v| v.prefix_len == len)
+        {
+            return insert_prefix(&mut self.prefix_v4, map_names::BLOCK_PREFIX_V4, &key, value);
+        }
         let seed = self.table_seed()?;
-        match self.table_v4.insert(raw, seed, &value) {
+        self.added_lens |= 1 << len;
+        match self
+            .table_v4
+            .insert(u32::from_ne_bytes(octets), len, seed, &value)
+        {
             table::Insert::Replaced(old) => Ok(Some(old)),
             table::Insert::Added => Ok(None),
-            table::Insert::Full => {
+            table::Insert::Full if len == 32 => {
                 insert_exact(&mut self.exact_v4, map_names::BLOCK_EXACT_V4, octets, value)
+            }
+            table::Insert::Full => {
+                insert_prefix(&mut self.prefix_v4, map_names::BLOCK_PREFIX_V4, &key, value)
             }
         }
     }
 
-    /// Exact IPv4 blocks held in the table and in the overflow hash.
-    pub fn exact_v4_placement(&self) -> (usize, usize) {
-        (self.table_v4.blocks().len(), self.exact_v4.keys().count())
+    /// Removes the block of exactly the IPv4 network `net`; returns its verdict id if known.
+    fn remove_v4(
+        &mut self,
+        net: Ipv4Net,
+        not_found: impl Fn(MapError, &'static str) -> VerdictError,
+    ) -> Result<Option<u64>, VerdictError> {
+        let len = u32::from(net.prefix_len());
+        let octets = net.network().octets();
+        let seed = self.current_seed();
+        if seed != 0
+            && let Some(id) = self.table_v4.remove(u32::from_ne_bytes(octets), len, seed)
+        {
+            return Ok(Some(id));
+        }
+        if len == 32 {
+            remove_exact(
+                &mut self.exact_v4,
+                map_names::BLOCK_EXACT_V4,
+                &octets,
+                not_found,
+            )
+            .map(Some)
+        } else {
+            remove_prefix(
+                &mut self.prefix_v4,
+                map_names::BLOCK_PREFIX_V4,
+                &v4_key(net),
+                not_found,
+            )
+        }
+    }
+
+    /// IPv4 blocks in the table, in the overflow hash and in the overflow trie.
+    pub fn v4_placement(&self) -> (usize, usize, usize) {
+        (
+            self.table_v4.blocks().len(),
+            self.exact_v4.keys().count(),
+            self.prefix_v4.keys().count(),
+        )
     }
 
     /// Blocks `net` for `ttl` from `now_boot_ns`. Returns the verdict id.
@@ -494,25 +567,17 @@ impl Verdicts {
             hits: 0,
             last_hit_ns: 0,
             reason: reason as u32,
-            reserved: 0,
+            prefix_len: u32::from(net.prefix_len()),
         };
         self.notes
             .insert(verdict_id, note, 0)
             .map_err(map_err("insert", map_names::VERDICT_NOTES))?;
         let written = match net {
-            IpNet::V4(n) if is_host(net) => {
-                self.insert_exact_v4(u32::from_ne_bytes(n.addr().octets()), value)
-            }
+            IpNet::V4(n) => self.insert_v4(n, value),
             IpNet::V6(n) if is_host(net) => insert_exact(
                 &mut self.exact_v6,
                 map_names::BLOCK_EXACT_V6,
                 n.addr().octets(),
-                value,
-            ),
-            IpNet::V4(n) => insert_prefix(
-                &mut self.prefix_v4,
-                map_names::BLOCK_PREFIX_V4,
-                &v4_key(n),
                 value,
             ),
             IpNet::V6(n) => insert_prefix(
@@ -552,34 +617,13 @@ impl Verdicts {
             },
         };
         let verdict_id = match net {
-            IpNet::V4(n) if is_host(net) => {
-                let raw = u32::from_ne_bytes(n.addr().octets());
-                let seed = self.current_seed();
-                match (seed != 0)
-                    .then(|| self.table_v4.remove(raw, seed))
-                    .flatten()
-                {
-                    Some(id) => Some(id),
-                    None => Some(remove_exact(
-                        &mut self.exact_v4,
-                        map_names::BLOCK_EXACT_V4,
-                        &n.addr().octets(),
-                        not_found,
-                    )?),
-                }
-            }
+            IpNet::V4(n) => self.remove_v4(n, not_found)?,
             IpNet::V6(n) if is_host(net) => Some(remove_exact(
                 &mut self.exact_v6,
                 map_names::BLOCK_EXACT_V6,
                 &n.addr().octets(),
                 not_found,
             )?),
-            IpNet::V4(n) => remove_prefix(
-                &mut self.prefix_v4,
-                map_names::BLOCK_PREFIX_V4,
-                &v4_key(n),
-                not_found,
-            )?,
             IpNet::V6(n) => remove_prefix(
                 &mut self.prefix_v6,
                 map_names::BLOCK_PREFIX_V6,
@@ -629,9 +673,11 @@ impl Verdicts {
     /// Lists blocks (exact, then prefixes), with TTL left relative to `now_boot_ns`.
     pub fn blocks(&self, now_boot_ns: u64) -> Result<Vec<BlockEntry>, VerdictError> {
         let mut out = Vec::new();
-        for (raw, v) in self.table_v4.blocks() {
-            let addr = Ipv4Addr::from(raw.to_ne_bytes());
-            out.push(self.entry(IpNet::from(IpAddr::V4(addr)), v, now_boot_ns));
+        for slot in self.table_v4.blocks() {
+            let addr = Ipv4Addr::from(slot.addr.to_ne_bytes());
+            let net = Ipv4Net::new(addr, slot.prefix_len.min(32) as u8)
+                .map_or_else(|_| IpNet::from(IpAddr::V4(addr)), IpNet::V4);
+            out.push(self.entry(net, slot.value, now_boot_ns));
         }
         for item in &self.exact_v4 {
             let (addr, v) = item.map_err(map_err("iterate", map_names::BLOCK_EXACT_V4))?;
@@ -699,9 +745,10 @@ impl Verdicts {
         for b in &expired {
             self.unblock(b.net)?;
         }
-        // Re-derive the in-use flags even when nothing expired, so a stale flag (a writer that
-        // died between its write and its refresh) heals within one period.
-        self.write(|_| Ok(()))?;
+        // Re-derive the in-use flags and table lengths even when nothing expired, so a stale
+        // flag (a writer that died between its write and its refresh, or lengths whose last
+        // block went) heals within one period.
+        self.refresh_in_use()?;
         Ok(expired.len())
     }
 }

@@ -1193,6 +1193,30 @@ fn enforcement_fixtures() -> Vec<Fixture> {
             .verdict(Counter::XdpPassExpired)
             .counts_v6()
             .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp("the longest ipv4 prefix wins", v4().tcp(&http, HTTP_GET))
+            .block("198.51.100.0/24", false, 0)
+            .block("198.51.100.0/30", false, 1)
+            .block("198.51.0.0/16", false, 0)
+            .counts_v4()
+            .dropped_by(Counter::XdpDropPrefix),
+        Fixture::xdp(
+            "an expired longest ipv4 prefix decides (passes)",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.0/24", false, 0)
+        .block("198.51.100.0/28", true, 0)
+        .verdict(Counter::XdpPassExpired)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp("ipv4 /0 covers every source", v4().tcp(&http, HTTP_GET))
+            .block("0.0.0.0/0", false, 1)
+            .counts_v4()
+            .dropped_by(Counter::XdpDropPrefix),
+        Fixture::xdp("an ipv4 /0 does not cover ipv6", v6().tcp(&http, HTTP_GET))
+            .block("0.0.0.0/0", false, 0)
+            .verdict(Counter::XdpPassSampled)
+            .counts_v6()
+            .event(six.request(&http, HTTP_GET)),
         Fixture::xdp(
             "expired exact block does not hide an active prefix block",
             v4().tcp(&http, HTTP_GET),
@@ -1361,7 +1385,7 @@ fn exact_ipv4_blocks_beyond_the_probe_window_overflow_and_still_drop() {
             .block(net, Duration::from_mins(10), Reason::Manual, "fill", now)
             .unwrap_or_else(|e| panic!("blocking {net}: {e}"));
     }
-    let (in_table, overflow) = sensor.verdicts.exact_v4_placement();
+    let (in_table, overflow, _) = sensor.verdicts.v4_placement();
     assert_eq!(
         in_table + overflow,
         blocked.len(),
@@ -1396,11 +1420,7 @@ fn exact_ipv4_blocks_beyond_the_probe_window_overflow_and_still_drop() {
             failures.push(format!("unblocking {net}: {e}"));
         }
     }
-    assert_eq!(
-        sensor.verdicts.exact_v4_placement(),
-        (0, 0),
-        "all unblocked"
-    );
+    assert_eq!(sensor.verdicts.v4_placement(), (0, 0, 0), "all unblocked");
     for a in blocked.iter().step_by(101) {
         let action = sensor.run_xdp(&frame_from(*a), 1);
         if action != XDP_PASS {

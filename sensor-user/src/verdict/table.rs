@@ -1,4 +1,4 @@
-//! The open-addressed table of exact IPv4 blocks (`BLOCK_TABLE_V4`, see
+//! The open-addressed table of IPv4 blocks (`BLOCK_TABLE_V4`, see
 //! `sensor_common::block_table`), read and written through a shared memory mapping of the array.
 //!
 //! XDP reads the slots while this module writes them, so every access goes through atomics,
@@ -142,6 +142,10 @@ impl SlotTable {
             BlockSlotV4 {
                 state: self.u32_at(&raw mut (*s).state).load(Ordering::Acquire),
                 addr: self.u32_at(&raw mut (*s).addr).load(Ordering::Relaxed),
+                prefix_len: self
+                    .u32_at(&raw mut (*s).prefix_len)
+                    .load(Ordering::Relaxed),
+                reserved: self.u32_at(&raw mut (*s).reserved).load(Ordering::Relaxed),
                 value: BlockValue {
                     expires_at_ns: self
                         .u64_at(&raw mut (*v).expires_at_ns)
@@ -154,7 +158,9 @@ impl SlotTable {
                         .u64_at(&raw mut (*v).last_hit_ns)
                         .load(Ordering::Relaxed),
                     reason: self.u32_at(&raw mut (*v).reason).load(Ordering::Relaxed),
-                    reserved: self.u32_at(&raw mut (*v).reserved).load(Ordering::Relaxed),
+                    prefix_len: self
+                        .u32_at(&raw mut (*v).prefix_len)
+                        .load(Ordering::Relaxed),
                 },
             }
         }
@@ -173,40 +179,43 @@ impl SlotTable {
                 .store(value.last_hit_ns, Ordering::Relaxed);
             self.u32_at(&raw mut (*v).reason)
                 .store(value.reason, Ordering::Relaxed);
-            self.u32_at(&raw mut (*v).reserved)
-                .store(value.reserved, Ordering::Relaxed);
+            self.u32_at(&raw mut (*v).prefix_len)
+                .store(value.prefix_len, Ordering::Relaxed);
             self.u64_at(&raw mut (*v).expires_at_ns)
                 .store(value.expires_at_ns, Ordering::Release);
         }
     }
 
-    /// The slots `addr` may occupy, in probe order.
-    fn window(addr: u32, seed: u64) -> impl Iterator<Item = usize> + use<> {
-        let home = slot_of(addr, seed);
+    /// The slots the network `addr`/`len` may occupy, in probe order.
+    fn window(addr: u32, len: u32, seed: u64) -> impl Iterator<Item = usize> + use<> {
+        let home = slot_of(addr, len, seed);
         let mask = SLOTS - 1;
         (0..MAX_PROBE).map(move |i| (home.wrapping_add(i) & mask) as usize)
     }
 
-    /// The slot holding `addr`, if any.
-    pub(super) fn find(&self, addr: u32, seed: u64) -> Option<usize> {
-        for i in Self::window(addr, seed) {
+    /// The slot holding the network `addr`/`len`, if any.
+    pub(super) fn find(&self, addr: u32, len: u32, seed: u64) -> Option<usize> {
+        for i in Self::window(addr, len, seed) {
             match self.state(i) {
                 EMPTY => return None,
-                USED if self.read(i).addr == addr => return Some(i),
+                USED if self.read(i).addr == addr && self.read(i).prefix_len == len => {
+                    return Some(i);
+                }
                 _ => {}
             }
         }
         None
     }
 
-    /// Inserts or replaces the block of `addr`.
-    pub(super) fn insert(&self, addr: u32, seed: u64, value: &BlockValue) -> Insert {
-        if let Some(i) = self.find(addr, seed) {
+    /// Inserts or replaces the block of the network `addr`/`len` (`addr` masked).
+    pub(super) fn insert(&self, addr: u32, len: u32, seed: u64, value: &BlockValue) -> Insert {
+        if let Some(i) = self.find(addr, len, seed) {
             let old = self.read(i).value.verdict_id;
             self.write_value(i, value);
             return Insert::Replaced(old);
         }
-        let free = Self::window(addr, seed).find(|&i| matches!(self.state(i), EMPTY | DELETED));
+        let free =
+            Self::window(addr, len, seed).find(|&i| matches!(self.state(i), EMPTY | DELETED));
         let Some(i) = free else {
             return Insert::Full;
         };
@@ -214,15 +223,18 @@ impl SlotTable {
         // The slot is not USED, so XDP skips it while it is filled in.
         self.u32_at(unsafe { &raw mut (*s).addr })
             .store(addr, Ordering::Relaxed);
+        self.u32_at(unsafe { &raw mut (*s).prefix_len })
+            .store(len, Ordering::Relaxed);
         self.write_value(i, value);
         self.u32_at(unsafe { &raw mut (*s).state })
             .store(USED, Ordering::Release);
         Insert::Added
     }
 
-    /// Removes the block of `addr`; returns its verdict id, or `None` if it has no slot.
-    pub(super) fn remove(&self, addr: u32, seed: u64) -> Option<u64> {
-        let i = self.find(addr, seed)?;
+    /// Removes the block of the network `addr`/`len`; returns its verdict id, or `None` if it
+    /// has no slot.
+    pub(super) fn remove(&self, addr: u32, len: u32, seed: u64) -> Option<u64> {
+        let i = self.find(addr, len, seed)?;
         let id = self.read(i).value.verdict_id;
         let s = self.slot(i);
         self.u32_at(unsafe { &raw mut (*s).state })
@@ -230,20 +242,19 @@ impl SlotTable {
         Some(id)
     }
 
-    /// Every block in the table, as (address, value).
-    pub(super) fn blocks(&self) -> Vec<(u32, BlockValue)> {
+    /// Every block in the table.
+    pub(super) fn blocks(&self) -> Vec<BlockSlotV4> {
         (0..self.count)
             .filter(|&i| self.state(i) == USED)
-            .map(|i| {
-                let s = self.read(i);
-                (s.addr, s.value)
-            })
+            .map(|i| self.read(i))
             .collect()
     }
 
-    /// Whether any slot holds a block.
-    pub(super) fn any_used(&self) -> bool {
-        (0..self.count).any(|i| self.state(i) == USED)
+    /// The prefix lengths of the blocks in the table: bit `n` for length `n`.
+    pub(super) fn lens(&self) -> u64 {
+        (0..self.count)
+            .filter(|&i| self.state(i) == USED)
+            .fold(0, |acc, i| acc | 1 << self.read(i).prefix_len.min(32))
     }
 
     /// Turns every tombstone back into an empty slot; only sound when no slot is used (then no
@@ -271,11 +282,11 @@ mod tests {
         }
     }
 
-    /// Addresses that share a home slot under `seed`, found by search.
+    /// Host addresses that share a home slot under `seed`, found by search.
     fn colliding(seed: u64, n: usize) -> Vec<u32> {
-        let home = slot_of(0, seed);
+        let home = slot_of(0, 32, seed);
         (0u32..)
-            .filter(|a| slot_of(*a, seed) == home)
+            .filter(|a| slot_of(*a, 32, seed) == home)
             .take(n)
             .collect()
     }
@@ -289,18 +300,34 @@ mod tests {
             .enumerate()
         {
             let id = step as u64 + 1;
-            assert_eq!(t.insert(addr, seed, &block(id)), Insert::Added, "{addr:#x}");
-            let i = t.find(addr, seed).expect("found after insert");
+            assert_eq!(
+                t.insert(addr, 32, seed, &block(id)),
+                Insert::Added,
+                "{addr:#x}"
+            );
+            let i = t.find(addr, 32, seed).expect("found after insert");
             assert_eq!(t.read(i).value, block(id));
-            assert_eq!(t.insert(addr, seed, &block(id + 10)), Insert::Replaced(id));
+            assert_eq!(
+                t.find(addr, 31, seed),
+                None,
+                "another length is another key"
+            );
+            assert_eq!(
+                t.insert(addr, 32, seed, &block(id + 10)),
+                Insert::Replaced(id)
+            );
             assert_eq!(t.read(i).value.verdict_id, id + 10, "replaced in place");
         }
         assert_eq!(t.blocks().len(), 3);
-        assert_eq!(t.remove(0xc633_6409, seed), Some(12));
-        assert_eq!(t.find(0xc633_6409, seed), None);
-        assert_eq!(t.remove(0xc633_6409, seed), None, "removed once");
+        assert_eq!(t.remove(0xc633_6409, 32, seed), Some(12));
+        assert_eq!(t.find(0xc633_6409, 32, seed), None);
+        assert_eq!(t.remove(0xc633_6409, 32, seed), None, "removed once");
         assert_eq!(t.blocks().len(), 2);
-        assert!(t.any_used());
+        assert_eq!(t.lens(), 1 << 32);
+        let net = 0x0064_33c6; // 198.51.100.0 in memory order
+        assert_eq!(t.insert(net, 24, seed, &block(50)), Insert::Added);
+        assert_eq!(t.lens(), 1 << 32 | 1 << 24);
+        assert!(t.find(net, 24, seed).is_some());
     }
 
     #[test]
@@ -309,22 +336,26 @@ mod tests {
         let seed = 0x1234_5678_9abc_def1;
         let addrs = colliding(seed, MAX_PROBE as usize + 1);
         for (k, a) in addrs.iter().take(MAX_PROBE as usize).enumerate() {
-            assert_eq!(t.insert(*a, seed, &block(k as u64)), Insert::Added, "{k}");
+            assert_eq!(
+                t.insert(*a, 32, seed, &block(k as u64)),
+                Insert::Added,
+                "{k}"
+            );
         }
         let last = addrs[MAX_PROBE as usize];
         assert_eq!(
-            t.insert(last, seed, &block(99)),
+            t.insert(last, 32, seed, &block(99)),
             Insert::Full,
             "window full"
         );
         // A tombstone in the middle of the run does not hide the entries after it...
-        assert_eq!(t.remove(addrs[2], seed), Some(2));
+        assert_eq!(t.remove(addrs[2], 32, seed), Some(2));
         for (k, a) in addrs.iter().take(MAX_PROBE as usize).enumerate() {
-            assert_eq!(t.find(*a, seed).is_some(), k != 2, "address {k}");
+            assert_eq!(t.find(*a, 32, seed).is_some(), k != 2, "address {k}");
         }
         // ...and the next insert reuses it.
-        assert_eq!(t.insert(last, seed, &block(99)), Insert::Added);
-        assert!(t.find(last, seed).is_some());
+        assert_eq!(t.insert(last, 32, seed, &block(99)), Insert::Added);
+        assert!(t.find(last, 32, seed).is_some());
         assert_eq!(t.blocks().len(), MAX_PROBE as usize);
     }
 
@@ -333,12 +364,16 @@ mod tests {
         let t = SlotTable::heap();
         let seed = 0x9e37_79b9_7f4a_7c15;
         for a in 0..100u32 {
-            assert_eq!(t.insert(a, seed, &block(u64::from(a))), Insert::Added, "{a}");
+            assert_eq!(
+                t.insert(a, 32, seed, &block(u64::from(a))),
+                Insert::Added,
+                "{a}"
+            );
         }
         for a in 0..100u32 {
-            assert!(t.remove(a, seed).is_some(), "{a}");
+            assert!(t.remove(a, 32, seed).is_some(), "{a}");
         }
-        assert!(!t.any_used());
+        assert_eq!(t.lens(), 0);
         t.clear_tombstones();
         assert!((0..t.count).all(|i| t.state(i) == EMPTY));
     }

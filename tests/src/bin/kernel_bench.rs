@@ -46,19 +46,17 @@ use std::{
 use anyhow::{Context as _, anyhow, bail, ensure};
 use aya::{
     Ebpf,
-    maps::{Map, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
+    maps::{Map, MapData, PerCpuArray, RingBuf},
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use aya_obj::programs::XdpAttachType;
 use ipnet::{IpNet, Ipv4Net};
-use sensor_common::{
-    BlockValue, Counter, Reason, SensorConfig, V4Addr, capacity, map_names, program_names,
-};
+use sensor_common::{Counter, Reason, SensorConfig, capacity, map_names, program_names};
 use sensor_user::{
     clock::boot_ns,
     event,
     loader::{self, LoadOptions},
-    verdict::{self, Verdicts},
+    verdict::Verdicts,
 };
 
 /// `XDP_DROP`.
@@ -549,47 +547,23 @@ fn random_prefixes(count: usize, rng: &mut Rng) -> Vec<Ipv4Net> {
     out
 }
 
-/// An apisensor instance whose prefix trie holds `count` prefixes, one of them covering the
-/// blocked client; the exact map stays empty. Returns the object and the trie's `memlock`.
-fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, u64)> {
+/// An apisensor instance blocking `count` IPv4 prefixes, one of them covering the blocked
+/// client, written through `Verdicts` as the CLI and the agent write them (no exact block).
+/// Returns the object and where the prefixes went: (in `BLOCK_TABLE_V4`, in the overflow trie).
+fn load_prefix_instance(count: usize) -> anyhow::Result<(Ebpf, (usize, usize))> {
     let mut ebpf = load_sensor(SensorConfig::DEFAULT.wakeup_bytes)?;
     let mut rng = Rng(SEED);
     let mut nets = random_prefixes(count.saturating_sub(1), &mut rng);
     nets.push(Ipv4Net::new(BLOCKED_PREFIX.0, BLOCKED_PREFIX.1)?);
-    let expires_at_ns = boot_ns() + BLOCK_TTL.as_nanos() as u64;
-    let map = ebpf
-        .map_mut(map_names::BLOCK_PREFIX_V4)
-        .context("BLOCK_PREFIX_V4 map missing")?;
-    let mut trie: LpmTrie<&mut MapData, V4Addr, BlockValue> = LpmTrie::try_from(map)?;
+    let mut verdicts = Verdicts::from_ebpf(&mut ebpf)?;
+    let now = boot_ns();
     for (i, net) in nets.iter().enumerate() {
-        // Written directly with the same key encoding as `verdict.rs` (no notes needed here);
-        // MAPS_IN_USE is set below, as `Verdicts` would.
-        let value = BlockValue {
-            expires_at_ns,
-            verdict_id: i as u64 + 1,
-            hits: 0,
-            last_hit_ns: 0,
-            reason: Reason::Manual as u32,
-            reserved: 0,
-        };
-        trie.insert(&verdict::v4_key(*net), value, 0)
-            .with_context(|| format!("inserting prefix {net} ({} of {count})", i + 1))?;
+        verdicts
+            .block(IpNet::V4(*net), BLOCK_TTL, Reason::Manual, "bench", now)
+            .with_context(|| format!("blocking prefix {net} ({} of {count})", i + 1))?;
     }
-    let memlock = fdinfo(aya::maps::IterableMap::map(&trie).fd().as_fd().as_raw_fd())?.memlock;
-    let in_use = ebpf
-        .map_mut(map_names::MAPS_IN_USE)
-        .context("MAPS_IN_USE map missing")?;
-    let mut in_use: aya::maps::Array<&mut MapData, sensor_common::MapsInUse> =
-        aya::maps::Array::try_from(in_use)?;
-    in_use.set(
-        0,
-        sensor_common::MapsInUse {
-            prefix_v4: u32::from(count > 0),
-            ..sensor_common::MapsInUse::default()
-        },
-        0,
-    )?;
-    Ok((ebpf, memlock))
+    let (table, _, trie) = verdicts.v4_placement();
+    Ok((ebpf, (table, trie)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1145,7 +1119,8 @@ struct Bench {
     ring: Option<RingBuf<MapData>>,
     trie_small: Ebpf,
     trie_large: Ebpf,
-    trie_memlock: [(usize, u64); 2],
+    /// Where the prefixes of the prefix instances went: (count, (in the table, in the trie)).
+    prefix_placement: [(usize, (usize, usize)); 2],
     xf: XdpFilter,
     /// CPU of the `TestRun` thread and of the consumer threads.
     cpus: (Option<usize>, Option<usize>),
@@ -1191,7 +1166,7 @@ impl Bench {
             ring: Some(ring),
             trie_small,
             trie_large,
-            trie_memlock: [(10_000, mem_small), (100_000, mem_large)],
+            prefix_placement: [(10_000, mem_small), (100_000, mem_large)],
             xf,
             cpus,
         })
@@ -1670,12 +1645,11 @@ fn report(
         total as f64 / f64::from(1u32 << 20)
     );
     let _ = writeln!(m);
-    for (n, bytes) in bench.trie_memlock {
+    for (n, (table, trie)) in bench.prefix_placement {
         let _ = writeln!(
             m,
-            "`BLOCK_PREFIX_V4` with {n} prefixes loaded: {bytes} bytes ({:.2} MiB, {:.0} bytes per prefix).",
-            bytes as f64 / f64::from(1u32 << 20),
-            bytes as f64 / n as f64
+            "With {n} IPv4 prefixes blocked: {table} in `BLOCK_TABLE_V4` (preallocated above), \
+             {trie} overflowed into the `BLOCK_PREFIX_V4` trie."
         );
     }
     m
