@@ -6,7 +6,7 @@
 //! drains on a short timer, so latency is bounded by that period when traffic is light and by
 //! the threshold when it is heavy, and a burst wakes the reader once, not once per record.
 
-use core::{ffi::c_void, mem::size_of, ptr};
+use core::{ffi::c_void, mem::size_of};
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -155,43 +155,74 @@ fn submit_flags(ring: &RingBuf, size: u64, threshold: u32, counters: &RingCounte
     }
 }
 
+/// What a record's header is made of, written straight into the ring reservation: building
+/// the 72-byte header on the stack and copying it cost about as much as the copy of a short
+/// payload.
+pub struct Header<'a> {
+    l3: &'a L3,
+    tcp: &'a Tcp,
+    ts_ns: u64,
+    ifindex: u32,
+    direction: Direction,
+}
+
+impl Header<'_> {
+    /// Writes the header, with `kind` and `captured_len`, at `h`.
+    ///
+    /// # Safety
+    /// `h` points to a writable, 8-byte aligned `EventHeader` (the start of a reservation).
+    #[inline(always)]
+    unsafe fn write(&self, h: *mut EventHeader, kind: EventKind, captured_len: u32) {
+        // SAFETY: as the caller promises.
+        unsafe {
+            h.write(EventHeader {
+                kind: kind as u32,
+                captured_len,
+                ts_ns: self.ts_ns,
+                src: self.l3.src.addr(),
+                dst: self.l3.dst.addr(),
+                src_port: self.tcp.sport,
+                dst_port: self.tcp.dport,
+                seq: self.tcp.seq,
+                ack: self.tcp.ack,
+                payload_len: self.tcp.payload_len as u32,
+                ifindex: self.ifindex,
+                tcp_flags: self.tcp.flags,
+                direction: self.direction as u8,
+                ip_version: self.l3.version,
+                reserved: 0,
+            });
+        }
+    }
+}
+
 /// The header of a record for a parsed TCP segment.
 #[inline(always)]
-pub fn header(l3: &L3, tcp: &Tcp, ts_ns: u64, ifindex: u32, direction: Direction) -> EventHeader {
-    EventHeader {
-        kind: 0,
-        captured_len: 0,
+pub fn header<'a>(
+    l3: &'a L3,
+    tcp: &'a Tcp,
+    ts_ns: u64,
+    ifindex: u32,
+    direction: Direction,
+) -> Header<'a> {
+    Header {
+        l3,
+        tcp,
         ts_ns,
-        src: l3.src.addr(),
-        dst: l3.dst.addr(),
-        src_port: tcp.sport,
-        dst_port: tcp.dport,
-        seq: tcp.seq,
-        ack: tcp.ack,
-        payload_len: tcp.payload_len as u32,
         ifindex,
-        tcp_flags: tcp.flags,
-        direction: direction as u8,
-        ip_version: l3.version,
-        reserved: 0,
+        direction,
     }
 }
 
 /// Emits a header-only record (SYN/FIN/RST).
 #[inline(always)]
-pub fn emit_control(ring: &RingBuf, header: &EventHeader, threshold: u32, counters: &RingCounters) {
+pub fn emit_control(ring: &RingBuf, header: &Header<'_>, threshold: u32, counters: &RingCounters) {
     let Some(mut entry) = ring.reserve::<EventHeader>(0) else {
         count(counters.full);
         return;
     };
-    let rec = entry.as_mut_ptr();
-    // SAFETY: the reservation holds one EventHeader. Copying straight into it, then patching
-    // two fields in place, keeps a second 72-byte header copy off the 512-byte stack.
-    unsafe {
-        ptr::copy_nonoverlapping(header, rec, 1);
-        (*rec).kind = EventKind::Control as u32;
-        (*rec).captured_len = 0;
-    }
+    // SAFETY: the reservation holds one EventHeader, 8-byte aligned.
+    unsafe { header.write(entry.as_mut_ptr(), EventKind::Control, 0) };
     let flags = submit_flags(ring, size_of::<EventHeader>() as u64, threshold, counters);
     entry.submit(flags);
     count(counters.control);
@@ -216,14 +247,14 @@ struct Record<const D: usize> {
 pub fn emit_segment<C: LoadBytes, const N: usize>(
     ctx: &C,
     ring: &RingBuf,
-    header: &EventHeader,
+    header: &Header<'_>,
     payload_off: usize,
     pkt_len: usize,
     cap: u32,
     threshold: u32,
     counters: &RingCounters,
 ) {
-    let payload_len = u64::from(header.payload_len);
+    let payload_len = header.tcp.payload_len as u64;
     let available = pkt_len.saturating_sub(payload_off) as u64;
     let want = payload_len.min(available).min(u64::from(cap)).min(N as u64);
     let args = (ctx, ring, header, payload_off, threshold, counters);
@@ -244,7 +275,7 @@ fn emit_class<C: LoadBytes, const D: usize>(
     (ctx, ring, header, payload_off, threshold, counters): (
         &C,
         &RingBuf,
-        &EventHeader,
+        &Header<'_>,
         usize,
         u32,
         &RingCounters,
@@ -270,14 +301,8 @@ fn emit_class<C: LoadBytes, const D: usize>(
             count(Counter::CopyFailed);
         }
     }
-    // SAFETY: the record starts with an EventHeader; copied in place rather than through a
-    // stack temporary.
-    unsafe {
-        let h = &raw mut (*rec).header;
-        ptr::copy_nonoverlapping(header, h, 1);
-        (*h).kind = EventKind::Segment as u32;
-        (*h).captured_len = captured;
-    }
+    // SAFETY: the record starts with an EventHeader, 8-byte aligned.
+    unsafe { header.write(&raw mut (*rec).header, EventKind::Segment, captured) };
     let flags = submit_flags(ring, size_of::<Record<D>>() as u64, threshold, counters);
     entry.submit(flags);
     count(counters.submitted);
