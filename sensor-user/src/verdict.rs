@@ -398,7 +398,7 @@ impl Verdicts {
     /// handle added: a superset, which only costs XDP a probe of a length that has no block,
     /// while a removal does not have to scan the whole table.
     fn publish_in_use(&mut self, scan: bool) -> Result<MapsInUse, VerdictError> {
-        let current = self.in_use.get(&0, 0).unwrap_or(MapsInUse::ALL);
+        let current = self.read_in_use()?;
         let lens = if scan {
             let lens = self.table_v4.lens();
             if lens == 0 {
@@ -427,14 +427,22 @@ impl Verdicts {
     }
 
     /// The table's multiplier as `MAPS_IN_USE` holds it (zero before the table's first block).
-    fn current_seed(&self) -> u64 {
-        self.in_use.get(&0, 0).map_or(0, |m| m.table_seed)
+    fn current_seed(&self) -> Result<u64, VerdictError> {
+        Ok(self.read_in_use()?.table_seed)
+    }
+
+    /// The published `MAPS_IN_USE`. Unreadable is an error, never a guess: its multiplier
+    /// decides where every IPv4 block lives.
+    fn read_in_use(&self) -> Result<MapsInUse, VerdictError> {
+        self.in_use
+            .get(&0, 0)
+            .map_err(map_err("read", map_names::MAPS_IN_USE))
     }
 
     /// The table's multiplier, chosen (random, odd) and published before the first block goes
     /// into the table. Called under the writer lock.
     fn table_seed(&mut self) -> Result<u64, VerdictError> {
-        let current = self.in_use.get(&0, 0).unwrap_or(MapsInUse::ALL);
+        let current = self.read_in_use()?;
         if current.table_seed != 0 {
             return Ok(current.table_seed);
         }
@@ -496,7 +504,7 @@ impl Verdicts {
     ) -> Result<Option<u64>, VerdictError> {
         let len = u32::from(net.prefix_len());
         let octets = net.network().octets();
-        let seed = self.current_seed();
+        let seed = self.current_seed()?;
         if seed != 0
             && let Some(id) = self.table_v4.remove(u32::from_ne_bytes(octets), len, seed)
         {
