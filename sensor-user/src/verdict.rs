@@ -528,6 +528,12 @@ impl Verdicts {
         }
     }
 
+    /// The IPv4 block table's multiplier (zero until its first block). A diagnostic: with it,
+    /// tests build addresses that share a probe window.
+    pub fn v4_table_seed(&self) -> Result<u64, VerdictError> {
+        self.current_seed()
+    }
+
     /// IPv4 blocks in the table, in the overflow hash and in the overflow trie.
     pub fn v4_placement(&self) -> (usize, usize, usize) {
         (

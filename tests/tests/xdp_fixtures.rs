@@ -23,7 +23,7 @@ use aya::{
 };
 use sensor_common::{
     Addr, Counter, Direction, EventKind, REQ_DATA_LEN, RESP_DATA_LEN, Reason, SensorConfig,
-    SourceStats, capacity, map_names, program_names, v4_mapped,
+    SourceStats, block_table, capacity, map_names, program_names, v4_mapped,
 };
 use sensor_user::{
     clock, event,
@@ -1363,69 +1363,135 @@ const REQ_RECORD_FOOTPRINT: u64 = (8
     .div_ceil(8)
     * 8;
 
-#[test]
-fn exact_ipv4_blocks_beyond_the_probe_window_overflow_and_still_drop() {
-    let mut sensor = Sensor::load();
-    // Map keys only: these packets go to BPF_PROG_TEST_RUN, never onto a network. Enough
-    // blocks (two thirds of the table's slots) that some probe windows fill up and blocks
-    // overflow into the hash.
-    let blocked: Vec<[u8; 4]> = (0..88_000u32)
-        .map(|i| {
-            let x = i.wrapping_mul(2_654_435_761);
-            [10, (x >> 16) as u8, (x >> 8) as u8, x as u8]
+/// `n` IPv4 networks of length `len` whose keys share one home slot of the block table under
+/// `seed`, from 1.0.0.0 up, skipping the documentation ranges the fixtures use and this
+/// machine's network. Map keys and `BPF_PROG_TEST_RUN` frames only: nothing is sent to them.
+fn colliding_nets(seed: u64, len: u8, n: usize) -> Vec<ipnet::Ipv4Net> {
+    let home_of = |net: ipnet::Ipv4Net| {
+        block_table::slot_of(
+            u32::from_ne_bytes(net.network().octets()),
+            u32::from(len),
+            seed,
+        )
+    };
+    let avoid: [ipnet::Ipv4Net; 3] = [
+        "192.0.2.0/24".parse().expect("net"),
+        "198.51.100.0/24".parse().expect("net"),
+        "203.0.113.0/24".parse().expect("net"),
+    ];
+    let step = 1u64 << (32 - u32::from(len));
+    let nets = (1u64 << 24..0xe000_0000)
+        .step_by(usize::try_from(step).expect("step fits"))
+        .map(|a| {
+            let addr = std::net::Ipv4Addr::from(u32::try_from(a).expect("below 2^32"));
+            ipnet::Ipv4Net::new(addr, len).expect("valid prefix")
         })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+        .filter(|net| !avoid.iter().any(|x| x.contains(net) || net.contains(x)));
+    let home = home_of(nets.clone().next().expect("one net"));
+    let found: Vec<_> = nets.filter(|n| home_of(*n) == home).take(n).collect();
+    assert_eq!(found.len(), n, "{n} colliding /{len} networks");
+    found
+}
+
+#[test]
+fn ipv4_blocks_beyond_a_full_probe_window_overflow_and_still_apply() {
+    let mut sensor = Sensor::load();
     let now = clock::boot_ns();
-    for a in &blocked {
-        let net = ipnet::IpNet::from(std::net::IpAddr::from(*a));
+    let block = |sensor: &mut Sensor, net: ipnet::Ipv4Net| {
         sensor
             .verdicts
-            .block(net, Duration::from_mins(10), Reason::Manual, "fill", now)
+            .block(ipnet::IpNet::V4(net), TTL, Reason::Manual, "window", now)
             .unwrap_or_else(|e| panic!("blocking {net}: {e}"));
+    };
+    // The first block fixes the table's multiplier; then fill one probe window with hosts and
+    // another with /24s, four more of each than the window holds.
+    let first: ipnet::Ipv4Net = "203.0.113.77/32".parse().expect("net");
+    block(&mut sensor, first);
+    let seed = sensor.verdicts.v4_table_seed().expect("seed");
+    assert_ne!(seed, 0, "the first block sets the multiplier");
+    let window = block_table::MAX_PROBE as usize;
+    let hosts = colliding_nets(seed, 32, window + 4);
+    let nets = colliding_nets(seed, 24, window + 4);
+    for n in hosts.iter().chain(&nets) {
+        block(&mut sensor, *n);
     }
-    let (in_table, overflow, _) = sensor.verdicts.v4_placement();
     assert_eq!(
-        in_table + overflow,
-        blocked.len(),
-        "every block is placed once"
+        sensor.verdicts.v4_placement(),
+        (1 + 2 * window, 4, 4),
+        "(in the table, in the hash, in the trie)"
     );
-    assert!(
-        overflow > 0,
-        "{in_table} blocks in the table and none overflowed"
-    );
-    let blocked_set: std::collections::BTreeSet<[u8; 4]> = blocked.iter().copied().collect();
+    // A /16 in the table covering the last (overflowed) /24: the trie's longer match wins.
+    let wide = ipnet::Ipv4Net::new(nets[window + 3].network(), 16)
+        .expect("net")
+        .trunc();
+    block(&mut sensor, wide);
+    let frame_from = |a: std::net::Ipv4Addr| Eth::new().ipv4(a.octets(), S4).tcp(&req(22), b"");
     let mut failures = Vec::new();
-    let frame_from = |a: [u8; 4]| Eth::new().ipv4(a, S4).tcp(&req(22), b"");
-    for a in blocked.iter().step_by(37) {
-        let action = sensor.run_xdp(&frame_from(*a), 1);
-        if action != XDP_DROP {
-            failures.push(format!("blocked {a:?}: action {action}"));
-        }
-    }
-    for i in 0..3_000u32 {
-        let a = [10, 200, (i >> 8) as u8, i as u8];
-        if blocked_set.contains(&a) {
-            continue;
-        }
+    let mut check = |sensor: &Sensor, a: std::net::Ipv4Addr, want: u32, what: &str| {
         let action = sensor.run_xdp(&frame_from(a), 1);
-        if action != XDP_PASS {
-            failures.push(format!("unblocked {a:?}: action {action}"));
+        if action != want {
+            failures.push(format!("{what} {a}: action {action}, want {want}"));
         }
+    };
+    for h in &hosts {
+        check(&sensor, h.addr(), XDP_DROP, "blocked host");
     }
-    for a in &blocked {
-        let net = ipnet::IpNet::from(std::net::IpAddr::from(*a));
-        if let Err(e) = sensor.verdicts.unblock(net) {
-            failures.push(format!("unblocking {net}: {e}"));
-        }
+    for n in &nets {
+        let inside = std::net::Ipv4Addr::from(u32::from(n.network()) + 9);
+        check(&sensor, inside, XDP_DROP, "inside a blocked /24");
+    }
+    let hits_of = |sensor: &Sensor, net: ipnet::Ipv4Net| {
+        let blocks = sensor.verdicts.blocks(clock::boot_ns()).expect("listing");
+        blocks
+            .iter()
+            .find(|b| b.net == ipnet::IpNet::V4(net))
+            .map_or(u64::MAX, |b| b.hits)
+    };
+    assert_eq!(
+        hits_of(&sensor, nets[window + 3]),
+        1,
+        "the overflowed /24 matched"
+    );
+    assert_eq!(
+        hits_of(&sensor, wide),
+        0,
+        "not the shorter /16 in the table"
+    );
+    // Removing a host in the middle of the window leaves a tombstone the others probe past,
+    // and the next colliding host reuses it instead of overflowing.
+    sensor
+        .verdicts
+        .unblock(ipnet::IpNet::V4(hosts[2]))
+        .expect("unblock");
+    check(&sensor, hosts[2].addr(), XDP_PASS, "unblocked host");
+    for h in hosts.iter().skip(3) {
+        check(&sensor, h.addr(), XDP_DROP, "host past the tombstone");
+    }
+    let extra = colliding_nets(seed, 32, window + 5)[window + 4];
+    block(&mut sensor, extra);
+    check(&sensor, extra.addr(), XDP_DROP, "host in the reused slot");
+    assert_eq!(
+        sensor.verdicts.v4_placement().1,
+        4,
+        "the reused slot took it, not the hash"
+    );
+    // Everything removed: every address passes again.
+    let all: Vec<ipnet::Ipv4Net> = hosts
+        .iter()
+        .chain(&nets)
+        .copied()
+        .filter(|n| *n != hosts[2])
+        .chain([first, wide, extra])
+        .collect();
+    for n in &all {
+        sensor
+            .verdicts
+            .unblock(ipnet::IpNet::V4(*n))
+            .unwrap_or_else(|e| panic!("unblocking {n}: {e}"));
     }
     assert_eq!(sensor.verdicts.v4_placement(), (0, 0, 0), "all unblocked");
-    for a in blocked.iter().step_by(101) {
-        let action = sensor.run_xdp(&frame_from(*a), 1);
-        if action != XDP_PASS {
-            failures.push(format!("unblocked again {a:?}: action {action}"));
-        }
+    for n in &all {
+        check(&sensor, n.addr(), XDP_PASS, "after removal");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
