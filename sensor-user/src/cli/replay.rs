@@ -3,7 +3,7 @@
 //! summary line on stderr. A damaged file still prints everything before the damage, then
 //! fails.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -12,6 +12,11 @@ use anyhow::Context as _;
 use crate::analyzer::{Analyzer, AnalyzerConfig};
 use crate::http::Transaction;
 use crate::replay::{ReplaySummary, replay_file_partial};
+
+/// Output bytes gathered before they are written to stdout.
+const OUT_CHUNK: usize = 1 << 20;
+/// Room for one more line beyond [`OUT_CHUNK`] without a reallocation in the common case.
+const OUT_SLACK: usize = 1 << 12;
 
 /// Arguments of `apisensor replay`.
 #[derive(clap::Args, Debug)]
@@ -38,27 +43,30 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         None => crate::config::Config::default_config().analyzer,
     };
     let mut analyzer = Analyzer::new(cfg);
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut line = Vec::with_capacity(1024);
+    let mut out = io::stdout().lock();
+    // Transactions are written into one large buffer and handed to stdout whole lines at a
+    // time, so no byte is copied twice and stdout's own line buffer is bypassed.
+    let mut buf: Vec<u8> = Vec::with_capacity(OUT_CHUNK + OUT_SLACK);
     let mut write_err: Option<io::Error> = None;
     let (summary, result) = replay_file_partial(&args.file, &mut analyzer, &mut |tx| {
         if write_err.is_some() {
             return;
         }
-        let written = if args.json {
-            line.clear();
-            json_line(tx, &mut line);
-            out.write_all(&line)
+        if args.json {
+            json_line(tx, &mut buf);
         } else {
-            writeln!(out, "{}", human_line(tx))
-        };
-        if let Err(e) = written {
-            write_err = Some(e);
+            buf.extend_from_slice(human_line(tx).as_bytes());
+            buf.push(b'\n');
+        }
+        if buf.len() >= OUT_CHUNK {
+            if let Err(e) = out.write_all(&buf) {
+                write_err = Some(e);
+            }
+            buf.clear();
         }
     });
     if write_err.is_none()
-        && let Err(e) = out.flush()
+        && let Err(e) = out.write_all(&buf).and_then(|()| out.flush())
     {
         write_err = Some(e);
     }
@@ -150,7 +158,7 @@ fn json_line(tx: &Transaction, buf: &mut Vec<u8>) {
     buf.extend_from_slice(b",\"route\":");
     json_str(buf, route);
     buf.extend_from_slice(b",\"query_keys\":");
-    json_names(buf, query_keys.iter());
+    json_name_list(buf, query_keys);
     buf.extend_from_slice(b",\"status\":");
     json_opt(buf, *status, |buf, s| json_u64(buf, u64::from(s)));
     buf.extend_from_slice(b",\"reason\":");
@@ -164,9 +172,9 @@ fn json_line(tx: &Transaction, buf: &mut Vec<u8>) {
     buf.extend_from_slice(b",\"user_agent\":");
     json_opt(buf, user_agent.as_deref(), json_str);
     buf.extend_from_slice(b",\"header_order\":");
-    json_names(buf, header_order.iter());
+    json_name_list(buf, header_order);
     buf.extend_from_slice(b",\"set_cookies\":");
-    json_names(buf, set_cookies.iter());
+    json_name_list(buf, set_cookies);
     buf.extend_from_slice(b",\"account\":");
     json_opt(buf, account.as_deref(), json_str);
     buf.extend_from_slice(b",\"session\":");
@@ -180,7 +188,11 @@ fn json_line(tx: &Transaction, buf: &mut Vec<u8>) {
         });
     });
     buf.extend_from_slice(b",\"flags\":");
-    json_names(buf, flags.iter().map(crate::http::Flag::name));
+    if flags.is_empty() {
+        buf.extend_from_slice(b"[]");
+    } else {
+        json_names(buf, flags.iter().map(crate::http::Flag::name));
+    }
     buf.extend_from_slice(b"}\n");
 }
 
@@ -193,35 +205,48 @@ fn json_opt<T>(buf: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<
 }
 
 /// A decimal number.
-fn json_u64(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0_u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(digits.get(i..).unwrap_or_default());
+fn json_u64(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// A JSON string: copied as is when nothing needs escaping (checked without an early exit, so
-/// the check vectorizes), else escaped by `serde_json`.
-fn json_str(buf: &mut Vec<u8>, s: &str) {
-    let plain = s.bytes().fold(0_u8, |esc, b| {
+/// Whether `s` holds a byte that JSON strings escape (checked without an early exit, so the
+/// check vectorizes).
+fn needs_escape(s: &[u8]) -> bool {
+    s.iter().fold(0_u8, |esc, &b| {
         esc | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
-    }) == 0;
-    if plain {
+    }) != 0
+}
+
+/// A JSON string: copied as is when nothing needs escaping, else escaped by `serde_json`.
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        // Serializing a string into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, s);
+    } else {
         buf.push(b'"');
         buf.extend_from_slice(s.as_bytes());
         buf.push(b'"');
+    }
+}
+
+/// A [`NameList`](crate::http::NameList) as an array of strings. Its names are separated by
+/// single spaces and none is empty, so when nothing needs escaping the array is the list with
+/// every space turned into `","`.
+fn json_name_list(buf: &mut Vec<u8>, names: &crate::http::NameList) {
+    let text = names.as_str();
+    if text.is_empty() {
+        buf.extend_from_slice(b"[]");
+    } else if needs_escape(text.as_bytes()) {
+        json_names(buf, names.iter());
     } else {
-        // Serializing a string into a vector cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, s);
+        buf.extend_from_slice(b"[\"");
+        for (i, name) in text.split(' ').enumerate() {
+            if i > 0 {
+                buf.extend_from_slice(b"\",\"");
+            }
+            buf.extend_from_slice(name.as_bytes());
+        }
+        buf.extend_from_slice(b"\"]");
     }
 }
 
@@ -270,13 +295,32 @@ fn ip_text(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
     }
 }
 
+/// Decimal text of every byte value: up to three digits and the length used.
+const OCTETS: [([u8; 3], u8); 256] = {
+    let mut table = [([0_u8; 3], 0_u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let n = i as u8;
+        table[i] = if n >= 100 {
+            ([b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10], 3)
+        } else if n >= 10 {
+            ([b'0' + n / 10, b'0' + n % 10, 0], 2)
+        } else {
+            ([b'0' + n, 0, 0], 1)
+        };
+        i += 1;
+    }
+    table
+};
+
 /// Dotted decimal.
 fn ipv4_text(buf: &mut Vec<u8>, ip: std::net::Ipv4Addr) {
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
             buf.push(b'.');
         }
-        json_u64(buf, u64::from(octet));
+        let (digits, len) = &OCTETS[usize::from(octet)];
+        buf.extend_from_slice(digits.get(..usize::from(*len)).unwrap_or_default());
     }
 }
 
