@@ -44,6 +44,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     };
     let mut analyzer = Analyzer::new(cfg);
     let mut out = io::stdout().lock();
+    grow_stdout_pipe();
     // Transactions are written into one large buffer and handed to stdout whole lines at a
     // time, so no byte is copied twice and stdout's own line buffer is bypassed.
     let mut buf: Vec<u8> = Vec::with_capacity(OUT_CHUNK + OUT_SLACK);
@@ -86,6 +87,15 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         Some(e) => Err(e).context("cannot write the transactions to stdout"),
         None => Ok(()),
     }
+}
+
+/// Lets a pipe on stdout hold a whole output chunk, so that handing one over does not block
+/// the replay (and wake the reader) once per 64 KiB, the default pipe size.
+fn grow_stdout_pipe() {
+    let size = libc::c_int::try_from(OUT_CHUNK).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `F_SETPIPE_SZ` on fd 1 only changes the capacity of a pipe. On anything else, or
+    // beyond the system's limit, it fails without effect, and the replay works either way.
+    let _ = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_SETPIPE_SZ, size) };
 }
 
 /// Reads the `[analyzer]` table of a TOML file; other tables are left to their own commands.
