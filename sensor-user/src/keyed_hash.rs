@@ -44,6 +44,10 @@ mod tests {
         let (a, b) = (keyed_state(), keyed_state());
         let key = [7_u8; 36];
         assert_eq!(a.hash_one(key), a.hash_one(key), "one hasher is stable");
-        assert_ne!(a.hash_one(key), b.hash_one(key), "two tables have different keys");
+        assert_ne!(
+            a.hash_one(key),
+            b.hash_one(key),
+            "two tables have different keys"
+        );
     }
 }
