@@ -243,18 +243,20 @@ fn json_str(buf: &mut Vec<u8>, s: &str) {
 /// single spaces and none is empty, so when nothing needs escaping the array is the list with
 /// every space turned into `","`.
 fn json_name_list(buf: &mut Vec<u8>, names: &crate::http::NameList) {
-    let text = names.as_str();
+    let text = names.as_str().as_bytes();
     if text.is_empty() {
         buf.extend_from_slice(b"[]");
-    } else if needs_escape(text.as_bytes()) {
+    } else if needs_escape(text) {
         json_names(buf, names.iter());
     } else {
+        buf.reserve(text.len() * 3 + 4);
         buf.extend_from_slice(b"[\"");
-        for (i, name) in text.split(' ').enumerate() {
-            if i > 0 {
+        for &b in text {
+            if b == b' ' {
                 buf.extend_from_slice(b"\",\"");
+            } else {
+                buf.push(b);
             }
-            buf.extend_from_slice(name.as_bytes());
         }
         buf.extend_from_slice(b"\"]");
     }
@@ -282,26 +284,84 @@ fn json_ip(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
 /// A socket address as a string, in the form of its `Display`.
 fn json_socket(buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
     buf.push(b'"');
+    socket_text(buf, addr);
+    buf.push(b'"');
+}
+
+/// A socket address in the form of its `Display`: `a.b.c.d:port`, `[v6]:port` or
+/// `[v6%scope]:port`.
+fn socket_text(buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
     match addr {
-        std::net::SocketAddr::V4(a) => {
-            ipv4_text(buf, *a.ip());
-            buf.push(b':');
-            json_u64(buf, u64::from(a.port()));
-        }
+        std::net::SocketAddr::V4(a) => ipv4_text(buf, *a.ip()),
         std::net::SocketAddr::V6(a) => {
-            let _ = write!(buf, "{a}");
+            buf.push(b'[');
+            ipv6_text(buf, *a.ip());
+            if a.scope_id() != 0 {
+                buf.push(b'%');
+                json_u64(buf, u64::from(a.scope_id()));
+            }
+            buf.push(b']');
         }
     }
-    buf.push(b'"');
+    buf.push(b':');
+    json_u64(buf, u64::from(addr.port()));
 }
 
 /// An IP address in the form of its `Display`.
 fn ip_text(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => ipv4_text(buf, v4),
-        std::net::IpAddr::V6(v6) => {
-            let _ = write!(buf, "{v6}");
+        std::net::IpAddr::V6(v6) => ipv6_text(buf, v6),
+    }
+}
+
+/// An IPv6 address in the form of its `Display` (RFC 5952): IPv4-mapped addresses as
+/// `::ffff:a.b.c.d`, otherwise lowercase hex groups with the first longest run of two or more
+/// zero groups written as `::`.
+fn ipv6_text(buf: &mut Vec<u8>, ip: std::net::Ipv6Addr) {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        buf.extend_from_slice(b"::ffff:");
+        ipv4_text(buf, v4);
+        return;
+    }
+    let groups = ip.segments();
+    let (mut run_at, mut run_len, mut cur_at, mut cur_len) = (0, 0, 0, 0);
+    for (i, &g) in groups.iter().enumerate() {
+        if g == 0 {
+            if cur_len == 0 {
+                cur_at = i;
+            }
+            cur_len += 1;
+            if cur_len > run_len {
+                (run_at, run_len) = (cur_at, cur_len);
+            }
+        } else {
+            cur_len = 0;
         }
+    }
+    let hex_groups = |buf: &mut Vec<u8>, part: &[u16]| {
+        for (i, &g) in part.iter().enumerate() {
+            if i > 0 {
+                buf.push(b':');
+            }
+            hex_group(buf, g);
+        }
+    };
+    if run_len > 1 {
+        hex_groups(buf, groups.get(..run_at).unwrap_or_default());
+        buf.extend_from_slice(b"::");
+        hex_groups(buf, groups.get(run_at + run_len..).unwrap_or_default());
+    } else {
+        hex_groups(buf, &groups);
+    }
+}
+
+/// A 16-bit group in lowercase hex without leading zeros.
+fn hex_group(buf: &mut Vec<u8>, g: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (16 - g.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        buf.push(HEX[usize::from((g >> (shift * 4)) & 0xF)]);
     }
 }
 
@@ -474,6 +534,55 @@ mod tests {
         tx.peer = "0.0.0.0:9".parse().expect("v4");
         tx.flags = Flags::from(Flag::ALL);
         check(&tx);
+    }
+
+    /// An IPv6 address whose groups are mostly zero, so that runs of zeros of every length and
+    /// position come up, plus IPv4-mapped and IPv4-compatible shapes.
+    fn ipv6_strategy() -> impl proptest::strategy::Strategy<Value = std::net::Ipv6Addr> {
+        use proptest::prelude::*;
+        (
+            proptest::collection::vec(prop_oneof![3 => Just(0_u16), 1 => any::<u16>()], 8),
+            0_u8..4,
+        )
+            .prop_map(|(groups, shape)| {
+                let mut g = [0_u16; 8];
+                for (slot, v) in g.iter_mut().zip(groups) {
+                    *slot = v;
+                }
+                match shape {
+                    0 => g[..5].fill(0),
+                    1 => {
+                        g[..5].fill(0);
+                        g[5] = 0xffff;
+                    }
+                    _ => {}
+                }
+                std::net::Ipv6Addr::from(g)
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn addresses_are_written_as_display_writes_them(
+            v6 in ipv6_strategy(),
+            v4 in proptest::prelude::any::<u32>(),
+            port in proptest::prelude::any::<u16>(),
+            scope in proptest::prop_oneof![proptest::strategy::Just(0_u32), proptest::prelude::any::<u32>()],
+        ) {
+            let v4 = std::net::Ipv4Addr::from(v4);
+            let addrs = [
+                std::net::SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, 0, scope)),
+                std::net::SocketAddr::V4(std::net::SocketAddrV4::new(v4, port)),
+            ];
+            for addr in addrs {
+                let mut buf = Vec::new();
+                socket_text(&mut buf, addr);
+                proptest::prop_assert_eq!(String::from_utf8_lossy(&buf), addr.to_string());
+                buf.clear();
+                ip_text(&mut buf, addr.ip());
+                proptest::prop_assert_eq!(String::from_utf8_lossy(&buf), addr.ip().to_string());
+            }
+        }
     }
 
     #[test]
