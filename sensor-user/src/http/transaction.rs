@@ -192,9 +192,20 @@ impl NameList {
 
     /// Appends a name, lowercased, from ASCII bytes (header names are tokens, so ASCII).
     pub(crate) fn push_lowercase(&mut self, name: &str) {
+        // One pass finds a space and whether anything is uppercase; most names are lowercase
+        // already and are then copied as they are.
+        let (space, upper) = name.bytes().fold((false, false), |(space, upper), b| {
+            (space | (b == b' '), upper | b.is_ascii_uppercase())
+        });
+        if name.is_empty() || space {
+            return;
+        }
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
         let start = self.0.len();
-        self.push(name);
-        if let Some(added) = self.0.get_mut(start..) {
+        self.0.push_str(name);
+        if upper && let Some(added) = self.0.get_mut(start..) {
             added.make_ascii_lowercase();
         }
     }
