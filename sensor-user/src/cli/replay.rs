@@ -49,12 +49,13 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     // time, so no byte is copied twice and stdout's own line buffer is bypassed.
     let mut buf: Vec<u8> = Vec::with_capacity(OUT_CHUNK + OUT_SLACK);
     let mut write_err: Option<io::Error> = None;
+    let mut cache = JsonCache::default();
     let (summary, result) = replay_file_partial(&args.file, &mut analyzer, &mut |tx| {
         if write_err.is_some() {
             return;
         }
         if args.json {
-            json_line(tx, &mut buf);
+            cache.line(tx, &mut buf);
         } else {
             buf.extend_from_slice(human_line(tx).as_bytes());
             buf.push(b'\n');
@@ -118,92 +119,184 @@ fn analyzer_config_from_toml(text: &str) -> anyhow::Result<AnalyzerConfig> {
 /// Appends `tx` as one JSON object and a newline to `buf`: the same bytes as
 /// `serde_json::to_writer(tx)` (a test checks it), written directly because serde's generic
 /// path (addresses through `Display`, a byte-by-byte escape scan) took a third of the replay.
+#[cfg(test)]
 fn json_line(tx: &Transaction, buf: &mut Vec<u8>) {
-    // Destructured so that a new field is a compile error here, not a silent omission.
-    let Transaction {
-        ts_ns,
-        peer,
-        client,
-        server,
-        method,
-        version,
-        host,
-        path,
-        route,
-        query_keys,
-        status,
-        reason,
-        latency_ns,
-        req_bytes,
-        resp_bytes,
-        user_agent,
-        header_order,
-        set_cookies,
-        account,
-        session,
-        login,
-        flags,
-    } = tx;
-    buf.extend_from_slice(b"{\"ts_ns\":");
-    json_u64(buf, *ts_ns);
-    buf.extend_from_slice(b",\"peer\":");
-    json_socket(buf, *peer);
-    buf.extend_from_slice(b",\"client\":");
-    json_ip(buf, *client);
-    buf.extend_from_slice(b",\"server\":");
-    json_socket(buf, *server);
-    buf.extend_from_slice(b",\"method\":");
-    json_str(buf, method);
-    buf.extend_from_slice(b",\"version\":");
-    json_opt(buf, version.as_ref(), |buf, v| {
-        buf.extend_from_slice(match v {
-            crate::http::HttpVersion::Http10 => b"\"HTTP/1.0\"",
-            crate::http::HttpVersion::Http11 => b"\"HTTP/1.1\"",
-        });
-    });
-    buf.extend_from_slice(b",\"host\":");
-    json_opt(buf, host.as_deref(), json_str);
-    buf.extend_from_slice(b",\"path\":");
-    json_str(buf, path);
-    buf.extend_from_slice(b",\"route\":");
-    json_str(buf, route);
-    buf.extend_from_slice(b",\"query_keys\":");
-    json_name_list(buf, query_keys);
-    buf.extend_from_slice(b",\"status\":");
-    json_opt(buf, *status, |buf, s| json_u64(buf, u64::from(s)));
-    buf.extend_from_slice(b",\"reason\":");
-    json_opt(buf, reason.as_deref(), json_str);
-    buf.extend_from_slice(b",\"latency_ns\":");
-    json_opt(buf, *latency_ns, json_u64);
-    buf.extend_from_slice(b",\"req_bytes\":");
-    json_u64(buf, *req_bytes);
-    buf.extend_from_slice(b",\"resp_bytes\":");
-    json_u64(buf, *resp_bytes);
-    buf.extend_from_slice(b",\"user_agent\":");
-    json_opt(buf, user_agent.as_deref(), json_str);
-    buf.extend_from_slice(b",\"header_order\":");
-    json_name_list(buf, header_order);
-    buf.extend_from_slice(b",\"set_cookies\":");
-    json_name_list(buf, set_cookies);
-    buf.extend_from_slice(b",\"account\":");
-    json_opt(buf, account.as_deref(), json_str);
-    buf.extend_from_slice(b",\"session\":");
-    json_opt(buf, session.as_deref(), json_str);
-    buf.extend_from_slice(b",\"login\":");
-    json_opt(buf, *login, |buf, l| {
-        buf.extend_from_slice(match l {
-            crate::http::LoginOutcome::Success => b"\"success\"",
-            crate::http::LoginOutcome::Failure => b"\"failure\"",
-            crate::http::LoginOutcome::Unknown => b"\"unknown\"",
-        });
-    });
-    buf.extend_from_slice(b",\"flags\":");
-    if flags.is_empty() {
-        buf.extend_from_slice(b"[]");
-    } else {
-        json_names(buf, flags.iter().map(crate::http::Flag::name));
+    JsonCache::default().line(tx, buf);
+}
+
+/// Slots of each direct-mapped table of a [`JsonCache`].
+const CACHE_SLOTS: usize = 1024;
+/// Longest name list whose JSON text is cached.
+const CACHE_MAX_LIST: usize = 256;
+
+/// The JSON text of recently written addresses and name lists. Peers, servers and header
+/// orders recur from one transaction to the next, and a hit costs a hash, a comparison and a
+/// copy instead of formatting. Each table is direct-mapped with [`CACHE_SLOTS`] slots (a new
+/// entry replaces whatever was in its slot), so memory stays bounded; the cache changes
+/// speed only, never bytes.
+#[derive(Default)]
+struct JsonCache {
+    /// Socket addresses and their text, without quotes.
+    sockets: Vec<Option<(std::net::SocketAddr, Vec<u8>)>>,
+    /// IP addresses and their text, without quotes.
+    ips: Vec<Option<(std::net::IpAddr, Vec<u8>)>>,
+    /// Name lists and their JSON arrays.
+    lists: Vec<Option<(String, Vec<u8>)>>,
+    /// Hasher of the slot index (a fixed seed: the output does not depend on it).
+    hasher: foldhash::fast::FixedState,
+}
+
+impl JsonCache {
+    /// The slot of `key` in a table, allocating the table on first use.
+    fn slot<'a, K: std::hash::Hash, V>(
+        hasher: &foldhash::fast::FixedState,
+        table: &'a mut Vec<Option<V>>,
+        key: &K,
+    ) -> Option<&'a mut Option<V>> {
+        use std::hash::BuildHasher as _;
+        if table.is_empty() {
+            table.resize_with(CACHE_SLOTS, || None);
+        }
+        let i = hasher.hash_one(key) as usize % CACHE_SLOTS;
+        table.get_mut(i)
     }
-    buf.extend_from_slice(b"}\n");
+
+    /// Appends a socket address as a JSON string.
+    fn socket(&mut self, buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
+        buf.push(b'"');
+        match Self::slot(&self.hasher, &mut self.sockets, &addr) {
+            Some(Some((cached, text))) if *cached == addr => put(buf, text),
+            Some(slot) => {
+                let at = buf.len();
+                socket_text(buf, addr);
+                *slot = Some((addr, buf.get(at..).unwrap_or_default().to_vec()));
+            }
+            None => socket_text(buf, addr),
+        }
+        buf.push(b'"');
+    }
+
+    /// Appends an IP address as a JSON string.
+    fn ip(&mut self, buf: &mut Vec<u8>, ip: std::net::IpAddr) {
+        buf.push(b'"');
+        match Self::slot(&self.hasher, &mut self.ips, &ip) {
+            Some(Some((cached, text))) if *cached == ip => put(buf, text),
+            Some(slot) => {
+                let at = buf.len();
+                ip_text(buf, ip);
+                *slot = Some((ip, buf.get(at..).unwrap_or_default().to_vec()));
+            }
+            None => ip_text(buf, ip),
+        }
+        buf.push(b'"');
+    }
+
+    /// Appends a name list as a JSON array.
+    fn names(&mut self, buf: &mut Vec<u8>, names: &crate::http::NameList) {
+        let text = names.as_str();
+        if text.is_empty() || text.len() > CACHE_MAX_LIST {
+            json_name_list(buf, names);
+            return;
+        }
+        match Self::slot(&self.hasher, &mut self.lists, &text) {
+            Some(Some((cached, json))) if cached == text => buf.extend_from_slice(json),
+            Some(slot) => {
+                let at = buf.len();
+                json_name_list(buf, names);
+                *slot = Some((text.to_owned(), buf.get(at..).unwrap_or_default().to_vec()));
+            }
+            None => json_name_list(buf, names),
+        }
+    }
+
+    /// Appends `tx` as one JSON object and a newline to `buf` (see [`json_line`]).
+    fn line(&mut self, tx: &Transaction, buf: &mut Vec<u8>) {
+        // Destructured so that a new field is a compile error here, not a silent omission.
+        let Transaction {
+            ts_ns,
+            peer,
+            client,
+            server,
+            method,
+            version,
+            host,
+            path,
+            route,
+            query_keys,
+            status,
+            reason,
+            latency_ns,
+            req_bytes,
+            resp_bytes,
+            user_agent,
+            header_order,
+            set_cookies,
+            account,
+            session,
+            login,
+            flags,
+        } = tx;
+        buf.extend_from_slice(b"{\"ts_ns\":");
+        json_u64(buf, *ts_ns);
+        buf.extend_from_slice(b",\"peer\":");
+        self.socket(buf, *peer);
+        buf.extend_from_slice(b",\"client\":");
+        self.ip(buf, *client);
+        buf.extend_from_slice(b",\"server\":");
+        self.socket(buf, *server);
+        buf.extend_from_slice(b",\"method\":");
+        json_str(buf, method);
+        buf.extend_from_slice(b",\"version\":");
+        json_opt(buf, version.as_ref(), |buf, v| {
+            buf.extend_from_slice(match v {
+                crate::http::HttpVersion::Http10 => b"\"HTTP/1.0\"",
+                crate::http::HttpVersion::Http11 => b"\"HTTP/1.1\"",
+            });
+        });
+        buf.extend_from_slice(b",\"host\":");
+        json_opt(buf, host.as_deref(), json_str);
+        buf.extend_from_slice(b",\"path\":");
+        json_str(buf, path);
+        buf.extend_from_slice(b",\"route\":");
+        json_str(buf, route);
+        buf.extend_from_slice(b",\"query_keys\":");
+        self.names(buf, query_keys);
+        buf.extend_from_slice(b",\"status\":");
+        json_opt(buf, *status, |buf, s| json_u64(buf, u64::from(s)));
+        buf.extend_from_slice(b",\"reason\":");
+        json_opt(buf, reason.as_deref(), json_str);
+        buf.extend_from_slice(b",\"latency_ns\":");
+        json_opt(buf, *latency_ns, json_u64);
+        buf.extend_from_slice(b",\"req_bytes\":");
+        json_u64(buf, *req_bytes);
+        buf.extend_from_slice(b",\"resp_bytes\":");
+        json_u64(buf, *resp_bytes);
+        buf.extend_from_slice(b",\"user_agent\":");
+        json_opt(buf, user_agent.as_deref(), json_str);
+        buf.extend_from_slice(b",\"header_order\":");
+        self.names(buf, header_order);
+        buf.extend_from_slice(b",\"set_cookies\":");
+        self.names(buf, set_cookies);
+        buf.extend_from_slice(b",\"account\":");
+        json_opt(buf, account.as_deref(), json_str);
+        buf.extend_from_slice(b",\"session\":");
+        json_opt(buf, session.as_deref(), json_str);
+        buf.extend_from_slice(b",\"login\":");
+        json_opt(buf, *login, |buf, l| {
+            buf.extend_from_slice(match l {
+                crate::http::LoginOutcome::Success => b"\"success\"",
+                crate::http::LoginOutcome::Failure => b"\"failure\"",
+                crate::http::LoginOutcome::Unknown => b"\"unknown\"",
+            });
+        });
+        buf.extend_from_slice(b",\"flags\":");
+        if flags.is_empty() {
+            buf.extend_from_slice(b"[]");
+        } else {
+            json_names(buf, flags.iter().map(crate::http::Flag::name));
+        }
+        buf.extend_from_slice(b"}\n");
+    }
 }
 
 /// `null` or the value written by `write`.
@@ -317,20 +410,6 @@ fn json_names<'a>(buf: &mut Vec<u8>, names: impl Iterator<Item = &'a str>) {
         json_str(buf, name);
     }
     buf.push(b']');
-}
-
-/// An IP address as a string (IPv4 by hand, IPv6 through its `Display`).
-fn json_ip(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
-    buf.push(b'"');
-    ip_text(buf, ip);
-    buf.push(b'"');
-}
-
-/// A socket address as a string, in the form of its `Display`.
-fn json_socket(buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
-    buf.push(b'"');
-    socket_text(buf, addr);
-    buf.push(b'"');
 }
 
 /// A socket address in the form of its `Display`: `a.b.c.d:port`, `[v6]:port` or
@@ -634,6 +713,43 @@ mod tests {
                 buf.clear();
                 ip_text(&mut buf, addr.ip());
                 proptest::prop_assert_eq!(String::from_utf8_lossy(&buf), addr.ip().to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn cached_lines_match_serde_json() {
+        use crate::http::NameList;
+        let mut cache = JsonCache::default();
+        let names = [
+            NameList::from(["host", "user-agent"]),
+            NameList::from(["host"]),
+            NameList::from(["a\"b", "c"]),
+            NameList::default(),
+        ];
+        // More distinct addresses than slots, each written several times, so that hits,
+        // misses and replaced slots all occur.
+        for round in 0..3_u16 {
+            for i in 0..(CACHE_SLOTS as u16 + 50) {
+                let peer: std::net::SocketAddr = if i % 3 == 0 {
+                    format!("[2001:db8::{i:x}]:{}", 1000 + round).parse().expect("v6")
+                } else {
+                    format!("10.0.{}.{}:{}", i / 256, i % 256, 1000 + round)
+                        .parse()
+                        .expect("v4")
+                };
+                let server: std::net::SocketAddr = "198.51.100.1:80".parse().expect("v4");
+                let mut tx = Transaction::empty(u64::from(i), peer, server);
+                tx.header_order = names[usize::from(i) % names.len()].clone();
+                tx.query_keys = names[usize::from(i + round) % names.len()].clone();
+                let mut line = Vec::new();
+                cache.line(&tx, &mut line);
+                let mut expected = serde_json::to_vec(&tx).expect("transaction serializes");
+                expected.push(b'\n');
+                assert_eq!(
+                    String::from_utf8_lossy(&line),
+                    String::from_utf8_lossy(&expected)
+                );
             }
         }
     }
