@@ -47,10 +47,8 @@ pub(crate) struct RequestHead<'h, 'b> {
     pub headers: &'h [httparse::Header<'b>],
 }
 
-/// Everything the connection needs from a request head.
+/// Everything the connection needs from a request head besides the record itself.
 pub(crate) struct RequestFacts {
-    /// The record, filled in except for sizes and the response.
-    pub tx: Transaction,
     /// How the body is delimited.
     pub framing: Framing,
     /// What the method means for the response.
@@ -61,11 +59,12 @@ pub(crate) struct RequestFacts {
     pub body_kind: BodyKind,
 }
 
-/// Builds the record of a request. `tx` carries time and endpoints; `start` is the address the
-/// connection comes from after any PROXY header.
+/// Fills in the record of a request, except for sizes and the response. `tx` is an empty
+/// record with time and endpoints; `start` is the address the connection comes from after any
+/// PROXY header.
 pub(crate) fn request(
     cfg: &HttpConfig,
-    mut tx: Transaction,
+    tx: &mut Transaction,
     start: IpAddr,
     head: &RequestHead<'_, '_>,
 ) -> RequestFacts {
@@ -80,7 +79,7 @@ pub(crate) fn request(
     };
     tx.method = method;
     tx.version = Some(HttpVersion::from_minor(head.minor));
-    fill_target(&mut tx, head.target);
+    fill_target(tx, head.target);
 
     let names: usize = head.headers.iter().map(|h| h.name.len() + 1).sum();
     let mut order = NameList::with_capacity(names);
@@ -106,7 +105,7 @@ pub(crate) fn request(
             }
             12 if name.eq_ignore_ascii_case("content-type") => content_type = Some(header.value),
             13 if name.eq_ignore_ascii_case("authorization") => {
-                authorize(cfg, &mut tx, header.value);
+                authorize(cfg, tx, header.value);
             }
             _ => {}
         }
@@ -135,7 +134,6 @@ pub(crate) fn request(
         BodyKind::Sniff
     };
     RequestFacts {
-        tx,
         framing,
         kind,
         login,
