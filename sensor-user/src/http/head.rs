@@ -206,7 +206,7 @@ pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
     if memchr::memchr(b';', path_part.as_bytes()).is_none() {
         // Without `;` parameters the path is the target's path part as it is, and its
         // segments need no stripping.
-        path_part.clone_into(&mut tx.path);
+        tx.path = String::from(path_part);
         for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
             if i > 0 {
                 route.push('/');

@@ -30,10 +30,10 @@ const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE
 
 /// The keyed hash of a session value, as 16 hex digits.
 pub(crate) fn session_hash(key: &[u8; 16], value: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = SipHasher13::new_with_key(key);
     hasher.write(value);
     let hash = hasher.finish();
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(16);
     for shift in (0..16).rev() {
         hex.push(char::from(DIGITS[((hash >> (shift * 4)) & 0xF) as usize]));
