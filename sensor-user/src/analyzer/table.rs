@@ -4,9 +4,9 @@
 //! slot numbers finds them by key (the key is stored once, in the slab: the index costs 5 bytes
 //! per bucket), and the slots form an intrusive doubly linked list from the most to the least
 //! recently touched. Keys are hashed with a randomly keyed foldhash (see `crate::keyed_hash` for
-//! why hostile addresses cannot aim at one bucket). Lookup, insert, touch, remove and "oldest" are O(1). Pages never move, so
-//! growing the table never copies the entries, and memory grows one page at a time instead of
-//! doubling. Free slots are chained through the slab itself.
+//! why hostile addresses cannot aim at one bucket). Lookup, insert, touch, remove and "oldest"
+//! are O(1). Pages never move, so growing the table never copies the entries, and memory grows
+//! one page at a time instead of doubling. Free slots are chained through the slab itself.
 
 use std::hash::{BuildHasher, Hash};
 

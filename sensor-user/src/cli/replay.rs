@@ -116,9 +116,7 @@ fn analyzer_config_from_toml(text: &str) -> anyhow::Result<AnalyzerConfig> {
     }
 }
 
-/// Appends `tx` as one JSON object and a newline to `buf`: the same bytes as
-/// `serde_json::to_writer(tx)` (a test checks it), written directly because serde's generic
-/// path (addresses through `Display`, a byte-by-byte escape scan) took a third of the replay.
+/// [`JsonCache::line`] with an empty cache.
 #[cfg(test)]
 fn json_line(tx: &Transaction, buf: &mut Vec<u8>) {
     JsonCache::default().line(tx, buf);
@@ -209,7 +207,10 @@ impl JsonCache {
         }
     }
 
-    /// Appends `tx` as one JSON object and a newline to `buf` (see [`json_line`]).
+    /// Appends `tx` as one JSON object and a newline to `buf`: the same bytes as
+    /// `serde_json::to_writer(tx)` (tests check it), written directly because serde's generic
+    /// path (addresses through `Display`, a byte-by-byte escape scan) took a third of the
+    /// replay.
     fn line(&mut self, tx: &Transaction, buf: &mut Vec<u8>) {
         // Destructured so that a new field is a compile error here, not a silent omission.
         let Transaction {
@@ -732,7 +733,9 @@ mod tests {
         for round in 0..3_u16 {
             for i in 0..(CACHE_SLOTS as u16 + 50) {
                 let peer: std::net::SocketAddr = if i % 3 == 0 {
-                    format!("[2001:db8::{i:x}]:{}", 1000 + round).parse().expect("v6")
+                    format!("[2001:db8::{i:x}]:{}", 1000 + round)
+                        .parse()
+                        .expect("v6")
                 } else {
                     format!("10.0.{}.{}:{}", i / 256, i % 256, 1000 + round)
                         .parse()

@@ -200,9 +200,9 @@ impl NameList {
     }
 
     /// Appends names, lowercased, with the result of [`NameList::push_lowercase`] on each in
-    /// turn. Names are copied whole and checked for spaces and lowercased in one pass over
-    /// everything appended (header names from a parsed head never hold a space, so the check
-    /// only confirms it); if one does hold a space, the names are appended one by one instead.
+    /// turn. Names are copied whole, then everything appended is checked for spaces and
+    /// lowercased at once (header names from a parsed head never hold a space, so the check only
+    /// confirms it); if a name does hold a space, the names are appended one by one instead.
     pub(crate) fn extend_lowercase<'a>(&mut self, names: impl Iterator<Item = &'a str> + Clone) {
         let start = self.0.len();
         let mut separators = 0_usize;
