@@ -171,9 +171,10 @@ enum CloseReason {
     Finished,
 }
 
-/// Flow key: client address, server address (IPv4-mapped), client port, server port, packed
-/// into 36 bytes of words, so that comparing and hashing are a few word operations (no call to
-/// `memcmp`, no byte loop) and the key takes no more room than 36 bytes would.
+/// Flow key: client address, server address (IPv4-mapped), client port, server port, as 36
+/// bytes in machine words, so that comparing and hashing are a few word operations (no call to
+/// `memcmp`, no byte loop). Its alignment pads it to 40 bytes, which leaves a flow table slot as
+/// large as with a 36-byte array (the slot is padded to eight bytes anyway).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowKey {
     /// Client and server addresses, 16 bytes each, as native-endian words.
