@@ -11,6 +11,7 @@
 //! - [`replay`] does the same from pcap/pcapng files.
 //! - [`analyzer`] owns the flow table: per flow, two [`reassembly`] streams feed one
 //!   [`http`] connection, which yields transactions.
+//! - `keyed_hash` seeds the hash tables that hold keys chosen by remote peers.
 //! - [`verdict`] is the only writer of the block and allow maps; [`maps`] reads the pinned maps.
 //! - [`cli`] holds one module per subcommand of the `apisensor` binary.
 //!
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod http;
+mod keyed_hash;
 pub mod loader;
 pub mod maps;
 pub mod reader;

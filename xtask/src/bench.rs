@@ -6,6 +6,24 @@ use anyhow::{Context as _, bail};
 
 use crate::util::{cargo, root};
 
+/// A benchmark that can be run on its own.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Only {
+    /// `apisensor replay` against tshark on the synthetic capture.
+    Replay,
+}
+
+/// Runs one benchmark and prints its section of the report (docs/BENCHMARKS.md is left as it
+/// is: copy the section in by hand).
+pub fn run_only(only: Only) -> anyhow::Result<()> {
+    let mut md = String::new();
+    match only {
+        Only::Replay => crate::replay_bench::run(&mut md)?,
+    }
+    print!("{md}");
+    Ok(())
+}
+
 /// Runs the benchmarks and writes the report.
 pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
     cargo(&[

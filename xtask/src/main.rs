@@ -40,6 +40,9 @@ enum Command {
         /// Seconds of fuzzing per target in the long fuzz run (0 to skip).
         #[arg(long, default_value_t = 0)]
         fuzz_seconds: u64,
+        /// Run only this benchmark and print its section instead of writing the report.
+        #[arg(long, value_enum)]
+        only: Option<bench::Only>,
     },
     /// Formatting and clippy only.
     Lint,
@@ -59,9 +62,12 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             test::run(fuzz_seconds)
         }
-        Command::Bench { fuzz_seconds } => {
+        Command::Bench { fuzz_seconds, only } => {
             setup::run()?;
-            bench::run(fuzz_seconds)
+            match only {
+                Some(only) => bench::run_only(only),
+                None => bench::run(fuzz_seconds),
+            }
         }
         Command::Lint => {
             setup::run()?;

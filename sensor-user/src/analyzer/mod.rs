@@ -171,29 +171,44 @@ enum CloseReason {
     Finished,
 }
 
-/// Flow key: client address, server address (IPv4-mapped), client port, server port, packed
-/// into 36 bytes so that hashing is one call over one buffer.
+/// Flow key: client address, server address (IPv4-mapped), client port, server port, as 36
+/// bytes in machine words, so that comparing and hashing are a few word operations (no call to
+/// `memcmp`, no byte loop). Its alignment pads it to 40 bytes, which leaves a flow table slot as
+/// large as with a 36-byte array (the slot is padded to eight bytes anyway).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FlowKey([u8; 36]);
+struct FlowKey {
+    /// Client and server addresses, 16 bytes each, as native-endian words.
+    addrs: [u64; 4],
+    /// Client port in the high half, server port in the low half.
+    ports: u32,
+}
 
 impl Hash for FlowKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(&self.0);
+        for word in self.addrs {
+            state.write_u64(word);
+        }
+        state.write_u32(self.ports);
     }
 }
 
 impl FlowKey {
     /// The key of a flow between `client` and `server`.
     fn new(client: SocketAddr, server: SocketAddr) -> Self {
-        let mut key = [0u8; 36];
-        let (ips, ports) = key.split_at_mut(32);
-        let (c, s) = ips.split_at_mut(16);
-        c.copy_from_slice(&mapped(client.ip()));
-        s.copy_from_slice(&mapped(server.ip()));
-        let (cp, sp) = ports.split_at_mut(2);
-        cp.copy_from_slice(&client.port().to_be_bytes());
-        sp.copy_from_slice(&server.port().to_be_bytes());
-        Self(key)
+        let words = |ip: IpAddr| {
+            let b = mapped(ip);
+            let (hi, lo) = b.split_at(8);
+            [
+                u64::from_ne_bytes(hi.try_into().unwrap_or_default()),
+                u64::from_ne_bytes(lo.try_into().unwrap_or_default()),
+            ]
+        };
+        let [c0, c1] = words(client.ip());
+        let [s0, s1] = words(server.ip());
+        Self {
+            addrs: [c0, c1, s0, s1],
+            ports: u32::from(client.port()) << 16 | u32::from(server.port()),
+        }
     }
 }
 

@@ -3,14 +3,16 @@
 //! Entries live in a slab of fixed-size pages addressed by `u32` slot numbers; a hash table of
 //! slot numbers finds them by key (the key is stored once, in the slab: the index costs 5 bytes
 //! per bucket), and the slots form an intrusive doubly linked list from the most to the least
-//! recently touched. Keys are hashed with std's randomly keyed `SipHash`, so hostile addresses
-//! cannot aim at one bucket. Lookup, insert, touch, remove and "oldest" are O(1). Pages never move, so
-//! growing the table never copies the entries, and memory grows one page at a time instead of
-//! doubling. Free slots are chained through the slab itself.
+//! recently touched. Keys are hashed with a randomly keyed foldhash (see `crate::keyed_hash` for
+//! why hostile addresses cannot aim at one bucket). Lookup, insert, touch, remove and "oldest"
+//! are O(1). Pages never move, so growing the table never copies the entries, and memory grows
+//! one page at a time instead of doubling. Free slots are chained through the slab itself.
 
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
+
+use crate::keyed_hash::{KeyedState, keyed_state};
 
 /// Slots per page.
 const PAGE: usize = 256;
@@ -43,7 +45,7 @@ pub(crate) struct LruTable<K, V> {
     /// Slot numbers, hashed by their entry's key.
     index: HashTable<u32>,
     /// Hasher of keys.
-    hasher: RandomState,
+    hasher: KeyedState,
     /// The slab.
     pages: Vec<Box<[Slot<K, V>]>>,
     /// First free slot.
@@ -59,7 +61,7 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
     pub(crate) fn new() -> Self {
         Self {
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: keyed_state(),
             pages: Vec::new(),
             free: NIL,
             newest: NIL,

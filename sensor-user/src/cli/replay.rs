@@ -3,7 +3,7 @@
 //! summary line on stderr. A damaged file still prints everything before the damage, then
 //! fails.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -12,6 +12,11 @@ use anyhow::Context as _;
 use crate::analyzer::{Analyzer, AnalyzerConfig};
 use crate::http::Transaction;
 use crate::replay::{ReplaySummary, replay_file_partial};
+
+/// Output bytes gathered before they are written to stdout.
+const OUT_CHUNK: usize = 1 << 20;
+/// Room for one more line beyond [`OUT_CHUNK`] without a reallocation in the common case.
+const OUT_SLACK: usize = 1 << 12;
 
 /// Arguments of `apisensor replay`.
 #[derive(clap::Args, Debug)]
@@ -38,27 +43,32 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         None => crate::config::Config::default_config().analyzer,
     };
     let mut analyzer = Analyzer::new(cfg);
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut line = Vec::with_capacity(1024);
+    let mut out = io::stdout().lock();
+    grow_stdout_pipe();
+    // Transactions are written into one large buffer and handed to stdout whole lines at a
+    // time, so no byte is copied twice and stdout's own line buffer is bypassed.
+    let mut buf: Vec<u8> = Vec::with_capacity(OUT_CHUNK + OUT_SLACK);
     let mut write_err: Option<io::Error> = None;
+    let mut cache = JsonCache::default();
     let (summary, result) = replay_file_partial(&args.file, &mut analyzer, &mut |tx| {
         if write_err.is_some() {
             return;
         }
-        let written = if args.json {
-            line.clear();
-            json_line(tx, &mut line);
-            out.write_all(&line)
+        if args.json {
+            cache.line(tx, &mut buf);
         } else {
-            writeln!(out, "{}", human_line(tx))
-        };
-        if let Err(e) = written {
-            write_err = Some(e);
+            buf.extend_from_slice(human_line(tx).as_bytes());
+            buf.push(b'\n');
+        }
+        if buf.len() >= OUT_CHUNK {
+            if let Err(e) = out.write_all(&buf) {
+                write_err = Some(e);
+            }
+            buf.clear();
         }
     });
     if write_err.is_none()
-        && let Err(e) = out.flush()
+        && let Err(e) = out.write_all(&buf).and_then(|()| out.flush())
     {
         write_err = Some(e);
     }
@@ -80,6 +90,15 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Lets a pipe on stdout hold a whole output chunk, so that handing one over does not block
+/// the replay (and wake the reader) once per 64 KiB, the default pipe size.
+fn grow_stdout_pipe() {
+    let size = libc::c_int::try_from(OUT_CHUNK).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `F_SETPIPE_SZ` on fd 1 only changes the capacity of a pipe. On anything else, or
+    // beyond the system's limit, it fails without effect, and the replay works either way.
+    let _ = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_SETPIPE_SZ, size) };
+}
+
 /// Reads the `[analyzer]` table of a TOML file; other tables are left to their own commands.
 fn load_config(path: &Path) -> anyhow::Result<AnalyzerConfig> {
     let text = std::fs::read_to_string(path)
@@ -97,91 +116,188 @@ fn analyzer_config_from_toml(text: &str) -> anyhow::Result<AnalyzerConfig> {
     }
 }
 
-/// Appends `tx` as one JSON object and a newline to `buf`: the same bytes as
-/// `serde_json::to_writer(tx)` (a test checks it), written directly because serde's generic
-/// path (addresses through `Display`, a byte-by-byte escape scan) took a third of the replay.
+/// [`JsonCache::line`] with an empty cache.
+#[cfg(test)]
 fn json_line(tx: &Transaction, buf: &mut Vec<u8>) {
-    // Destructured so that a new field is a compile error here, not a silent omission.
-    let Transaction {
-        ts_ns,
-        peer,
-        client,
-        server,
-        method,
-        version,
-        host,
-        path,
-        route,
-        query_keys,
-        status,
-        reason,
-        latency_ns,
-        req_bytes,
-        resp_bytes,
-        user_agent,
-        header_order,
-        set_cookies,
-        account,
-        session,
-        login,
-        flags,
-    } = tx;
-    buf.extend_from_slice(b"{\"ts_ns\":");
-    json_u64(buf, *ts_ns);
-    buf.extend_from_slice(b",\"peer\":");
-    json_socket(buf, *peer);
-    buf.extend_from_slice(b",\"client\":");
-    json_ip(buf, *client);
-    buf.extend_from_slice(b",\"server\":");
-    json_socket(buf, *server);
-    buf.extend_from_slice(b",\"method\":");
-    json_str(buf, method);
-    buf.extend_from_slice(b",\"version\":");
-    json_opt(buf, version.as_ref(), |buf, v| {
-        buf.extend_from_slice(match v {
-            crate::http::HttpVersion::Http10 => b"\"HTTP/1.0\"",
-            crate::http::HttpVersion::Http11 => b"\"HTTP/1.1\"",
+    JsonCache::default().line(tx, buf);
+}
+
+/// Slots of each direct-mapped table of a [`JsonCache`].
+const CACHE_SLOTS: usize = 1024;
+/// Longest name list whose JSON text is cached.
+const CACHE_MAX_LIST: usize = 256;
+
+/// The JSON text of recently written addresses and name lists. Peers, servers and header
+/// orders recur from one transaction to the next, and a hit costs a hash, a comparison and a
+/// copy instead of formatting. Each table is direct-mapped with [`CACHE_SLOTS`] slots (a new
+/// entry replaces whatever was in its slot), so memory stays bounded; the cache changes
+/// speed only, never bytes.
+#[derive(Default)]
+struct JsonCache {
+    /// Socket addresses and their text, without quotes.
+    sockets: Vec<Option<(std::net::SocketAddr, Vec<u8>)>>,
+    /// IP addresses and their text, without quotes.
+    ips: Vec<Option<(std::net::IpAddr, Vec<u8>)>>,
+    /// Name lists and their JSON arrays.
+    lists: Vec<Option<(String, Vec<u8>)>>,
+    /// Hasher of the slot index (a fixed seed: the output does not depend on it).
+    hasher: foldhash::fast::FixedState,
+}
+
+impl JsonCache {
+    /// The slot of `key` in a table, allocating the table on first use.
+    fn slot<'a, K: std::hash::Hash, V>(
+        hasher: &foldhash::fast::FixedState,
+        table: &'a mut Vec<Option<V>>,
+        key: &K,
+    ) -> Option<&'a mut Option<V>> {
+        use std::hash::BuildHasher as _;
+        if table.is_empty() {
+            table.resize_with(CACHE_SLOTS, || None);
+        }
+        let i = hasher.hash_one(key) as usize % CACHE_SLOTS;
+        table.get_mut(i)
+    }
+
+    /// Appends a socket address as a JSON string.
+    fn socket(&mut self, buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
+        buf.push(b'"');
+        match Self::slot(&self.hasher, &mut self.sockets, &addr) {
+            Some(Some((cached, text))) if *cached == addr => put(buf, text),
+            Some(slot) => {
+                let at = buf.len();
+                socket_text(buf, addr);
+                *slot = Some((addr, buf.get(at..).unwrap_or_default().to_vec()));
+            }
+            None => socket_text(buf, addr),
+        }
+        buf.push(b'"');
+    }
+
+    /// Appends an IP address as a JSON string.
+    fn ip(&mut self, buf: &mut Vec<u8>, ip: std::net::IpAddr) {
+        buf.push(b'"');
+        match Self::slot(&self.hasher, &mut self.ips, &ip) {
+            Some(Some((cached, text))) if *cached == ip => put(buf, text),
+            Some(slot) => {
+                let at = buf.len();
+                ip_text(buf, ip);
+                *slot = Some((ip, buf.get(at..).unwrap_or_default().to_vec()));
+            }
+            None => ip_text(buf, ip),
+        }
+        buf.push(b'"');
+    }
+
+    /// Appends a name list as a JSON array.
+    fn names(&mut self, buf: &mut Vec<u8>, names: &crate::http::NameList) {
+        let text = names.as_str();
+        if text.is_empty() || text.len() > CACHE_MAX_LIST {
+            json_name_list(buf, names);
+            return;
+        }
+        match Self::slot(&self.hasher, &mut self.lists, &text) {
+            Some(Some((cached, json))) if cached == text => buf.extend_from_slice(json),
+            Some(slot) => {
+                let at = buf.len();
+                json_name_list(buf, names);
+                *slot = Some((text.to_owned(), buf.get(at..).unwrap_or_default().to_vec()));
+            }
+            None => json_name_list(buf, names),
+        }
+    }
+
+    /// Appends `tx` as one JSON object and a newline to `buf`: the same bytes as
+    /// `serde_json::to_writer(tx)` (tests check it), written directly because serde's generic
+    /// path (addresses through `Display`, a byte-by-byte escape scan) took a third of the
+    /// replay.
+    fn line(&mut self, tx: &Transaction, buf: &mut Vec<u8>) {
+        // Destructured so that a new field is a compile error here, not a silent omission.
+        let Transaction {
+            ts_ns,
+            peer,
+            client,
+            server,
+            method,
+            version,
+            host,
+            path,
+            route,
+            query_keys,
+            status,
+            reason,
+            latency_ns,
+            req_bytes,
+            resp_bytes,
+            user_agent,
+            header_order,
+            set_cookies,
+            account,
+            session,
+            login,
+            flags,
+        } = tx;
+        buf.extend_from_slice(b"{\"ts_ns\":");
+        json_u64(buf, *ts_ns);
+        buf.extend_from_slice(b",\"peer\":");
+        self.socket(buf, *peer);
+        buf.extend_from_slice(b",\"client\":");
+        self.ip(buf, *client);
+        buf.extend_from_slice(b",\"server\":");
+        self.socket(buf, *server);
+        buf.extend_from_slice(b",\"method\":");
+        json_str(buf, method);
+        buf.extend_from_slice(b",\"version\":");
+        json_opt(buf, version.as_ref(), |buf, v| {
+            buf.extend_from_slice(match v {
+                crate::http::HttpVersion::Http10 => b"\"HTTP/1.0\"",
+                crate::http::HttpVersion::Http11 => b"\"HTTP/1.1\"",
+            });
         });
-    });
-    buf.extend_from_slice(b",\"host\":");
-    json_opt(buf, host.as_deref(), json_str);
-    buf.extend_from_slice(b",\"path\":");
-    json_str(buf, path);
-    buf.extend_from_slice(b",\"route\":");
-    json_str(buf, route);
-    buf.extend_from_slice(b",\"query_keys\":");
-    json_names(buf, query_keys.iter());
-    buf.extend_from_slice(b",\"status\":");
-    json_opt(buf, *status, |buf, s| json_u64(buf, u64::from(s)));
-    buf.extend_from_slice(b",\"reason\":");
-    json_opt(buf, reason.as_deref(), json_str);
-    buf.extend_from_slice(b",\"latency_ns\":");
-    json_opt(buf, *latency_ns, json_u64);
-    buf.extend_from_slice(b",\"req_bytes\":");
-    json_u64(buf, *req_bytes);
-    buf.extend_from_slice(b",\"resp_bytes\":");
-    json_u64(buf, *resp_bytes);
-    buf.extend_from_slice(b",\"user_agent\":");
-    json_opt(buf, user_agent.as_deref(), json_str);
-    buf.extend_from_slice(b",\"header_order\":");
-    json_names(buf, header_order.iter());
-    buf.extend_from_slice(b",\"set_cookies\":");
-    json_names(buf, set_cookies.iter());
-    buf.extend_from_slice(b",\"account\":");
-    json_opt(buf, account.as_deref(), json_str);
-    buf.extend_from_slice(b",\"session\":");
-    json_opt(buf, session.as_deref(), json_str);
-    buf.extend_from_slice(b",\"login\":");
-    json_opt(buf, *login, |buf, l| {
-        buf.extend_from_slice(match l {
-            crate::http::LoginOutcome::Success => b"\"success\"",
-            crate::http::LoginOutcome::Failure => b"\"failure\"",
-            crate::http::LoginOutcome::Unknown => b"\"unknown\"",
+        buf.extend_from_slice(b",\"host\":");
+        json_opt(buf, host.as_deref(), json_str);
+        buf.extend_from_slice(b",\"path\":");
+        json_str(buf, path);
+        buf.extend_from_slice(b",\"route\":");
+        json_str(buf, route);
+        buf.extend_from_slice(b",\"query_keys\":");
+        self.names(buf, query_keys);
+        buf.extend_from_slice(b",\"status\":");
+        json_opt(buf, *status, |buf, s| json_u64(buf, u64::from(s)));
+        buf.extend_from_slice(b",\"reason\":");
+        json_opt(buf, reason.as_deref(), json_str);
+        buf.extend_from_slice(b",\"latency_ns\":");
+        json_opt(buf, *latency_ns, json_u64);
+        buf.extend_from_slice(b",\"req_bytes\":");
+        json_u64(buf, *req_bytes);
+        buf.extend_from_slice(b",\"resp_bytes\":");
+        json_u64(buf, *resp_bytes);
+        buf.extend_from_slice(b",\"user_agent\":");
+        json_opt(buf, user_agent.as_deref(), json_str);
+        buf.extend_from_slice(b",\"header_order\":");
+        self.names(buf, header_order);
+        buf.extend_from_slice(b",\"set_cookies\":");
+        self.names(buf, set_cookies);
+        buf.extend_from_slice(b",\"account\":");
+        json_opt(buf, account.as_deref(), json_str);
+        buf.extend_from_slice(b",\"session\":");
+        json_opt(buf, session.as_deref(), json_str);
+        buf.extend_from_slice(b",\"login\":");
+        json_opt(buf, *login, |buf, l| {
+            buf.extend_from_slice(match l {
+                crate::http::LoginOutcome::Success => b"\"success\"",
+                crate::http::LoginOutcome::Failure => b"\"failure\"",
+                crate::http::LoginOutcome::Unknown => b"\"unknown\"",
+            });
         });
-    });
-    buf.extend_from_slice(b",\"flags\":");
-    json_names(buf, flags.iter().map(crate::http::Flag::name));
-    buf.extend_from_slice(b"}\n");
+        buf.extend_from_slice(b",\"flags\":");
+        if flags.is_empty() {
+            buf.extend_from_slice(b"[]");
+        } else {
+            json_names(buf, flags.iter().map(crate::http::Flag::name));
+        }
+        buf.extend_from_slice(b"}\n");
+    }
 }
 
 /// `null` or the value written by `write`.
@@ -193,35 +309,95 @@ fn json_opt<T>(buf: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<
 }
 
 /// A decimal number.
-fn json_u64(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0_u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(digits.get(i..).unwrap_or_default());
+fn json_u64(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// A JSON string: copied as is when nothing needs escaping (checked without an early exit, so
-/// the check vectorizes), else escaped by `serde_json`.
-fn json_str(buf: &mut Vec<u8>, s: &str) {
-    let plain = s.bytes().fold(0_u8, |esc, b| {
+/// Whether `s` holds a byte that JSON strings escape (checked without an early exit, so the
+/// check vectorizes).
+fn needs_escape(s: &[u8]) -> bool {
+    s.iter().fold(0_u8, |esc, &b| {
         esc | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
-    }) == 0;
-    if plain {
-        buf.push(b'"');
-        buf.extend_from_slice(s.as_bytes());
-        buf.push(b'"');
-    } else {
+    }) != 0
+}
+
+/// A JSON string: copied as is when nothing needs escaping, else escaped by `serde_json`.
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
         // Serializing a string into a vector cannot fail.
         let _ = serde_json::to_writer(&mut *buf, s);
+    } else {
+        buf.push(b'"');
+        put(buf, s.as_bytes());
+        buf.push(b'"');
+    }
+}
+
+/// Appends `bytes`. Most fields are short, and a copy of 4 to 16 bytes is done with two
+/// overlapping copies of fixed size, which cost less than a call to `memcpy`.
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if !(4..=16).contains(&n) {
+        buf.extend_from_slice(bytes);
+        return;
+    }
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 16]);
+    if let Some(dst) = buf.get_mut(at..at + n) {
+        if n >= 8 {
+            copy_ends::<8>(dst, bytes);
+        } else {
+            copy_ends::<4>(dst, bytes);
+        }
+    }
+    buf.truncate(at + n);
+}
+
+/// Copies `src` into `dst` of the same length, between `N` and `2 * N` bytes, as its first and
+/// its last `N` bytes (which overlap when shorter than `2 * N`).
+fn copy_ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
+    if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
+        *d = *s;
+    }
+    if let (Some(d), Some(s)) = (dst.last_chunk_mut::<N>(), src.last_chunk::<N>()) {
+        *d = *s;
+    }
+}
+
+/// A [`NameList`](crate::http::NameList) as an array of strings. Its names are separated by
+/// single spaces and none is empty, so when nothing needs escaping the array is the list with
+/// every space turned into `","`.
+fn json_name_list(buf: &mut Vec<u8>, names: &crate::http::NameList) {
+    let text = names.as_str().as_bytes();
+    if text.is_empty() {
+        buf.extend_from_slice(b"[]");
+    } else if needs_escape(text) {
+        json_names(buf, names.iter());
+    } else {
+        buf.extend_from_slice(b"[\"");
+        let mut rest = text;
+        loop {
+            let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            let (name, tail) = rest.split_at(end);
+            // Names are short: a fixed-size copy and a cut cost less than a copy of variable
+            // length.
+            match rest.first_chunk::<16>() {
+                Some(chunk) if end <= 16 => {
+                    let at = buf.len();
+                    buf.extend_from_slice(chunk);
+                    buf.truncate(at + end);
+                }
+                _ => put(buf, name),
+            }
+            match tail.split_first() {
+                Some((_, more)) => {
+                    buf.extend_from_slice(b"\",\"");
+                    rest = more;
+                }
+                None => break,
+            }
+        }
+        buf.extend_from_slice(b"\"]");
     }
 }
 
@@ -237,47 +413,118 @@ fn json_names<'a>(buf: &mut Vec<u8>, names: impl Iterator<Item = &'a str>) {
     buf.push(b']');
 }
 
-/// An IP address as a string (IPv4 by hand, IPv6 through its `Display`).
-fn json_ip(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
-    buf.push(b'"');
-    ip_text(buf, ip);
-    buf.push(b'"');
-}
-
-/// A socket address as a string, in the form of its `Display`.
-fn json_socket(buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
-    buf.push(b'"');
+/// A socket address in the form of its `Display`: `a.b.c.d:port`, `[v6]:port` or
+/// `[v6%scope]:port`.
+fn socket_text(buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
     match addr {
-        std::net::SocketAddr::V4(a) => {
-            ipv4_text(buf, *a.ip());
-            buf.push(b':');
-            json_u64(buf, u64::from(a.port()));
-        }
+        std::net::SocketAddr::V4(a) => ipv4_text(buf, *a.ip()),
         std::net::SocketAddr::V6(a) => {
-            let _ = write!(buf, "{a}");
+            buf.push(b'[');
+            ipv6_text(buf, *a.ip());
+            if a.scope_id() != 0 {
+                buf.push(b'%');
+                json_u64(buf, u64::from(a.scope_id()));
+            }
+            buf.push(b']');
         }
     }
-    buf.push(b'"');
+    buf.push(b':');
+    json_u64(buf, u64::from(addr.port()));
 }
 
 /// An IP address in the form of its `Display`.
 fn ip_text(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => ipv4_text(buf, v4),
-        std::net::IpAddr::V6(v6) => {
-            let _ = write!(buf, "{v6}");
-        }
+        std::net::IpAddr::V6(v6) => ipv6_text(buf, v6),
     }
 }
 
+/// An IPv6 address in the form of its `Display` (RFC 5952): IPv4-mapped addresses as
+/// `::ffff:a.b.c.d`, otherwise lowercase hex groups with the first longest run of two or more
+/// zero groups written as `::`.
+fn ipv6_text(buf: &mut Vec<u8>, ip: std::net::Ipv6Addr) {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        buf.extend_from_slice(b"::ffff:");
+        ipv4_text(buf, v4);
+        return;
+    }
+    let groups = ip.segments();
+    let (mut run_at, mut run_len, mut cur_at, mut cur_len) = (0, 0, 0, 0);
+    for (i, &g) in groups.iter().enumerate() {
+        if g == 0 {
+            if cur_len == 0 {
+                cur_at = i;
+            }
+            cur_len += 1;
+            if cur_len > run_len {
+                (run_at, run_len) = (cur_at, cur_len);
+            }
+        } else {
+            cur_len = 0;
+        }
+    }
+    let hex_groups = |buf: &mut Vec<u8>, part: &[u16]| {
+        for (i, &g) in part.iter().enumerate() {
+            if i > 0 {
+                buf.push(b':');
+            }
+            hex_group(buf, g);
+        }
+    };
+    if run_len > 1 {
+        hex_groups(buf, groups.get(..run_at).unwrap_or_default());
+        buf.extend_from_slice(b"::");
+        hex_groups(buf, groups.get(run_at + run_len..).unwrap_or_default());
+    } else {
+        hex_groups(buf, &groups);
+    }
+}
+
+/// A 16-bit group in lowercase hex without leading zeros.
+fn hex_group(buf: &mut Vec<u8>, g: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (16 - g.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        buf.push(HEX[usize::from((g >> (shift * 4)) & 0xF)]);
+    }
+}
+
+/// Decimal text of every byte value: up to three digits and the length used.
+const OCTETS: [([u8; 3], u8); 256] = {
+    let mut table = [([0_u8; 3], 0_u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let n = i as u8;
+        table[i] = if n >= 100 {
+            ([b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10], 3)
+        } else if n >= 10 {
+            ([b'0' + n / 10, b'0' + n % 10, 0], 2)
+        } else {
+            ([b'0' + n, 0, 0], 1)
+        };
+        i += 1;
+    }
+    table
+};
+
 /// Dotted decimal.
 fn ipv4_text(buf: &mut Vec<u8>, ip: std::net::Ipv4Addr) {
+    // Written into a small array first (fixed-size copies, no length updates), then appended.
+    let mut text = [0_u8; 18];
+    let mut len = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            buf.push(b'.');
+        let (digits, n) = &OCTETS[usize::from(octet)];
+        let at = len + usize::from(i > 0);
+        if let Some(dot) = text.get_mut(len).filter(|_| i > 0) {
+            *dot = b'.';
         }
-        json_u64(buf, u64::from(octet));
+        if let Some(d) = text.get_mut(at..).and_then(<[u8]>::first_chunk_mut::<3>) {
+            *d = *digits;
+        }
+        len = at + usize::from(*n);
     }
+    put(buf, text.get(..len).unwrap_or_default());
 }
 
 /// One compact line per transaction: time, client, server, method, host and path, route,
@@ -420,6 +667,105 @@ mod tests {
         tx.peer = "0.0.0.0:9".parse().expect("v4");
         tx.flags = Flags::from(Flag::ALL);
         check(&tx);
+    }
+
+    /// An IPv6 address whose groups are mostly zero, so that runs of zeros of every length and
+    /// position come up, plus IPv4-mapped and IPv4-compatible shapes.
+    fn ipv6_strategy() -> impl proptest::strategy::Strategy<Value = std::net::Ipv6Addr> {
+        use proptest::prelude::*;
+        (
+            proptest::collection::vec(prop_oneof![3 => Just(0_u16), 1 => any::<u16>()], 8),
+            0_u8..4,
+        )
+            .prop_map(|(groups, shape)| {
+                let mut g = [0_u16; 8];
+                for (slot, v) in g.iter_mut().zip(groups) {
+                    *slot = v;
+                }
+                match shape {
+                    0 => g[..5].fill(0),
+                    1 => {
+                        g[..5].fill(0);
+                        g[5] = 0xffff;
+                    }
+                    _ => {}
+                }
+                std::net::Ipv6Addr::from(g)
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn addresses_are_written_as_display_writes_them(
+            v6 in ipv6_strategy(),
+            v4 in proptest::prelude::any::<u32>(),
+            port in proptest::prelude::any::<u16>(),
+            scope in proptest::prop_oneof![proptest::strategy::Just(0_u32), proptest::prelude::any::<u32>()],
+        ) {
+            let v4 = std::net::Ipv4Addr::from(v4);
+            let addrs = [
+                std::net::SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, 0, scope)),
+                std::net::SocketAddr::V4(std::net::SocketAddrV4::new(v4, port)),
+            ];
+            for addr in addrs {
+                let mut buf = Vec::new();
+                socket_text(&mut buf, addr);
+                proptest::prop_assert_eq!(String::from_utf8_lossy(&buf), addr.to_string());
+                buf.clear();
+                ip_text(&mut buf, addr.ip());
+                proptest::prop_assert_eq!(String::from_utf8_lossy(&buf), addr.ip().to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn cached_lines_match_serde_json() {
+        use crate::http::NameList;
+        let mut cache = JsonCache::default();
+        let names = [
+            NameList::from(["host", "user-agent"]),
+            NameList::from(["host"]),
+            NameList::from(["a\"b", "c"]),
+            NameList::default(),
+        ];
+        // More distinct addresses than slots, each written several times, so that hits,
+        // misses and replaced slots all occur.
+        for round in 0..3_u16 {
+            for i in 0..(CACHE_SLOTS as u16 + 50) {
+                let peer: std::net::SocketAddr = if i % 3 == 0 {
+                    format!("[2001:db8::{i:x}]:{}", 1000 + round)
+                        .parse()
+                        .expect("v6")
+                } else {
+                    format!("10.0.{}.{}:{}", i / 256, i % 256, 1000 + round)
+                        .parse()
+                        .expect("v4")
+                };
+                let server: std::net::SocketAddr = "198.51.100.1:80".parse().expect("v4");
+                let mut tx = Transaction::empty(u64::from(i), peer, server);
+                tx.header_order = names[usize::from(i) % names.len()].clone();
+                tx.query_keys = names[usize::from(i + round) % names.len()].clone();
+                let mut line = Vec::new();
+                cache.line(&tx, &mut line);
+                let mut expected = serde_json::to_vec(&tx).expect("transaction serializes");
+                expected.push(b'\n');
+                assert_eq!(
+                    String::from_utf8_lossy(&line),
+                    String::from_utf8_lossy(&expected)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn put_appends_every_length() {
+        let src: Vec<u8> = (0..40).collect();
+        for n in 0..=src.len() {
+            let mut buf = b"ab".to_vec();
+            put(&mut buf, src.get(..n).expect("prefix"));
+            assert_eq!(buf.get(2..), src.get(..n), "length {n}");
+            assert_eq!(buf.len(), n + 2, "length {n}");
+        }
     }
 
     #[test]

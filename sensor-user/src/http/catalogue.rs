@@ -11,6 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 use serde::Serialize;
 
 use super::transaction::{Flag, Transaction};
+use crate::keyed_hash::{KeyedState, keyed_state};
 
 /// Default cap on the number of endpoints.
 pub const DEFAULT_MAX_ENDPOINTS: usize = 10_000;
@@ -77,12 +78,12 @@ struct Slot {
 pub struct Catalogue {
     slots: Vec<Slot>,
     index: HashMap<u64, u32, KeyedHash>,
-    hasher: std::hash::RandomState,
+    hasher: KeyedState,
     max: usize,
     dropped: u64,
 }
 
-/// Hasher of the index, whose keys are already keyed `SipHash` values: hashing them again
+/// Hasher of the index, whose keys are already keyed hash values: hashing them again
 /// would only cost time, so they are used as they are.
 #[derive(Clone, Copy, Debug, Default)]
 struct KeyedHash;
@@ -133,7 +134,7 @@ impl Catalogue {
         Catalogue {
             slots: Vec::new(),
             index: HashMap::with_hasher(KeyedHash),
-            hasher: std::hash::RandomState::new(),
+            hasher: keyed_state(),
             max,
             dropped: 0,
         }

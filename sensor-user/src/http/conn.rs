@@ -616,15 +616,20 @@ impl HttpConn {
     ) {
         let base = Transaction::empty(self.req.head_ts, self.meta.client, self.meta.server);
         let start = self.proxied.unwrap_or(self.meta.client.ip());
-        let facts = head::request(&self.cfg, base, start, head);
-        let mut tx = facts.tx;
-        tx.flags.extend(mem::take(&mut self.req.flags));
-        let half = &mut self.req;
-        half.msg_bytes = salvage.map_or(len, |s| s.wire_len);
+        // The record is filled in where it waits in the queue: a transaction is a few hundred
+        // bytes, and every move of it is a copy.
+        let seq = self.push_entry(base, MethodKind::Other, None, out);
+        let Some(p) = entry_mut(&mut self.pending, seq) else {
+            return;
+        };
+        let facts = head::request(&self.cfg, &mut p.tx, start, head);
+        p.tx.flags.extend(mem::take(&mut self.req.flags));
         if let Some(s) = salvage {
-            tx.flags.extend(s.flags);
+            p.tx.flags.extend(s.flags);
         }
-        let seq = self.push_entry(tx, facts.kind, facts.login, out);
+        p.kind = facts.kind;
+        p.login = facts.login;
+        self.req.msg_bytes = salvage.map_or(len, |s| s.wire_len);
         self.req.entry = Some(seq);
         if salvage.is_some() {
             self.finish_request(out);

@@ -47,10 +47,8 @@ pub(crate) struct RequestHead<'h, 'b> {
     pub headers: &'h [httparse::Header<'b>],
 }
 
-/// Everything the connection needs from a request head.
+/// Everything the connection needs from a request head besides the record itself.
 pub(crate) struct RequestFacts {
-    /// The record, filled in except for sizes and the response.
-    pub tx: Transaction,
     /// How the body is delimited.
     pub framing: Framing,
     /// What the method means for the response.
@@ -61,11 +59,12 @@ pub(crate) struct RequestFacts {
     pub body_kind: BodyKind,
 }
 
-/// Builds the record of a request. `tx` carries time and endpoints; `start` is the address the
-/// connection comes from after any PROXY header.
+/// Fills in the record of a request, except for sizes and the response. `tx` is an empty
+/// record with time and endpoints; `start` is the address the connection comes from after any
+/// PROXY header.
 pub(crate) fn request(
     cfg: &HttpConfig,
-    mut tx: Transaction,
+    tx: &mut Transaction,
     start: IpAddr,
     head: &RequestHead<'_, '_>,
 ) -> RequestFacts {
@@ -80,16 +79,16 @@ pub(crate) fn request(
     };
     tx.method = method;
     tx.version = Some(HttpVersion::from_minor(head.minor));
-    fill_target(&mut tx, head.target);
+    fill_target(tx, head.target);
 
     let names: usize = head.headers.iter().map(|h| h.name.len() + 1).sum();
     let mut order = NameList::with_capacity(names);
+    order.extend_lowercase(head.headers.iter().map(|h| h.name));
     let mut hosts = 0u32;
     let mut host = None;
     let mut content_type = None;
     let mut session_cookie = None;
     for header in head.headers {
-        order.push_lowercase(header.name);
         let name = header.name;
         match name.len() {
             4 if name.eq_ignore_ascii_case("host") => {
@@ -106,7 +105,7 @@ pub(crate) fn request(
             }
             12 if name.eq_ignore_ascii_case("content-type") => content_type = Some(header.value),
             13 if name.eq_ignore_ascii_case("authorization") => {
-                authorize(cfg, &mut tx, header.value);
+                authorize(cfg, tx, header.value);
             }
             _ => {}
         }
@@ -135,7 +134,6 @@ pub(crate) fn request(
         BodyKind::Sniff
     };
     RequestFacts {
-        tx,
         framing,
         kind,
         login,
@@ -168,12 +166,14 @@ fn authorize(cfg: &HttpConfig, tx: &mut Transaction, value: &[u8]) {
 /// Fills path, route, query names and (for absolute and authority forms) host from a request
 /// target. `;` parameters are dropped from the path, query values are never kept.
 pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
-    let target = match memchr::memchr(b'#', target.as_bytes()) {
-        Some(end) => target.get(..end).unwrap_or_default(),
-        None => target,
-    };
-    let (mut path_part, query) = match memchr::memchr(b'?', target.as_bytes()) {
-        Some(q) => (target.get(..q).unwrap_or_default(), target.get(q + 1..)),
+    // The fragment starts at the first `#`; the query at the first `?` before it.
+    let (mut path_part, query) = match memchr::memchr2(b'?', b'#', target.as_bytes()) {
+        Some(q) if target.as_bytes().get(q) == Some(&b'?') => {
+            let rest = target.get(q + 1..).unwrap_or_default();
+            let end = memchr::memchr(b'#', rest.as_bytes()).unwrap_or(rest.len());
+            (target.get(..q).unwrap_or_default(), rest.get(..end))
+        }
+        Some(hash) => (target.get(..hash).unwrap_or_default(), None),
         None => (target, None),
     };
     if !path_part.starts_with('/') && path_part != "*" {
@@ -202,18 +202,30 @@ pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
         }
         path_part = path;
     }
-    let mut path = String::with_capacity(path_part.len());
     let mut route = String::with_capacity(path_part.len());
-    for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
-        if i > 0 {
-            path.push('/');
-            route.push('/');
+    if memchr::memchr(b';', path_part.as_bytes()).is_none() {
+        // Without `;` parameters the path is the target's path part as it is, and its
+        // segments need no stripping.
+        tx.path = String::from(path_part);
+        for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
+            if i > 0 {
+                route.push('/');
+            }
+            route::push_segment(&mut route, segment);
         }
-        let segment = route::strip_params(segment);
-        path.push_str(segment);
-        route::push_segment(&mut route, segment);
+    } else {
+        let mut path = String::with_capacity(path_part.len());
+        for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
+            if i > 0 {
+                path.push('/');
+                route.push('/');
+            }
+            let segment = route::strip_params(segment);
+            path.push_str(segment);
+            route::push_segment(&mut route, segment);
+        }
+        tx.path = path;
     }
-    tx.path = path;
     tx.route = route;
     if let Some(query) = query {
         let mut keys = NameList::with_capacity(query.len().min(MAX_QUERY_KEYS * 8));
@@ -404,6 +416,50 @@ mod tests {
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
         );
+    }
+
+    /// The path and route as the target was split before the fast path: cut at `#`, then at
+    /// `?`, every segment stripped of `;` parameters.
+    fn reference_path_route(target: &str) -> (String, String) {
+        let target = target.split('#').next().unwrap_or_default();
+        let path_part = target.split('?').next().unwrap_or_default();
+        let (mut path, mut route) = (String::new(), String::new());
+        for (i, segment) in path_part.split('/').enumerate() {
+            if i > 0 {
+                path.push('/');
+                route.push('/');
+            }
+            let segment = route::strip_params(segment);
+            path.push_str(segment);
+            route::push_segment(&mut route, segment);
+        }
+        (path, route)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn origin_form_paths_split_as_before(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("/".to_owned()),
+                    proptest::strategy::Just("?".to_owned()),
+                    proptest::strategy::Just("#".to_owned()),
+                    proptest::strategy::Just(";".to_owned()),
+                    proptest::strategy::Just("=".to_owned()),
+                    proptest::strategy::Just("&".to_owned()),
+                    "[a-z0-9]{1,12}",
+                ],
+                0..12,
+            )
+        ) {
+            let target = format!("/{}", parts.concat());
+            let addr = "198.51.100.1:1000".parse().expect("addr");
+            let mut tx = Transaction::empty(0, addr, addr);
+            fill_target(&mut tx, &target);
+            let (path, route) = reference_path_route(&target);
+            proptest::prop_assert_eq!(&tx.path, &path, "path of {:?}", target);
+            proptest::prop_assert_eq!(&tx.route, &route, "route of {:?}", target);
+        }
     }
 
     #[test]

@@ -30,13 +30,13 @@ const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE
 
 /// The keyed hash of a session value, as 16 hex digits.
 pub(crate) fn session_hash(key: &[u8; 16], value: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = SipHasher13::new_with_key(key);
     hasher.write(value);
     let hash = hasher.finish();
     let mut hex = String::with_capacity(16);
     for shift in (0..16).rev() {
-        let nibble = (hash >> (shift * 4)) & 0xF;
-        hex.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
+        hex.push(char::from(DIGITS[((hash >> (shift * 4)) & 0xF) as usize]));
     }
     hex
 }

@@ -101,6 +101,10 @@ pub(crate) fn is_identifier(segment: &str) -> bool {
     {
         return false;
     }
+    // Fast path for numbers, the most common identifier: digits only is "numeric" below.
+    if bytes.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
     let mut digits = 0usize;
     let mut letters = 0usize;
     let mut hex_only = true;

@@ -198,6 +198,33 @@ impl NameList {
             added.make_ascii_lowercase();
         }
     }
+
+    /// Appends names, lowercased, with the result of [`NameList::push_lowercase`] on each in
+    /// turn. Names are copied whole, then everything appended is checked for spaces and
+    /// lowercased at once (header names from a parsed head never hold a space, so the check only
+    /// confirms it); if a name does hold a space, the names are appended one by one instead.
+    pub(crate) fn extend_lowercase<'a>(&mut self, names: impl Iterator<Item = &'a str> + Clone) {
+        let start = self.0.len();
+        let mut separators = 0_usize;
+        for name in names.clone().filter(|n| !n.is_empty()) {
+            if !self.0.is_empty() {
+                self.0.push(' ');
+                separators += 1;
+            }
+            self.0.push_str(name);
+        }
+        let Some(added) = self.0.get_mut(start..) else {
+            return;
+        };
+        if added.bytes().filter(|&b| b == b' ').count() == separators {
+            added.make_ascii_lowercase();
+        } else {
+            self.0.truncate(start);
+            for name in names {
+                self.push_lowercase(name);
+            }
+        }
+    }
 }
 
 impl<const N: usize> From<[&str; N]> for NameList {
@@ -431,6 +458,30 @@ mod tests {
             ]),
             r#"["content_length_and_transfer_encoding","forwarded_from_untrusted"]"#,
         );
+    }
+
+    #[test]
+    fn extend_lowercase_is_push_lowercase_on_each() {
+        #[track_caller]
+        fn check(start: &[&str], names: &[&str]) {
+            let mut one_by_one = NameList::default();
+            let mut at_once = NameList::default();
+            for name in start {
+                one_by_one.push(name);
+                at_once.push(name);
+            }
+            for name in names {
+                one_by_one.push_lowercase(name);
+            }
+            at_once.extend_lowercase(names.iter().copied());
+            assert_eq!(at_once, one_by_one, "{start:?} then {names:?}");
+        }
+        check(&[], &[]);
+        check(&[], &["Host", "User-Agent", "ACCEPT"]);
+        check(&["x"], &["Host", "", "Cookie"]);
+        check(&[], &["", ""]);
+        check(&[], &["Host", "Bad Name", "X-Y"]);
+        check(&["a", "b"], &["Sp ace", "Z"]);
     }
 
     #[test]
