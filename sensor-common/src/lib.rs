@@ -205,7 +205,7 @@ pub mod capacity {
     /// One entry per TCP port.
     pub const PORTS: u32 = 65_536;
     /// Ingress ring buffer size in bytes (a power of two, a multiple of the page size).
-    pub const REQ_RING_BYTES: u32 = 8 << 20;
+    pub const REQ_RING_BYTES: u32 = 16 << 20;
     /// Egress ring buffer size in bytes.
     pub const RESP_RING_BYTES: u32 = 8 << 20;
 }

@@ -94,7 +94,7 @@ const DRAIN_PERIOD: Duration = Duration::from_millis(5);
 /// The smallest `wakeup_bytes` the agent's configuration accepts.
 const WAKEUP_CONFIG_MIN: u32 = 4096;
 /// A `wakeup_bytes` at or below one record's size: a record landing in an empty ring wakes.
-const WAKEUP_EVERY_RECORD: u32 = 2048;
+const WAKEUP_EVERY_RECORD: u32 = 1024;
 /// Bound on every external command (ip, xdp-filter, bpftool, clang).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a latency trial waits for the consumer before counting the record as missed.
@@ -1549,7 +1549,7 @@ fn report(
          {WAKEUP_EVERY_RECORD} (below one {}-byte record) makes every record that lands in an \
          empty ring wake the reader. A record wakes only when it makes the pending bytes cross \
          the threshold, so a consumer that falls behind is not woken at all.",
-        size_of::<sensor_common::RequestEvent>()
+        size_of::<sensor_common::EventHeader>() + sensor_common::data_class(SEGMENT_PAYLOAD)
     );
 
     let _ = writeln!(
@@ -1584,7 +1584,7 @@ fn report(
     let _ = writeln!(
         m,
         "\nRing-buffer rate: the sampled segment {} times in one call (wakeup_bytes {}) while the \
-         busy consumer drains; drained/s counts from the start of the call to the last record \
+         agent-like consumer drains; drained/s counts from the start of the call to the last record \
          drained. Medians over {} runs:\n",
         o.rate_repeat,
         SensorConfig::DEFAULT.wakeup_bytes,
