@@ -140,7 +140,7 @@ pub mod block_table {
     /// log2 of [`SLOTS`].
     pub const SLOT_BITS: u32 = SLOTS.trailing_zeros();
     /// Slots looked at, from the home slot on, before giving up.
-    pub const MAX_PROBE: u32 = 8;
+    pub const MAX_PROBE: u32 = 16;
     /// A slot never used: ends a probe.
     pub const EMPTY: u32 = 0;
     /// A slot holding a block.
