@@ -198,8 +198,11 @@ impl SlotTable {
         for i in Self::window(addr, len, seed) {
             match self.state(i) {
                 EMPTY => return None,
-                USED if self.read(i).addr == addr && self.read(i).prefix_len == len => {
-                    return Some(i);
+                USED => {
+                    let slot = self.read(i);
+                    if slot.addr == addr && slot.prefix_len == len {
+                        return Some(i);
+                    }
                 }
                 _ => {}
             }

@@ -694,12 +694,12 @@ enum Consumer {
 }
 
 /// A thread that drains a ring until stopped.
-struct BusyConsumer {
+struct DrainThread {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<(RingBuf<MapData>, Drained)>,
 }
 
-impl BusyConsumer {
+impl DrainThread {
     fn spawn(mut ring: RingBuf<MapData>, cpu: Option<usize>, how: Consumer) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -1224,7 +1224,7 @@ impl Bench {
         configure(&mut self.main, wakeup)?;
         let before = read_stats(&self.main)?;
         let ring = self.ring.take().context("the ring is lent out")?;
-        let consumer = BusyConsumer::spawn(ring, self.cpus.1, how);
+        let consumer = DrainThread::spawn(ring, self.cpus.1, how);
         let start = Instant::now();
         let sample = measure(
             xdp(&self.main, program_names::XDP_INGRESS)?,
