@@ -370,7 +370,8 @@ pub struct SensorConfig {
     /// Payload bytes copied per egress segment, 1..=[`RESP_DATA_LEN`].
     pub resp_capture_len: u32,
     /// A submit wakes the reader only once this many bytes are pending in the ring; below it,
-    /// records are submitted with `BPF_RB_NO_WAKEUP` and the reader's timer drains them.
+    /// records are submitted with `BPF_RB_NO_WAKEUP` and the reader's timer drains them. Each
+    /// CPU checks once per sixteenth of it reserved, and wakes once per crossing.
     pub wakeup_bytes: u32,
     /// Zero; reserved for flags.
     pub flags: u32,
@@ -382,7 +383,7 @@ impl SensorConfig {
     pub const DEFAULT: Self = Self {
         req_capture_len: REQ_DATA_LEN as u32,
         resp_capture_len: RESP_DATA_LEN as u32,
-        wakeup_bytes: 256 * 1024,
+        wakeup_bytes: 1024 * 1024,
         flags: 0,
     };
 }

@@ -100,17 +100,37 @@ pub static VERDICT_NOTES: HashMap<u64, VerdictNote> = HashMap::with_max_entries(
 #[map]
 pub static MAPS_IN_USE: Array<MapsInUse> = Array::with_max_entries(1, 0);
 
-/// The boot clock as of the current jiffy, per CPU (index 0). Kernel-only scratch state; see
-/// `emit::coarse_now`.
+/// Kernel-only scratch state of each CPU (index 0): the cached clock of `emit::coarse_now` and
+/// the wakeup checks of `emit::submit_flags`. Never read by user space.
 #[map]
-pub static CLOCK_CACHE: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
+pub static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 
-/// One CPU's cached clock reading.
+/// One CPU's scratch state.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct ClockCache {
+pub struct CpuState {
     /// `jiffies64` when `boot_ns` was read.
     pub jiffies: u64,
     /// `bpf_ktime_get_boot_ns` at that jiffy.
     pub boot_ns: u64,
+    /// Wakeup checks of the request ring (`RingWake::REQ`) and of the response ring.
+    pub wake: [RingWake; 2],
+}
+
+/// What one CPU knows about the pending data of one ring.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RingWake {
+    /// Bytes this CPU reserved in the ring since it last asked the ring how much is pending.
+    pub since_check: u32,
+    /// Non-zero once this CPU forced a wakeup, until it sees the pending data below the
+    /// threshold again: one wakeup per CPU per crossing.
+    pub woke: u32,
+}
+
+impl RingWake {
+    /// Index of the request ring's state in `CpuState::wake`.
+    pub const REQ: usize = 0;
+    /// Index of the response ring's state.
+    pub const RESP: usize = 1;
 }

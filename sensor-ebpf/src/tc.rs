@@ -8,7 +8,7 @@ use sensor_common::{Counter, Direction, RESP_DATA_LEN, tcp_flags};
 
 use crate::{
     emit::{self, RingCounters},
-    maps::{PORTS, RESP_EVENTS},
+    maps::{PORTS, RESP_EVENTS, RingWake},
     parse::{self, IPPROTO_TCP, Packet},
 };
 
@@ -17,6 +17,7 @@ const COUNTERS: RingCounters = RingCounters {
     control: Counter::RespControlEvents,
     full: Counter::RespRingFull,
     wakeups: Counter::RespWakeups,
+    wake: RingWake::RESP,
 };
 
 /// Body of the program; returns the verdict counter of this packet.

@@ -24,7 +24,7 @@ use crate::{
     emit::{self, RingCounters, atomic_add},
     maps::{
         ALLOW, BLOCK_EXACT_V4, BLOCK_EXACT_V6, BLOCK_PREFIX_V4, BLOCK_PREFIX_V6, BLOCK_TABLE_V4,
-        MAPS_IN_USE, PORTS, REQ_EVENTS, SOURCES,
+        MAPS_IN_USE, PORTS, REQ_EVENTS, RingWake, SOURCES,
     },
     parse::{self, AddrKey, IPPROTO_TCP, IPPROTO_UDP, LpmLookup, LpmLookupV4, Packet, Source},
 };
@@ -34,6 +34,7 @@ const COUNTERS: RingCounters = RingCounters {
     control: Counter::ReqControlEvents,
     full: Counter::ReqRingFull,
     wakeups: Counter::ReqWakeups,
+    wake: RingWake::REQ,
 };
 
 /// Outcome of one packet: the XDP action and the verdict counter that records it.
@@ -217,11 +218,24 @@ fn exact_v4(raw: u32, in_use: &MapsInUse) -> Option<*mut BlockValue> {
     BLOCK_EXACT_V4.get_ptr_mut(raw)
 }
 
+/// The longest IPv4 prefix block (shorter than /32) covering `raw`, if any prefix block exists.
+///
+/// Without this inlined test LLVM keeps the search below as a BPF subprogram, and every
+/// passing IPv4 packet paid a call and a return (dear here: return thunks) to learn that there
+/// is no prefix to look for.
+#[inline(always)]
+fn prefix_v4(raw: u32, in_use: &MapsInUse) -> Option<*mut BlockValue> {
+    if in_use.table_lens_v4 & ((1 << 32) - 1) == 0 && in_use.prefix_v4 == 0 {
+        return None;
+    }
+    prefix_v4_search(raw, in_use)
+}
+
 /// The longest IPv4 prefix block (shorter than /32) covering `raw`: one probe per prefix
 /// length in the table, longest first, then the overflow trie while it has entries (its match
 /// wins if longer; `BlockValue::prefix_len` says how long it is).
-#[inline(always)]
-fn prefix_v4(raw: u32, in_use: &MapsInUse) -> Option<*mut BlockValue> {
+#[inline(never)]
+fn prefix_v4_search(raw: u32, in_use: &MapsInUse) -> Option<*mut BlockValue> {
     let mut best: Option<*mut BlockValue> = None;
     let mut best_len = 0;
     let lens = in_use.table_lens_v4 & ((1 << 32) - 1);

@@ -1672,6 +1672,62 @@ fn one_wakeup_when_pending_data_crosses_the_threshold() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Pins the calling thread to one CPU: the kernel keeps wakeup state per CPU, and
+/// `BPF_PROG_TEST_RUN` runs the program on the caller's CPU.
+fn pin_to_one_cpu() {
+    // SAFETY: the set is zeroed, then one CPU is added; the call affects this thread only.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set)
+    };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn large_thresholds_are_checked_sparsely_and_wake_once_per_crossing() {
+    pin_to_one_cpu();
+    let mut sensor = Sensor::load();
+    let frame = v4().tcp(&req(PORT), HTTP_GET);
+    let fp = REQ_RECORD_FOOTPRINT;
+    let mut failures = Vec::new();
+    for threshold in [16 * 1024u32, 64 * 1024, 1 << 20] {
+        sensor.configure(None, Some(threshold), &[PORT]);
+        let t = u64::from(threshold);
+        // Twice per threshold: the second round shows that a drain re-arms the wakeup.
+        for round in 1..=2 {
+            sensor.drain_all();
+            let mut woke_at = Vec::new();
+            let records = 2 * t / fp + 2;
+            for i in 1..=records {
+                let before = sensor.counters();
+                assert_eq!(sensor.run_xdp(&frame, 1), XDP_PASS, "pass");
+                let after = sensor.counters();
+                if after[Counter::ReqWakeups as usize] > before[Counter::ReqWakeups as usize] {
+                    woke_at.push(i * fp);
+                }
+            }
+            // The ring is asked once per sixteenth of the threshold, so the wakeup comes when
+            // the pending data lies between the threshold and a sixteenth (plus a record) above.
+            let latest = t + t / 16 + fp;
+            match woke_at.as_slice() {
+                [pending] if (t..=latest).contains(pending) => {}
+                other => failures.push(format!(
+                    "threshold {t}, round {round}: wakeups at pending bytes {other:?}, want one \
+                     in {t}..={latest}"
+                )),
+            }
+        }
+    }
+    sensor.drain_all();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Every XDP verdict counter.
 const XDP_VERDICTS: [Counter; 13] = [
     Counter::XdpPass,

@@ -31,7 +31,7 @@ use std::{
     fmt::Write as _,
     fs,
     net::{IpAddr, Ipv4Addr},
-    os::fd::{AsFd as _, AsRawFd as _},
+    os::fd::{AsFd as _, AsRawFd as _, RawFd},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::{
@@ -93,6 +93,8 @@ const SEED: u64 = 0x6170_6973_656e_736f;
 const DRAIN_PERIOD: Duration = Duration::from_millis(5);
 /// The smallest `wakeup_bytes` the agent's configuration accepts.
 const WAKEUP_CONFIG_MIN: u32 = 4096;
+/// The default `wakeup_bytes` before it became 1 MiB, kept as a row for comparison.
+const WAKEUP_PREVIOUS_DEFAULT: u32 = 256 * 1024;
 /// A `wakeup_bytes` at or below one record's size: a record landing in an empty ring wakes.
 const WAKEUP_EVERY_RECORD: u32 = 1024;
 /// Bound on every external command (ip, xdp-filter, bpftool, clang).
@@ -693,20 +695,66 @@ enum Consumer {
     Busy,
 }
 
+/// Waits for the kernel's wakeups of one ring as the agent's reader does: tokio's `AsyncFd`
+/// registers the descriptor edge-triggered (`EPOLLET`), so after a drain the reader sleeps
+/// until the kernel wakes the ring again (a forced wakeup) or its timer fires, even if records
+/// arrived in between. A level-triggered wait would instead return as soon as any record is
+/// pending and follow the producer record by record, which the agent never does.
+struct EdgePoller {
+    epfd: std::os::fd::OwnedFd,
+}
+
+impl EdgePoller {
+    fn new(ring_fd: RawFd) -> anyhow::Result<Self> {
+        // SAFETY: epoll_create1 has no preconditions.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        ensure!(
+            epfd >= 0,
+            "epoll_create1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `epfd` was just created and nothing else owns it; `OwnedFd` closes it.
+        let epfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(epfd) };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET).cast_unsigned(),
+            u64: 0,
+        };
+        // SAFETY: both descriptors are open; `ev` is a valid epoll_event.
+        let rc =
+            unsafe { libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, ring_fd, &raw mut ev) };
+        ensure!(rc == 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+        Ok(Self { epfd })
+    }
+
+    /// Sleeps until a wakeup or `timeout_ms`; true if the kernel woke the ring.
+    fn wait(&self, timeout_ms: i32) -> bool {
+        let mut out = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: `out` has room for the one event asked for.
+        unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), &raw mut out, 1, timeout_ms) > 0 }
+    }
+}
+
+/// Milliseconds until `deadline`, rounded up (a timeout for `epoll_wait`).
+fn millis_until(deadline: Instant) -> i32 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
 /// A thread that drains a ring until stopped.
 struct DrainThread {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<(RingBuf<MapData>, Drained)>,
+    handle: JoinHandle<anyhow::Result<(RingBuf<MapData>, Drained)>>,
 }
 
 impl DrainThread {
     fn spawn(mut ring: RingBuf<MapData>, cpu: Option<usize>, how: Consumer) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let handle = thread::spawn(move || {
+        let handle = thread::spawn(move || -> anyhow::Result<(RingBuf<MapData>, Drained)> {
             let _ = prepare_thread(cpu);
             let mut d = Drained::default();
-            let fd = ring.as_raw_fd();
+            let poller = EdgePoller::new(ring.as_raw_fd())?;
+            let mut next_tick = Instant::now() + DRAIN_PERIOD;
             loop {
                 // Read the flag before draining, so the drain after a stop sees every record
                 // submitted before it.
@@ -723,18 +771,19 @@ impl DrainThread {
                     Consumer::Busy if n == 0 => std::hint::spin_loop(),
                     Consumer::Busy => {}
                     Consumer::Agent => {
-                        let mut pfd = libc::pollfd {
-                            fd,
-                            events: libc::POLLIN,
-                            revents: 0,
-                        };
-                        let period = DRAIN_PERIOD.as_millis() as libc::c_int;
-                        // SAFETY: one valid pollfd; the ring keeps the descriptor open.
-                        unsafe { libc::poll(&raw mut pfd, 1, period) };
+                        // As `reader.rs`: drain on a kernel wakeup or on the timer's tick, with
+                        // a stop check at least every period.
+                        while !poller.wait(millis_until(next_tick))
+                            && Instant::now() < next_tick
+                            && !flag.load(Ordering::Acquire)
+                        {}
+                        while next_tick <= Instant::now() {
+                            next_tick += DRAIN_PERIOD;
+                        }
                     }
                 }
             }
-            (ring, d)
+            Ok((ring, d))
         });
         Self { stop, handle }
     }
@@ -743,7 +792,7 @@ impl DrainThread {
         self.stop.store(true, Ordering::Release);
         self.handle
             .join()
-            .map_err(|_| anyhow!("the consumer thread panicked"))
+            .map_err(|_| anyhow!("the consumer thread panicked"))?
     }
 }
 
@@ -774,45 +823,16 @@ impl SleepingConsumer {
         let flag = Arc::clone(&stop);
         let handle = thread::spawn(move || -> anyhow::Result<RingBuf<MapData>> {
             let _ = prepare_thread(cpu);
-            // SAFETY: epoll_create1 has no preconditions.
-            let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-            ensure!(
-                epfd >= 0,
-                "epoll_create1: {}",
-                std::io::Error::last_os_error()
-            );
-            // SAFETY: `epfd` was just created and is owned by this thread; `OwnedFd` closes it.
-            let epfd =
-                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(epfd) };
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: 0,
-            };
-            // SAFETY: both descriptors are open; `ev` is a valid epoll_event.
-            let rc = unsafe {
-                libc::epoll_ctl(
-                    epfd.as_raw_fd(),
-                    libc::EPOLL_CTL_ADD,
-                    ring.as_raw_fd(),
-                    &raw mut ev,
-                )
-            };
-            ensure!(rc == 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+            let poller = EdgePoller::new(ring.as_raw_fd())?;
             let mut d = Drained::default();
             let mut next_tick = Instant::now() + DRAIN_PERIOD;
             while !flag.load(Ordering::Acquire) {
                 let timeout_ms = match mode {
                     // A bounded sleep only to notice the stop flag; a timeout never drains.
                     WakeMode::EpollOnly => 50,
-                    WakeMode::Timer(_) => {
-                        let left = next_tick.saturating_duration_since(Instant::now());
-                        i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-                    }
+                    WakeMode::Timer(_) => millis_until(next_tick),
                 };
-                let mut out = libc::epoll_event { events: 0, u64: 0 };
-                // SAFETY: `out` has room for the one event asked for.
-                let n = unsafe { libc::epoll_wait(epfd.as_raw_fd(), &raw mut out, 1, timeout_ms) };
-                let woke = n > 0;
+                let woke = poller.wait(timeout_ms);
                 let tick = match mode {
                     WakeMode::Timer(period) if Instant::now() >= next_tick => {
                         while next_tick <= Instant::now() {
@@ -1006,7 +1026,7 @@ enum Case {
 }
 
 /// Every case, in the order of a run and of the tables.
-const CASES: [Case; 12] = [
+const CASES: [Case; 13] = [
     Case::Floor,
     Case::Pass,
     Case::Sampled(SensorConfig::DEFAULT.wakeup_bytes, Consumer::Agent),
@@ -1016,6 +1036,7 @@ const CASES: [Case; 12] = [
     Case::PassPrefix100k,
     Case::XdpFilterPass,
     Case::XdpFilterDrop,
+    Case::Sampled(WAKEUP_PREVIOUS_DEFAULT, Consumer::Agent),
     Case::Sampled(WAKEUP_CONFIG_MIN, Consumer::Agent),
     Case::Sampled(WAKEUP_EVERY_RECORD, Consumer::Agent),
     Case::Sampled(SensorConfig::DEFAULT.wakeup_bytes, Consumer::Busy),
