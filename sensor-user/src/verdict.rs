@@ -256,11 +256,43 @@ pub struct AllowEntry {
     pub hits: u64,
 }
 
+/// Bits naming the enforcement maps that have an in-use flag in `MAPS_IN_USE`.
+mod map_bit {
+    pub const EXACT_V4: u8 = 1 << 0;
+    pub const EXACT_V6: u8 = 1 << 1;
+    pub const PREFIX_V4: u8 = 1 << 2;
+    pub const PREFIX_V6: u8 = 1 << 3;
+    pub const ALLOW: u8 = 1 << 4;
+}
+
+/// Maps a handle inserted into or removed from since it last wrote `MAPS_IN_USE`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Touched {
+    added: u8,
+    removed: u8,
+}
+
+impl Touched {
+    /// The in-use flag of the map `bit`: recomputed by `has_keys` after a removal (or when
+    /// `scan`), otherwise the published flag, set if this handle inserted. Asking a hash map
+    /// whether it has any key walks all its buckets when it is empty (tens of µs at these
+    /// sizes), so a block added must not ask every map.
+    fn flag(self, bit: u8, scan: bool, published: u32, has_keys: impl FnOnce() -> bool) -> u32 {
+        if scan || self.removed & bit != 0 {
+            u32::from(has_keys())
+        } else {
+            u32::from(published != 0 || self.added & bit != 0)
+        }
+    }
+}
+
 /// Handles on the enforcement maps.
 pub struct Verdicts {
     table_v4: table::SlotTable,
     /// Prefix lengths this handle put into the table since it last wrote `MAPS_IN_USE`.
     added_lens: u64,
+    /// Overflow, IPv6 and allowlist maps this handle changed since it last wrote `MAPS_IN_USE`.
+    touched: Touched,
     exact_v4: HashMap<MapData, V4Addr, BlockValue>,
     exact_v6: HashMap<MapData, Addr, BlockValue>,
     prefix_v4: LpmTrie<MapData, V4Addr, BlockValue>,
@@ -341,6 +373,7 @@ impl Verdicts {
         Ok(Self {
             table_v4,
             added_lens: 0,
+            touched: Touched::default(),
             exact_v4: typed(get(map_names::BLOCK_EXACT_V4)?, map_names::BLOCK_EXACT_V4)?,
             exact_v6: typed(get(map_names::BLOCK_EXACT_V6)?, map_names::BLOCK_EXACT_V6)?,
             prefix_v4: typed(get(map_names::BLOCK_PREFIX_V4)?, map_names::BLOCK_PREFIX_V4)?,
@@ -394,9 +427,11 @@ impl Verdicts {
     }
 
     /// Writes `MAPS_IN_USE` (under the writer lock). With `scan`, the table's prefix lengths
-    /// are recomputed from the table; without, they are the published ones plus those this
-    /// handle added: a superset, which only costs XDP a probe of a length that has no block,
-    /// while a removal does not have to scan the whole table.
+    /// and every map's flag are recomputed from the maps; without, the lengths are the
+    /// published ones plus those this handle added, and a flag is recomputed only for a map
+    /// this handle removed from: a superset, which only costs XDP a probe of a length or a
+    /// lookup in a map that has no block, while a removal does not have to scan the whole
+    /// table.
     fn publish_in_use(&mut self, scan: bool) -> Result<MapsInUse, VerdictError> {
         let current = self.read_in_use()?;
         let lens = if scan {
@@ -410,14 +445,25 @@ impl Verdicts {
             current.table_lens_v4 | self.added_lens
         };
         self.added_lens = 0;
+        let t = std::mem::take(&mut self.touched);
         let in_use = MapsInUse {
             table_seed: current.table_seed,
             table_lens_v4: lens,
-            exact_v4: u32::from(self.exact_v4.keys().next().is_some()),
-            exact_v6: u32::from(self.exact_v6.keys().next().is_some()),
-            prefix_v4: u32::from(self.prefix_v4.keys().next().is_some()),
-            prefix_v6: u32::from(self.prefix_v6.keys().next().is_some()),
-            allow: u32::from(self.allow.keys().next().is_some()),
+            exact_v4: t.flag(map_bit::EXACT_V4, scan, current.exact_v4, || {
+                self.exact_v4.keys().next().is_some()
+            }),
+            exact_v6: t.flag(map_bit::EXACT_V6, scan, current.exact_v6, || {
+                self.exact_v6.keys().next().is_some()
+            }),
+            prefix_v4: t.flag(map_bit::PREFIX_V4, scan, current.prefix_v4, || {
+                self.prefix_v4.keys().next().is_some()
+            }),
+            prefix_v6: t.flag(map_bit::PREFIX_V6, scan, current.prefix_v6, || {
+                self.prefix_v6.keys().next().is_some()
+            }),
+            allow: t.flag(map_bit::ALLOW, scan, current.allow, || {
+                self.allow.keys().next().is_some()
+            }),
             reserved: 0,
         };
         self.in_use
@@ -466,6 +512,12 @@ impl Verdicts {
     fn insert_v4(&mut self, net: Ipv4Net, value: BlockValue) -> Result<Option<u64>, VerdictError> {
         let len = u32::from(net.prefix_len());
         let octets = net.network().octets();
+        // Either overflow map may receive the block (a superset of flags is harmless).
+        self.touched.added |= if len == 32 {
+            map_bit::EXACT_V4
+        } else {
+            map_bit::PREFIX_V4
+        };
         // One network has one entry: if an overflow map already holds it, replace it there.
         if len == 32 && self.exact_v4.get(&octets, 0).is_ok() {
             return insert_exact(&mut self.exact_v4, map_names::BLOCK_EXACT_V4, octets, value);
@@ -504,6 +556,11 @@ impl Verdicts {
     ) -> Result<Option<u64>, VerdictError> {
         let len = u32::from(net.prefix_len());
         let octets = net.network().octets();
+        self.touched.removed |= if len == 32 {
+            map_bit::EXACT_V4
+        } else {
+            map_bit::PREFIX_V4
+        };
         let seed = self.current_seed()?;
         if seed != 0
             && let Some(id) = self.table_v4.remove(u32::from_ne_bytes(octets), len, seed)
@@ -588,18 +645,24 @@ impl Verdicts {
             .map_err(map_err("insert", map_names::VERDICT_NOTES))?;
         let written = match net {
             IpNet::V4(n) => self.insert_v4(n, value),
-            IpNet::V6(n) if is_host(net) => insert_exact(
-                &mut self.exact_v6,
-                map_names::BLOCK_EXACT_V6,
-                n.addr().octets(),
-                value,
-            ),
-            IpNet::V6(n) => insert_prefix(
-                &mut self.prefix_v6,
-                map_names::BLOCK_PREFIX_V6,
-                &v6_key(n),
-                value,
-            ),
+            IpNet::V6(n) if is_host(net) => {
+                self.touched.added |= map_bit::EXACT_V6;
+                insert_exact(
+                    &mut self.exact_v6,
+                    map_names::BLOCK_EXACT_V6,
+                    n.addr().octets(),
+                    value,
+                )
+            }
+            IpNet::V6(n) => {
+                self.touched.added |= map_bit::PREFIX_V6;
+                insert_prefix(
+                    &mut self.prefix_v6,
+                    map_names::BLOCK_PREFIX_V6,
+                    &v6_key(n),
+                    value,
+                )
+            }
         };
         let old_note = match written {
             Ok(old) => old,
@@ -630,6 +693,11 @@ impl Verdicts {
                 source,
             },
         };
+        self.touched.removed |= match net {
+            IpNet::V4(_) => 0,
+            IpNet::V6(_) if is_host(net) => map_bit::EXACT_V6,
+            IpNet::V6(_) => map_bit::PREFIX_V6,
+        };
         let verdict_id = match net {
             IpNet::V4(n) => self.remove_v4(n, not_found)?,
             IpNet::V6(n) if is_host(net) => Some(remove_exact(
@@ -659,6 +727,7 @@ impl Verdicts {
             hits: 0,
         };
         self.write(|v| {
+            v.touched.added |= map_bit::ALLOW;
             v.allow
                 .insert(&net_key(net), value, 0)
                 .map_err(map_err("insert", map_names::ALLOW))
@@ -671,6 +740,7 @@ impl Verdicts {
     }
 
     fn unallow_locked(&mut self, net: IpNet) -> Result<(), VerdictError> {
+        self.touched.removed |= map_bit::ALLOW;
         self.allow.remove(&net_key(net)).map_err(|e| match e {
             MapError::KeyNotFound => VerdictError::NotFound {
                 net,
@@ -835,6 +905,55 @@ fn remove_prefix<K: Pod>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_use_flags_are_recomputed_only_after_a_removal_or_a_scan() {
+        use map_bit::{ALLOW, EXACT_V4};
+        let none = Touched::default();
+        let added = Touched {
+            added: EXACT_V4,
+            removed: 0,
+        };
+        let removed = Touched {
+            added: 0,
+            removed: EXACT_V4,
+        };
+        let both = Touched {
+            added: EXACT_V4,
+            removed: EXACT_V4,
+        };
+        // (touched, scan, published flag, map has keys, expected flag, map asked)
+        let cases = [
+            (none, false, 0, true, 0, false),
+            (none, false, 1, false, 1, false),
+            (added, false, 0, false, 1, false),
+            (removed, false, 1, false, 0, true),
+            (removed, false, 0, true, 1, true),
+            (both, false, 1, false, 0, true),
+            (none, true, 1, false, 0, true),
+            (none, true, 0, true, 1, true),
+            // Another map's change leaves this one's flag alone.
+            (
+                Touched {
+                    added: ALLOW,
+                    removed: ALLOW,
+                },
+                false,
+                1,
+                false,
+                1,
+                false,
+            ),
+        ];
+        for (i, (t, scan, published, has, want, asks)) in cases.into_iter().enumerate() {
+            let mut asked = false;
+            let got = t.flag(EXACT_V4, scan, published, || {
+                asked = true;
+                has
+            });
+            assert_eq!((got, asked), (want, asks), "case {i}");
+        }
+    }
 
     #[test]
     fn parses_addresses_and_prefixes() {
