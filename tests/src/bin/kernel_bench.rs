@@ -613,7 +613,7 @@ fn map_type_name(t: u32) -> &'static str {
 
 /// One row of the memory table.
 struct MapMemory {
-    name: &'static str,
+    name: String,
     map_type: &'static str,
     max_entries: u64,
     memlock: u64,
@@ -622,10 +622,20 @@ struct MapMemory {
 /// `memlock` of every map of a freshly loaded object at default sizes.
 fn map_memory() -> anyhow::Result<Vec<MapMemory>> {
     let mut ebpf = load_sensor(SensorConfig::DEFAULT.wakeup_bytes)?;
+    // The named maps first, in their documented order, then every other map of the object
+    // (kernel-only scratch state such as `CPU_STATE`, aya-log's buffers).
+    let mut names: Vec<String> = map_names::ALL.iter().map(|n| (*n).to_owned()).collect();
+    let mut others: Vec<String> = ebpf
+        .maps()
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| !map_names::ALL.contains(&name.as_str()))
+        .collect();
+    others.sort();
+    names.extend(others);
     let mut rows = Vec::new();
-    for name in map_names::ALL {
+    for name in names {
         let map = ebpf
-            .take_map(name)
+            .take_map(&name)
             .with_context(|| format!("map {name} missing"))?;
         let data = match map {
             Map::Array(d)
@@ -634,6 +644,7 @@ fn map_memory() -> anyhow::Result<Vec<MapMemory>> {
             | Map::LruHashMap(d)
             | Map::PerCpuLruHashMap(d)
             | Map::PerCpuArray(d)
+            | Map::PerCpuHashMap(d)
             | Map::RingBuf(d) => d,
             other => bail!("map {name} has an unexpected type {other:?}"),
         };
