@@ -43,6 +43,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         None => crate::config::Config::default_config().analyzer,
     };
     let mut analyzer = Analyzer::new(cfg);
+    analyzer.set_cataloguing(args.catalogue.is_some());
     let mut out = io::stdout().lock();
     grow_stdout_pipe();
     // Transactions are written into one large buffer and handed to stdout whole lines at a
