@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use sensor_common::tcp_flags;
 
-use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Transaction};
+use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Reuse, Transaction};
 use crate::reassembly::{MAX_WINDOW, ReassemblyLimits, Stream, StreamStats};
 use crate::segment::{Chunk, Dir, Segment};
 use table::LruTable;
@@ -283,6 +283,9 @@ pub struct Analyzer {
     catalogue: Catalogue,
     /// Whether emitted transactions are recorded in `catalogue`.
     cataloguing: bool,
+    /// Transactions handed back by the caller ([`Analyzer::recycle`]), and idle connection
+    /// buffers, reused for the next transactions.
+    reuse: Reuse,
 }
 
 impl Analyzer {
@@ -306,6 +309,7 @@ impl Analyzer {
             counters: AnalyzerCounters::default(),
             catalogue: Catalogue::new(),
             cataloguing: true,
+            reuse: Reuse::default(),
         }
     }
 
@@ -365,6 +369,13 @@ impl Analyzer {
         &self.catalogue
     }
 
+    /// Takes back a transaction the caller is done with: the next transactions are written
+    /// into its buffers instead of new ones (optional; a transaction not handed back is simply
+    /// dropped).
+    pub fn recycle(&mut self, tx: Transaction) {
+        self.reuse.recycle(tx);
+    }
+
     /// Whether emitted transactions are recorded in the API inventory (on by default). A
     /// caller that never reads the inventory turns it off: recording costs a hash and a
     /// comparison of method, host and route per transaction.
@@ -377,11 +388,12 @@ impl Analyzer {
         self.flows.len()
     }
 
-    /// Bytes held by the flow table: the table itself, every flow's buffers and HTTP state, and
-    /// the port set. The catalogue is not included.
+    /// Bytes held by the flow table: the table itself, every flow's buffers and HTTP state, the
+    /// port set and the spent records kept for reuse. The catalogue is not included.
     pub fn memory(&self) -> usize {
         size_of::<Self>()
             + size_of::<[u64; 1024]>()
+            + self.reuse.memory()
             + self.flows.memory()
             + self.flows.values().map(Flow::heap).sum::<usize>()
     }
@@ -463,10 +475,10 @@ impl Analyzer {
             data_seq = seg.seq.wrapping_add(1);
         }
         if seg.payload_len > 0 {
-            let (ts, counters) = (seg.ts_ns, &mut self.counters);
+            let (ts, counters, reuse) = (seg.ts_ns, &mut self.counters, &mut self.reuse);
             let mut sink = |chunk: Chunk<'_>| {
                 count_chunk(counters, chunk);
-                http.on_chunk(dir, ts, chunk, out);
+                http.on_chunk_reusing(dir, ts, chunk, out, reuse);
             };
             let before = stream.memory();
             stream.push(data_seq, seg.payload_len, seg.payload, &mut sink);
@@ -534,15 +546,15 @@ impl Analyzer {
         let Flow { streams, http, .. } = &mut flow;
         let held = streams.iter().map(Stream::memory).sum::<usize>();
         self.buffered = self.buffered.saturating_sub(held);
-        let counters = &mut self.counters;
+        let (counters, reuse) = (&mut self.counters, &mut self.reuse);
         for (stream, dir) in streams.iter_mut().zip(DIRS) {
             stream.flush(&mut |chunk| {
                 count_chunk(counters, chunk);
-                http.on_chunk(dir, ts_ns, chunk, out);
+                http.on_chunk_reusing(dir, ts_ns, chunk, out, reuse);
             });
             counters.add_stream(&stream.stats());
         }
-        http.on_close(ts_ns, out);
+        http.on_close_reusing(ts_ns, out, reuse);
         let c = &mut self.counters;
         *match reason {
             CloseReason::Fin => &mut c.flows_closed,

@@ -1,0 +1,114 @@
+//! Spent transaction records and buffers, kept for the next transactions.
+//!
+//! A transaction owns about eight heap strings (path, route, names, user agent, host, session
+//! hash...) and its connection a queue entry of a few hundred bytes; allocating and freeing them
+//! for every request cost more than filling them. A consumer done with a record hands it back
+//! ([`Reuse::recycle`]) and the next request of any connection is written into its buffers.
+//!
+//! The pool is bounded: at most [`MAX_KEPT`] records, strings and queues are kept, and no
+//! buffer larger than [`MAX_CAPACITY`] bytes (a long path or a large header list is freed as
+//! before). Reuse changes where bytes are written, never which: a reused record starts out equal
+//! to [`Transaction::empty`].
+
+use std::collections::VecDeque;
+use std::mem;
+use std::net::SocketAddr;
+
+use super::conn::Pending;
+use super::transaction::Transaction;
+
+/// Most records, and most loose strings, kept.
+const MAX_KEPT: usize = 64;
+/// Largest buffer kept, in bytes.
+const MAX_CAPACITY: usize = 1024;
+
+/// Records, strings and queues handed back after use.
+#[derive(Default)]
+pub struct Reuse {
+    /// Spent records, their kept strings emptied.
+    records: Vec<Transaction>,
+    /// Empty strings with room, from the optional fields of spent records.
+    strings: Vec<String>,
+    /// Empty request queues of connections that went idle.
+    queues: Vec<VecDeque<Pending>>,
+}
+
+impl Reuse {
+    /// Takes back a record its consumer is done with.
+    pub fn recycle(&mut self, mut tx: Transaction) {
+        self.keep_string(tx.host.take());
+        self.keep_string(tx.user_agent.take());
+        self.keep_string(tx.session.take());
+        self.keep_string(tx.account.take());
+        let largest = tx
+            .path
+            .capacity()
+            .max(tx.route.capacity())
+            .max(tx.query_keys.capacity())
+            .max(tx.header_order.capacity())
+            .max(tx.set_cookies.capacity());
+        if self.records.len() < MAX_KEPT && largest <= MAX_CAPACITY {
+            self.records.push(tx);
+        }
+    }
+
+    /// Heap bytes held by the pool.
+    pub fn memory(&self) -> usize {
+        self.records.capacity() * mem::size_of::<Transaction>()
+            + self
+                .records
+                .iter()
+                .map(Transaction::heap_bytes)
+                .sum::<usize>()
+            + self.strings.capacity() * mem::size_of::<String>()
+            + self.strings.iter().map(String::capacity).sum::<usize>()
+            + self.queues.capacity() * mem::size_of::<VecDeque<Pending>>()
+            + self
+                .queues
+                .iter()
+                .map(|q| q.capacity() * mem::size_of::<Pending>())
+                .sum::<usize>()
+    }
+
+    /// An empty record for the given endpoints, as [`Transaction::empty`] makes it.
+    pub(super) fn record(
+        &mut self,
+        ts_ns: u64,
+        peer: SocketAddr,
+        server: SocketAddr,
+    ) -> Transaction {
+        match self.records.pop() {
+            Some(spent) => Transaction::reused(spent, ts_ns, peer, server),
+            None => Transaction::empty(ts_ns, peer, server),
+        }
+    }
+
+    /// An empty string, with room when one was handed back.
+    pub(super) fn string(&mut self) -> String {
+        self.strings.pop().unwrap_or_default()
+    }
+
+    /// Keeps a string, if any, for later.
+    fn keep_string(&mut self, s: Option<String>) {
+        if let Some(mut s) = s
+            && self.strings.len() < MAX_KEPT
+            && (1..=MAX_CAPACITY).contains(&s.capacity())
+        {
+            s.clear();
+            self.strings.push(s);
+        }
+    }
+
+    /// An empty request queue, with room when one was handed back.
+    pub(super) fn queue(&mut self) -> VecDeque<Pending> {
+        self.queues.pop().unwrap_or_default()
+    }
+
+    /// Keeps the queue of a connection that went idle.
+    pub(super) fn put_queue(&mut self, queue: VecDeque<Pending>) {
+        // A queue that grew past a few entries (pipelining) is freed rather than kept.
+        if self.queues.len() < MAX_KEPT && queue.is_empty() && (1..=4).contains(&queue.capacity()) {
+            self.queues.push(queue);
+        }
+    }
+}
