@@ -211,11 +211,11 @@ pub fn replay_reader_partial<R: Read>(
                     on_tx: &mut dyn FnMut(&Transaction)| {
         // Handed over by reference, then given back to the analyzer, which writes the next
         // transactions into their buffers.
-        for tx in out.drain(..) {
+        for tx in out.iter() {
             transactions += 1;
-            on_tx(&tx);
-            analyzer.recycle(tx);
+            on_tx(tx);
         }
+        analyzer.recycle_all(out);
     };
     let (mut summary, result) = read_segments_partial(reader, name, &mut |event| {
         match event {

@@ -376,6 +376,11 @@ impl Analyzer {
         self.reuse.recycle(tx);
     }
 
+    /// [`Analyzer::recycle`] on every transaction of `spent`, which is left empty.
+    pub fn recycle_all(&mut self, spent: &mut Vec<Transaction>) {
+        self.reuse.recycle_all(spent);
+    }
+
     /// Whether emitted transactions are recorded in the API inventory (on by default). A
     /// caller that never reads the inventory turns it off: recording costs a hash and a
     /// comparison of method, host and route per transaction.

@@ -36,6 +36,23 @@ pub struct Reuse {
 impl Reuse {
     /// Takes back a record its consumer is done with.
     pub fn recycle(&mut self, mut tx: Transaction) {
+        if self.unload(&mut tx) && self.records.len() < MAX_KEPT {
+            self.records.push(tx);
+        }
+    }
+
+    /// Takes back every record of `spent`, which is left empty: [`Reuse::recycle`] on each, with
+    /// the kept records moved over in one block.
+    pub fn recycle_all(&mut self, spent: &mut Vec<Transaction>) {
+        spent.retain_mut(|tx| self.unload(tx));
+        let room = MAX_KEPT.saturating_sub(self.records.len());
+        spent.truncate(room);
+        self.records.append(spent);
+    }
+
+    /// Moves the strings of `tx`'s optional fields to the loose strings; returns whether its
+    /// other buffers are small enough to keep.
+    fn unload(&mut self, tx: &mut Transaction) -> bool {
         self.keep_string(tx.host.take());
         self.keep_string(tx.user_agent.take());
         self.keep_string(tx.session.take());
@@ -47,9 +64,7 @@ impl Reuse {
             .max(tx.query_keys.capacity())
             .max(tx.header_order.capacity())
             .max(tx.set_cookies.capacity());
-        if self.records.len() < MAX_KEPT && largest <= MAX_CAPACITY {
-            self.records.push(tx);
-        }
+        largest <= MAX_CAPACITY
     }
 
     /// Heap bytes held by the pool.
@@ -109,6 +124,63 @@ impl Reuse {
         // A queue that grew past a few entries (pipelining) is freed rather than kept.
         if self.queues.len() < MAX_KEPT && queue.is_empty() && (1..=4).contains(&queue.capacity()) {
             self.queues.push(queue);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spent(path_len: usize) -> Transaction {
+        let addr = "198.51.100.1:1000".parse().expect("addr");
+        let mut tx = Transaction::empty(7, addr, addr);
+        tx.path = "/".repeat(path_len);
+        tx.host = Some("h".repeat(path_len));
+        tx.user_agent = Some(String::from("ua"));
+        tx
+    }
+
+    #[test]
+    fn pool_is_bounded_and_records_come_back_empty() {
+        let mut reuse = Reuse::default();
+        let mut batch: Vec<Transaction> = (0..100).map(|i| spent(i % 3 * 800)).collect();
+        reuse.recycle_all(&mut batch);
+        assert!(batch.is_empty(), "the batch is taken");
+        for _ in 0..10 {
+            reuse.recycle(spent(4000));
+        }
+        assert!(
+            reuse.records.len() <= MAX_KEPT,
+            "{} records",
+            reuse.records.len()
+        );
+        assert!(
+            reuse.strings.len() <= MAX_KEPT,
+            "{} strings",
+            reuse.strings.len()
+        );
+        assert!(
+            reuse
+                .records
+                .iter()
+                .all(|tx| tx.heap_bytes() <= 5 * MAX_CAPACITY),
+            "a large buffer was kept"
+        );
+        assert!(
+            reuse
+                .strings
+                .iter()
+                .all(|s| s.is_empty() && s.capacity() <= MAX_CAPACITY)
+        );
+        let addr = "203.0.113.9:80".parse().expect("addr");
+        for _ in 0..MAX_KEPT + 5 {
+            let tx = reuse.record(3, addr, addr);
+            assert_eq!(
+                tx,
+                Transaction::empty(3, addr, addr),
+                "a reused record starts empty"
+            );
         }
     }
 }

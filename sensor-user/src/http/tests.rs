@@ -1426,10 +1426,8 @@ proptest! {
                     Ev::RespLost(n) => (Dir::ToClient, Chunk::Lost(*n)),
                 };
                 conn.on_chunk_reusing(dir, ts, chunk, &mut done, reuse);
-                for tx in done.drain(..) {
-                    out.push(tx.clone());
-                    reuse.recycle(tx);
-                }
+                out.extend(done.iter().cloned());
+                reuse.recycle_all(&mut done);
             }
             conn.on_close_reusing(u64::MAX, &mut done, reuse);
             for tx in done.drain(..) {
