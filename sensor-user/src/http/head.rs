@@ -11,7 +11,7 @@ use super::config::HttpConfig;
 use super::identity::{self, Authorization, BodyKind};
 use super::parser::{self, Framing};
 use super::proxy;
-use super::reuse::Reuse;
+use super::reuse::{Field, Reuse};
 use super::route;
 use super::transaction::{Flag, HttpVersion, LoginOutcome, NameList, Transaction};
 
@@ -106,7 +106,7 @@ pub(crate) fn request(
                 session_cookie = identity::find_cookie(header.value, |n| cfg.is_session_cookie(n));
             }
             10 if tx.user_agent.is_none() && name.eq_ignore_ascii_case("user-agent") => {
-                let mut ua = reuse.string();
+                let mut ua = reuse.string(Field::UserAgent);
                 push_bounded_lossy(&mut ua, header.value, MAX_USER_AGENT);
                 tx.user_agent = Some(ua);
             }
@@ -118,7 +118,7 @@ pub(crate) fn request(
         }
     }
     if let Some(value) = host {
-        let mut host = reuse.string();
+        let mut host = reuse.string(Field::Host);
         push_bounded_lossy(&mut host, value, MAX_HOST);
         host.make_ascii_lowercase();
         tx.host = Some(host);
@@ -129,7 +129,7 @@ pub(crate) fn request(
         tx.flags.insert(Flag::MissingHost);
     }
     if let Some(value) = session_cookie {
-        let mut session = reuse.string();
+        let mut session = reuse.string(Field::Session);
         identity::push_session_hash(&mut session, &cfg.hash_key, value);
         tx.session = Some(session);
     }

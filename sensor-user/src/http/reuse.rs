@@ -22,13 +22,27 @@ const MAX_KEPT: usize = 64;
 /// Largest buffer kept, in bytes.
 const MAX_CAPACITY: usize = 1024;
 
+/// An optional string field of a record, whose spent strings are kept apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Field {
+    /// `host`.
+    Host,
+    /// `user_agent`.
+    UserAgent,
+    /// `session`.
+    Session,
+    /// `account`.
+    Account,
+}
+
 /// Records, strings and queues handed back after use.
 #[derive(Default)]
 pub struct Reuse {
     /// Spent records, their kept strings emptied.
     records: Vec<Transaction>,
-    /// Empty strings with room, from the optional fields of spent records.
-    strings: Vec<String>,
+    /// Empty strings with room, from the optional fields of spent records, one pool per
+    /// [`Field`] so that a string comes back with room for what its field usually holds.
+    strings: [Vec<String>; 4],
     /// Empty request queues of connections that went idle.
     queues: Vec<VecDeque<Pending>>,
 }
@@ -53,10 +67,10 @@ impl Reuse {
     /// Moves the strings of `tx`'s optional fields to the loose strings; returns whether its
     /// other buffers are small enough to keep.
     fn unload(&mut self, tx: &mut Transaction) -> bool {
-        self.keep_string(tx.host.take());
-        self.keep_string(tx.user_agent.take());
-        self.keep_string(tx.session.take());
-        self.keep_string(tx.account.take());
+        self.keep_string(Field::Host, tx.host.take());
+        self.keep_string(Field::UserAgent, tx.user_agent.take());
+        self.keep_string(Field::Session, tx.session.take());
+        self.keep_string(Field::Account, tx.account.take());
         let largest = tx
             .path
             .capacity()
@@ -75,8 +89,14 @@ impl Reuse {
                 .iter()
                 .map(Transaction::heap_bytes)
                 .sum::<usize>()
-            + self.strings.capacity() * mem::size_of::<String>()
-            + self.strings.iter().map(String::capacity).sum::<usize>()
+            + self
+                .strings
+                .iter()
+                .map(|pool| {
+                    pool.capacity() * mem::size_of::<String>()
+                        + pool.iter().map(String::capacity).sum::<usize>()
+                })
+                .sum::<usize>()
             + self.queues.capacity() * mem::size_of::<VecDeque<Pending>>()
             + self
                 .queues
@@ -98,19 +118,31 @@ impl Reuse {
         }
     }
 
-    /// An empty string, with room when one was handed back.
-    pub(super) fn string(&mut self) -> String {
-        self.strings.pop().unwrap_or_default()
+    /// An empty string for `field`, with room when one was handed back.
+    pub(super) fn string(&mut self, field: Field) -> String {
+        self.pool(field).pop().unwrap_or_default()
     }
 
-    /// Keeps a string, if any, for later.
-    fn keep_string(&mut self, s: Option<String>) {
+    /// Keeps the string, if any, of `field` for later.
+    fn keep_string(&mut self, field: Field, s: Option<String>) {
+        let pool = self.pool(field);
         if let Some(mut s) = s
-            && self.strings.len() < MAX_KEPT
+            && pool.len() < MAX_KEPT
             && (1..=MAX_CAPACITY).contains(&s.capacity())
         {
             s.clear();
-            self.strings.push(s);
+            pool.push(s);
+        }
+    }
+
+    /// The spent strings of `field`.
+    fn pool(&mut self, field: Field) -> &mut Vec<String> {
+        let [host, user_agent, session, account] = &mut self.strings;
+        match field {
+            Field::Host => host,
+            Field::UserAgent => user_agent,
+            Field::Session => session,
+            Field::Account => account,
         }
     }
 
@@ -156,9 +188,8 @@ mod tests {
             reuse.records.len()
         );
         assert!(
-            reuse.strings.len() <= MAX_KEPT,
-            "{} strings",
-            reuse.strings.len()
+            reuse.strings.iter().all(|pool| pool.len() <= MAX_KEPT),
+            "too many strings"
         );
         assert!(
             reuse
@@ -171,6 +202,7 @@ mod tests {
             reuse
                 .strings
                 .iter()
+                .flatten()
                 .all(|s| s.is_empty() && s.capacity() <= MAX_CAPACITY)
         );
         let addr = "203.0.113.9:80".parse().expect("addr");
