@@ -206,23 +206,26 @@ pub fn replay_reader_partial<R: Read>(
 ) -> (ReplaySummary, Result<(), ReplayError>) {
     let mut out = Vec::new();
     let mut transactions = 0_u64;
-    let mut emit = |out: &mut Vec<Transaction>, on_tx: &mut dyn FnMut(&Transaction)| {
-        // Handed over in place (a transaction is a few hundred bytes), then dropped together.
+    let mut emit = |analyzer: &mut Analyzer,
+                    out: &mut Vec<Transaction>,
+                    on_tx: &mut dyn FnMut(&Transaction)| {
+        // Handed over by reference, then given back to the analyzer, which writes the next
+        // transactions into their buffers.
         for tx in out.iter() {
             transactions += 1;
             on_tx(tx);
         }
-        out.clear();
+        analyzer.recycle_all(out);
     };
     let (mut summary, result) = read_segments_partial(reader, name, &mut |event| {
         match event {
             ReplayEvent::Tick(now) => analyzer.on_tick(now, &mut out),
             ReplayEvent::Segment(seg) => analyzer.on_segment(&seg, &mut out),
         }
-        emit(&mut out, on_tx);
+        emit(analyzer, &mut out, on_tx);
     });
     analyzer.finish(&mut out);
-    emit(&mut out, on_tx);
+    emit(analyzer, &mut out, on_tx);
     summary.transactions = transactions;
     (summary, result)
 }

@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use sensor_common::tcp_flags;
 
-use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Transaction};
+use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Reuse, Transaction};
 use crate::reassembly::{MAX_WINDOW, ReassemblyLimits, Stream, StreamStats};
 use crate::segment::{Chunk, Dir, Segment};
 use table::LruTable;
@@ -175,7 +175,7 @@ enum CloseReason {
 /// bytes in machine words, so that comparing and hashing are a few word operations (no call to
 /// `memcmp`, no byte loop). Its alignment pads it to 40 bytes, which leaves a flow table slot as
 /// large as with a 36-byte array (the slot is padded to eight bytes anyway).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct FlowKey {
     /// Client and server addresses, 16 bytes each, as native-endian words.
     addrs: [u64; 4],
@@ -281,6 +281,11 @@ pub struct Analyzer {
     counters: AnalyzerCounters,
     /// API inventory of every emitted transaction.
     catalogue: Catalogue,
+    /// Whether emitted transactions are recorded in `catalogue`.
+    cataloguing: bool,
+    /// Transactions handed back by the caller ([`Analyzer::recycle`]), and idle connection
+    /// buffers, reused for the next transactions.
+    reuse: Reuse,
 }
 
 impl Analyzer {
@@ -303,6 +308,8 @@ impl Analyzer {
             flows: LruTable::new(),
             counters: AnalyzerCounters::default(),
             catalogue: Catalogue::new(),
+            cataloguing: true,
+            reuse: Reuse::default(),
         }
     }
 
@@ -356,9 +363,29 @@ impl Analyzer {
         c
     }
 
-    /// The API inventory, fed from every emitted transaction.
+    /// The API inventory, fed from every emitted transaction (empty after
+    /// `set_cataloguing(false)`).
     pub fn catalogue(&self) -> &Catalogue {
         &self.catalogue
+    }
+
+    /// Takes back a transaction the caller is done with: the next transactions are written
+    /// into its buffers instead of new ones (optional; a transaction not handed back is simply
+    /// dropped).
+    pub fn recycle(&mut self, tx: Transaction) {
+        self.reuse.recycle(tx);
+    }
+
+    /// [`Analyzer::recycle`] on every transaction of `spent`, which is left empty.
+    pub fn recycle_all(&mut self, spent: &mut Vec<Transaction>) {
+        self.reuse.recycle_all(spent);
+    }
+
+    /// Whether emitted transactions are recorded in the API inventory (on by default). A
+    /// caller that never reads the inventory turns it off: recording costs a hash and a
+    /// comparison of method, host and route per transaction.
+    pub fn set_cataloguing(&mut self, on: bool) {
+        self.cataloguing = on;
     }
 
     /// Flows open now.
@@ -366,11 +393,12 @@ impl Analyzer {
         self.flows.len()
     }
 
-    /// Bytes held by the flow table: the table itself, every flow's buffers and HTTP state, and
-    /// the port set. The catalogue is not included.
+    /// Bytes held by the flow table: the table itself, every flow's buffers and HTTP state, the
+    /// port set and the spent records kept for reuse. The catalogue is not included.
     pub fn memory(&self) -> usize {
         size_of::<Self>()
             + size_of::<[u64; 1024]>()
+            + self.reuse.memory()
             + self.flows.memory()
             + self.flows.values().map(Flow::heap).sum::<usize>()
     }
@@ -452,10 +480,10 @@ impl Analyzer {
             data_seq = seg.seq.wrapping_add(1);
         }
         if seg.payload_len > 0 {
-            let (ts, counters) = (seg.ts_ns, &mut self.counters);
+            let (ts, counters, reuse) = (seg.ts_ns, &mut self.counters, &mut self.reuse);
             let mut sink = |chunk: Chunk<'_>| {
                 count_chunk(counters, chunk);
-                http.on_chunk(dir, ts, chunk, out);
+                http.on_chunk_reusing(dir, ts, chunk, out, reuse);
             };
             let before = stream.memory();
             stream.push(data_seq, seg.payload_len, seg.payload, &mut sink);
@@ -523,15 +551,15 @@ impl Analyzer {
         let Flow { streams, http, .. } = &mut flow;
         let held = streams.iter().map(Stream::memory).sum::<usize>();
         self.buffered = self.buffered.saturating_sub(held);
-        let counters = &mut self.counters;
+        let (counters, reuse) = (&mut self.counters, &mut self.reuse);
         for (stream, dir) in streams.iter_mut().zip(DIRS) {
             stream.flush(&mut |chunk| {
                 count_chunk(counters, chunk);
-                http.on_chunk(dir, ts_ns, chunk, out);
+                http.on_chunk_reusing(dir, ts_ns, chunk, out, reuse);
             });
             counters.add_stream(&stream.stats());
         }
-        http.on_close(ts_ns, out);
+        http.on_close_reusing(ts_ns, out, reuse);
         let c = &mut self.counters;
         *match reason {
             CloseReason::Fin => &mut c.flows_closed,
@@ -546,8 +574,10 @@ impl Analyzer {
     /// Records the transactions emitted since `first_new` in the catalogue and the counters.
     fn record(&mut self, out: &[Transaction], first_new: usize) {
         let new = out.get(first_new..).unwrap_or_default();
-        for tx in new {
-            self.catalogue.record(tx);
+        if self.cataloguing {
+            for tx in new {
+                self.catalogue.record(tx);
+            }
         }
         self.counters.transactions += new.len() as u64;
     }

@@ -7,6 +7,10 @@
 //! why hostile addresses cannot aim at one bucket). Lookup, insert, touch, remove and "oldest"
 //! are O(1). Pages never move, so growing the table never copies the entries, and memory grows
 //! one page at a time instead of doubling. Free slots are chained through the slab itself.
+//!
+//! A page keeps the keys and links of its slots in one dense array and the values in another,
+//! so that lookups and recency updates, which touch the keys and links of slots other than the
+//! one being used, stay within a few cache lines instead of one per (large) value.
 
 use std::hash::{BuildHasher, Hash};
 
@@ -20,24 +24,27 @@ const PAGE: usize = 256;
 /// "No slot" in the links.
 const NIL: u32 = u32::MAX;
 
-/// One slot of the slab.
-enum Slot<K, V> {
-    /// A live entry.
-    Used(Entry<K, V>),
-    /// A free slot and the next free one.
-    Free(u32),
+/// The key and links of one slot. They are kept apart from the values, in a dense array: a
+/// lookup compares keys and a touch rewrites the links of two other slots, and with the values
+/// (a few hundred bytes each) beside them every one of those accesses was a cache miss of its
+/// own.
+#[derive(Clone, Copy)]
+struct Head<K> {
+    /// The key of a used slot (left over in a free one).
+    key: K,
+    /// Used slot: the next more recently touched slot. Free slot: the next free slot.
+    newer: u32,
+    /// Used slot: the next less recently touched slot.
+    older: u32,
 }
 
-/// A live entry with its links.
-struct Entry<K, V> {
-    /// The key.
-    key: K,
-    /// The next more recently touched slot.
-    newer: u32,
-    /// The next less recently touched slot.
-    older: u32,
-    /// The value.
-    value: V,
+/// A page of slots: slot `i` of the page is `heads[i]` and `values[i]`, used when its value is
+/// `Some`.
+struct Page<K, V> {
+    /// Keys and links.
+    heads: Box<[Head<K>]>,
+    /// Values, `None` in free slots.
+    values: Box<[Option<V>]>,
 }
 
 /// A map from `K` to `V` that knows which entry was touched least recently.
@@ -47,7 +54,7 @@ pub(crate) struct LruTable<K, V> {
     /// Hasher of keys.
     hasher: KeyedState,
     /// The slab.
-    pages: Vec<Box<[Slot<K, V>]>>,
+    pages: Vec<Page<K, V>>,
     /// First free slot.
     free: u32,
     /// Most recently touched slot.
@@ -56,7 +63,7 @@ pub(crate) struct LruTable<K, V> {
     oldest: u32,
 }
 
-impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
+impl<K: Hash + Eq + Copy + Default, V> LruTable<K, V> {
     /// An empty table that allocates nothing yet.
     pub(crate) fn new() -> Self {
         Self {
@@ -77,25 +84,30 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
     /// The slot of `key`.
     pub(crate) fn find(&self, key: &K) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
+        // The index holds used slots only, so the key of any slot it names is live.
         self.index
-            .find(hash, |&slot| self.key(slot) == Some(key))
+            .find(hash, |&slot| self.head(slot).is_some_and(|h| h.key == *key))
             .copied()
     }
 
     /// The value in `slot`.
     pub(crate) fn get(&self, slot: u32) -> Option<&V> {
-        match self.slot(slot)? {
-            Slot::Used(e) => Some(&e.value),
-            Slot::Free(_) => None,
-        }
+        let slot = slot as usize;
+        self.pages
+            .get(slot / PAGE)?
+            .values
+            .get(slot % PAGE)?
+            .as_ref()
     }
 
     /// The value in `slot`, mutably.
     pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut V> {
-        match self.slot_mut(slot)? {
-            Slot::Used(e) => Some(&mut e.value),
-            Slot::Free(_) => None,
-        }
+        let slot = slot as usize;
+        self.pages
+            .get_mut(slot / PAGE)?
+            .values
+            .get_mut(slot % PAGE)?
+            .as_mut()
     }
 
     /// The least recently touched slot.
@@ -111,12 +123,16 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
         }
         let slot = self.take_free()?;
         let old_newest = self.newest;
-        *self.slot_mut(slot)? = Slot::Used(Entry {
-            key,
-            newer: NIL,
-            older: old_newest,
-            value,
-        });
+        {
+            let i = slot as usize;
+            let page = self.pages.get_mut(i / PAGE)?;
+            *page.values.get_mut(i % PAGE)? = Some(value);
+            *page.heads.get_mut(i % PAGE)? = Head {
+                key,
+                newer: NIL,
+                older: old_newest,
+            };
+        }
         self.set_newer(old_newest, slot);
         self.newest = slot;
         if self.oldest == NIL {
@@ -125,7 +141,7 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
         let hash = self.hasher.hash_one(key);
         let (pages, hasher) = (&self.pages, &self.hasher);
         self.index.insert_unique(hash, slot, |&s| {
-            Self::key_in(pages, s).map_or(0, |k| hasher.hash_one(k))
+            Self::head_in(pages, s).map_or(0, |h| hasher.hash_one(h.key))
         });
         Some(slot)
     }
@@ -139,9 +155,9 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
             return;
         }
         let old_newest = self.newest;
-        if let Some(Slot::Used(e)) = self.slot_mut(slot) {
-            e.newer = NIL;
-            e.older = old_newest;
+        if let Some(h) = self.head_mut(slot) {
+            h.newer = NIL;
+            h.older = old_newest;
         }
         self.set_newer(old_newest, slot);
         self.newest = slot;
@@ -152,34 +168,35 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
 
     /// Removes the entry in `slot`.
     pub(crate) fn remove(&mut self, slot: u32) -> Option<(K, V)> {
-        let hash = self.hasher.hash_one(self.key(slot)?);
+        self.get(slot)?;
+        let key = self.head(slot)?.key;
+        let hash = self.hasher.hash_one(key);
         self.unlink(slot)?;
         if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
         let free = self.free;
-        let old = std::mem::replace(self.slot_mut(slot)?, Slot::Free(free));
-        self.free = slot;
-        match old {
-            Slot::Used(e) => Some((e.key, e.value)),
-            Slot::Free(_) => None,
+        let i = slot as usize;
+        let page = self.pages.get_mut(i / PAGE)?;
+        let value = page.values.get_mut(i % PAGE)?.take()?;
+        if let Some(h) = page.heads.get_mut(i % PAGE) {
+            h.newer = free;
         }
+        self.free = slot;
+        Some((key, value))
     }
 
     /// Values, in slot order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
-        self.pages.iter().flat_map(|page| {
-            page.iter().filter_map(|s| match s {
-                Slot::Used(e) => Some(&e.value),
-                Slot::Free(_) => None,
-            })
-        })
+        self.pages
+            .iter()
+            .flat_map(|page| page.values.iter().filter_map(Option::as_ref))
     }
 
     /// Bytes held by the table itself (slab pages and index), not by the values' own heap.
     pub(crate) fn memory(&self) -> usize {
-        let pages = self.pages.capacity() * size_of::<Box<[Slot<K, V>]>>()
-            + self.pages.len() * PAGE * size_of::<Slot<K, V>>();
+        let pages = self.pages.capacity() * size_of::<Page<K, V>>()
+            + self.pages.len() * PAGE * (size_of::<Head<K>>() + size_of::<Option<V>>());
         // A bucket holds a slot number and a control byte; the table keeps 1/8 of its buckets
         // free, so it has capacity * 8 / 7 of them (rounded up to a power of two, which the
         // capacity already reflects).
@@ -187,43 +204,44 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
         pages + buckets * (size_of::<u32>() + 1)
     }
 
-    /// The key in `slot`, if used.
-    fn key(&self, slot: u32) -> Option<&K> {
-        Self::key_in(&self.pages, slot)
+    /// The key and links of `slot`, used or free.
+    fn head(&self, slot: u32) -> Option<&Head<K>> {
+        Self::head_in(&self.pages, slot)
     }
 
-    /// The key in `slot` of `pages`, if used.
-    fn key_in(pages: &[Box<[Slot<K, V>]>], slot: u32) -> Option<&K> {
+    /// The key and links of `slot` of `pages`, used or free.
+    fn head_in(pages: &[Page<K, V>], slot: u32) -> Option<&Head<K>> {
         let slot = slot as usize;
-        match pages.get(slot / PAGE)?.get(slot % PAGE)? {
-            Slot::Used(e) => Some(&e.key),
-            Slot::Free(_) => None,
-        }
+        pages.get(slot / PAGE)?.heads.get(slot % PAGE)
+    }
+
+    /// The key and links of `slot`, mutably.
+    fn head_mut(&mut self, slot: u32) -> Option<&mut Head<K>> {
+        let slot = slot as usize;
+        self.pages.get_mut(slot / PAGE)?.heads.get_mut(slot % PAGE)
     }
 
     /// Detaches `slot` from the recency list, keeping it used.
     fn unlink(&mut self, slot: u32) -> Option<()> {
-        let (newer, older) = match self.slot(slot)? {
-            Slot::Used(e) => (e.newer, e.older),
-            Slot::Free(_) => return None,
-        };
+        self.get(slot)?;
+        let Head { newer, older, .. } = *self.head(slot)?;
         if newer == NIL {
             self.newest = older;
-        } else if let Some(Slot::Used(e)) = self.slot_mut(newer) {
-            e.older = older;
+        } else if let Some(h) = self.head_mut(newer) {
+            h.older = older;
         }
         if older == NIL {
             self.oldest = newer;
-        } else if let Some(Slot::Used(e)) = self.slot_mut(older) {
-            e.newer = newer;
+        } else if let Some(h) = self.head_mut(older) {
+            h.newer = newer;
         }
         Some(())
     }
 
-    /// Sets the `newer` link of `slot`, if it is a used slot.
+    /// Sets the `newer` link of `slot` (`NIL` is no slot, and nothing is set).
     fn set_newer(&mut self, slot: u32, newer: u32) {
-        if let Some(Slot::Used(e)) = self.slot_mut(slot) {
-            e.newer = newer;
+        if let Some(h) = self.head_mut(slot) {
+            h.newer = newer;
         }
     }
 
@@ -233,36 +251,27 @@ impl<K: Hash + Eq + Copy, V> LruTable<K, V> {
             let first = u32::try_from(self.pages.len() * PAGE).ok()?;
             // The last slot of the page must stay below NIL.
             first.checked_add(PAGE as u32)?;
-            let page: Box<[Slot<K, V>]> = (0..PAGE as u32)
-                .map(|i| {
-                    Slot::Free(if i + 1 == PAGE as u32 {
+            let heads: Box<[Head<K>]> = (0..PAGE as u32)
+                .map(|i| Head {
+                    key: K::default(),
+                    newer: if i + 1 == PAGE as u32 {
                         NIL
                     } else {
                         first + i + 1
-                    })
+                    },
+                    older: NIL,
                 })
                 .collect();
-            self.pages.push(page);
+            let values: Box<[Option<V>]> = (0..PAGE).map(|_| None).collect();
+            self.pages.push(Page { heads, values });
             self.free = first;
         }
         let slot = self.free;
-        match self.slot(slot)? {
-            Slot::Free(next) => self.free = *next,
-            Slot::Used(_) => return None,
+        if self.get(slot).is_some() {
+            return None;
         }
+        self.free = self.head(slot)?.newer;
         Some(slot)
-    }
-
-    /// The slot numbered `slot`.
-    fn slot(&self, slot: u32) -> Option<&Slot<K, V>> {
-        let slot = slot as usize;
-        self.pages.get(slot / PAGE)?.get(slot % PAGE)
-    }
-
-    /// The slot numbered `slot`, mutably.
-    fn slot_mut(&mut self, slot: u32) -> Option<&mut Slot<K, V>> {
-        let slot = slot as usize;
-        self.pages.get_mut(slot / PAGE)?.get_mut(slot % PAGE)
     }
 }
 

@@ -43,6 +43,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         None => crate::config::Config::default_config().analyzer,
     };
     let mut analyzer = Analyzer::new(cfg);
+    analyzer.set_cataloguing(args.catalogue.is_some());
     let mut out = io::stdout().lock();
     grow_stdout_pipe();
     // Transactions are written into one large buffer and handed to stdout whole lines at a
@@ -122,8 +123,10 @@ fn json_line(tx: &Transaction, buf: &mut Vec<u8>) {
     JsonCache::default().line(tx, buf);
 }
 
+/// Slots of each direct-mapped table of a [`JsonCache`], as a power of two.
+const CACHE_BITS: u32 = 10;
 /// Slots of each direct-mapped table of a [`JsonCache`].
-const CACHE_SLOTS: usize = 1024;
+const CACHE_SLOTS: usize = 1 << CACHE_BITS;
 /// Longest name list whose JSON text is cached.
 const CACHE_MAX_LIST: usize = 256;
 
@@ -152,22 +155,27 @@ impl JsonCache {
         key: &K,
     ) -> Option<&'a mut Option<V>> {
         use std::hash::BuildHasher as _;
+        Self::slot_at(table, hasher.hash_one(key))
+    }
+
+    /// The slot for a hash in a table (its top bits), allocating the table on first use.
+    fn slot_at<V>(table: &mut Vec<Option<V>>, hash: u64) -> Option<&mut Option<V>> {
         if table.is_empty() {
             table.resize_with(CACHE_SLOTS, || None);
         }
-        let i = hasher.hash_one(key) as usize % CACHE_SLOTS;
-        table.get_mut(i)
+        table.get_mut((hash >> (u64::BITS - CACHE_BITS)) as usize)
     }
 
     /// Appends a socket address as a JSON string.
     fn socket(&mut self, buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
         buf.push(b'"');
-        match Self::slot(&self.hasher, &mut self.sockets, &addr) {
+        let port = u64::from(addr.port()) << 48;
+        match Self::slot_at(&mut self.sockets, addr_hash(addr.ip(), port)) {
             Some(Some((cached, text))) if *cached == addr => put(buf, text),
             Some(slot) => {
                 let at = buf.len();
                 socket_text(buf, addr);
-                *slot = Some((addr, buf.get(at..).unwrap_or_default().to_vec()));
+                refill(slot, addr, buf.get(at..).unwrap_or_default());
             }
             None => socket_text(buf, addr),
         }
@@ -177,12 +185,12 @@ impl JsonCache {
     /// Appends an IP address as a JSON string.
     fn ip(&mut self, buf: &mut Vec<u8>, ip: std::net::IpAddr) {
         buf.push(b'"');
-        match Self::slot(&self.hasher, &mut self.ips, &ip) {
+        match Self::slot_at(&mut self.ips, addr_hash(ip, 0)) {
             Some(Some((cached, text))) if *cached == ip => put(buf, text),
             Some(slot) => {
                 let at = buf.len();
                 ip_text(buf, ip);
-                *slot = Some((ip, buf.get(at..).unwrap_or_default().to_vec()));
+                refill(slot, ip, buf.get(at..).unwrap_or_default());
             }
             None => ip_text(buf, ip),
         }
@@ -297,6 +305,33 @@ impl JsonCache {
             json_names(buf, flags.iter().map(crate::http::Flag::name));
         }
         buf.extend_from_slice(b"}\n");
+    }
+}
+
+/// A slot index hash of an address (and `extra` bits, such as a port), by one multiplication
+/// of its bits folded to a word: addresses are not chosen to collide here, and a collision
+/// only costs a formatting.
+fn addr_hash(ip: std::net::IpAddr, extra: u64) -> u64 {
+    let bits = match ip {
+        std::net::IpAddr::V4(v4) => u64::from(v4.to_bits()),
+        std::net::IpAddr::V6(v6) => {
+            let b = v6.to_bits();
+            (b as u64) ^ ((b >> 64) as u64).rotate_left(32)
+        }
+    };
+    // The top bits of the product, which pick the slot, depend on every bit of the input.
+    (bits ^ extra).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Stores `key` and its text in a cache slot, reusing the slot's buffer.
+fn refill<K>(slot: &mut Option<(K, Vec<u8>)>, key: K, text: &[u8]) {
+    match slot {
+        Some((k, t)) => {
+            *k = key;
+            t.clear();
+            t.extend_from_slice(text);
+        }
+        None => *slot = Some((key, text.to_vec())),
     }
 }
 

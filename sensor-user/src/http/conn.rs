@@ -25,6 +25,7 @@ use super::head::{self, MethodKind, RequestHead};
 use super::identity::{self, BodyKind};
 use super::parser::{self, ChunkEvent, Chunked, Framing};
 use super::proxy::{self, ProxyHeader};
+use super::reuse::Reuse;
 use super::transaction::{Flag, Flags, Transaction};
 
 /// Most header slots handed to httparse (the configured `max_headers` is clamped to this).
@@ -126,7 +127,7 @@ enum Body {
 }
 
 /// A request waiting for its end, its response, or both.
-struct Pending {
+pub(super) struct Pending {
     seq: u32,
     req_done: bool,
     resp: Progress,
@@ -174,6 +175,22 @@ struct Salvage {
     wire_len: u64,
 }
 
+/// Where a connection's steps put the transactions they complete and take the records they
+/// fill.
+pub(super) struct Out<'a> {
+    /// Completed transactions, in order.
+    done: &'a mut Vec<Transaction>,
+    /// Spent records and buffers.
+    reuse: &'a mut Reuse,
+}
+
+impl Out<'_> {
+    /// Emits a completed transaction.
+    fn push(&mut self, tx: Transaction) {
+        self.done.push(tx);
+    }
+}
+
 impl HttpConn {
     /// A connection with nothing seen yet.
     pub fn new(cfg: Arc<HttpConfig>, meta: ConnMeta) -> Self {
@@ -191,18 +208,39 @@ impl HttpConn {
 
     /// Feeds reassembled bytes of one direction; completed transactions are pushed to `out`.
     pub fn on_chunk(&mut self, dir: Dir, ts_ns: u64, chunk: Chunk<'_>, out: &mut Vec<Transaction>) {
+        self.on_chunk_reusing(dir, ts_ns, chunk, out, &mut Reuse::default());
+    }
+
+    /// [`HttpConn::on_chunk`], writing new records into the spent ones of `reuse` and handing
+    /// the connection's idle buffers to it.
+    pub fn on_chunk_reusing(
+        &mut self,
+        dir: Dir,
+        ts_ns: u64,
+        chunk: Chunk<'_>,
+        done: &mut Vec<Transaction>,
+        reuse: &mut Reuse,
+    ) {
+        let out = &mut Out { done, reuse };
         match chunk {
             Chunk::Data(data) => self.feed(dir, ts_ns, data, out),
             Chunk::Uncaptured(n) => self.on_hole(dir, ts_ns, u64::from(n), false, out),
             Chunk::Lost(n) => self.on_hole(dir, ts_ns, u64::from(n), true, out),
         }
-        self.release_idle(dir);
+        self.release_idle(dir, out.reuse);
     }
 
     /// Connection closed (FIN, RST, idle, evicted): finishes what can be finished and emits
     /// every request still waiting, without a status when no response was seen. The
     /// connection is then empty and may be dropped.
     pub fn on_close(&mut self, ts_ns: u64, out: &mut Vec<Transaction>) {
+        self.on_close_reusing(ts_ns, out, &mut Reuse::default());
+    }
+
+    /// [`HttpConn::on_close`], with spent records and buffers as in
+    /// [`HttpConn::on_chunk_reusing`].
+    pub fn on_close_reusing(&mut self, ts_ns: u64, done: &mut Vec<Transaction>, reuse: &mut Reuse) {
+        let out = &mut Out { done, reuse };
         for dir in [Dir::ToServer, Dir::ToClient] {
             let incomplete = incomplete_flag(dir);
             if self.settle_buffered_head(dir, ts_ns, out) {
@@ -219,8 +257,8 @@ impl HttpConn {
                 _ => {}
             }
         }
-        out.extend(self.pending.drain(..).map(|p| p.tx));
-        self.pending = VecDeque::new();
+        out.done.extend(self.pending.drain(..).map(|p| p.tx));
+        out.reuse.put_queue(mem::take(&mut self.pending));
         self.req = Half::default();
         self.resp = Half::default();
     }
@@ -252,8 +290,9 @@ impl HttpConn {
             .clamp(HEAD_BYTES_RANGE.0, HEAD_BYTES_RANGE.1)
     }
 
-    /// Drops empty buffers so an idle connection holds no heap memory.
-    fn release_idle(&mut self, dir: Dir) {
+    /// Drops empty buffers so an idle connection holds no heap memory (an empty request queue
+    /// goes to `reuse`).
+    fn release_idle(&mut self, dir: Dir, reuse: &mut Reuse) {
         let half = self.half(dir);
         if half.buf.is_empty() {
             if half.buf.capacity() > 0 {
@@ -263,12 +302,12 @@ impl HttpConn {
             half.buf.shrink_to_fit();
         }
         if self.pending.is_empty() && self.pending.capacity() > 0 {
-            self.pending = VecDeque::new();
+            reuse.put_queue(mem::take(&mut self.pending));
         }
     }
 
     /// Runs the state machine over `data`, then over any bytes it hands back for replay.
-    fn feed(&mut self, dir: Dir, ts: u64, data: &[u8], out: &mut Vec<Transaction>) {
+    fn feed(&mut self, dir: Dir, ts: u64, data: &[u8], out: &mut Out<'_>) {
         let mut rest = data;
         let mut stalls = 0u8;
         while !rest.is_empty() {
@@ -285,7 +324,7 @@ impl HttpConn {
     }
 
     /// Like `feed`, over an owned buffer that may itself be extended by nested replays.
-    fn feed_replay(&mut self, dir: Dir, ts: u64, mut replay: Vec<u8>, out: &mut Vec<Transaction>) {
+    fn feed_replay(&mut self, dir: Dir, ts: u64, mut replay: Vec<u8>, out: &mut Out<'_>) {
         let mut pos = 0;
         let mut stalls = 0u8;
         while pos < replay.len() {
@@ -317,7 +356,7 @@ impl HttpConn {
         *stalls < 4
     }
 
-    fn step(&mut self, dir: Dir, ts: u64, input: &[u8], out: &mut Vec<Transaction>) -> Step {
+    fn step(&mut self, dir: Dir, ts: u64, input: &[u8], out: &mut Out<'_>) -> Step {
         match self.half(dir).state {
             State::Head => self.step_head(dir, ts, input, out),
             State::Body(_) => Step::used(self.step_body(dir, input, out)),
@@ -326,7 +365,7 @@ impl HttpConn {
         }
     }
 
-    fn step_head(&mut self, dir: Dir, ts: u64, input: &[u8], out: &mut Vec<Transaction>) -> Step {
+    fn step_head(&mut self, dir: Dir, ts: u64, input: &[u8], out: &mut Out<'_>) -> Step {
         let max = self.max_head();
         let proxy_pending = dir == Dir::ToServer && !self.proxy_checked;
         if self.half(dir).buf.is_empty() {
@@ -407,7 +446,7 @@ impl HttpConn {
         dir: Dir,
         view: &[u8],
         salvage: Option<Salvage>,
-        out: &mut Vec<Transaction>,
+        out: &mut Out<'_>,
     ) -> View {
         if dir == Dir::ToServer && !self.proxy_checked {
             if salvage.is_some() {
@@ -453,12 +492,7 @@ impl HttpConn {
         self.cfg.limits.max_headers.clamp(1, MAX_HEADERS)
     }
 
-    fn request_view(
-        &mut self,
-        view: &[u8],
-        salvage: Option<Salvage>,
-        out: &mut Vec<Transaction>,
-    ) -> View {
+    fn request_view(&mut self, view: &[u8], salvage: Option<Salvage>, out: &mut Out<'_>) -> View {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let slots = slots.get_mut(..self.header_slots()).unwrap_or_default();
         let mut req = httparse::Request::new(&mut []);
@@ -502,12 +536,7 @@ impl HttpConn {
         }
     }
 
-    fn response_view(
-        &mut self,
-        view: &[u8],
-        salvage: Option<Salvage>,
-        out: &mut Vec<Transaction>,
-    ) -> View {
+    fn response_view(&mut self, view: &[u8], salvage: Option<Salvage>, out: &mut Out<'_>) -> View {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let slots = slots.get_mut(..self.header_slots()).unwrap_or_default();
         let mut resp = httparse::Response::new(&mut []);
@@ -612,9 +641,11 @@ impl HttpConn {
         len: u64,
         head: &RequestHead<'_, '_>,
         salvage: Option<Salvage>,
-        out: &mut Vec<Transaction>,
+        out: &mut Out<'_>,
     ) {
-        let base = Transaction::empty(self.req.head_ts, self.meta.client, self.meta.server);
+        let base = out
+            .reuse
+            .record(self.req.head_ts, self.meta.client, self.meta.server);
         let start = self.proxied.unwrap_or(self.meta.client.ip());
         // The record is filled in where it waits in the queue: a transaction is a few hundred
         // bytes, and every move of it is a copy.
@@ -622,7 +653,7 @@ impl HttpConn {
         let Some(p) = entry_mut(&mut self.pending, seq) else {
             return;
         };
-        let facts = head::request(&self.cfg, &mut p.tx, start, head);
+        let facts = head::request(&self.cfg, &mut p.tx, start, head, out.reuse);
         p.tx.flags.extend(mem::take(&mut self.req.flags));
         if let Some(s) = salvage {
             p.tx.flags.extend(s.flags);
@@ -671,9 +702,11 @@ impl HttpConn {
         target: Option<&str>,
         flags: Flags,
         salvage: Option<Salvage>,
-        out: &mut Vec<Transaction>,
+        out: &mut Out<'_>,
     ) {
-        let mut tx = Transaction::empty(self.req.head_ts, self.meta.client, self.meta.server);
+        let mut tx = out
+            .reuse
+            .record(self.req.head_ts, self.meta.client, self.meta.server);
         tx.client = self.proxied.unwrap_or(self.meta.client.ip());
         if let Some(method) = method {
             tx.method = parser::method_name(method).0;
@@ -704,7 +737,7 @@ impl HttpConn {
         facts: head::ResponseFacts<'_>,
         headers: &[httparse::Header<'_>],
         salvage: Option<Salvage>,
-        out: &mut Vec<Transaction>,
+        out: &mut Out<'_>,
     ) {
         let head_ts = self.resp.head_ts;
         self.resp.msg_bytes += salvage.map_or(len, |s| s.wire_len);
@@ -779,7 +812,7 @@ impl HttpConn {
 
     /// The pending entry the next response answers: the oldest request without a response,
     /// or a new entry flagged `unmatched_response`. Marks it as answered.
-    fn bind_response(&mut self, out: &mut Vec<Transaction>) -> u32 {
+    fn bind_response(&mut self, out: &mut Out<'_>) -> u32 {
         if let Some(p) = self
             .pending
             .iter_mut()
@@ -788,7 +821,9 @@ impl HttpConn {
             p.resp = Progress::Started;
             return p.seq;
         }
-        let mut tx = Transaction::empty(self.resp.head_ts, self.meta.client, self.meta.server);
+        let mut tx = out
+            .reuse
+            .record(self.resp.head_ts, self.meta.client, self.meta.server);
         tx.client = self.proxied.unwrap_or(self.meta.client.ip());
         tx.flags.insert(Flag::UnmatchedResponse);
         let seq = self.push_entry(tx, MethodKind::Other, None, out);
@@ -805,7 +840,7 @@ impl HttpConn {
         code: Option<u16>,
         flags: Flags,
         salvage: Option<Salvage>,
-        out: &mut Vec<Transaction>,
+        out: &mut Out<'_>,
     ) {
         let seq = self.bind_response(out);
         let mut all = flags;
@@ -834,11 +869,12 @@ impl HttpConn {
         tx: Transaction,
         kind: MethodKind,
         login: Option<usize>,
-        out: &mut Vec<Transaction>,
+        out: &mut Out<'_>,
     ) -> u32 {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         if self.pending.capacity() == 0 {
+            self.pending = out.reuse.queue();
             // Most connections have one request in flight: do not allocate room for four.
             self.pending.reserve_exact(1);
         }
@@ -866,7 +902,7 @@ impl HttpConn {
         seq
     }
 
-    fn step_body(&mut self, dir: Dir, input: &[u8], out: &mut Vec<Transaction>) -> usize {
+    fn step_body(&mut self, dir: Dir, input: &[u8], out: &mut Out<'_>) -> usize {
         let max_capture = self.cfg.limits.max_login_body_bytes;
         let max_trailers = u32::try_from(self.max_head()).unwrap_or(u32::MAX);
         let Half {
@@ -920,7 +956,7 @@ impl HttpConn {
         used
     }
 
-    fn step_resync(&mut self, dir: Dir, input: &[u8], out: &mut Vec<Transaction>) -> Step {
+    fn step_resync(&mut self, dir: Dir, input: &[u8], out: &mut Out<'_>) -> Step {
         let find = match dir {
             Dir::ToServer => parser::find_request_line,
             Dir::ToClient => parser::find_status_line,
@@ -970,7 +1006,7 @@ impl HttpConn {
 
     /// A start line was found: finish the message that was being skipped, if any, and flag
     /// the next one when bytes were skipped before it.
-    fn end_resync(&mut self, dir: Dir, out: &mut Vec<Transaction>) {
+    fn end_resync(&mut self, dir: Dir, out: &mut Out<'_>) {
         if self.half(dir).entry.is_some() {
             self.finish(dir, out);
         }
@@ -984,7 +1020,7 @@ impl HttpConn {
 
     /// Bytes that exist but were not seen: skipped by length inside a body, otherwise the end
     /// of what can be followed.
-    fn on_hole(&mut self, dir: Dir, ts: u64, n: u64, lost: bool, out: &mut Vec<Transaction>) {
+    fn on_hole(&mut self, dir: Dir, ts: u64, n: u64, lost: bool, out: &mut Out<'_>) {
         if n == 0 {
             return;
         }
@@ -1072,7 +1108,7 @@ impl HttpConn {
     /// Before a buffered head is cut (hole or close): if httparse already rejects it, reject
     /// it exactly as if the rejection had been seen when its bytes arrived, replaying the bytes
     /// after its first. Returns whether a valid partial head is left to salvage.
-    fn settle_buffered_head(&mut self, dir: Dir, ts: u64, out: &mut Vec<Transaction>) -> bool {
+    fn settle_buffered_head(&mut self, dir: Dir, ts: u64, out: &mut Out<'_>) -> bool {
         // Every round drops at least one buffered byte; the bound is only a safety net.
         for _ in 0..=self.max_head() {
             let half = self.half(dir);
@@ -1098,7 +1134,7 @@ impl HttpConn {
 
     /// Parses the complete lines of a buffered head cut by a hole or the end of the
     /// connection, and records it with `flags`.
-    fn salvage(&mut self, dir: Dir, flags: Flags, hole: u64, out: &mut Vec<Transaction>) {
+    fn salvage(&mut self, dir: Dir, flags: Flags, hole: u64, out: &mut Out<'_>) {
         let mut buf = mem::take(&mut self.half(dir).buf);
         let wire_len = buf.len() as u64 + hole;
         // Without a complete line, the partial start line alone still names the method.
@@ -1122,7 +1158,7 @@ impl HttpConn {
         }
     }
 
-    fn finish(&mut self, dir: Dir, out: &mut Vec<Transaction>) {
+    fn finish(&mut self, dir: Dir, out: &mut Out<'_>) {
         match dir {
             Dir::ToServer => self.finish_request(out),
             Dir::ToClient => self.finish_response(out),
@@ -1130,7 +1166,7 @@ impl HttpConn {
     }
 
     /// The current request ended: record its size and login account, emit what is complete.
-    fn finish_request(&mut self, out: &mut Vec<Transaction>) {
+    fn finish_request(&mut self, out: &mut Out<'_>) {
         let half = &mut self.req;
         let seq = half.entry.take();
         let bytes = mem::take(&mut half.msg_bytes);
@@ -1157,7 +1193,7 @@ impl HttpConn {
     }
 
     /// The current response ended: record its size, emit what is complete.
-    fn finish_response(&mut self, out: &mut Vec<Transaction>) {
+    fn finish_response(&mut self, out: &mut Out<'_>) {
         let half = &mut self.resp;
         let seq = half.entry.take();
         let bytes = mem::take(&mut half.msg_bytes);
@@ -1174,7 +1210,7 @@ impl HttpConn {
     }
 
     /// Emits, in request order, the transactions whose request and response both ended.
-    fn emit_ready(&mut self, out: &mut Vec<Transaction>) {
+    fn emit_ready(&mut self, out: &mut Out<'_>) {
         while self
             .pending
             .front()

@@ -4,12 +4,14 @@
 //! the strings the record keeps.
 
 use std::borrow::Cow;
+use std::mem;
 use std::net::IpAddr;
 
 use super::config::HttpConfig;
 use super::identity::{self, Authorization, BodyKind};
 use super::parser::{self, Framing};
 use super::proxy;
+use super::reuse::{Field, Reuse};
 use super::route;
 use super::transaction::{Flag, HttpVersion, LoginOutcome, NameList, Transaction};
 
@@ -67,6 +69,7 @@ pub(crate) fn request(
     tx: &mut Transaction,
     start: IpAddr,
     head: &RequestHead<'_, '_>,
+    reuse: &mut Reuse,
 ) -> RequestFacts {
     let (method, known) = parser::method_name(head.method);
     if !known {
@@ -82,8 +85,10 @@ pub(crate) fn request(
     fill_target(tx, head.target);
 
     let names: usize = head.headers.iter().map(|h| h.name.len() + 1).sum();
-    let mut order = NameList::with_capacity(names);
-    order.extend_lowercase(head.headers.iter().map(|h| h.name));
+    tx.header_order.clear();
+    tx.header_order.reserve(names);
+    tx.header_order
+        .extend_lowercase(head.headers.iter().map(|h| h.name));
     let mut hosts = 0u32;
     let mut host = None;
     let mut content_type = None;
@@ -101,7 +106,9 @@ pub(crate) fn request(
                 session_cookie = identity::find_cookie(header.value, |n| cfg.is_session_cookie(n));
             }
             10 if tx.user_agent.is_none() && name.eq_ignore_ascii_case("user-agent") => {
-                tx.user_agent = Some(bounded_lossy(header.value, MAX_USER_AGENT));
+                let mut ua = reuse.string(Field::UserAgent);
+                push_bounded_lossy(&mut ua, header.value, MAX_USER_AGENT);
+                tx.user_agent = Some(ua);
             }
             12 if name.eq_ignore_ascii_case("content-type") => content_type = Some(header.value),
             13 if name.eq_ignore_ascii_case("authorization") => {
@@ -110,9 +117,9 @@ pub(crate) fn request(
             _ => {}
         }
     }
-    tx.header_order = order;
     if let Some(value) = host {
-        let mut host = bounded_lossy(value, MAX_HOST);
+        let mut host = reuse.string(Field::Host);
+        push_bounded_lossy(&mut host, value, MAX_HOST);
         host.make_ascii_lowercase();
         tx.host = Some(host);
     }
@@ -122,7 +129,9 @@ pub(crate) fn request(
         tx.flags.insert(Flag::MissingHost);
     }
     if let Some(value) = session_cookie {
-        tx.session = Some(identity::session_hash(&cfg.hash_key, value));
+        let mut session = reuse.string(Field::Session);
+        identity::push_session_hash(&mut session, &cfg.hash_key, value);
+        tx.session = Some(session);
     }
     tx.client = proxy::resolve_client(cfg, start, head.headers, &mut tx.flags);
     let framing = parser::body_framing(head.headers, true, &mut tx.flags);
@@ -202,19 +211,23 @@ pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
         }
         path_part = path;
     }
-    let mut route = String::with_capacity(path_part.len());
+    // The record's own buffers are written (a reused record brings room for them).
+    let (path, route) = (&mut tx.path, &mut tx.route);
+    path.clear();
+    route.clear();
+    route.reserve(path_part.len());
     if memchr::memchr(b';', path_part.as_bytes()).is_none() {
         // Without `;` parameters the path is the target's path part as it is, and its
         // segments need no stripping.
-        tx.path = String::from(path_part);
+        path.push_str(path_part);
         for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
             if i > 0 {
                 route.push('/');
             }
-            route::push_segment(&mut route, segment);
+            route::push_segment(route, segment);
         }
     } else {
-        let mut path = String::with_capacity(path_part.len());
+        path.reserve(path_part.len());
         for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
             if i > 0 {
                 path.push('/');
@@ -222,13 +235,13 @@ pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
             }
             let segment = route::strip_params(segment);
             path.push_str(segment);
-            route::push_segment(&mut route, segment);
+            route::push_segment(route, segment);
         }
-        tx.path = path;
     }
-    tx.route = route;
+    tx.query_keys.clear();
     if let Some(query) = query {
-        let mut keys = NameList::with_capacity(query.len().min(MAX_QUERY_KEYS * 8));
+        let mut keys = mem::take(&mut tx.query_keys);
+        keys.reserve(query.len().min(MAX_QUERY_KEYS * 8));
         for pair in route::split_ascii(query, b'&').take(MAX_QUERY_KEYS) {
             let name = match memchr::memchr(b'=', pair.as_bytes()) {
                 Some(eq) => pair.get(..eq).unwrap_or_default(),
@@ -329,17 +342,25 @@ fn reason_phrase(code: u16, reason: &str) -> Option<Cow<'static, str>> {
 /// `bytes` as text (invalid UTF-8 replaced), cut to at most `max` bytes at a character
 /// boundary.
 fn bounded_lossy(bytes: &[u8], max: usize) -> String {
+    let mut text = String::new();
+    push_bounded_lossy(&mut text, bytes, max);
+    text
+}
+
+/// Appends [`bounded_lossy`]`(bytes, max)` to `out`.
+fn push_bounded_lossy(out: &mut String, bytes: &[u8], max: usize) {
     if bytes.len() <= max
         && let Ok(text) = std::str::from_utf8(bytes)
     {
-        return text.to_owned();
+        out.push_str(text);
+        return;
     }
     let text = String::from_utf8_lossy(bytes.get(..bytes.len().min(max + 3)).unwrap_or(bytes));
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text.get(..end).unwrap_or_default().to_owned()
+    out.push_str(text.get(..end).unwrap_or_default());
 }
 
 #[cfg(test)]

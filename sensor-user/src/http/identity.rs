@@ -30,15 +30,21 @@ const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE
 
 /// The keyed hash of a session value, as 16 hex digits.
 pub(crate) fn session_hash(key: &[u8; 16], value: &[u8]) -> String {
+    let mut hex = String::with_capacity(16);
+    push_session_hash(&mut hex, key, value);
+    hex
+}
+
+/// Appends [`session_hash`]`(key, value)` to `out`.
+pub(crate) fn push_session_hash(out: &mut String, key: &[u8; 16], value: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = SipHasher13::new_with_key(key);
     hasher.write(value);
     let hash = hasher.finish();
-    let mut hex = String::with_capacity(16);
+    out.reserve(16);
     for shift in (0..16).rev() {
-        hex.push(char::from(DIGITS[((hash >> (shift * 4)) & 0xF) as usize]));
+        out.push(char::from(DIGITS[((hash >> (shift * 4)) & 0xF) as usize]));
     }
-    hex
 }
 
 /// Decodes base64 `text` with `engine` and hands the bytes to `read`, decoding on the stack

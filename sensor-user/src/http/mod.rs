@@ -13,6 +13,7 @@
 //! - `proxy`: PROXY protocol v1/v2, `Forwarded` and `X-Forwarded-For`.
 //! - [`catalogue`]: the API inventory.
 //! - [`transaction`]: the record and its anomaly flags.
+//! - `reuse`: [`Reuse`], spent records and buffers kept for the next transactions.
 //! - [`config`]: the configuration, [`HttpConfig`].
 //!
 //! # Invariants
@@ -31,6 +32,7 @@ mod head;
 mod identity;
 mod parser;
 mod proxy;
+mod reuse;
 pub mod route;
 pub mod transaction;
 
@@ -40,5 +42,6 @@ mod tests;
 pub use catalogue::{Catalogue, EndpointStats, StatusMix};
 pub use config::{HttpConfig, HttpLimits, LoginRoute};
 pub use conn::{ConnMeta, HttpConn};
+pub use reuse::Reuse;
 pub use route::route_template;
 pub use transaction::{Flag, Flags, HttpVersion, LoginOutcome, NameList, Transaction};

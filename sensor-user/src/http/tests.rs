@@ -1399,6 +1399,48 @@ proptest! {
         }
     }
 
+    /// Writing transactions into spent records (recycled as soon as they are emitted, after a
+    /// pool was filled with records of another conversation) gives the same transactions as
+    /// fresh records.
+    #[test]
+    fn reused_records_give_the_same_transactions(
+        events in prop::collection::vec(event(), 0..40),
+        earlier in prop::collection::vec(event(), 0..40),
+        peer in prop::sample::select(vec![CLIENT, PROXY]),
+    ) {
+        let cfg = Arc::new(small_limits());
+        let fresh = run_with(&cfg, peer, &events);
+        let mut reuse = Reuse::default();
+        let mut out = Vec::new();
+        let run_reusing = |events: &[Ev], out: &mut Vec<Transaction>, reuse: &mut Reuse| {
+            let mut conn = HttpConn::new(Arc::clone(&cfg), meta(peer));
+            let mut done = Vec::new();
+            for (i, ev) in events.iter().enumerate() {
+                let ts = (i as u64 + 1) * 1000;
+                let (dir, chunk) = match ev {
+                    Ev::Req(d) => (Dir::ToServer, Chunk::Data(d)),
+                    Ev::Resp(d) => (Dir::ToClient, Chunk::Data(d)),
+                    Ev::ReqHole(n) => (Dir::ToServer, Chunk::Uncaptured(*n)),
+                    Ev::RespHole(n) => (Dir::ToClient, Chunk::Uncaptured(*n)),
+                    Ev::ReqLost(n) => (Dir::ToServer, Chunk::Lost(*n)),
+                    Ev::RespLost(n) => (Dir::ToClient, Chunk::Lost(*n)),
+                };
+                conn.on_chunk_reusing(dir, ts, chunk, &mut done, reuse);
+                out.extend(done.iter().cloned());
+                reuse.recycle_all(&mut done);
+            }
+            conn.on_close_reusing(u64::MAX, &mut done, reuse);
+            for tx in done.drain(..) {
+                out.push(tx.clone());
+                reuse.recycle(tx);
+            }
+        };
+        let mut discarded = Vec::new();
+        run_reusing(&earlier, &mut discarded, &mut reuse);
+        run_reusing(&events, &mut out, &mut reuse);
+        prop_assert_eq!(out, fresh);
+    }
+
     /// Any split of the same streams gives the same transactions.
     #[test]
     fn chunking_does_not_change_results(

@@ -93,6 +93,56 @@ impl Transaction {
         }
     }
 
+    /// An empty record like [`Transaction::empty`], made from a spent one: its `path`,
+    /// `route`, `query_keys`, `header_order` and `set_cookies` are emptied but keep their heap
+    /// buffers for the strings of the new record; everything else is dropped.
+    pub(crate) fn reused(
+        spent: Transaction,
+        ts_ns: u64,
+        peer: SocketAddr,
+        server: SocketAddr,
+    ) -> Self {
+        // Destructured so that a new field is a compile error here, not a value left over
+        // from the spent record.
+        let Transaction {
+            ts_ns: _,
+            peer: _,
+            client: _,
+            server: _,
+            method: _,
+            version: _,
+            host: _,
+            mut path,
+            mut route,
+            mut query_keys,
+            status: _,
+            reason: _,
+            latency_ns: _,
+            req_bytes: _,
+            resp_bytes: _,
+            user_agent: _,
+            mut header_order,
+            mut set_cookies,
+            account: _,
+            session: _,
+            login: _,
+            flags: _,
+        } = spent;
+        path.clear();
+        route.clear();
+        query_keys.0.clear();
+        header_order.0.clear();
+        set_cookies.0.clear();
+        Transaction {
+            path,
+            route,
+            query_keys,
+            header_order,
+            set_cookies,
+            ..Transaction::empty(ts_ns, peer, server)
+        }
+    }
+
     /// Heap bytes held by the record's strings.
     pub(crate) fn heap_bytes(&self) -> usize {
         let cow = |c: &Cow<'static, str>| match c {
@@ -174,9 +224,19 @@ impl NameList {
         &self.0
     }
 
-    /// An empty list with room for `bytes` bytes of names.
-    pub(crate) fn with_capacity(bytes: usize) -> Self {
-        NameList(String::with_capacity(bytes))
+    /// Empties the list, keeping its buffer.
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Makes room for `bytes` more bytes of names.
+    pub(crate) fn reserve(&mut self, bytes: usize) {
+        self.0.reserve(bytes);
+    }
+
+    /// Bytes of heap the list holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.capacity()
     }
 
     /// Appends a name; empty names and names containing a space are skipped.
