@@ -512,15 +512,9 @@ impl Verdicts {
     fn insert_v4(&mut self, net: Ipv4Net, value: BlockValue) -> Result<Option<u64>, VerdictError> {
         let len = u32::from(net.prefix_len());
         let octets = net.network().octets();
-        // Either overflow map may receive the block (a superset of flags is harmless).
-        self.touched.added |= if len == 32 {
-            map_bit::EXACT_V4
-        } else {
-            map_bit::PREFIX_V4
-        };
         // One network has one entry: if an overflow map already holds it, replace it there.
         if len == 32 && self.exact_v4.get(&octets, 0).is_ok() {
-            return insert_exact(&mut self.exact_v4, map_names::BLOCK_EXACT_V4, octets, value);
+            return self.insert_exact_v4(octets, value);
         }
         let key = v4_key(net);
         if len < 32
@@ -529,7 +523,7 @@ impl Verdicts {
                 .get(&key, 0)
                 .is_ok_and(|v| v.prefix_len == len)
         {
-            return insert_prefix(&mut self.prefix_v4, map_names::BLOCK_PREFIX_V4, &key, value);
+            return self.insert_prefix_v4(key, value);
         }
         let seed = self.table_seed()?;
         self.added_lens |= 1 << len;
@@ -539,13 +533,30 @@ impl Verdicts {
         {
             table::Insert::Replaced(old) => Ok(Some(old)),
             table::Insert::Added => Ok(None),
-            table::Insert::Full if len == 32 => {
-                insert_exact(&mut self.exact_v4, map_names::BLOCK_EXACT_V4, octets, value)
-            }
-            table::Insert::Full => {
-                insert_prefix(&mut self.prefix_v4, map_names::BLOCK_PREFIX_V4, &key, value)
-            }
+            table::Insert::Full if len == 32 => self.insert_exact_v4(octets, value),
+            table::Insert::Full => self.insert_prefix_v4(key, value),
         }
+    }
+
+    /// Inserts into the IPv4 overflow hash, which XDP then consults for every IPv4 packet:
+    /// only a block that went there may flag it in use.
+    fn insert_exact_v4(
+        &mut self,
+        octets: V4Addr,
+        value: BlockValue,
+    ) -> Result<Option<u64>, VerdictError> {
+        self.touched.added |= map_bit::EXACT_V4;
+        insert_exact(&mut self.exact_v4, map_names::BLOCK_EXACT_V4, octets, value)
+    }
+
+    /// Inserts into the IPv4 overflow trie; as [`Self::insert_exact_v4`].
+    fn insert_prefix_v4(
+        &mut self,
+        key: Key<V4Addr>,
+        value: BlockValue,
+    ) -> Result<Option<u64>, VerdictError> {
+        self.touched.added |= map_bit::PREFIX_V4;
+        insert_prefix(&mut self.prefix_v4, map_names::BLOCK_PREFIX_V4, &key, value)
     }
 
     /// Removes the block of exactly the IPv4 network `net`; returns its verdict id if known.
@@ -556,17 +567,18 @@ impl Verdicts {
     ) -> Result<Option<u64>, VerdictError> {
         let len = u32::from(net.prefix_len());
         let octets = net.network().octets();
-        self.touched.removed |= if len == 32 {
-            map_bit::EXACT_V4
-        } else {
-            map_bit::PREFIX_V4
-        };
         let seed = self.current_seed()?;
         if seed != 0
             && let Some(id) = self.table_v4.remove(u32::from_ne_bytes(octets), len, seed)
         {
             return Ok(Some(id));
         }
+        // Not in the table: an overflow map's flag is recomputed.
+        self.touched.removed |= if len == 32 {
+            map_bit::EXACT_V4
+        } else {
+            map_bit::PREFIX_V4
+        };
         if len == 32 {
             remove_exact(
                 &mut self.exact_v4,
@@ -583,6 +595,11 @@ impl Verdicts {
                 not_found,
             )
         }
+    }
+
+    /// `MAPS_IN_USE` as published: which maps XDP consults. A diagnostic for tests.
+    pub fn published_in_use(&self) -> Result<MapsInUse, VerdictError> {
+        self.read_in_use()
     }
 
     /// The IPv4 block table's multiplier (zero until its first block). A diagnostic: with it,

@@ -1404,6 +1404,16 @@ fn ipv4_blocks_beyond_a_full_probe_window_overflow_and_still_apply() {
     block(&mut sensor, first);
     let seed = sensor.verdicts.v4_table_seed().expect("seed");
     assert_ne!(seed, 0, "the first block sets the multiplier");
+    // Which overflow maps XDP consults: (exact hash, prefix trie).
+    let overflow_in_use = |sensor: &Sensor| {
+        let m = sensor.verdicts.published_in_use().expect("MAPS_IN_USE");
+        (m.exact_v4, m.prefix_v4)
+    };
+    assert_eq!(
+        overflow_in_use(&sensor),
+        (0, 0),
+        "a block in the table leaves the overflow maps unconsulted"
+    );
     let window = block_table::MAX_PROBE as usize;
     let hosts = colliding_nets(seed, 32, window + 4);
     let nets = colliding_nets(seed, 24, window + 4);
@@ -1415,6 +1425,7 @@ fn ipv4_blocks_beyond_a_full_probe_window_overflow_and_still_apply() {
         (1 + 2 * window, 4, 4),
         "(in the table, in the hash, in the trie)"
     );
+    assert_eq!(overflow_in_use(&sensor), (1, 1), "overflow maps in use");
     // A /16 in the table covering the last (overflowed) /24: the trie's longer match wins.
     let wide = ipnet::Ipv4Net::new(nets[window + 3].network(), 16)
         .expect("net")
@@ -1485,6 +1496,11 @@ fn ipv4_blocks_beyond_a_full_probe_window_overflow_and_still_apply() {
             .unwrap_or_else(|e| panic!("unblocking {n}: {e}"));
     }
     assert_eq!(sensor.verdicts.v4_placement(), (0, 0, 0), "all unblocked");
+    assert_eq!(
+        overflow_in_use(&sensor),
+        (0, 0),
+        "emptied overflow maps no longer consulted"
+    );
     for n in &all {
         check(&sensor, n.addr(), XDP_PASS, "after removal");
     }
