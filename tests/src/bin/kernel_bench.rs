@@ -1540,9 +1540,10 @@ fn report(
         m,
         "\nSampled segments: a thread on CPU 1 drains `REQ_EVENTS` with `RingBuf::next()` and decodes \
          every record as the agent does. The agent-like consumer waits as the agent's reader does \
-         (`poll` on the ring's descriptor, woken by the kernel's forced wakeups, or the {} ms drain \
-         period) and then drains everything; the busy-polling one spins on the ring, which moves the \
-         ring's consumer position between the CPUs after every record. Per run of {} packets \
+         (`epoll` on the ring's descriptor, edge-triggered as tokio's `AsyncFd` registers it: woken \
+         by the kernel's forced wakeups, or by the {} ms drain period) and then drains everything; \
+         the busy-polling one spins on the ring, which moves the ring's consumer position between \
+         the CPUs after every record. Per run of {} packets \
          (medians over runs); wakeups are the kernel's forced wakeups (`req_wakeups`), losses are \
          `req_ring_full`:\n",
         DRAIN_PERIOD.as_millis(),
@@ -1579,8 +1580,14 @@ fn report(
         m,
         "\n{WAKEUP_CONFIG_MIN} is the smallest `wakeup_bytes` the agent's configuration accepts; \
          {WAKEUP_EVERY_RECORD} (below one {}-byte record) makes every record that lands in an \
-         empty ring wake the reader. A record wakes only when it makes the pending bytes cross \
-         the threshold, so a consumer that falls behind is not woken at all.",
+         empty ring wake the reader. A CPU wakes the reader when its record makes the pending bytes \
+         reach the threshold, or once when it finds them above it, and again only after it has \
+         seen them below. Below two records that can stall: the reader goes to sleep while the \
+         last record is still being written, that record is committed without a wakeup (the data \
+         before it was not yet drained when its CPU looked), and every later record lands in a \
+         non-empty ring that never looks below the threshold, so only the drain timer wakes the \
+         reader, and a burst fills the ring first (the {WAKEUP_EVERY_RECORD} row). From a few \
+         records up, the next check after a drain sees the ring below the threshold again.",
         size_of::<sensor_common::EventHeader>() + sensor_common::data_class(SEGMENT_PAYLOAD)
     );
 
