@@ -1388,6 +1388,12 @@ fn colliding_nets(seed: u64, len: u8, n: usize) -> Vec<ipnet::Ipv4Net> {
     found
 }
 
+/// Which IPv4 overflow maps `MAPS_IN_USE` tells XDP to consult: (exact hash, prefix trie).
+fn overflow_in_use(sensor: &Sensor) -> (u32, u32) {
+    let m = sensor.verdicts.published_in_use().expect("MAPS_IN_USE");
+    (m.exact_v4, m.prefix_v4)
+}
+
 #[test]
 fn ipv4_blocks_beyond_a_full_probe_window_overflow_and_still_apply() {
     let mut sensor = Sensor::load();
@@ -1404,15 +1410,10 @@ fn ipv4_blocks_beyond_a_full_probe_window_overflow_and_still_apply() {
     block(&mut sensor, first);
     let seed = sensor.verdicts.v4_table_seed().expect("seed");
     assert_ne!(seed, 0, "the first block sets the multiplier");
-    // Which overflow maps XDP consults: (exact hash, prefix trie).
-    let overflow_in_use = |sensor: &Sensor| {
-        let m = sensor.verdicts.published_in_use().expect("MAPS_IN_USE");
-        (m.exact_v4, m.prefix_v4)
-    };
     assert_eq!(
         overflow_in_use(&sensor),
         (0, 0),
-        "a block in the table leaves the overflow maps unconsulted"
+        "a block in the table only"
     );
     let window = block_table::MAX_PROBE as usize;
     let hosts = colliding_nets(seed, 32, window + 4);
@@ -1496,11 +1497,7 @@ fn ipv4_blocks_beyond_a_full_probe_window_overflow_and_still_apply() {
             .unwrap_or_else(|e| panic!("unblocking {n}: {e}"));
     }
     assert_eq!(sensor.verdicts.v4_placement(), (0, 0, 0), "all unblocked");
-    assert_eq!(
-        overflow_in_use(&sensor),
-        (0, 0),
-        "emptied overflow maps no longer consulted"
-    );
+    assert_eq!(overflow_in_use(&sensor), (0, 0), "overflow maps emptied");
     for n in &all {
         check(&sensor, n.addr(), XDP_PASS, "after removal");
     }
