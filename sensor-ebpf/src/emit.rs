@@ -1,16 +1,20 @@
 //! Writing records into the ring buffers, and the counters.
 //!
 //! Wakeup policy: every record is submitted with `BPF_RB_NO_WAKEUP` (a default-wakeup submit
-//! costs a self-interrupt, about 5 µs per record on a VM) unless this CPU sees the pending data
-//! at or above `SensorConfig::wakeup_bytes` for the first time since it was last below: that
-//! submit forces a wakeup. The reader also drains on a short timer, so latency is bounded by
-//! that period when traffic is light and by the threshold when it is heavy, and a burst wakes
-//! the reader once per CPU, not once per record.
+//! costs a self-interrupt, about 5 µs per record on a VM) unless its record made the pending
+//! data reach `SensorConfig::wakeup_bytes`, or its CPU finds the pending data at or above the
+//! threshold for the first time since it last found it below: that submit forces a wakeup. The
+//! reader also drains on a short timer, so latency is bounded by that period when traffic is
+//! light and by the threshold when it is heavy, and a burst wakes the reader once per CPU, not
+//! once per record.
 //!
-//! Asking the ring how much is pending is a kernel call (about 15 ns here, a tenth of the
-//! record's cost), so a CPU asks only once it has reserved a sixteenth of the threshold since it
-//! last asked: a crossing is seen at most that late, and a threshold smaller than a record
-//! still checks every record.
+//! Asking the ring how much is pending is a kernel call (about 15 ns here, against about 220 ns
+//! for a whole 1 KiB record), so a CPU asks only once it has reserved a sixteenth of the
+//! threshold since it last asked: a crossing is seen at most that late, and a threshold smaller
+//! than a record still checks every record. A threshold below two records can leave an
+//! edge-triggered reader asleep until its timer (the record it saw still being written is
+//! committed without a wakeup, and later ones never find the ring below the threshold); the
+//! agent accepts no threshold under 4 KiB.
 
 use core::{ffi::c_void, mem::size_of};
 
