@@ -1,5 +1,5 @@
 //! The flow table: it routes each [`Segment`] to its TCP flow, reassembles both directions with
-//! [`reassembly::Stream`]s, feeds them to one [`HttpConn`] per flow, and emits the transactions.
+//! [`crate::reassembly::Stream`]s, feeds them to one [`HttpConn`] per flow, and emits the transactions.
 //!
 //! # Flows
 //!
@@ -20,7 +20,7 @@
 //! - the input ends ([`Analyzer::finish`]).
 //!
 //! On every close, both streams are flushed (what they buffered is delivered, holes as
-//! [`Chunk::Lost`](crate::segment::Chunk::Lost)) and [`HttpConn::on_close`] emits the requests
+//! [`Chunk::Lost`]) and [`HttpConn::on_close`] emits the requests
 //! still waiting for a response. Every close is counted by reason.
 //!
 //! # Bounds
@@ -33,7 +33,7 @@
 //! # Cost
 //!
 //! The table is a hash map from key to slot plus a slab of flows linked in least recently used
-//! order ([`table`]), so a segment costs one hash lookup and O(1) list updates, and eviction and
+//! order (`table`), so a segment costs one hash lookup and O(1) list updates, and eviction and
 //! idle expiry take the oldest flow in O(1). Idle expiry walks from the least recently used end
 //! and stops at the first flow that is not idle: with timestamps that go backwards (merged
 //! captures) a flow may expire one tick late, never early.

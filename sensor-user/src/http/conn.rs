@@ -25,7 +25,7 @@ use super::head::{self, MethodKind, RequestHead};
 use super::identity::{self, BodyKind};
 use super::parser::{self, ChunkEvent, Chunked, Framing};
 use super::proxy::{self, ProxyHeader};
-use super::reuse::Reuse;
+use super::reuse::Pools;
 use super::transaction::{Flag, Flags, Transaction};
 
 /// Most header slots handed to httparse (the configured `max_headers` is clamped to this).
@@ -126,8 +126,13 @@ enum Body {
     UntilClose,
 }
 
-/// A request waiting for its end, its response, or both.
-pub(super) struct Pending {
+/// The pools of spent records and buffers that connections write new transactions into (see
+/// `reuse.rs`).
+pub type Reuse = Pools<Pending>;
+
+/// A request waiting for its end, its response, or both. Public only as the element type of
+/// [`Reuse`]'s queue pool; its fields stay private.
+pub struct Pending {
     seq: u32,
     req_done: bool,
     resp: Progress,

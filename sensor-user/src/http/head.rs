@@ -11,7 +11,7 @@ use super::config::HttpConfig;
 use super::identity::{self, Authorization, BodyKind};
 use super::parser::{self, Framing};
 use super::proxy;
-use super::reuse::{Field, Reuse};
+use super::reuse::{Field, Pools};
 use super::route;
 use super::transaction::{Flag, HttpVersion, LoginOutcome, NameList, Transaction};
 
@@ -64,12 +64,12 @@ pub(crate) struct RequestFacts {
 /// Fills in the record of a request, except for sizes and the response. `tx` is an empty
 /// record with time and endpoints; `start` is the address the connection comes from after any
 /// PROXY header.
-pub(crate) fn request(
+pub(crate) fn request<P>(
     cfg: &HttpConfig,
     tx: &mut Transaction,
     start: IpAddr,
     head: &RequestHead<'_, '_>,
-    reuse: &mut Reuse,
+    reuse: &mut Pools<P>,
 ) -> RequestFacts {
     let (method, known) = parser::method_name(head.method);
     if !known {

@@ -13,7 +13,8 @@
 //! - `proxy`: PROXY protocol v1/v2, `Forwarded` and `X-Forwarded-For`.
 //! - [`catalogue`]: the API inventory.
 //! - [`transaction`]: the record and its anomaly flags.
-//! - `reuse`: [`Reuse`], spent records and buffers kept for the next transactions.
+//! - `reuse`: the pools behind [`Reuse`], spent records and buffers kept for the next
+//!   transactions.
 //! - [`config`]: the configuration, [`HttpConfig`].
 //!
 //! # Invariants
@@ -41,7 +42,6 @@ mod tests;
 
 pub use catalogue::{Catalogue, EndpointStats, StatusMix};
 pub use config::{HttpConfig, HttpLimits, LoginRoute};
-pub use conn::{ConnMeta, HttpConn};
-pub use reuse::Reuse;
+pub use conn::{ConnMeta, HttpConn, Reuse};
 pub use route::route_template;
 pub use transaction::{Flag, Flags, HttpVersion, LoginOutcome, NameList, Transaction};

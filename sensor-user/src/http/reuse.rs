@@ -3,7 +3,7 @@
 //! A transaction owns about eight heap strings (path, route, names, user agent, host, session
 //! hash...) and its connection a queue entry of a few hundred bytes; allocating and freeing them
 //! for every request cost more than filling them. A consumer done with a record hands it back
-//! ([`Reuse::recycle`]) and the next request of any connection is written into its buffers.
+//! ([`Pools::recycle`]) and the next request of any connection is written into its buffers.
 //!
 //! The pool is bounded: at most [`MAX_KEPT`] records, strings and queues are kept, and no
 //! buffer larger than [`MAX_CAPACITY`] bytes (a long path or a large header list is freed as
@@ -14,7 +14,6 @@ use std::collections::VecDeque;
 use std::mem;
 use std::net::SocketAddr;
 
-use super::conn::Pending;
 use super::transaction::Transaction;
 
 /// Most records, and most loose strings, kept.
@@ -35,19 +34,30 @@ pub(super) enum Field {
     Account,
 }
 
-/// Records, strings and queues handed back after use.
-#[derive(Default)]
-pub struct Reuse {
+/// Records, strings and queues handed back after use; `P` is the entry of a connection's
+/// request queue (`conn::Pending`: [`super::Reuse`] names the pools the analysis uses), a
+/// parameter so that this module needs nothing from the connection's.
+pub struct Pools<P> {
     /// Spent records, their kept strings emptied.
     records: Vec<Transaction>,
     /// Empty strings with room, from the optional fields of spent records, one pool per
     /// [`Field`] so that a string comes back with room for what its field usually holds.
     strings: [Vec<String>; 4],
     /// Empty request queues of connections that went idle.
-    queues: Vec<VecDeque<Pending>>,
+    queues: Vec<VecDeque<P>>,
 }
 
-impl Reuse {
+impl<P> Default for Pools<P> {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            strings: Default::default(),
+            queues: Vec::new(),
+        }
+    }
+}
+
+impl<P> Pools<P> {
     /// Takes back a record its consumer is done with.
     pub fn recycle(&mut self, mut tx: Transaction) {
         if self.unload(&mut tx) && self.records.len() < MAX_KEPT {
@@ -55,7 +65,7 @@ impl Reuse {
         }
     }
 
-    /// Takes back every record of `spent`, which is left empty: [`Reuse::recycle`] on each, with
+    /// Takes back every record of `spent`, which is left empty: [`Pools::recycle`] on each, with
     /// the kept records moved over in one block.
     pub fn recycle_all(&mut self, spent: &mut Vec<Transaction>) {
         spent.retain_mut(|tx| self.unload(tx));
@@ -97,11 +107,11 @@ impl Reuse {
                         + pool.iter().map(String::capacity).sum::<usize>()
                 })
                 .sum::<usize>()
-            + self.queues.capacity() * mem::size_of::<VecDeque<Pending>>()
+            + self.queues.capacity() * mem::size_of::<VecDeque<P>>()
             + self
                 .queues
                 .iter()
-                .map(|q| q.capacity() * mem::size_of::<Pending>())
+                .map(|q| q.capacity() * mem::size_of::<P>())
                 .sum::<usize>()
     }
 
@@ -147,12 +157,12 @@ impl Reuse {
     }
 
     /// An empty request queue, with room when one was handed back.
-    pub(super) fn queue(&mut self) -> VecDeque<Pending> {
+    pub(super) fn queue(&mut self) -> VecDeque<P> {
         self.queues.pop().unwrap_or_default()
     }
 
     /// Keeps the queue of a connection that went idle.
-    pub(super) fn put_queue(&mut self, queue: VecDeque<Pending>) {
+    pub(super) fn put_queue(&mut self, queue: VecDeque<P>) {
         // A queue that grew past a few entries (pipelining) is freed rather than kept.
         if self.queues.len() < MAX_KEPT && queue.is_empty() && (1..=4).contains(&queue.capacity()) {
             self.queues.push(queue);
@@ -175,7 +185,7 @@ mod tests {
 
     #[test]
     fn pool_is_bounded_and_records_come_back_empty() {
-        let mut reuse = Reuse::default();
+        let mut reuse = Pools::<()>::default();
         let mut batch: Vec<Transaction> = (0..100).map(|i| spent(i % 3 * 800)).collect();
         reuse.recycle_all(&mut batch);
         assert!(batch.is_empty(), "the batch is taken");
