@@ -1,5 +1,6 @@
 //! The flow table: it routes each [`Segment`] to its TCP flow, reassembles both directions with
-//! [`crate::reassembly::Stream`]s, feeds them to one [`HttpConn`] per flow, and emits the transactions.
+//! [`crate::reassembly::Stream`]s, feeds them to one [`HttpConn`] per flow, and emits the
+//! transactions.
 //!
 //! # Flows
 //!
@@ -20,8 +21,7 @@
 //! - the input ends ([`Analyzer::finish`]).
 //!
 //! On every close, both streams are flushed (what they buffered is delivered, holes as
-//! [`Chunk::Lost`]) and [`HttpConn::on_close`] emits the requests
-//! still waiting for a response. Every close is counted by reason.
+//! [`Chunk::Lost`]) and [`HttpConn::on_close`] emits the requests still waiting for a response. Every close is counted by reason.
 //!
 //! # Bounds
 //!

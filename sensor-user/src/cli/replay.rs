@@ -168,33 +168,37 @@ impl JsonCache {
 
     /// Appends a socket address as a JSON string.
     fn socket(&mut self, buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
+        let hash = addr_hash(addr.ip(), u64::from(addr.port()) << 48);
         buf.push(b'"');
-        let port = u64::from(addr.port()) << 48;
-        match Self::slot_at(&mut self.sockets, addr_hash(addr.ip(), port)) {
-            Some(Some((cached, text))) if *cached == addr => put(buf, text),
-            Some(slot) => {
-                let at = buf.len();
-                socket_text(buf, addr);
-                refill(slot, addr, buf.get(at..).unwrap_or_default());
-            }
-            None => socket_text(buf, addr),
-        }
+        Self::text_of(&mut self.sockets, hash, addr, buf, socket_text);
         buf.push(b'"');
     }
 
     /// Appends an IP address as a JSON string.
     fn ip(&mut self, buf: &mut Vec<u8>, ip: std::net::IpAddr) {
         buf.push(b'"');
-        match Self::slot_at(&mut self.ips, addr_hash(ip, 0)) {
-            Some(Some((cached, text))) if *cached == ip => put(buf, text),
+        Self::text_of(&mut self.ips, addr_hash(ip, 0), ip, buf, ip_text);
+        buf.push(b'"');
+    }
+
+    /// Appends the text of `key`: from its slot in `table` when cached there, else written by
+    /// `write` and cached.
+    fn text_of<K: Copy + PartialEq>(
+        table: &mut Vec<Option<(K, Vec<u8>)>>,
+        hash: u64,
+        key: K,
+        buf: &mut Vec<u8>,
+        write: impl FnOnce(&mut Vec<u8>, K),
+    ) {
+        match Self::slot_at(table, hash) {
+            Some(Some((cached, text))) if *cached == key => put(buf, text),
             Some(slot) => {
                 let at = buf.len();
-                ip_text(buf, ip);
-                refill(slot, ip, buf.get(at..).unwrap_or_default());
+                write(buf, key);
+                refill(slot, key, buf.get(at..).unwrap_or_default());
             }
-            None => ip_text(buf, ip),
+            None => write(buf, key),
         }
-        buf.push(b'"');
     }
 
     /// Appends a name list as a JSON array.
