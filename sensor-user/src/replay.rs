@@ -207,7 +207,7 @@ pub fn replay_reader_partial<R: Read>(
     let mut out = Vec::new();
     let mut transactions = 0_u64;
     let mut emit = |analyzer: &mut Analyzer,
-                    out: &mut Vec<Transaction>,
+                    out: &mut Vec<Box<Transaction>>,
                     on_tx: &mut dyn FnMut(&Transaction)| {
         // Handed over by reference, then given back to the analyzer, which writes the next
         // transactions into their buffers.

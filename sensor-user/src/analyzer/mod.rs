@@ -318,14 +318,14 @@ impl Analyzer {
     /// destination, unless the flow is known the other way round). Handles SYN (ISN), FIN/RST
     /// (close after both sides or RST), LRU eviction at `max_flows` (`on_close` called).
     /// Completed transactions are pushed to `out` and recorded in the catalogue.
-    pub fn on_segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Transaction>) {
+    pub fn on_segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Box<Transaction>>) {
         let first_new = out.len();
         self.segment(seg, out);
         self.record(out, first_new);
     }
 
     /// Expire flows idle longer than the timeout (time passed in, ns).
-    pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Transaction>) {
+    pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Box<Transaction>>) {
         let first_new = out.len();
         while let Some(slot) = self.flows.oldest() {
             let idle = self
@@ -341,7 +341,7 @@ impl Analyzer {
     }
 
     /// End of input: close every flow.
-    pub fn finish(&mut self, out: &mut Vec<Transaction>) {
+    pub fn finish(&mut self, out: &mut Vec<Box<Transaction>>) {
         let first_new = out.len();
         while let Some(slot) = self.flows.oldest() {
             let ts = self.flows.get(slot).map_or(0, |f| f.last_seen);
@@ -372,12 +372,12 @@ impl Analyzer {
     /// Takes back a transaction the caller is done with: the next transactions are written
     /// into its buffers instead of new ones (optional; a transaction not handed back is simply
     /// dropped).
-    pub fn recycle(&mut self, tx: Transaction) {
+    pub fn recycle(&mut self, tx: Box<Transaction>) {
         self.reuse.recycle(tx);
     }
 
     /// [`Analyzer::recycle`] on every transaction of `spent`, which is left empty.
-    pub fn recycle_all(&mut self, spent: &mut Vec<Transaction>) {
+    pub fn recycle_all(&mut self, spent: &mut Vec<Box<Transaction>>) {
         self.reuse.recycle_all(spent);
     }
 
@@ -411,7 +411,7 @@ impl Analyzer {
     }
 
     /// [`Analyzer::on_segment`] without the bookkeeping of emitted transactions.
-    fn segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Transaction>) {
+    fn segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Box<Transaction>>) {
         self.counters.segments += 1;
         let to_client = match (
             self.monitored(seg.dst.port()),
@@ -526,7 +526,7 @@ impl Analyzer {
         client: SocketAddr,
         server: SocketAddr,
         ts_ns: u64,
-        out: &mut Vec<Transaction>,
+        out: &mut Vec<Box<Transaction>>,
     ) -> Option<u32> {
         while self.flows.len() >= self.max_flows {
             let oldest = self.flows.oldest()?;
@@ -544,7 +544,13 @@ impl Analyzer {
 
     /// Closes the flow in `slot`: flushes both streams into its HTTP connection, closes that,
     /// and counts why.
-    fn close(&mut self, slot: u32, ts_ns: u64, reason: CloseReason, out: &mut Vec<Transaction>) {
+    fn close(
+        &mut self,
+        slot: u32,
+        ts_ns: u64,
+        reason: CloseReason,
+        out: &mut Vec<Box<Transaction>>,
+    ) {
         let Some((_, mut flow)) = self.flows.remove(slot) else {
             return;
         };
@@ -572,7 +578,7 @@ impl Analyzer {
     }
 
     /// Records the transactions emitted since `first_new` in the catalogue and the counters.
-    fn record(&mut self, out: &[Transaction], first_new: usize) {
+    fn record(&mut self, out: &[Box<Transaction>], first_new: usize) {
         let new = out.get(first_new..).unwrap_or_default();
         if self.cataloguing {
             for tx in new {

@@ -148,7 +148,12 @@ fn run(max_flows: usize, steps: &[Step]) -> (Analyzer, Vec<Transaction>) {
             Step::Active(n) => assert_eq!(analyzer.flow_count(), n, "flows open at {step:?}"),
         }
     }
-    (analyzer, out)
+    (analyzer, unbox(out))
+}
+
+/// The records an analyzer emitted, by value.
+fn unbox(out: Vec<Box<Transaction>>) -> Vec<Transaction> {
+    out.into_iter().map(|tx| *tx).collect()
 }
 
 /// The lifecycle counters of a scenario.
@@ -579,7 +584,7 @@ fn converse(f: u16, segs: &[Wire]) -> (Analyzer, Vec<Transaction>) {
         analyzer.on_segment(&segment(f, ms, to_server, flags, rel_seq, data), &mut out);
     }
     analyzer.finish(&mut out);
-    (analyzer, out)
+    (analyzer, unbox(out))
 }
 
 #[test]
@@ -799,7 +804,7 @@ fn conversation(
         tx.ts_ns = 0;
         tx.latency_ns = tx.latency_ns.map(|_| 0);
     }
-    out
+    unbox(out)
 }
 
 /// A random exchange.

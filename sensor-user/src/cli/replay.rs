@@ -352,12 +352,40 @@ fn json_u64(buf: &mut Vec<u8>, n: u64) {
     buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// Whether `s` holds a byte that JSON strings escape (checked without an early exit, so the
-/// check vectorizes).
+/// Whether `s` holds a byte that JSON strings escape: a control byte, `"` or `\\`. Eight bytes
+/// are tested at a time in a word (the strings are mostly shorter than a vector loop's
+/// start-up), and the last partial word is padded with a byte that needs no escape.
 fn needs_escape(s: &[u8]) -> bool {
-    s.iter().fold(0_u8, |esc, &b| {
-        esc | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
-    }) != 0
+    let mut chunks = s.chunks_exact(8);
+    let mut found = 0;
+    for chunk in &mut chunks {
+        if let Ok(word) = <[u8; 8]>::try_from(chunk) {
+            found |= escape_bits(u64::from_le_bytes(word));
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [b'a'; 8];
+        if let Some(head) = word.get_mut(..rest.len()) {
+            head.copy_from_slice(rest);
+        }
+        found |= escape_bits(u64::from_le_bytes(word));
+    }
+    found != 0
+}
+
+/// Non-zero when a byte of `word` is below 0x20, `"` or `\\`. The classic word tests: for any
+/// `n` up to 0x80, `(x - n * ONES) & !x & HIGH` is non-zero exactly when a byte of `x` is
+/// below `n`; a byte equal to `c` is a zero byte of `x ^ c * ONES`.
+const fn escape_bits(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const fn below(x: u64, n: u8) -> u64 {
+        x.wrapping_sub(ONES * n as u64) & !x & HIGH
+    }
+    below(word, 0x20)
+        | below(word ^ (ONES * b'"' as u64), 1)
+        | below(word ^ (ONES * b'\\' as u64), 1)
 }
 
 /// A JSON string: copied as is when nothing needs escaping, else escaped by `serde_json`.
@@ -792,6 +820,28 @@ mod tests {
                     String::from_utf8_lossy(&line),
                     String::from_utf8_lossy(&expected)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn needs_escape_matches_a_byte_scan() {
+        let plain = b"/api/v1/users/{id}?x=1 Mozilla/5.0 (X11) \x7f\xc3\xa9";
+        let scan = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        for len in 0..plain.len() {
+            let base = &plain[..len];
+            assert_eq!(needs_escape(base), scan(base), "{base:?}");
+            for at in 0..len {
+                for bad in [0_u8, b'\n', 0x1f, b'"', b'\\'] {
+                    let mut s = base.to_vec();
+                    s[at] = bad;
+                    assert!(needs_escape(&s), "{s:?}");
+                }
+                for good in [0x20_u8, 0x21, 0x7f, 0x80, 0xff, b'#', b']'] {
+                    let mut s = base.to_vec();
+                    s[at] = good;
+                    assert_eq!(needs_escape(&s), scan(&s), "{s:?}");
+                }
             }
         }
     }

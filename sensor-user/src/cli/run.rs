@@ -209,7 +209,7 @@ struct AgentSink {
     stdout: std::io::BufWriter<std::io::StdoutLock<'static>>,
     analyzer: Analyzer,
     /// Transactions completed since the last drain.
-    transactions: Vec<Transaction>,
+    transactions: Vec<Box<Transaction>>,
     /// Unix ns of the last idle-expiry tick.
     last_tick_ns: u64,
     /// Where the API inventory goes.
@@ -230,7 +230,8 @@ impl AgentSink {
                 }
             }
         }
-        self.transactions.clear();
+        // Handed back: the next transactions are written into their buffers.
+        self.analyzer.recycle_all(&mut self.transactions);
         let _ = self.stdout.flush();
     }
 

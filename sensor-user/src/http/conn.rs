@@ -138,7 +138,9 @@ pub struct Pending {
     resp: Progress,
     login: Option<usize>,
     kind: MethodKind,
-    tx: Transaction,
+    /// Boxed: the record is filled where it waits and handed on as a pointer, never copied
+    /// (a transaction is a few hundred bytes).
+    tx: Box<Transaction>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,14 +186,14 @@ struct Salvage {
 /// fill.
 pub(super) struct Out<'a> {
     /// Completed transactions, in order.
-    done: &'a mut Vec<Transaction>,
+    done: &'a mut Vec<Box<Transaction>>,
     /// Spent records and buffers.
     reuse: &'a mut Reuse,
 }
 
 impl Out<'_> {
     /// Emits a completed transaction.
-    fn push(&mut self, tx: Transaction) {
+    fn push(&mut self, tx: Box<Transaction>) {
         self.done.push(tx);
     }
 }
@@ -213,7 +215,9 @@ impl HttpConn {
 
     /// Feeds reassembled bytes of one direction; completed transactions are pushed to `out`.
     pub fn on_chunk(&mut self, dir: Dir, ts_ns: u64, chunk: Chunk<'_>, out: &mut Vec<Transaction>) {
-        self.on_chunk_reusing(dir, ts_ns, chunk, out, &mut Reuse::default());
+        let mut done = Vec::new();
+        self.on_chunk_reusing(dir, ts_ns, chunk, &mut done, &mut Reuse::default());
+        out.extend(done.into_iter().map(|tx| *tx));
     }
 
     /// [`HttpConn::on_chunk`], writing new records into the spent ones of `reuse` and handing
@@ -223,7 +227,7 @@ impl HttpConn {
         dir: Dir,
         ts_ns: u64,
         chunk: Chunk<'_>,
-        done: &mut Vec<Transaction>,
+        done: &mut Vec<Box<Transaction>>,
         reuse: &mut Reuse,
     ) {
         let out = &mut Out { done, reuse };
@@ -239,12 +243,19 @@ impl HttpConn {
     /// every request still waiting, without a status when no response was seen. The
     /// connection is then empty and may be dropped.
     pub fn on_close(&mut self, ts_ns: u64, out: &mut Vec<Transaction>) {
-        self.on_close_reusing(ts_ns, out, &mut Reuse::default());
+        let mut done = Vec::new();
+        self.on_close_reusing(ts_ns, &mut done, &mut Reuse::default());
+        out.extend(done.into_iter().map(|tx| *tx));
     }
 
     /// [`HttpConn::on_close`], with spent records and buffers as in
     /// [`HttpConn::on_chunk_reusing`].
-    pub fn on_close_reusing(&mut self, ts_ns: u64, done: &mut Vec<Transaction>, reuse: &mut Reuse) {
+    pub fn on_close_reusing(
+        &mut self,
+        ts_ns: u64,
+        done: &mut Vec<Box<Transaction>>,
+        reuse: &mut Reuse,
+    ) {
         let out = &mut Out { done, reuse };
         for dir in [Dir::ToServer, Dir::ToClient] {
             let incomplete = incomplete_flag(dir);
@@ -277,7 +288,7 @@ impl HttpConn {
             + self
                 .pending
                 .iter()
-                .map(|p| p.tx.heap_bytes())
+                .map(|p| mem::size_of::<Transaction>() + p.tx.heap_bytes())
                 .sum::<usize>()
     }
 
@@ -871,7 +882,7 @@ impl HttpConn {
     /// Adds a request to the queue, emitting the oldest ones beyond `limits.max_pending`.
     fn push_entry(
         &mut self,
-        tx: Transaction,
+        tx: Box<Transaction>,
         kind: MethodKind,
         login: Option<usize>,
         out: &mut Out<'_>,

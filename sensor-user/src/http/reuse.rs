@@ -39,7 +39,7 @@ pub(super) enum Field {
 /// parameter so that this module needs nothing from the connection's.
 pub struct Pools<P> {
     /// Spent records, their kept strings emptied.
-    records: Vec<Transaction>,
+    records: Vec<Box<Transaction>>,
     /// Empty strings with room, from the optional fields of spent records, one pool per
     /// [`Field`] so that a string comes back with room for what its field usually holds.
     strings: [Vec<String>; 4],
@@ -59,7 +59,7 @@ impl<P> Default for Pools<P> {
 
 impl<P> Pools<P> {
     /// Takes back a record its consumer is done with.
-    pub fn recycle(&mut self, mut tx: Transaction) {
+    pub fn recycle(&mut self, mut tx: Box<Transaction>) {
         if self.unload(&mut tx) && self.records.len() < MAX_KEPT {
             self.records.push(tx);
         }
@@ -67,7 +67,7 @@ impl<P> Pools<P> {
 
     /// Takes back every record of `spent`, which is left empty: [`Pools::recycle`] on each, with
     /// the kept records moved over in one block.
-    pub fn recycle_all(&mut self, spent: &mut Vec<Transaction>) {
+    pub fn recycle_all(&mut self, spent: &mut Vec<Box<Transaction>>) {
         spent.retain_mut(|tx| self.unload(tx));
         let room = MAX_KEPT.saturating_sub(self.records.len());
         spent.truncate(room);
@@ -93,11 +93,11 @@ impl<P> Pools<P> {
 
     /// Heap bytes held by the pool.
     pub fn memory(&self) -> usize {
-        self.records.capacity() * mem::size_of::<Transaction>()
+        self.records.capacity() * mem::size_of::<Box<Transaction>>()
             + self
                 .records
                 .iter()
-                .map(Transaction::heap_bytes)
+                .map(|tx| mem::size_of::<Transaction>() + tx.heap_bytes())
                 .sum::<usize>()
             + self
                 .strings
@@ -121,10 +121,13 @@ impl<P> Pools<P> {
         ts_ns: u64,
         peer: SocketAddr,
         server: SocketAddr,
-    ) -> Transaction {
+    ) -> Box<Transaction> {
         match self.records.pop() {
-            Some(spent) => Transaction::reused(spent, ts_ns, peer, server),
-            None => Transaction::empty(ts_ns, peer, server),
+            Some(mut spent) => {
+                spent.reset(ts_ns, peer, server);
+                spent
+            }
+            None => Box::new(Transaction::empty(ts_ns, peer, server)),
         }
     }
 
@@ -174,19 +177,19 @@ impl<P> Pools<P> {
 mod tests {
     use super::*;
 
-    fn spent(path_len: usize) -> Transaction {
+    fn spent(path_len: usize) -> Box<Transaction> {
         let addr = "198.51.100.1:1000".parse().expect("addr");
         let mut tx = Transaction::empty(7, addr, addr);
         tx.path = "/".repeat(path_len);
         tx.host = Some("h".repeat(path_len));
         tx.user_agent = Some(String::from("ua"));
-        tx
+        Box::new(tx)
     }
 
     #[test]
     fn pool_is_bounded_and_records_come_back_empty() {
         let mut reuse = Pools::<()>::default();
-        let mut batch: Vec<Transaction> = (0..100).map(|i| spent(i % 3 * 800)).collect();
+        let mut batch: Vec<Box<Transaction>> = (0..100).map(|i| spent(i % 3 * 800)).collect();
         reuse.recycle_all(&mut batch);
         assert!(batch.is_empty(), "the batch is taken");
         for _ in 0..10 {
@@ -219,7 +222,7 @@ mod tests {
         for _ in 0..MAX_KEPT + 5 {
             let tx = reuse.record(3, addr, addr);
             assert_eq!(
-                tx,
+                *tx,
                 Transaction::empty(3, addr, addr),
                 "a reused record starts empty"
             );

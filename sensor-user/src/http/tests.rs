@@ -1426,12 +1426,12 @@ proptest! {
                     Ev::RespLost(n) => (Dir::ToClient, Chunk::Lost(*n)),
                 };
                 conn.on_chunk_reusing(dir, ts, chunk, &mut done, reuse);
-                out.extend(done.iter().cloned());
+                out.extend(done.iter().map(|tx| Transaction::clone(tx)));
                 reuse.recycle_all(&mut done);
             }
             conn.on_close_reusing(u64::MAX, &mut done, reuse);
             for tx in done.drain(..) {
-                out.push(tx.clone());
+                out.push(Transaction::clone(&tx));
                 reuse.recycle(tx);
             }
         };

@@ -93,54 +93,58 @@ impl Transaction {
         }
     }
 
-    /// An empty record like [`Transaction::empty`], made from a spent one: its `path`,
-    /// `route`, `query_keys`, `header_order` and `set_cookies` are emptied but keep their heap
-    /// buffers for the strings of the new record; everything else is dropped.
-    pub(crate) fn reused(
-        spent: Transaction,
-        ts_ns: u64,
-        peer: SocketAddr,
-        server: SocketAddr,
-    ) -> Self {
+    /// Makes a spent record equal to [`Transaction::empty`]`(ts_ns, peer, server)` in place:
+    /// `path`, `route`, `query_keys`, `header_order` and `set_cookies` are emptied but keep
+    /// their heap buffers for the strings of the new record; everything else is dropped.
+    pub(crate) fn reset(&mut self, ts_ns: u64, peer: SocketAddr, server: SocketAddr) {
         // Destructured so that a new field is a compile error here, not a value left over
         // from the spent record.
         let Transaction {
-            ts_ns: _,
-            peer: _,
-            client: _,
-            server: _,
-            method: _,
-            version: _,
-            host: _,
-            mut path,
-            mut route,
-            mut query_keys,
-            status: _,
-            reason: _,
-            latency_ns: _,
-            req_bytes: _,
-            resp_bytes: _,
-            user_agent: _,
-            mut header_order,
-            mut set_cookies,
-            account: _,
-            session: _,
-            login: _,
-            flags: _,
-        } = spent;
-        path.clear();
-        route.clear();
-        query_keys.0.clear();
-        header_order.0.clear();
-        set_cookies.0.clear();
-        Transaction {
+            ts_ns: ts,
+            peer: direct,
+            client,
+            server: local,
+            method,
+            version,
+            host,
             path,
             route,
             query_keys,
+            status,
+            reason,
+            latency_ns,
+            req_bytes,
+            resp_bytes,
+            user_agent,
             header_order,
             set_cookies,
-            ..Transaction::empty(ts_ns, peer, server)
-        }
+            account,
+            session,
+            login,
+            flags,
+        } = self;
+        *ts = ts_ns;
+        *direct = peer;
+        *client = peer.ip();
+        *local = server;
+        *method = Cow::Borrowed("");
+        *version = None;
+        *host = None;
+        path.clear();
+        route.clear();
+        query_keys.0.clear();
+        *status = None;
+        *reason = None;
+        *latency_ns = None;
+        *req_bytes = 0;
+        *resp_bytes = 0;
+        *user_agent = None;
+        header_order.0.clear();
+        set_cookies.0.clear();
+        *account = None;
+        *session = None;
+        *login = None;
+        *flags = Flags::EMPTY;
     }
 
     /// Heap bytes held by the record's strings.
