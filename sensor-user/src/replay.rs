@@ -209,6 +209,10 @@ pub fn replay_reader_partial<R: Read>(
     let mut emit = |analyzer: &mut Analyzer,
                     out: &mut Vec<Box<Transaction>>,
                     on_tx: &mut dyn FnMut(&Transaction)| {
+        // Most packets complete no transaction.
+        if out.is_empty() {
+            return;
+        }
         // Handed over by reference, then given back to the analyzer, which writes the next
         // transactions into their buffers.
         for tx in out.iter() {
