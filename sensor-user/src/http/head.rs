@@ -84,18 +84,24 @@ pub(crate) fn request<P>(
     tx.version = Some(HttpVersion::from_minor(head.minor));
     fill_target(tx, head.target);
 
-    let names: usize = head.headers.iter().map(|h| h.name.len() + 1).sum();
     tx.header_order.clear();
-    tx.header_order.reserve(names);
     tx.header_order
         .extend_lowercase(head.headers.iter().map(|h| h.name));
     let mut hosts = 0u32;
     let mut host = None;
     let mut content_type = None;
     let mut session_cookie = None;
+    // Whether a header that `body_framing` or `resolve_client` reads is present: most requests
+    // have none, and both then give what they give without those headers.
+    let mut framing_headers = false;
+    let mut forwarding_headers = false;
     for header in head.headers {
         let name = header.name;
         match name.len() {
+            9 if name.eq_ignore_ascii_case("forwarded") => forwarding_headers = true,
+            14 if name.eq_ignore_ascii_case("content-length") => framing_headers = true,
+            15 if name.eq_ignore_ascii_case("x-forwarded-for") => forwarding_headers = true,
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => framing_headers = true,
             4 if name.eq_ignore_ascii_case("host") => {
                 hosts += 1;
                 if host.is_none() {
@@ -133,8 +139,16 @@ pub(crate) fn request<P>(
         identity::push_session_hash(&mut session, &cfg.hash_key, value);
         tx.session = Some(session);
     }
-    tx.client = proxy::resolve_client(cfg, start, head.headers, &mut tx.flags);
-    let framing = parser::body_framing(head.headers, true, &mut tx.flags);
+    tx.client = if forwarding_headers {
+        proxy::resolve_client(cfg, start, head.headers, &mut tx.flags)
+    } else {
+        start
+    };
+    let framing = if framing_headers {
+        parser::body_framing(head.headers, true, &mut tx.flags)
+    } else {
+        Framing::None
+    };
     let login = cfg.login_route(&tx.method, &tx.path);
     let body_kind = if login.is_some() {
         tx.login = Some(LoginOutcome::Unknown);
@@ -482,6 +496,74 @@ mod tests {
             proptest::prop_assert_eq!(&tx.route, &route, "route of {:?}", target);
         }
     }
+
+    proptest::proptest! {
+        /// `request` reads framing and forwarding headers only when one is present; it must
+        /// give what `body_framing` and `resolve_client` give on the whole head, flags included.
+        #[test]
+        fn framing_and_client_match_the_full_scans(
+            picks in proptest::collection::vec(
+                (0..HEADERS.len(), 0..VALUES.len(), proptest::bool::ANY),
+                0..6,
+            ),
+            trusted_peer in proptest::bool::ANY,
+        ) {
+            let names: Vec<String> = picks
+                .iter()
+                .map(|&(n, _, upper)| {
+                    let name = HEADERS[n];
+                    if upper { name.to_ascii_uppercase() } else { name.to_owned() }
+                })
+                .collect();
+            let headers: Vec<httparse::Header<'_>> = picks
+                .iter()
+                .zip(&names)
+                .map(|(&(_, v, _), name)| httparse::Header { name, value: VALUES[v] })
+                .collect();
+            let cfg = HttpConfig {
+                trusted_proxies: vec!["203.0.113.0/24".parse().expect("net")],
+                ..HttpConfig::default()
+            };
+            let peer: IpAddr = if trusted_peer { "203.0.113.7" } else { "198.51.100.7" }
+                .parse()
+                .expect("addr");
+            let addr = std::net::SocketAddr::new(peer, 40000);
+            let mut tx = Transaction::empty(0, addr, addr);
+            let head = RequestHead { method: "POST", target: "/", minor: 1, headers: &headers };
+            let facts = request(&cfg, &mut tx, peer, &head, &mut Pools::<()>::default());
+            let mut flags = crate::http::Flags::EMPTY;
+            let client = proxy::resolve_client(&cfg, peer, &headers, &mut flags);
+            let framing = parser::body_framing(&headers, true, &mut flags);
+            proptest::prop_assert_eq!(tx.client, client);
+            proptest::prop_assert_eq!(facts.framing, framing);
+            for flag in flags.iter() {
+                proptest::prop_assert!(tx.flags.contains(flag), "{:?} missing", flag);
+            }
+        }
+    }
+
+    /// Header names for [`framing_and_client_match_the_full_scans`].
+    const HEADERS: [&str; 7] = [
+        "content-length",
+        "transfer-encoding",
+        "x-forwarded-for",
+        "forwarded",
+        "host",
+        "x-forwarded-host",
+        "content-type",
+    ];
+
+    /// Header values for [`framing_and_client_match_the_full_scans`].
+    const VALUES: [&[u8]; 8] = [
+        b"12",
+        b"chunked",
+        b"gzip, chunked",
+        b"198.51.100.9",
+        b"for=198.51.100.10",
+        b"203.0.113.8, 198.51.100.11",
+        b"x",
+        b"",
+    ];
 
     #[test]
     fn keeps_canonical_reasons_static() {
