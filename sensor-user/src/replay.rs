@@ -499,8 +499,18 @@ impl<R: Read> ReadChunks<R> {
     }
 
     /// Reads until at least `want` bytes are buffered or the file ends; returns how many are
-    /// buffered.
+    /// buffered. Inlined for the common case, in which they are buffered already.
+    #[inline]
     fn fill_to(&mut self, want: usize) -> io::Result<usize> {
+        if self.len - self.pos >= want {
+            return Ok(self.len - self.pos);
+        }
+        self.read_to(want)
+    }
+
+    /// [`ReadChunks::fill_to`] when the buffer holds less than `want` bytes.
+    #[inline(never)]
+    fn read_to(&mut self, want: usize) -> io::Result<usize> {
         while self.len - self.pos < want {
             if self.pos > 0 {
                 self.buf.copy_within(self.pos..self.len, 0);
@@ -695,6 +705,7 @@ const NULL_LEN: usize = 4;
 /// Decodes one captured packet of link type `link` into a TCP segment. `orig_len` is the
 /// packet's length on the wire (the record's original length), used only when the IP header's
 /// own length field is unusable (zero, as in some offloaded captures).
+#[inline]
 pub fn decode(link: Link, ts_ns: u64, data: &[u8], orig_len: u32) -> Decoded<'_> {
     if link == Link::Ethernet
         && let Some(seg) = plain_ethernet_tcp(ts_ns, data)
@@ -709,6 +720,7 @@ pub fn decode(link: Link, ts_ns: u64, data: &[u8], orig_len: u32) -> Decoded<'_>
 /// packet without extension headers, carrying a complete TCP header. Returns `None` for
 /// anything else, which [`decode_sliced`] then decodes; for the frames it accepts the result
 /// is the same (a test compares both).
+#[inline]
 fn plain_ethernet_tcp(ts_ns: u64, data: &[u8]) -> Option<Segment<'_>> {
     const ETH: usize = 14;
     let (src_ip, dst_ip, ip_end, tcp_at): (IpAddr, IpAddr, usize, usize) = match be16_at(data, 12)?
@@ -759,6 +771,7 @@ fn plain_ethernet_tcp(ts_ns: u64, data: &[u8]) -> Option<Segment<'_>> {
 }
 
 /// [`decode`] through etherparse, for every link type and packet shape.
+#[inline(never)]
 fn decode_sliced(link: Link, ts_ns: u64, data: &[u8], orig_len: u32) -> Decoded<'_> {
     let sliced = match link {
         Link::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
