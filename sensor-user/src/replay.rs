@@ -236,20 +236,20 @@ pub fn replay_reader_partial<R: Read>(
 
 /// Reads a capture and hands every TCP segment (and the capture clock's ticks) to `sink`,
 /// without an analyzer: the decoding half of [`replay_reader`].
-pub fn read_segments<R: Read>(
+pub fn read_segments<R: Read, S: FnMut(ReplayEvent<'_>) + ?Sized>(
     reader: R,
     name: &Path,
-    sink: &mut dyn FnMut(ReplayEvent<'_>),
+    sink: &mut S,
 ) -> Result<ReplaySummary, ReplayError> {
     let (summary, result) = read_segments_partial(reader, name, sink);
     result.map(|()| summary)
 }
 
 /// Like [`read_segments`] but returns the summary also on failure.
-pub fn read_segments_partial<R: Read>(
+pub fn read_segments_partial<R: Read, S: FnMut(ReplayEvent<'_>) + ?Sized>(
     mut reader: R,
     name: &Path,
-    sink: &mut dyn FnMut(ReplayEvent<'_>),
+    sink: &mut S,
 ) -> (ReplaySummary, Result<(), ReplayError>) {
     let mut st = ReadState {
         path: name,
@@ -354,13 +354,13 @@ impl ReadState<'_> {
     }
 
     /// Accounts for one packet record and hands its segment, if any, to `sink`.
-    fn packet(
+    fn packet<S: FnMut(ReplayEvent<'_>) + ?Sized>(
         &mut self,
         link: Option<Link>,
         ts_ns: u64,
         data: &[u8],
         orig_len: u32,
-        sink: &mut dyn FnMut(ReplayEvent<'_>),
+        sink: &mut S,
     ) {
         let s = &mut self.summary;
         s.packets += 1;
@@ -406,10 +406,10 @@ const MAX_RECORD: usize = 8_000_000;
 const RECORD_HEADER: usize = 16;
 
 /// Reads a classic pcap file through pcap-file's parser, with its own cache-sized buffer.
-fn read_pcap<R: Read>(
+fn read_pcap<R: Read, S: FnMut(ReplayEvent<'_>) + ?Sized>(
     reader: R,
     st: &mut ReadState<'_>,
-    sink: &mut dyn FnMut(ReplayEvent<'_>),
+    sink: &mut S,
 ) -> Result<(), ReplayError> {
     let mut input = ReadChunks::new(reader);
     input
@@ -555,10 +555,10 @@ struct Interface {
 }
 
 /// Reads a pcapng file.
-fn read_pcapng<R: Read>(
+fn read_pcapng<R: Read, S: FnMut(ReplayEvent<'_>) + ?Sized>(
     reader: R,
     st: &mut ReadState<'_>,
-    sink: &mut dyn FnMut(ReplayEvent<'_>),
+    sink: &mut S,
 ) -> Result<(), ReplayError> {
     let mut ng = PcapNgReader::new(reader).map_err(|e| st.header_error(e))?;
     // Tracked here rather than through `PcapNgReader::interfaces`, which cannot be called while
