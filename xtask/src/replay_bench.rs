@@ -27,14 +27,20 @@ use crate::util;
 pub const BENCH_REQUESTS: usize = 1_000_000;
 /// Connections in the benchmark capture.
 pub const BENCH_FLOWS: usize = 100_000;
-/// Runs of each tool; the median is reported.
-const RUNS: usize = 3;
+/// Runs of apisensor; the median is reported (its runs take seconds, and this machine's
+/// timings drift between runs).
+const RUNS_OURS: usize = 5;
+/// Runs of tshark (two minutes each); the median is reported.
+const RUNS_TSHARK: usize = 3;
 /// Connections open at the same time while generating (their packets interleave).
 const CONCURRENCY: usize = 512;
 /// Capture time between two packets.
 const PACKET_GAP_NS: u64 = 20_000;
 /// Largest TCP payload per segment (a typical Ethernet MSS).
 const MSS: usize = 1448;
+/// Requests and connections of the smaller capture whose instructions are counted under
+/// valgrind, which runs the replay about fifty times slower.
+const COUNTED: (usize, usize) = (100_000, 10_000);
 
 /// Generates the capture, times `apisensor replay` and `tshark` on it, and appends a markdown
 /// section to `out_md`.
@@ -62,15 +68,16 @@ pub fn run_with(out_md: &mut String, requests: usize, flows: usize) -> anyhow::R
         .to_owned();
 
     let mut ours = Vec::new();
-    for _ in 0..RUNS {
+    for _ in 0..RUNS_OURS {
         let mut cmd = Command::new(&apisensor);
         cmd.args(["replay", "--json", &file]);
         ours.push(measure(cmd, count_json_lines)?);
     }
+    let counted = count_instructions(&apisensor, &dir)?;
     let tshark_available = util::probe("tshark", &["--version"]);
     let mut theirs = Vec::new();
     if tshark_available {
-        for _ in 0..RUNS {
+        for _ in 0..RUNS_TSHARK {
             let mut cmd = Command::new("tshark");
             cmd.args(["-n", "-r", &file, "-Y", "http", "-T", "fields"])
                 .args(["-e", "http.request.method", "-e", "http.request.uri"])
@@ -88,8 +95,68 @@ pub fn run_with(out_md: &mut String, requests: usize, flows: usize) -> anyhow::R
         },
         &ours,
         &theirs,
+        &counted,
     );
     Ok(())
+}
+
+/// Instructions the replay executed on the smaller capture, as valgrind counts them.
+struct Counted {
+    /// Requests in that capture.
+    requests: usize,
+    /// Connections in that capture.
+    flows: usize,
+    /// User-space instructions of the whole run.
+    instructions: u64,
+    /// Transactions it printed.
+    transactions: u64,
+}
+
+/// Runs `apisensor replay --json` under `valgrind --tool=callgrind` on a capture of
+/// [`COUNTED`] requests generated like the timed one. The count depends only on the binary and
+/// the input, so it compares builds on a machine whose timings drift between runs.
+fn count_instructions(apisensor: &Path, dir: &Path) -> anyhow::Result<Counted> {
+    let (requests, flows) = COUNTED;
+    let capture = dir.join("replay-counted.pcap");
+    generate_capture(&capture, requests, flows)?;
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(apisensor)
+        .args(["replay", "--json"])
+        .arg(&capture)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: {shown}");
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {shown} (is valgrind installed?)"))?;
+    let mut stdout = child.stdout.take().context("child stdout")?;
+    let transactions = count_json_lines(&mut stdout);
+    let output = child
+        .wait_with_output()
+        .with_context(|| format!("waiting for {shown}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("{shown} failed ({}): {stderr}", output.status);
+    }
+    let instructions = collected(&stderr)
+        .with_context(|| format!("no instruction count in the output of {shown}: {stderr}"))?;
+    Ok(Counted {
+        requests,
+        flows,
+        instructions,
+        transactions,
+    })
+}
+
+/// The total of callgrind's `Collected : N` line.
+fn collected(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|line| {
+        let (_, rest) = line.split_once("Collected :")?;
+        rest.trim().parse().ok()
+    })
 }
 
 /// What was benchmarked, for the report.
@@ -220,13 +287,15 @@ fn write_markdown(
     input: &BenchInput,
     ours: &[Measurement],
     theirs: &[Measurement],
+    counted: &Counted,
 ) {
     let _ = writeln!(out, "## Replay: apisensor vs tshark\n");
     let _ = writeln!(
         out,
         "Synthetic capture: {} requests over {} connections, {:.1} MiB, generated in {:.1} s \
          (`cargo xtask bench`, `xtask/src/replay_bench.rs`; this section alone: `cargo xtask \
-         bench --only replay`, which prints it). Median of {RUNS} runs each; CPU is user plus \
+         bench --only replay`, which prints it). Median of {RUNS_OURS} runs of apisensor and \
+         {RUNS_TSHARK} of tshark; CPU is user plus \
          system time of the process; peak memory is its maximum resident set size.\n",
         input.requests,
         input.flows,
@@ -284,6 +353,25 @@ fn write_markdown(
             let _ = writeln!(out, "tshark is not installed: no comparison.");
         }
         _ => {}
+    }
+    let _ = writeln!(
+        out,
+        "\nInstructions per transaction: {:.0} (`valgrind --tool=callgrind`, user space only: {} \
+         instructions for {} transactions of a capture of {} requests over {} connections \
+         generated the same way). Unlike the times, this count depends only on the binary and \
+         the input.",
+        f(counted.instructions) / f(counted.transactions.max(1)),
+        counted.instructions,
+        counted.transactions,
+        counted.requests,
+        counted.flows
+    );
+    if counted.transactions != counted.requests as u64 {
+        let _ = writeln!(
+            out,
+            "\n**Mismatch:** under valgrind, apisensor reported {} transactions for {} requests.",
+            counted.transactions, counted.requests
+        );
     }
     if let Some(o) = ours_m
         && o.transactions != input.requests as u64
@@ -818,6 +906,16 @@ mod tests {
         assert_eq!(fins, 2 * flows, "a FIN each way per connection");
         assert_eq!(request_lines, requests, "every request is in the capture");
         assert_eq!(status_lines, requests, "every request is answered");
+    }
+
+    #[test]
+    fn reads_callgrinds_total() {
+        let stderr = "==7== Callgrind, a call-graph generating cache profiler\n\
+                      ==7== Events    : Ir\n==7== Collected : 4197034757\n==7== \n\
+                      ==7== I   refs:      4,197,034,757\n";
+        assert_eq!(collected(stderr), Some(4_197_034_757));
+        assert_eq!(collected("==7== I   refs: 12\n"), None);
+        assert_eq!(collected("==7== Collected : many\n"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use crate::util::{probe, status};
 
 /// Debian packages the tests and benchmarks use.
-const APT_PACKAGES: [&str; 10] = [
+const APT_PACKAGES: [&str; 11] = [
     "nginx",
     "curl",
     "iproute2",
@@ -17,6 +17,7 @@ const APT_PACKAGES: [&str; 10] = [
     "xdp-tools",
     "clang-19",
     "python3",
+    "valgrind",
 ];
 /// The bpf-linker that works with the nightly's LLVM on these machines.
 const BPF_LINKER_VERSION: &str = "0.10.3";
