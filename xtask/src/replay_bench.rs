@@ -295,8 +295,8 @@ fn write_markdown(
         "Synthetic capture: {} requests over {} connections, {:.1} MiB, generated in {:.1} s \
          (`cargo xtask bench`, `xtask/src/replay_bench.rs`; this section alone: `cargo xtask \
          bench --only replay`, which prints it). Median of {RUNS_OURS} runs of apisensor and \
-         {RUNS_TSHARK} of tshark; CPU is user plus \
-         system time of the process; peak memory is its maximum resident set size.\n",
+         {RUNS_TSHARK} of tshark; CPU is user plus system time of the process; peak memory is \
+         its maximum resident set size.\n",
         input.requests,
         input.flows,
         f(input.size) / (1024.0 * 1024.0),
