@@ -33,7 +33,8 @@
 //! # Cost
 //!
 //! The table is a hash map from key to slot plus a slab of flows linked in least recently used
-//! order (`table`), so a segment costs one hash lookup and O(1) list updates, and eviction and
+//! order (`table`), so a segment costs one hash lookup (none when it belongs to the same flow as
+//! the segment before it, as a response and its ACK do) and O(1) list updates, and eviction and
 //! idle expiry take the oldest flow in O(1). Idle expiry walks from the least recently used end
 //! and stops at the first flow that is not idle: with timestamps that go backwards (merged
 //! captures) a flow may expire one tick late, never early.
@@ -439,7 +440,7 @@ impl Analyzer {
             has(tcp_flags::RST),
         );
         let key = FlowKey::new(client, server);
-        let slot = match self.flows.find(&key) {
+        let slot = match self.flows.find_remembered(&key) {
             Some(slot) if syn && dir == Dir::ToServer && self.is_new_connection(slot, seg.seq) => {
                 self.close(slot, seg.ts_ns, CloseReason::Reused, out);
                 self.open(key, client, server, seg.ts_ns, out)

@@ -61,6 +61,10 @@ pub(crate) struct LruTable<K, V> {
     newest: u32,
     /// Least recently touched slot.
     oldest: u32,
+    /// The key [`LruTable::find_remembered`] found last and its slot: consecutive segments of
+    /// one connection (a response and its ACK, a handshake, a close) look the same key up
+    /// again. Always a used slot holding that key: [`LruTable::remove`] forgets it.
+    last: Option<(K, u32)>,
 }
 
 impl<K: Hash + Eq + Copy + Default, V> LruTable<K, V> {
@@ -73,6 +77,7 @@ impl<K: Hash + Eq + Copy + Default, V> LruTable<K, V> {
             free: NIL,
             newest: NIL,
             oldest: NIL,
+            last: None,
         }
     }
 
@@ -88,6 +93,18 @@ impl<K: Hash + Eq + Copy + Default, V> LruTable<K, V> {
         self.index
             .find(hash, |&slot| self.head(slot).is_some_and(|h| h.key == *key))
             .copied()
+    }
+
+    /// [`LruTable::find`], answered without hashing when `key` is the key this found last.
+    pub(crate) fn find_remembered(&mut self, key: &K) -> Option<u32> {
+        if let Some((last, slot)) = &self.last
+            && last == key
+        {
+            return Some(*slot);
+        }
+        let slot = self.find(key)?;
+        self.last = Some((*key, slot));
+        Some(slot)
     }
 
     /// The value in `slot`.
@@ -169,6 +186,9 @@ impl<K: Hash + Eq + Copy + Default, V> LruTable<K, V> {
     /// Removes the entry in `slot`.
     pub(crate) fn remove(&mut self, slot: u32) -> Option<(K, V)> {
         self.get(slot)?;
+        if self.last.is_some_and(|(_, s)| s == slot) {
+            self.last = None;
+        }
         let key = self.head(slot)?.key;
         let hash = self.hasher.hash_one(key);
         self.unlink(slot)?;
@@ -298,13 +318,13 @@ mod tests {
                 }
                 Op::Touch(k) => {
                     let slot = table
-                        .find(&k)
+                        .find_remembered(&k)
                         .unwrap_or_else(|| panic!("{name}: {k} missing"));
                     table.touch(slot);
                 }
                 Op::Remove(k) => {
                     let slot = table
-                        .find(&k)
+                        .find_remembered(&k)
                         .unwrap_or_else(|| panic!("{name}: {k} missing"));
                     assert_eq!(table.remove(slot), Some((k, k * 10)), "{name}: remove {k}");
                 }
@@ -312,6 +332,13 @@ mod tests {
                     let slot = table.oldest().unwrap_or_else(|| panic!("{name}: empty"));
                     table.remove(slot);
                 }
+            }
+            // The remembered lookup agrees with the plain one after every step, whichever
+            // key it remembers (slots are reused after a removal).
+            for k in 0..8 {
+                let plain = table.find(&k);
+                assert_eq!(table.find_remembered(&k), plain, "{name}: {k} after {op:?}");
+                assert_eq!(table.find_remembered(&k), plain, "{name}: {k} again");
             }
         }
         let mut got = Vec::new();
