@@ -143,6 +143,14 @@ pub struct Pending {
     tx: Box<Transaction>,
 }
 
+impl Pending {
+    /// Whether this is a request whose response has not started: the oldest such entry is
+    /// the one the next response answers.
+    fn awaits_response(&self) -> bool {
+        self.resp == Progress::NotStarted
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Progress {
     NotStarted,
@@ -559,7 +567,7 @@ impl HttpConn {
         std::hint::black_box(
             self.pending
                 .iter()
-                .find(|p| p.resp == Progress::NotStarted)
+                .find(|p| p.awaits_response())
                 .map(|p| p.tx.latency_ns),
         );
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -840,11 +848,7 @@ impl HttpConn {
     /// The pending entry the next response answers: the oldest request without a response,
     /// or a new entry flagged `unmatched_response`. Marks it as answered.
     fn bind_response(&mut self, out: &mut Out<'_>) -> u32 {
-        if let Some(p) = self
-            .pending
-            .iter_mut()
-            .find(|p| p.resp == Progress::NotStarted)
-        {
+        if let Some(p) = self.pending.iter_mut().find(|p| p.awaits_response()) {
             p.resp = Progress::Started;
             return p.seq;
         }
