@@ -234,12 +234,7 @@ pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
         // Without `;` parameters the path is the target's path part as it is, and its
         // segments need no stripping.
         path.push_str(path_part);
-        for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
-            if i > 0 {
-                route.push('/');
-            }
-            route::push_segment(route, segment);
-        }
+        route::push_template(route, path_part);
     } else {
         path.reserve(path_part.len());
         for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
