@@ -280,7 +280,7 @@ impl NameList {
         let Some(added) = self.0.get_mut(start..) else {
             return;
         };
-        if added.bytes().filter(|&b| b == b' ').count() == separators {
+        if bytecount::count(added.as_bytes(), b' ') == separators {
             added.make_ascii_lowercase();
         } else {
             self.0.truncate(start);
