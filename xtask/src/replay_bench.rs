@@ -17,6 +17,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use etherparse::PacketBuilder;
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
@@ -721,11 +723,13 @@ fn exchange(rng: &mut Rng, close: bool) -> (Vec<u8>, Vec<u8>) {
             }
             45..=64 => {
                 let page = rng.below(50);
+                // A well-formed (unsigned) JWT whose `sub` the analyzer reads as the account.
+                let claims = URL_SAFE_NO_PAD.encode(format!("{{\"sub\":\"user{id:x}\"}}"));
                 let _ = write!(
                     req,
                     "GET /api/v1/orders/{id}/items?page={page}&limit=20&sort=desc HTTP/1.1\r\n\
                      Host: api.example.test\r\nUser-Agent: {ua}\r\nAccept: application/json\r\n\
-                     Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2Vy{id:x}In0.c2lnbmF0dXJl\r\n\
+                     Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.{claims}.c2lnbmF0dXJl\r\n\
                      Connection: {connection}\r\n\r\n"
                 );
                 let mut body = String::from("[");
@@ -841,6 +845,30 @@ mod tests {
 
     /// Per connection (client, server) and direction: the next expected sequence number.
     type SeqState = HashMap<(SocketAddr, SocketAddr), u32>;
+
+    #[test]
+    fn bearer_tokens_carry_a_decodable_sub() {
+        let mut rng = Rng(0x5eed);
+        let mut tokens = 0;
+        for _ in 0..200 {
+            let (request, _) = exchange(&mut rng, false);
+            let text = String::from_utf8(request).expect("ASCII request");
+            let Some(at) = text.find("Authorization: Bearer ") else {
+                continue;
+            };
+            let token = text[at..].lines().next().expect("line")["Authorization: Bearer ".len()..]
+                .to_owned();
+            let payload = token.split('.').nth(1).expect("three parts");
+            let claims = URL_SAFE_NO_PAD.decode(payload).expect("base64url payload");
+            let claims = String::from_utf8(claims).expect("UTF-8 claims");
+            assert!(
+                claims.starts_with("{\"sub\":\"user") && claims.ends_with("\"}"),
+                "{claims}"
+            );
+            tokens += 1;
+        }
+        assert!(tokens > 10, "only {tokens} bearer requests in 200");
+    }
 
     #[test]
     fn generated_capture_has_consistent_tcp_and_every_request() {
