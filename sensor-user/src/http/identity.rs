@@ -16,7 +16,7 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use siphasher::sip::SipHasher13;
 
 use super::config::LoginRoute;
-use super::transaction::{LoginOutcome, NameList};
+use super::transaction::{LoginOutcome, NameList, push_ascii};
 
 /// Longest account name kept, in bytes.
 pub(crate) const MAX_ACCOUNT: usize = 256;
@@ -41,10 +41,11 @@ pub(crate) fn push_session_hash(out: &mut String, key: &[u8; 16], value: &[u8]) 
     let mut hasher = SipHasher13::new_with_key(key);
     hasher.write(value);
     let hash = hasher.finish();
-    out.reserve(16);
-    for shift in (0..16).rev() {
-        out.push(char::from(DIGITS[((hash >> (shift * 4)) & 0xF) as usize]));
+    let mut digits = [0u8; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = DIGITS[((hash >> ((15 - i) * 4)) & 0xF) as usize];
     }
+    push_ascii(out, &digits);
 }
 
 /// Decodes base64 `text` with `engine` and hands the bytes to `read`, decoding on the stack
@@ -688,7 +689,9 @@ mod tests {
     #[test]
     fn hashes_sessions_with_the_key() {
         let a = session_hash(&[0; 16], b"value");
-        assert_eq!(a.len(), 16);
+        let mut hasher = SipHasher13::new_with_key(&[0; 16]);
+        hasher.write(b"value");
+        assert_eq!(a, format!("{:016x}", hasher.finish()), "SipHash-1-3 in hex digits");
         assert_eq!(a, session_hash(&[0; 16], b"value"), "hash is deterministic");
         assert_ne!(a, session_hash(&[1; 16], b"value"), "key changes the hash");
         assert_ne!(

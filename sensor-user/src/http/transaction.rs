@@ -291,6 +291,18 @@ impl NameList {
     }
 }
 
+/// Appends `bytes` to `out` if they are all ASCII, and says whether it did. Testing for ASCII
+/// goes a word at a time and costs a fraction of a UTF-8 validation on the short strings of a
+/// head (header values, hash digits).
+pub(crate) fn push_ascii(out: &mut String, bytes: &[u8]) -> bool {
+    if !bytes.is_ascii() {
+        return false;
+    }
+    // SAFETY: ASCII bytes are valid UTF-8.
+    out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+    true
+}
+
 impl<const N: usize> From<[&str; N]> for NameList {
     fn from(names: [&str; N]) -> Self {
         let mut list = NameList::default();
