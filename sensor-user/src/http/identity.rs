@@ -691,7 +691,11 @@ mod tests {
         let a = session_hash(&[0; 16], b"value");
         let mut hasher = SipHasher13::new_with_key(&[0; 16]);
         hasher.write(b"value");
-        assert_eq!(a, format!("{:016x}", hasher.finish()), "SipHash-1-3 in hex digits");
+        assert_eq!(
+            a,
+            format!("{:016x}", hasher.finish()),
+            "SipHash-1-3 in hex digits"
+        );
         assert_eq!(a, session_hash(&[0; 16], b"value"), "hash is deterministic");
         assert_ne!(a, session_hash(&[1; 16], b"value"), "key changes the hash");
         assert_ne!(
