@@ -20,8 +20,8 @@
 //! - the table is full ([`AnalyzerConfig::max_flows`]) and it is the least recently used;
 //! - the input ends ([`Analyzer::finish`]).
 //!
-//! On every close, both streams are flushed (what they buffered is delivered, holes as
-//! [`Chunk::Lost`]) and [`HttpConn::on_close`] emits the requests still waiting for a response. Every close is counted by reason.
+//! On every close, both streams are flushed (holes delivered as [`Chunk::Lost`]) and
+//! [`HttpConn::on_close`] emits the requests still waiting for a response; closes are counted.
 //!
 //! # Bounds
 //!

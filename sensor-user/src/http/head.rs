@@ -358,15 +358,15 @@ fn bounded_lossy(bytes: &[u8], max: usize) -> String {
 
 /// Appends [`bounded_lossy`]`(bytes, max)` to `out`.
 fn push_bounded_lossy(out: &mut String, bytes: &[u8], max: usize) {
-    // Header values are nearly always ASCII.
-    if bytes.len() <= max && push_ascii(out, bytes) {
-        return;
-    }
-    if bytes.len() <= max
-        && let Ok(text) = std::str::from_utf8(bytes)
-    {
-        out.push_str(text);
-        return;
+    if bytes.len() <= max {
+        // Header values are nearly always ASCII.
+        if push_ascii(out, bytes) {
+            return;
+        }
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            out.push_str(text);
+            return;
+        }
     }
     let text = String::from_utf8_lossy(bytes.get(..bytes.len().min(max + 3)).unwrap_or(bytes));
     let mut end = text.len().min(max);

@@ -45,7 +45,8 @@ pub(crate) fn push_session_hash(out: &mut String, key: &[u8; 16], value: &[u8]) 
     for (i, digit) in digits.iter_mut().enumerate() {
         *digit = DIGITS[((hash >> ((15 - i) * 4)) & 0xF) as usize];
     }
-    push_ascii(out, &digits);
+    let appended = push_ascii(out, &digits);
+    debug_assert!(appended, "hex digits are ASCII");
 }
 
 /// Decodes base64 `text` with `engine` and hands the bytes to `read`, decoding on the stack
