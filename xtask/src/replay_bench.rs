@@ -32,6 +32,8 @@ pub const BENCH_FLOWS: usize = 100_000;
 /// Runs of apisensor; the median is reported (its runs take seconds, and this machine's
 /// timings drift between runs).
 const RUNS_OURS: usize = 5;
+/// Runs of the replay's floor (`sensor-user/examples/replay_floor.rs`); the median is reported.
+const RUNS_FLOOR: usize = 5;
 /// Runs of tshark (two minutes each); the median is reported.
 const RUNS_TSHARK: usize = 3;
 /// Connections open at the same time while generating (their packets interleave).
@@ -54,7 +56,16 @@ pub fn run(out_md: &mut String) -> anyhow::Result<()> {
 pub fn run_with(out_md: &mut String, requests: usize, flows: usize) -> anyhow::Result<()> {
     let root = util::root();
     util::cargo(&["build", "--release", "-p", "sensor-user"])?;
+    util::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "sensor-user",
+        "--example",
+        "replay_floor",
+    ])?;
     let apisensor = root.join("target/release/apisensor");
+    let floor_bin = root.join("target/release/examples/replay_floor");
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let capture = dir.join("replay-bench.pcap");
@@ -74,6 +85,16 @@ pub fn run_with(out_md: &mut String, requests: usize, flows: usize) -> anyhow::R
         let mut cmd = Command::new(&apisensor);
         cmd.args(["replay", "--json", &file]);
         ours.push(measure(cmd, count_json_lines)?);
+    }
+    // The floor writes as many bytes per transaction as the replay did.
+    let line_bytes = median(&ours)
+        .map(|m| m.out_bytes.div_ceil(m.transactions.max(1)))
+        .context("no replay run")?;
+    let mut floor = Vec::new();
+    for _ in 0..RUNS_FLOOR {
+        let mut cmd = Command::new(&floor_bin);
+        cmd.arg(&file).arg(line_bytes.to_string());
+        floor.push(measure(cmd, count_json_lines)?);
     }
     let counted = count_instructions(&apisensor, &dir)?;
     let tshark_available = util::probe("tshark", &["--version"]);
@@ -95,9 +116,13 @@ pub fn run_with(out_md: &mut String, requests: usize, flows: usize) -> anyhow::R
             size,
             gen_time,
         },
-        &ours,
-        &theirs,
+        &Runs {
+            ours: &ours,
+            floor: &floor,
+            theirs: &theirs,
+        },
         &counted,
+        line_bytes,
     );
     Ok(())
 }
@@ -184,6 +209,34 @@ struct Measurement {
     max_rss_kib: u64,
     /// Transactions (or HTTP requests) the tool reported.
     transactions: u64,
+    /// Bytes the tool wrote to stdout.
+    out_bytes: u64,
+}
+
+/// The measured runs of each tool.
+struct Runs<'a> {
+    /// `apisensor replay --json`.
+    ours: &'a [Measurement],
+    /// The replay's floor.
+    floor: &'a [Measurement],
+    /// tshark (empty when it is not installed).
+    theirs: &'a [Measurement],
+}
+
+/// A reader that counts the bytes read through it.
+struct Counting<R> {
+    /// The reader.
+    inner: R,
+    /// Bytes read so far.
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 /// Runs `cmd` with stdout piped into `count`, and measures it with `wait4`.
@@ -197,8 +250,13 @@ fn measure(mut cmd: Command, count: fn(&mut dyn Read) -> u64) -> anyhow::Result<
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {shown}"))?;
-    let mut stdout = child.stdout.take().context("child stdout")?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut stdout = Counting {
+        inner: stdout,
+        bytes: 0,
+    };
     let transactions = count(&mut stdout);
+    let out_bytes = stdout.bytes;
     drop(stdout);
     let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
     let mut status = 0;
@@ -226,6 +284,7 @@ fn measure(mut cmd: Command, count: fn(&mut dyn Read) -> u64) -> anyhow::Result<
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         transactions,
+        out_bytes,
     })
 }
 
@@ -287,9 +346,9 @@ fn median(runs: &[Measurement]) -> Option<Measurement> {
 fn write_markdown(
     out: &mut String,
     input: &BenchInput,
-    ours: &[Measurement],
-    theirs: &[Measurement],
+    runs: &Runs<'_>,
     counted: &Counted,
+    line_bytes: u64,
 ) {
     let _ = writeln!(out, "## Replay: apisensor vs tshark\n");
     let _ = writeln!(
@@ -326,10 +385,19 @@ fn write_markdown(
             per_core
         );
     };
-    let ours_m = median(ours);
-    let theirs_m = median(theirs);
+    let ours_m = median(runs.ours);
+    let floor_m = median(runs.floor);
+    let theirs_m = median(runs.theirs);
     if let Some(m) = &ours_m {
         row(out, "apisensor", "apisensor replay --json FILE", m);
+    }
+    if let Some(m) = &floor_m {
+        row(
+            out,
+            "floor (no analysis)",
+            &format!("replay_floor FILE {line_bytes}"),
+            m,
+        );
     }
     if let Some(m) = &theirs_m {
         row(
@@ -356,6 +424,24 @@ fn write_markdown(
         }
         _ => {}
     }
+    if let (Some(o), Some(fl)) = (ours_m, floor_m) {
+        write_floor(out, input, &o, &fl, line_bytes);
+    }
+    write_counted(out, counted);
+    if let Some(o) = ours_m
+        && o.transactions != input.requests as u64
+    {
+        let _ = writeln!(
+            out,
+            "\n**Mismatch:** apisensor reported {} transactions for {} requests in the capture.",
+            o.transactions, input.requests
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// The instruction count's paragraph.
+fn write_counted(out: &mut String, counted: &Counted) {
     let _ = writeln!(
         out,
         "\nInstructions per transaction: {:.0} (`valgrind --tool=callgrind`, user space only: {} \
@@ -375,16 +461,39 @@ fn write_markdown(
             counted.transactions, counted.requests
         );
     }
-    if let Some(o) = ours_m
-        && o.transactions != input.requests as u64
-    {
+}
+
+/// The floor's paragraph: what is left of the 1M/s budget once the floor is paid.
+fn write_floor(
+    out: &mut String,
+    input: &BenchInput,
+    o: &Measurement,
+    fl: &Measurement,
+    line_bytes: u64,
+) {
+    // The CPU time 1M transactions/s per core allows for this capture.
+    let budget = f(o.transactions) / 1e6;
+    let _ = writeln!(
+        out,
+        "\nThe floor (`sensor-user/examples/replay_floor.rs`, median of {RUNS_FLOOR} runs) is \
+         the part of the replay no analysis can avoid: it reads the capture with the replay's \
+         reader and decoder, parses every head with httparse, and writes {line_bytes} bytes \
+         per transaction (the replay's mean line) into the same kind of pipe, with no flow \
+         table, reassembly, field extraction or formatting. At 1M transactions/s per core \
+         this capture may take {budget:.2} s of CPU; the floor takes {:.2} s of it, which \
+         leaves {:.2} s for the analysis and the formatting, on which the replay spends \
+         {:.2} s.",
+        fl.cpu.as_secs_f64(),
+        budget - fl.cpu.as_secs_f64(),
+        o.cpu.as_secs_f64() - fl.cpu.as_secs_f64()
+    );
+    if fl.transactions != input.requests as u64 {
         let _ = writeln!(
             out,
-            "\n**Mismatch:** apisensor reported {} transactions for {} requests in the capture.",
-            o.transactions, input.requests
+            "\n**Mismatch:** the floor wrote {} lines for {} requests.",
+            fl.transactions, input.requests
         );
     }
-    let _ = writeln!(out);
 }
 
 /// A small deterministic generator (xorshift64*), so the same sizes give the same file.
