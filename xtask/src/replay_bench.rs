@@ -478,9 +478,9 @@ fn write_floor(
         "\nThe floor (`sensor-user/examples/replay_floor.rs`, median of {RUNS_FLOOR} runs) is \
          the part of the replay no analysis can avoid: it reads the capture with the replay's \
          reader and decoder, parses every head with httparse, and writes {line_bytes} bytes \
-         per transaction (the replay's mean line) into the same kind of pipe, with no flow \
-         table, reassembly, field extraction or formatting. At 1M transactions/s per core \
-         this capture may take {budget:.2} s of CPU; the floor takes {:.2} s of it, which \
+         per transaction (the replay's mean line, rounded up) into the same kind of pipe, with \
+         no flow table, reassembly, field extraction or formatting. At 1M transactions/s per \
+         core this capture may take {budget:.2} s of CPU; the floor takes {:.2} s of it, which \
          leaves {:.2} s for the analysis and the formatting, on which the replay spends \
          {:.2} s.",
         fl.cpu.as_secs_f64(),
