@@ -4,10 +4,11 @@
 //!
 //! It reads the capture with the replay's own reader and decoder (`read_segments`), parses
 //! every TCP payload that starts with a complete head with httparse (the benchmark capture puts
-//! every head at the start of one segment; body segments fail httparse on their first bytes),
-//! and for every response writes `LINE_BYTES` bytes (a newline included) to stdout, gathered
-//! into 1 MiB chunks through a pipe grown to 1 MiB, as the replay writes its JSON lines. There
-//! is no flow table, no reassembly, no field extraction and no formatting.
+//! every head at the start of one segment; body segments fail httparse on their first bytes)
+//! with the analyzer's parser settings and header slots, and for every response writes
+//! `LINE_BYTES` bytes (a newline included) to stdout in the replay's output chunks, through a
+//! pipe grown as the replay grows it. There is no flow table, no reassembly, no field
+//! extraction and no formatting.
 //!
 //! Usage: `replay_floor FILE LINE_BYTES`. Prints the head counts on stderr.
 
@@ -16,12 +17,10 @@ use std::mem::MaybeUninit;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use sensor_user::cli::replay::{OUT_CHUNK, grow_stdout_pipe};
+use sensor_user::http::HttpConfig;
+use sensor_user::http::conn::{MAX_HEADERS, response_parser};
 use sensor_user::replay::{ReplayEvent, read_segments};
-
-/// Output bytes gathered before they are written, as in `apisensor replay`.
-const OUT_CHUNK: usize = 1 << 20;
-/// Header slots handed to httparse, as in the analyzer.
-const HEADER_SLOTS: usize = 64;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args_os().skip(1);
@@ -43,22 +42,22 @@ fn main() -> anyhow::Result<()> {
     grow_stdout_pipe();
     let mut out = io::stdout().lock();
     let mut buf: Vec<u8> = Vec::with_capacity(OUT_CHUNK + line_bytes);
-    let mut response = httparse::ParserConfig::default();
-    response
-        .allow_spaces_after_header_name_in_responses(true)
-        .allow_obsolete_multiline_headers_in_responses(true)
-        .allow_multiple_spaces_in_response_status_delimiters(true);
+    let response = response_parser();
+    let header_slots = HttpConfig::default()
+        .limits
+        .max_headers
+        .clamp(1, MAX_HEADERS);
     let (mut requests, mut responses) = (0_u64, 0_u64);
     let mut write_err = None;
     read_segments(reader, &file, &mut |event| {
         let ReplayEvent::Segment(seg) = event else {
             return;
         };
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let slots = slots.get_mut(..header_slots).unwrap_or_default();
         if seg.payload.starts_with(b"HTTP/") {
             let mut resp = httparse::Response::new(&mut []);
-            let parsed =
-                response.parse_response_with_uninit_headers(&mut resp, seg.payload, &mut slots);
+            let parsed = response.parse_response_with_uninit_headers(&mut resp, seg.payload, slots);
             if matches!(parsed, Ok(httparse::Status::Complete(_))) {
                 responses += 1;
                 buf.extend_from_slice(&line);
@@ -70,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         } else {
             let mut req = httparse::Request::new(&mut []);
             if matches!(
-                req.parse_with_uninit_headers(seg.payload, &mut slots),
+                req.parse_with_uninit_headers(seg.payload, slots),
                 Ok(httparse::Status::Complete(_))
             ) {
                 requests += 1;
@@ -86,12 +85,4 @@ fn main() -> anyhow::Result<()> {
         .context("cannot write to stdout")?;
     eprintln!("{requests} request heads, {responses} response heads");
     Ok(())
-}
-
-/// Grows a pipe on stdout to hold a whole chunk, as `apisensor replay` does.
-fn grow_stdout_pipe() {
-    let size = libc::c_int::try_from(OUT_CHUNK).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `F_SETPIPE_SZ` on fd 1 only changes the capacity of a pipe; on anything else it
-    // fails without effect.
-    let _ = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_SETPIPE_SZ, size) };
 }

@@ -14,7 +14,7 @@ use crate::http::Transaction;
 use crate::replay::{ReplaySummary, replay_file_partial};
 
 /// Output bytes gathered before they are written to stdout.
-const OUT_CHUNK: usize = 1 << 20;
+pub const OUT_CHUNK: usize = 1 << 20;
 /// Room for one more line beyond [`OUT_CHUNK`] without a reallocation in the common case.
 const OUT_SLACK: usize = 1 << 12;
 
@@ -93,7 +93,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
 
 /// Lets a pipe on stdout hold a whole output chunk, so that handing one over does not block
 /// the replay (and wake the reader) once per 64 KiB, the default pipe size.
-fn grow_stdout_pipe() {
+pub fn grow_stdout_pipe() {
     let size = libc::c_int::try_from(OUT_CHUNK).unwrap_or(libc::c_int::MAX);
     // SAFETY: `F_SETPIPE_SZ` on fd 1 only changes the capacity of a pipe. On anything else, or
     // beyond the system's limit, it fails without effect, and the replay works either way.

@@ -29,7 +29,7 @@ use super::reuse::Pools;
 use super::transaction::{Flag, Flags, Transaction};
 
 /// Most header slots handed to httparse (the configured `max_headers` is clamped to this).
-const MAX_HEADERS: usize = 256;
+pub const MAX_HEADERS: usize = 256;
 /// Bytes kept between chunks while resynchronising, so a start line cut by a chunk boundary
 /// is still found.
 const RESYNC_TAIL: usize = 1024;
@@ -1270,7 +1270,7 @@ fn incomplete_flag(dir: Dir) -> Flag {
 
 /// Responses are parsed leniently (servers are not the attacker here, and browsers accept
 /// these shapes); requests are parsed strictly so smuggling shapes are rejected and flagged.
-fn response_parser() -> httparse::ParserConfig {
+pub fn response_parser() -> httparse::ParserConfig {
     let mut config = httparse::ParserConfig::default();
     config
         .allow_spaces_after_header_name_in_responses(true)
