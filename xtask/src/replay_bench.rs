@@ -42,6 +42,10 @@ const CONCURRENCY: usize = 512;
 const PACKET_GAP_NS: u64 = 20_000;
 /// Largest TCP payload per segment (a typical Ethernet MSS).
 const MSS: usize = 1448;
+/// Issue 4's throughput target: transactions per second per core (per second of CPU time).
+const TARGET_PER_CORE: f64 = 1_000_000.0;
+/// Issue 4's target against tshark: at least this many times less CPU for the same file.
+const TARGET_VS_TSHARK: f64 = 20.0;
 /// Requests and connections of the smaller capture whose instructions are counted under
 /// valgrind, which runs the replay about fifty times slower.
 const COUNTED: (usize, usize) = (100_000, 10_000);
@@ -370,11 +374,7 @@ fn write_markdown(
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
     let row = |out: &mut String, name: &str, command: &str, m: &Measurement| {
         let cpu = m.cpu.as_secs_f64();
-        let per_core = if cpu > 0.0 {
-            f(m.transactions) / cpu
-        } else {
-            0.0
-        };
+        let per_core = per_cpu_second(m.transactions, m.cpu);
         let _ = writeln!(
             out,
             "| {name} | `{command}` | {:.2} | {:.2} | {:.1} | {} | {:.0} |",
@@ -424,6 +424,9 @@ fn write_markdown(
         }
         _ => {}
     }
+    if let Some(o) = &ours_m {
+        write_targets(out, o, theirs_m.as_ref());
+    }
     if let (Some(o), Some(fl)) = (ours_m, floor_m) {
         write_floor(out, input, &o, &fl, line_bytes);
     }
@@ -438,6 +441,40 @@ fn write_markdown(
         );
     }
     let _ = writeln!(out);
+}
+
+/// CPU time per second of it: `n` events over `cpu`, or 0 when no CPU time was recorded.
+fn per_cpu_second(n: u64, cpu: Duration) -> f64 {
+    let cpu = cpu.as_secs_f64();
+    if cpu > 0.0 { f(n) / cpu } else { 0.0 }
+}
+
+/// The issue's replay targets, each measured against its figure of this run.
+fn write_targets(out: &mut String, o: &Measurement, theirs: Option<&Measurement>) {
+    let verdict = |pass: bool| if pass { "PASS" } else { "FAIL" };
+    let per_core = per_cpu_second(o.transactions, o.cpu);
+    let _ = writeln!(
+        out,
+        "\n| target | measured | result |\n|---|---:|---|\n| at least {TARGET_PER_CORE:.0} \
+         transactions/s per core | {per_core:.0} | {} |",
+        verdict(per_core >= TARGET_PER_CORE)
+    );
+    match theirs {
+        Some(t) => {
+            let ratio = t.cpu.as_secs_f64() / o.cpu.as_secs_f64().max(1e-9);
+            let _ = writeln!(
+                out,
+                "| at least {TARGET_VS_TSHARK:.0}x less CPU than tshark | {ratio:.1}x | {} |",
+                verdict(ratio >= TARGET_VS_TSHARK)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "| at least {TARGET_VS_TSHARK:.0}x less CPU than tshark | tshark not installed | not measured |"
+            );
+        }
+    }
 }
 
 /// The instruction count's paragraph.
@@ -472,7 +509,7 @@ fn write_floor(
     line_bytes: u64,
 ) {
     // The CPU time 1M transactions/s per core allows for this capture.
-    let budget = f(o.transactions) / 1e6;
+    let budget = f(o.transactions) / TARGET_PER_CORE;
     let _ = writeln!(
         out,
         "\nThe floor (`sensor-user/examples/replay_floor.rs`, median of {RUNS_FLOOR} runs) is \
@@ -954,6 +991,35 @@ mod tests {
 
     /// Per connection (client, server) and direction: the next expected sequence number.
     type SeqState = HashMap<(SocketAddr, SocketAddr), u32>;
+
+    #[test]
+    fn targets_are_judged_on_the_measured_figures() {
+        let run = |cpu_ms: u64, transactions: u64| Measurement {
+            wall: Duration::from_millis(cpu_ms),
+            cpu: Duration::from_millis(cpu_ms),
+            max_rss_kib: 1024,
+            transactions,
+            out_bytes: 0,
+        };
+        // (apisensor's CPU ms, tshark's CPU ms or none, the two results in order)
+        let cases: [(u64, Option<u64>, [&str; 2]); 4] = [
+            (2_000, Some(110_000), ["FAIL", "PASS"]),
+            (1_000, Some(20_000), ["PASS", "PASS"]),
+            (900, Some(17_000), ["PASS", "FAIL"]),
+            (1_001, None, ["FAIL", "not measured"]),
+        ];
+        for (ours, theirs, want) in cases {
+            let mut out = String::new();
+            let theirs = theirs.map(|ms| run(ms, 1_000_000));
+            write_targets(&mut out, &run(ours, 1_000_000), theirs.as_ref());
+            let results: Vec<&str> = out
+                .lines()
+                .filter(|l| l.starts_with("| at least"))
+                .filter_map(|l| l.trim_end_matches(" |").rsplit("| ").next())
+                .collect();
+            assert_eq!(results, want, "{ours} ms against {theirs:?}:\n{out}");
+        }
+    }
 
     #[test]
     fn bearer_tokens_carry_a_decodable_sub() {
