@@ -443,7 +443,7 @@ fn write_markdown(
     let _ = writeln!(out);
 }
 
-/// CPU time per second of it: `n` events over `cpu`, or 0 when no CPU time was recorded.
+/// Events per second of CPU time: `n` over `cpu`, or 0 when no CPU time was recorded.
 fn per_cpu_second(n: u64, cpu: Duration) -> f64 {
     let cpu = cpu.as_secs_f64();
     if cpu > 0.0 { f(n) / cpu } else { 0.0 }
