@@ -415,7 +415,7 @@ fn write_markdown(
                 "apisensor is {:.1}x faster than tshark in wall time and uses {:.1}x less CPU and \
                  {:.1}x less memory.",
                 t.wall.as_secs_f64() / o.wall.as_secs_f64().max(1e-9),
-                t.cpu.as_secs_f64() / o.cpu.as_secs_f64().max(1e-9),
+                cpu_ratio(&t, &o),
                 f(t.max_rss_kib) / f(o.max_rss_kib).max(1.0)
             );
         }
@@ -449,6 +449,11 @@ fn per_cpu_second(n: u64, cpu: Duration) -> f64 {
     if cpu > 0.0 { f(n) / cpu } else { 0.0 }
 }
 
+/// How many times more CPU time `theirs` took than `ours`.
+fn cpu_ratio(theirs: &Measurement, ours: &Measurement) -> f64 {
+    theirs.cpu.as_secs_f64() / ours.cpu.as_secs_f64().max(1e-9)
+}
+
 /// The issue's replay targets, each measured against its figure of this run.
 fn write_targets(out: &mut String, o: &Measurement, theirs: Option<&Measurement>) {
     let verdict = |pass: bool| if pass { "PASS" } else { "FAIL" };
@@ -461,7 +466,7 @@ fn write_targets(out: &mut String, o: &Measurement, theirs: Option<&Measurement>
     );
     match theirs {
         Some(t) => {
-            let ratio = t.cpu.as_secs_f64() / o.cpu.as_secs_f64().max(1e-9);
+            let ratio = cpu_ratio(t, o);
             let _ = writeln!(
                 out,
                 "| at least {TARGET_VS_TSHARK:.0}x less CPU than tshark | {ratio:.1}x | {} |",

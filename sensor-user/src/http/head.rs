@@ -231,22 +231,19 @@ pub(crate) fn fill_target(tx: &mut Transaction, target: &str) {
     route.clear();
     route.reserve(path_part.len());
     if memchr::memchr(b';', path_part.as_bytes()).is_none() {
-        // Without `;` parameters the path is the target's path part as it is, and its
-        // segments need no stripping.
+        // Without `;` parameters the path is the target's path part as it is.
         path.push_str(path_part);
-        route::push_template(route, path_part);
     } else {
         path.reserve(path_part.len());
         for (i, segment) in route::split_ascii(path_part, b'/').enumerate() {
             if i > 0 {
                 path.push('/');
-                route.push('/');
             }
-            let segment = route::strip_params(segment);
-            path.push_str(segment);
-            route::push_segment(route, segment);
+            path.push_str(route::strip_params(segment));
         }
     }
+    // The path now holds no `;`, `?` or `#`, as `push_template` requires.
+    route::push_template(route, path);
     tx.query_keys.clear();
     if let Some(query) = query {
         let mut keys = mem::take(&mut tx.query_keys);
