@@ -48,6 +48,9 @@ const OTHER_PORT: u16 = 9090;
 const CLIENT_PORT: u16 = 40_000;
 /// Lifetime of the blocks fixtures set up.
 const TTL: Duration = Duration::from_mins(10);
+/// How long ago a fixture's expired block was written (its TTL is half of it). The boot clock
+/// of any machine that can run these tests is past it.
+const EXPIRED_AGO: Duration = Duration::from_millis(200);
 
 const HTTP_GET: &[u8] =
     b"GET /api/users/42 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: fixture/1.0\r\nAccept: */*\r\n\r\n";
@@ -463,19 +466,20 @@ impl Sensor {
     /// Runs one fixture, always undoing its setup; returns what did not match.
     fn check(&mut self, f: &Fixture) -> Vec<String> {
         let now = clock::boot_ns();
-        let ttl_ns = TTL.as_nanos() as u64;
         let mut errors = Vec::new();
         self.configure(f.capture_len, None, &f.ports);
         for b in &f.blocks {
             let net = verdict::parse_net(b.net).expect("fixture block is a valid net");
-            let at = if b.expired {
-                now.checked_sub(2 * ttl_ns)
-                    .expect("boot clock beyond twice the TTL")
+            // An expired block lapsed a moment ago: it is placed EXPIRED_AGO in the past with a
+            // TTL shorter than that, which any uptime allows (a machine booted a minute ago has
+            // no boot clock twenty minutes back).
+            let (at, ttl) = if b.expired {
+                (now - EXPIRED_AGO.as_nanos() as u64, EXPIRED_AGO / 2)
             } else {
-                now
+                (now, TTL)
             };
             self.verdicts
-                .block(net, TTL, Reason::Manual, f.name, at)
+                .block(net, ttl, Reason::Manual, f.name, at)
                 .unwrap_or_else(|e| panic!("{}: blocking {net}: {e}", f.name));
         }
         for a in &f.allows {
