@@ -27,6 +27,16 @@ pub enum ConfigError {
         /// Why.
         source: toml::de::Error,
     },
+    /// A share out of 0..=1 (or a factor out of its range).
+    #[error("config {path}: {field} = {value} is out of range")]
+    Share {
+        /// File.
+        path: String,
+        /// Field.
+        field: &'static str,
+        /// Value.
+        value: f64,
+    },
     /// A value out of range.
     #[error("config {path}: {field} = {value} is out of range ({range})")]
     Range {
@@ -41,21 +51,29 @@ pub enum ConfigError {
     },
 }
 
-/// Top-level configuration.
+/// Top-level configuration: the one loader of the whole file, for the agent and the replay
+/// alike. Every table and key may be left out and takes the embedded default.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Kernel-side settings.
+    #[serde(default)]
     pub sensor: SensorSettings,
-    /// Analyzer settings (flow table, reassembly, HTTP, identities). In the agent its
-    /// `monitored_ports` always follow `sensor.ports`, the ports the kernel samples.
+    /// Analyzer settings (flow table, reassembly, HTTP, identities). Its monitored ports are
+    /// `sensor.ports`, the ports the kernel samples, live and in replay.
     #[serde(default)]
     pub analyzer: crate::analyzer::AnalyzerConfig,
+    /// Detector thresholds and state bounds.
+    #[serde(default)]
+    pub detect: crate::detect::DetectConfig,
+    /// The decision policy: TTLs, caps, allowlist, blast-radius guard, dry run.
+    #[serde(default)]
+    pub policy: crate::decide::PolicyConfig,
 }
 
 /// Kernel-side settings.
 #[derive(Clone, Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SensorSettings {
     /// TCP ports whose traffic is sampled (server side).
     pub ports: Vec<u16>,
@@ -73,7 +91,28 @@ pub struct SensorSettings {
     pub purge_interval_s: u64,
 }
 
+impl Default for SensorSettings {
+    fn default() -> Self {
+        Self {
+            ports: vec![80, 8080],
+            max_sources: 65536,
+            req_capture_len: 2048,
+            resp_capture_len: 1024,
+            wakeup_bytes: 1 << 20,
+            drain_interval_ms: 5,
+            purge_interval_s: 10,
+        }
+    }
+}
+
 impl Config {
+    /// The analyzer's settings as the pipeline runs them: monitored ports from `[sensor]`.
+    pub fn analyzer_config(&self) -> crate::analyzer::AnalyzerConfig {
+        let mut cfg = self.analyzer.clone();
+        cfg.monitored_ports.clone_from(&self.sensor.ports);
+        cfg
+    }
+
     /// The embedded default configuration.
     pub fn default_config() -> Self {
         Self::parse(DEFAULT_CONFIG_TOML, "<embedded default>")
@@ -166,6 +205,40 @@ impl Config {
         if let Some(zero) = s.ports.iter().find(|p| **p == 0) {
             range("sensor.ports", u64::from(*zero), 1, 65535, "1..=65535")?;
         }
+        let max_ttl = crate::verdict::MAX_TTL.as_secs();
+        let p = &cfg.policy;
+        range("policy.block_ttl_s", p.block_ttl_s, 1, max_ttl, "1..=7776000")?;
+        range("policy.max_ttl_s", p.max_ttl_s, 1, max_ttl, "1..=7776000")?;
+        let share = |field: &'static str, value: f64| {
+            if (0.0..=1.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Share {
+                    path: name.to_owned(),
+                    field,
+                    value,
+                })
+            }
+        };
+        let d = &cfg.detect;
+        share("policy.shared_min_success_share", p.shared_min_success_share)?;
+        share("detect.brute_force.min_failure_share", d.brute_force.min_failure_share)?;
+        share("detect.low_success.max_success_share", d.low_success.max_success_share)?;
+        share(
+            "detect.volume.flood_max_requests_share",
+            d.volume.flood_max_requests_share,
+        )?;
+        share(
+            "detect.scraping.discovery_not_found_share",
+            d.scraping.discovery_not_found_share,
+        )?;
+        if !(p.escalation >= 1.0 && p.escalation <= 100.0) {
+            return Err(ConfigError::Share {
+                path: name.to_owned(),
+                field: "policy.escalation (1 to 100)",
+                value: p.escalation,
+            });
+        }
         Ok(cfg)
     }
 
@@ -195,19 +268,26 @@ mod tests {
             .iter()
             .map(|r| (r.method.as_str(), r.path.as_str(), r.account_field.as_str()))
             .collect();
-        assert_eq!(
-            logins,
-            [
-                ("POST", "/login", "username"),
-                ("POST", "/api/login", "username")
-            ]
+        assert_eq!(logins, [("POST", "/api/login", "username")]);
+        let http = &cfg.analyzer.http;
+        let defaults = crate::http::HttpConfig::default();
+        assert_eq!(http.login_path_suffixes, defaults.login_path_suffixes);
+        assert_eq!(http.account_fields, defaults.account_fields);
+        assert_eq!(http.login_failure_status, defaults.login_failure_status);
+        assert!(http.basic_auth_logins);
+        assert!(
+            http.login_path_suffixes.iter().any(|s| s == "/login"),
+            "`POST /login` is a login without a route"
         );
     }
 
     #[test]
     fn rejects_bad_files() {
         let cases = [
-            ("[sensor]\nports = [80]\n", "missing field"),
+            ("[sensor]\nports = [80]\nmax_sources = 8\n", "sensor.max_sources = 8"),
+            ("[policy]\nescalation = 0.5\n", "policy.escalation"),
+            ("[detect.low_success]\nmax_success_share = 5\n", "max_success_share"),
+            ("[detect]\nbogus = 1\n", "unknown field"),
             ("[sensor]\nbogus = 1\n", "unknown field"),
             ("not toml at all [", "config t"),
         ];

@@ -34,6 +34,8 @@ use sensor_common::{
 };
 
 use crate::{
+    decide::Decision,
+    detect::Detector,
     event::{addr_to_ip, ip_to_addr},
     maps::{self, MapsError},
 };
@@ -131,6 +133,18 @@ pub enum VerdictError {
 }
 
 const BPF_NOEXIST: u32 = 1;
+
+/// The kernel's reason code of a detector's block.
+fn reason_of(d: Detector) -> Reason {
+    match d {
+        Detector::BruteForce | Detector::CredentialStuffing => Reason::CredentialStuffing,
+        Detector::Volume | Detector::PacketFlood => Reason::Flood,
+        Detector::Enumeration | Detector::ContentDiscovery | Detector::Breadth => {
+            Reason::Scraping
+        }
+        _ => Reason::Detector,
+    }
+}
 
 fn errno_of(e: &MapError) -> Option<i32> {
     match e {
@@ -630,7 +644,34 @@ impl Verdicts {
         if text.is_empty() || text.len() > NOTE_TEXT_LEN {
             return Err(VerdictError::ReasonText { len: text.len() });
         }
-        self.write(|v| v.block_locked(net, ttl, reason, text, now_boot_ns))
+        let verdict_id = getrandom::u64().unwrap_or(now_boot_ns) | 1;
+        self.write(|v| v.block_locked(net, ttl, reason, text, now_boot_ns, verdict_id))
+    }
+
+    /// Enforces a decision of the policy: writes its block when the policy says the kernel
+    /// enforces it (not for alerts, dry runs or blocks enforced upstream). The block's id is
+    /// the decision's, so `blocks list` leads back to the decision's evidence. Returns whether
+    /// a block was written.
+    pub fn apply(&mut self, decision: &Decision, now_boot_ns: u64) -> Result<bool, VerdictError> {
+        let Some(target) = decision.target.filter(|_| decision.blocks_in_kernel()) else {
+            return Ok(false);
+        };
+        let ttl = Duration::from_secs(decision.ttl_s);
+        check_ttl(ttl)?;
+        let mut end = decision.reason.len().min(NOTE_TEXT_LEN);
+        while !decision.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = decision.reason.get(..end).unwrap_or("apisensor");
+        let text = if text.is_empty() { "apisensor" } else { text };
+        let reason = decision
+            .findings
+            .first()
+            .map_or(Reason::Detector, |f| reason_of(f.detector));
+        // An odd id, as the CLI's: zero means "none" in the kernel's notes.
+        let id = decision.id | 1;
+        self.write(|v| v.block_locked(target, ttl, reason, text, now_boot_ns, id))?;
+        Ok(true)
     }
 
     fn block_locked(
@@ -640,9 +681,9 @@ impl Verdicts {
         reason: Reason,
         text: &str,
         now_boot_ns: u64,
+        verdict_id: u64,
     ) -> Result<u64, VerdictError> {
         let ttl_ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
-        let verdict_id = getrandom::u64().unwrap_or(now_boot_ns) | 1;
         let mut note = VerdictNote {
             created_at_ns: now_boot_ns,
             ttl_ns,

@@ -33,13 +33,12 @@
 //! # Cost
 //!
 //! The table is a hash map from key to slot plus a slab of flows linked in least recently used
-//! order (`table`), so a segment costs one hash lookup (none when it belongs to the same flow as
+//! order (`crate::lru`), so a segment costs one hash lookup (none when it belongs to the same flow as
 //! the segment before it, as a response and its ACK do) and O(1) list updates, and eviction and
 //! idle expiry take the oldest flow in O(1). Idle expiry walks from the least recently used end
 //! and stops at the first flow that is not idle: with timestamps that go backwards (merged
 //! captures) a flow may expire one tick late, never early.
 
-mod table;
 #[cfg(test)]
 mod tests;
 
@@ -52,13 +51,15 @@ use sensor_common::tcp_flags;
 use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Reuse, Transaction};
 use crate::reassembly::{MAX_WINDOW, ReassemblyLimits, Stream, StreamStats};
 use crate::segment::{Chunk, Dir, Segment};
-use table::LruTable;
+use crate::lru::LruTable;
 
 /// Settings of the flow table, the `[analyzer]` section of the configuration.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalyzerConfig {
-    /// Server ports whose traffic is analysed.
+    /// Server ports whose traffic is analysed: `[sensor].ports` of the configuration (set by
+    /// `Config::analyzer_config`, never read from the `[analyzer]` table).
+    #[serde(skip)]
     pub monitored_ports: Vec<u16>,
     /// Most flows tracked at once; the least recently used flow is evicted beyond it.
     pub max_flows: usize,
@@ -387,6 +388,13 @@ impl Analyzer {
     /// comparison of method, host and route per transaction.
     pub fn set_cataloguing(&mut self, on: bool) {
         self.cataloguing = on;
+    }
+
+    /// Whether `port` is a monitored server port.
+    pub fn is_monitored(&self, port: u16) -> bool {
+        self.ports
+            .get(usize::from(port / 64))
+            .is_some_and(|w| w & (1 << (port % 64)) != 0)
     }
 
     /// Flows open now.

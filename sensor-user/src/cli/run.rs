@@ -14,13 +14,17 @@ use sensor_common::map_names;
 use tokio::sync::broadcast;
 
 use crate::{
-    analyzer::Analyzer,
     clock::{self, BootToUnix},
     config::Config,
+    decide::Decision,
+    detect::Finding,
     event::{DecodeError, Event},
     http::Transaction,
+    json::{EventLine, JsonCache},
     loader::{self, LoadOptions, TcAttachMode, XdpAttachMode},
+    pipeline::{Pipeline, Sink},
     reader::{self, EventSink},
+    state_dir::{DEFAULT_STATE_DIR, StateDir},
     verdict::Verdicts,
 };
 
@@ -50,6 +54,16 @@ pub struct RunArgs {
     /// and last seen) as JSON in this file, rewritten every minute and at exit.
     #[arg(long)]
     pub catalogue: Option<PathBuf>,
+    /// State directory: the hash key and the learned baselines (created when missing).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Decide and report, but write no block (as `[policy] dry_run = true`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// File the finding and decision event lines are appended to (they also go to stdout);
+    /// `<state-dir>/events.jsonl` by default.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
 }
 
 /// Runs the agent until a signal.
@@ -62,7 +76,8 @@ pub fn main(args: &RunArgs, pin_dir: &Path) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let config = Config::load(args.config.as_deref())?;
+    let mut config = Config::load(args.config.as_deref())?;
+    config.policy.dry_run |= args.dry_run;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,26 +125,56 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         Duration::from_secs(config.sensor.purge_interval_s),
         shutdown_tx.subscribe(),
     ));
-    let mut analyzer_cfg = config.analyzer.clone();
-    analyzer_cfg
-        .monitored_ports
-        .clone_from(&config.sensor.ports);
-    // Session hashes are keyed per agent run, so they cannot be correlated across hosts or
-    // reversed by anyone who sees only the output.
-    let mut key = [0u8; 16];
-    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("seeding the session hash key: {e}"))?;
-    analyzer_cfg.http.hash_key = key;
+    let state = StateDir::create(&args.state_dir)?;
+    let key = state.key_or_create()?;
+    let baselines = state.baselines()?;
+    let to_unix = BootToUnix::now();
+    let pipeline = Pipeline::new(config, key, baselines, to_unix.convert(clock::boot_ns()))
+        .with_context(|| format!("restoring the baselines of {}", state.path().display()))?;
+    let events_path = args
+        .events
+        .clone()
+        .unwrap_or_else(|| state.path().join("events.jsonl"));
+    let events_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&events_path)
+        .with_context(|| format!("opening the event file {}", events_path.display()))?;
+    // The allowlist of the configuration is the kernel's too: allowlisted sources are never
+    // dropped, whatever a block says.
+    let mut verdicts = Verdicts::open_pinned(pin_dir)?;
+    for net in &config.policy.allowlist {
+        verdicts
+            .allow(*net, clock::boot_ns())
+            .with_context(|| format!("allowlisting {net}"))?;
+    }
+    tracing::info!(
+        state_dir = %state.path().display(),
+        events = %events_path.display(),
+        dry_run = config.policy.dry_run,
+        detection = config.detect.enabled,
+        "detection ready"
+    );
     let mut sink = AgentSink {
-        to_unix: BootToUnix::now(),
+        out: AgentOutput {
+            to_unix,
+            log_transactions: args.log_transactions,
+            stdout: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+            events: std::io::BufWriter::new(events_file),
+            json: JsonCache::default(),
+            line: Vec::new(),
+            verdicts,
+            applied: 0,
+            failed: 0,
+        },
         log_events: args.log_events,
-        log_transactions: args.log_transactions,
-        // Block-buffered: stdout's own line buffering would cost a write per transaction.
-        stdout: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
-        analyzer: Analyzer::new(analyzer_cfg),
-        transactions: Vec::new(),
+        pipeline,
         last_tick_ns: 0,
+        last_hits_ns: 0,
         catalogue: args.catalogue.clone(),
         last_catalogue_ns: 0,
+        last_baselines_ns: 0,
+        state,
         events: 0,
         decode_errors: 0,
     };
@@ -149,7 +194,11 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     drop(ebpf);
     tracing::info!(
         ?stats,
-        analyzer = ?sink.analyzer.counters(),
+        analyzer = ?sink.pipeline.analyzer().counters(),
+        detection = ?sink.pipeline.detection().counters(),
+        policy = ?sink.pipeline.policy().counters(),
+        blocks_written = sink.out.applied,
+        blocks_failed = sink.out.failed,
         events = sink.events,
         decode_errors = sink.decode_errors,
         "stopped; programs detached, blocks stay pinned"
@@ -201,52 +250,135 @@ async fn purge_expired(pin_dir: PathBuf, every: Duration, mut shutdown: broadcas
     }
 }
 
-/// What the agent does with each record: decode, analyse, log.
+/// What the agent does with each record: decode, run the pipeline, enforce, log.
 struct AgentSink {
-    to_unix: BootToUnix,
+    /// Where the pipeline's output goes.
+    out: AgentOutput,
     log_events: bool,
-    log_transactions: bool,
-    stdout: std::io::BufWriter<std::io::StdoutLock<'static>>,
-    analyzer: Analyzer,
-    /// Transactions completed since the last drain.
-    transactions: Vec<Box<Transaction>>,
+    pipeline: Pipeline,
     /// Unix ns of the last idle-expiry tick.
     last_tick_ns: u64,
+    /// Unix ns of the last read of the blocks' drop hits.
+    last_hits_ns: u64,
     /// Where the API inventory goes.
     catalogue: Option<PathBuf>,
     /// Unix ns of its last write.
     last_catalogue_ns: u64,
+    /// Unix ns of the last save of the baselines.
+    last_baselines_ns: u64,
+    /// The state directory.
+    state: StateDir,
     events: u64,
     decode_errors: u64,
 }
 
-impl AgentSink {
-    /// Writes out (when asked) and forgets the transactions completed so far.
-    fn flush_transactions(&mut self) {
+/// The agent's side of the pipeline: it logs, and enforces decisions through the map writer
+/// the moment they are made.
+struct AgentOutput {
+    to_unix: BootToUnix,
+    log_transactions: bool,
+    stdout: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    /// The event file.
+    events: std::io::BufWriter<std::fs::File>,
+    /// The transaction writer (the replay's).
+    json: JsonCache,
+    /// One line being written.
+    line: Vec<u8>,
+    /// The map writer.
+    verdicts: Verdicts,
+    /// Blocks written.
+    applied: u64,
+    /// Blocks the map writer refused.
+    failed: u64,
+}
+
+impl AgentOutput {
+    /// Writes an event line to stdout and the event file.
+    fn event(&mut self, event: &EventLine<'_>) {
+        self.line.clear();
+        crate::json::event_line(event, &mut self.line);
+        let _ = self.stdout.write_all(&self.line);
+        let _ = self.events.write_all(&self.line);
+    }
+}
+
+impl Sink for AgentOutput {
+    fn transaction(&mut self, tx: &Transaction) {
         if self.log_transactions {
-            for tx in &self.transactions {
-                if serde_json::to_writer(&mut self.stdout, tx).is_ok() {
-                    let _ = self.stdout.write_all(b"\n");
-                }
-            }
+            self.line.clear();
+            self.json.line(tx, &mut self.line);
+            let _ = self.stdout.write_all(&self.line);
         }
-        // Handed back: the next transactions are written into their buffers.
-        self.analyzer.recycle_all(&mut self.transactions);
-        let _ = self.stdout.flush();
     }
 
-    /// End of the run: close every flow so pending requests are reported.
+    fn finding(&mut self, finding: &Finding) {
+        tracing::debug!(finding = %finding.summary(), "finding");
+        self.event(&EventLine::Finding(finding));
+    }
+
+    fn decision(&mut self, decision: &Decision) {
+        // Enforced first, logged after: the log line must not delay the block.
+        match self.verdicts.apply(decision, clock::boot_ns()) {
+            Ok(true) => self.applied += 1,
+            Ok(false) => {}
+            Err(error) => {
+                self.failed += 1;
+                tracing::warn!(%error, decision = %decision.summary(), "block refused by the maps");
+            }
+        }
+        tracing::info!(decision = %decision.summary(), "decision");
+        self.event(&EventLine::Decision(decision));
+        let _ = self.events.flush();
+    }
+}
+
+impl AgentSink {
+    /// Flushes what was written.
+    fn flush(&mut self) {
+        let _ = self.out.stdout.flush();
+        let _ = self.out.events.flush();
+    }
+
+    /// End of the run: close every flow so pending requests are reported, save what was
+    /// learned.
     fn finish(&mut self) {
-        self.analyzer.finish(&mut self.transactions);
-        self.flush_transactions();
+        self.pipeline.finish(&mut self.out);
+        self.flush();
         self.write_catalogue();
+        self.save_baselines();
+    }
+
+    /// Saves the baselines to the state directory.
+    fn save_baselines(&mut self) {
+        let snapshot = self.pipeline.detection().baselines();
+        if let Err(error) = self.state.save_baselines(&snapshot) {
+            tracing::warn!(%error, "saving the baselines failed");
+        }
+    }
+
+    /// Feeds the kernel's drop hits of active blocks back to the policy (a block whose source
+    /// keeps coming is renewed).
+    fn feed_block_hits(&mut self, now_unix: u64) {
+        let now_boot = clock::boot_ns();
+        let Ok(blocks) = self.out.verdicts.blocks(now_boot) else {
+            return;
+        };
+        for b in blocks {
+            if let Some(ago_ms) = b.last_hit_ago_ms
+                && b.ttl_left_s > 0
+            {
+                let last_hit = now_unix.saturating_sub(ago_ms.saturating_mul(1_000_000));
+                self.pipeline
+                    .on_block_hit(b.net, last_hit, now_unix, &mut self.out);
+            }
+        }
     }
 
     /// Replaces the inventory file (write to a temporary file, then rename: readers never see
     /// half a file).
     fn write_catalogue(&mut self) {
         let Some(path) = &self.catalogue else { return };
-        let endpoints = self.analyzer.catalogue().endpoints();
+        let endpoints = self.pipeline.analyzer().catalogue().endpoints();
         let tmp = path.with_extension("tmp");
         let written = serde_json::to_vec_pretty(&endpoints)
             .map_err(std::io::Error::from)
@@ -279,8 +411,8 @@ pub fn first_line(payload: &[u8]) -> String {
 impl EventSink for AgentSink {
     fn on_event(&mut self, event: &Event<'_>) {
         self.events += 1;
-        let seg = event.segment(|t| self.to_unix.convert(t));
-        self.analyzer.on_segment(&seg, &mut self.transactions);
+        let seg = event.segment(|t| self.out.to_unix.convert(t));
+        self.pipeline.on_segment(&seg, &mut self.out);
         if self.log_events {
             let line = serde_json::json!({
                 "ts_ns": seg.ts_ns,
@@ -293,7 +425,7 @@ impl EventSink for AgentSink {
                 "captured_len": seg.payload.len(),
                 "first_line": first_line(seg.payload),
             });
-            let _ = writeln!(self.stdout, "{line}");
+            let _ = writeln!(self.out.stdout, "{line}");
         }
     }
 
@@ -303,17 +435,25 @@ impl EventSink for AgentSink {
     }
 
     fn on_drained(&mut self, records: usize) {
-        let now = self.to_unix.convert(clock::boot_ns());
+        let now = self.out.to_unix.convert(clock::boot_ns());
         if now.saturating_sub(self.last_tick_ns) >= 1_000_000_000 {
             self.last_tick_ns = now;
-            self.analyzer.on_tick(now, &mut self.transactions);
+            self.pipeline.on_tick(now, &mut self.out);
+        }
+        if now.saturating_sub(self.last_hits_ns) >= 5_000_000_000 {
+            self.last_hits_ns = now;
+            self.feed_block_hits(now);
         }
         if now.saturating_sub(self.last_catalogue_ns) >= 60_000_000_000 {
             self.last_catalogue_ns = now;
             self.write_catalogue();
         }
-        if records > 0 || !self.transactions.is_empty() {
-            self.flush_transactions();
+        if now.saturating_sub(self.last_baselines_ns) >= 600_000_000_000 {
+            self.last_baselines_ns = now;
+            self.save_baselines();
+        }
+        if records > 0 {
+            self.flush();
         }
     }
 }

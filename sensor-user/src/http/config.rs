@@ -1,12 +1,17 @@
 //! Configuration of the HTTP layer: who the account and session of a request are, which
-//! routes are logins and how their outcome is decided, which peers are trusted proxies, and the
-//! limits that keep hostile input bounded.
+//! requests are logins and how their outcome is decided, which peers are trusted proxies, and
+//! the limits that keep hostile input bounded.
+//!
+//! A request is a login attempt, in this order of priority, when it matches a configured
+//! `login_routes` entry; when it is a `POST` to a path ending in one of `login_path_suffixes`;
+//! or when it carries an HTTP Basic credential (`basic_auth_logins`). The last two work with
+//! no configuration file at all.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// HTTP parsing and identity configuration, shared by every connection.
 #[derive(Clone, Deserialize)]
@@ -18,8 +23,28 @@ pub struct HttpConfig {
     /// Whether a bearer token (`Authorization: Bearer ...`) counts as the session when no
     /// session cookie is present. Kept only as a keyed hash.
     pub bearer_session: bool,
-    /// Routes whose requests are login attempts.
+    /// Routes whose requests are login attempts. A matching route takes priority over the
+    /// default rules below (`login_path_suffixes`, `basic_auth_logins`).
     pub login_routes: Vec<LoginRoute>,
+    /// Path endings that make a `POST` a login attempt when no `login_routes` entry matches.
+    /// The path (without query and `;` parameters, one trailing `/` ignored) must end with one
+    /// of them, compared ASCII case-insensitively; each starts with `/`, so it matches whole
+    /// segments: `/login` matches `/api/v1/login` and `/Login/` but not `/blogin` or
+    /// `/login/help`. An empty list turns this rule off.
+    #[serde(deserialize_with = "path_suffixes")]
+    pub login_path_suffixes: Vec<String>,
+    /// Whether a request carrying an HTTP Basic credential with a user name is a login
+    /// attempt on any route (Basic authenticates every request it is sent with). The account
+    /// is the Basic user; the password is never decoded into text.
+    pub basic_auth_logins: bool,
+    /// Body fields holding the account of a login recognised by `login_path_suffixes`, tried
+    /// in this order: form fields or top-level JSON members, matched exactly (dots are not
+    /// followed: use a `login_routes` entry's `account_field` for nested members).
+    pub account_fields: Vec<String>,
+    /// Status codes that mean failure for logins recognised by `login_path_suffixes` or
+    /// `basic_auth_logins`. Any other 2xx or 3xx status means success; anything else (or no
+    /// response) leaves the outcome unknown.
+    pub login_failure_status: Vec<u16>,
     /// Peers (IP prefixes) trusted to report the real client through a PROXY protocol header,
     /// `Forwarded` or `X-Forwarded-For`. The same headers from any other peer are ignored and
     /// flagged `forwarded_from_untrusted`.
@@ -41,6 +66,33 @@ impl Default for HttpConfig {
                 .to_vec(),
             bearer_session: true,
             login_routes: Vec::new(),
+            login_path_suffixes: [
+                "/login",
+                "/signin",
+                "/auth",
+                "/token",
+                "/oauth/token",
+                "/session",
+                "/sessions",
+            ]
+            .map(String::from)
+            .to_vec(),
+            basic_auth_logins: true,
+            account_fields: [
+                "username",
+                "user",
+                "email",
+                "login",
+                "account",
+                "user_name",
+                "userName",
+                "identifier",
+                "phone",
+                "usr",
+            ]
+            .map(String::from)
+            .to_vec(),
+            login_failure_status: vec![401, 403],
             trusted_proxies: Vec::new(),
             limits: HttpLimits::default(),
             hash_key: [0; 16],
@@ -55,6 +107,10 @@ impl fmt::Debug for HttpConfig {
             .field("session_cookies", &self.session_cookies)
             .field("bearer_session", &self.bearer_session)
             .field("login_routes", &self.login_routes)
+            .field("login_path_suffixes", &self.login_path_suffixes)
+            .field("basic_auth_logins", &self.basic_auth_logins)
+            .field("account_fields", &self.account_fields)
+            .field("login_failure_status", &self.login_failure_status)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("limits", &self.limits)
             .field("hash_key", &"<redacted>")
@@ -69,17 +125,88 @@ impl HttpConfig {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
-    /// Index of the login route matching this method and path.
+    /// The login index (see [`HttpConfig::login`]) of a request with this method and path:
+    /// the first matching `login_routes` entry, else [`PATH_LOGIN`] for a `POST` to a path
+    /// ending in one of `login_path_suffixes`. `path` has no query and no `;` parameters.
     pub(crate) fn login_route(&self, method: &str, path: &str) -> Option<usize> {
-        self.login_routes
+        if let Some(i) = self
+            .login_routes
             .iter()
             .position(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+        {
+            return Some(i);
+        }
+        (method.eq_ignore_ascii_case("POST") && self.has_login_suffix(path)).then_some(PATH_LOGIN)
+    }
+
+    /// Whether `path`, less one trailing `/`, ends with one of `login_path_suffixes` (ASCII
+    /// case-insensitively). Only the last bytes of the path are read, and nothing is copied:
+    /// this runs on every `POST`.
+    fn has_login_suffix(&self, path: &str) -> bool {
+        let path = path.as_bytes();
+        let path = match path {
+            [rest @ .., b'/'] if !rest.is_empty() => rest,
+            _ => path,
+        };
+        self.login_path_suffixes.iter().any(|suffix| {
+            let suffix = suffix.as_bytes();
+            path.len()
+                .checked_sub(suffix.len())
+                .and_then(|start| path.get(start..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+        })
+    }
+
+    /// What made a request a login attempt, from its login index: an index below
+    /// `login_routes.len()` names a route, [`PATH_LOGIN`] and [`BASIC_LOGIN`] the default
+    /// rules. The index travels as a plain `usize` from the head to the response.
+    pub(crate) fn login(&self, index: usize) -> Option<Login<'_>> {
+        match index {
+            PATH_LOGIN => Some(Login::Path),
+            BASIC_LOGIN => Some(Login::Basic),
+            i => self.login_routes.get(i).map(Login::Route),
+        }
     }
 
     /// Whether `name` is a configured session cookie.
     pub(crate) fn is_session_cookie(&self, name: &[u8]) -> bool {
         self.session_cookies.iter().any(|c| c.as_bytes() == name)
     }
+}
+
+/// The login index of a `POST` recognised by `login_path_suffixes`.
+pub(crate) const PATH_LOGIN: usize = usize::MAX;
+/// The login index of a request recognised by its Basic credential (`basic_auth_logins`).
+pub(crate) const BASIC_LOGIN: usize = usize::MAX - 1;
+
+/// What made a request a login attempt, which decides where its account is read and how its
+/// outcome is told.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Login<'a> {
+    /// A configured `login_routes` entry: its `account_field` and status or cookie rules.
+    Route(&'a LoginRoute),
+    /// A `POST` to a path ending in one of `login_path_suffixes`: the account is the first of
+    /// `account_fields` in the body; the outcome follows `login_failure_status`, 2xx and 3xx.
+    Path,
+    /// An HTTP Basic credential: the account is the Basic user; the outcome as for `Path`.
+    Basic,
+}
+
+/// Reads `login_path_suffixes`, rejecting entries that would not match whole segments.
+fn path_suffixes<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    let suffixes = Vec::<String>::deserialize(de)?;
+    for suffix in &suffixes {
+        let valid = suffix.len() > 1
+            && suffix.starts_with('/')
+            && !suffix.ends_with('/')
+            && !suffix.contains(['?', '#', ';']);
+        if !valid {
+            return Err(serde::de::Error::custom(format_args!(
+                "login path suffix {suffix:?} must start with `/`, not end with `/`, and hold no `?`, `#` or `;`"
+            )));
+        }
+    }
+    Ok(suffixes)
 }
 
 /// A login endpoint: where the account field is and how the outcome is decided.
@@ -161,6 +288,13 @@ mod tests {
         check("", |c| {
             assert_eq!(c.session_cookies.len(), 5);
             assert!(c.bearer_session);
+            assert_eq!(c.login_path_suffixes.len(), 7);
+            assert!(c.basic_auth_logins);
+            assert_eq!(
+                c.account_fields.first().map(String::as_str),
+                Some("username")
+            );
+            assert_eq!(c.login_failure_status, [401, 403]);
             assert_eq!(c.limits.max_head_bytes, 16 * 1024);
             assert_eq!(c.hash_key, [0; 16]);
         });
@@ -181,6 +315,16 @@ mod tests {
                 assert!(!c.is_trusted("198.51.100.9".parse().expect("ip")));
             },
         );
+        check(
+            "login_path_suffixes = []\nbasic_auth_logins = false\naccount_fields = ['cust']\n\
+             login_failure_status = [400]",
+            |c| {
+                assert!(c.login_path_suffixes.is_empty());
+                assert!(!c.basic_auth_logins);
+                assert_eq!(c.account_fields, ["cust"]);
+                assert_eq!(c.login_failure_status, [400]);
+            },
+        );
         check("[limits]\nmax_headers = 7", |c| {
             assert_eq!(c.limits.max_headers, 7);
             assert_eq!(c.limits.max_pending, 64);
@@ -195,12 +339,95 @@ mod tests {
             "[limits]\nmax_body = 1",
             "[[login_routes]]\nmethod = 'POST'\npath = '/l'\nextra = 1",
             "[[login_routes]]\npath = '/l'",
+            "login_suffixes = ['/login']",
+            "login_path_suffixes = ['login']",
+            "login_path_suffixes = ['/login/']",
+            "login_path_suffixes = ['/']",
+            "login_path_suffixes = ['/login?x']",
+            "login_path_suffixes = '/login'",
         ] {
             assert!(
                 toml::from_str::<HttpConfig>(text).is_err(),
                 "{text:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn matches_login_paths() {
+        #[track_caller]
+        fn check(cfg: &HttpConfig, method: &str, path: &str, expected: Option<usize>) {
+            assert_eq!(
+                cfg.login_route(method, path),
+                expected,
+                "{method} {path:?} with suffixes {:?}",
+                cfg.login_path_suffixes
+            );
+        }
+        let cfg = HttpConfig::default();
+        for path in [
+            "/login",
+            "/signin",
+            "/auth",
+            "/token",
+            "/oauth/token",
+            "/session",
+            "/sessions",
+            "/api/v1/login",
+            "/LOGIN",
+            "/Api/SignIn",
+            "/login/",
+            "/v2/OAuth/Token",
+            "//login",
+            "/a/b/c/d/e/f/sessions/",
+        ] {
+            check(&cfg, "POST", path, Some(PATH_LOGIN));
+        }
+        check(&cfg, "post", "/login", Some(PATH_LOGIN));
+        for path in [
+            "/blogin",
+            "/login/help",
+            "/login//",
+            "/loginx",
+            "/logins",
+            "/my-auth",
+            "/tokens",
+            "/api/oauth-token",
+            "/session/new",
+            "login",
+            "/",
+            "",
+            "/l\u{e9}login",
+        ] {
+            check(&cfg, "POST", path, None);
+        }
+        for method in ["GET", "PUT", "HEAD", "OPTIONS"] {
+            check(&cfg, method, "/login", None);
+        }
+        let off = HttpConfig {
+            login_path_suffixes: Vec::new(),
+            ..HttpConfig::default()
+        };
+        check(&off, "POST", "/login", None);
+        let custom = HttpConfig {
+            login_path_suffixes: vec!["/connexion".into()],
+            login_routes: vec![LoginRoute {
+                method: "POST".into(),
+                path: "/api/login".into(),
+                account_field: "username".into(),
+                success_status: vec![200],
+                failure_status: vec![400],
+                success_set_cookie: None,
+            }],
+            ..HttpConfig::default()
+        };
+        check(&custom, "POST", "/api/login", Some(0));
+        check(&custom, "POST", "/fr/Connexion", Some(PATH_LOGIN));
+        check(&custom, "POST", "/login", None);
+        assert!(matches!(custom.login(0), Some(Login::Route(r)) if r.path == "/api/login"));
+        assert!(matches!(custom.login(PATH_LOGIN), Some(Login::Path)));
+        assert!(matches!(custom.login(BASIC_LOGIN), Some(Login::Basic)));
+        assert!(custom.login(1).is_none());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::identity::{self, BodyKind};
 use super::parser::{self, ChunkEvent, Chunked, Framing};
 use super::proxy::{self, ProxyHeader};
 use super::reuse::Pools;
-use super::transaction::{Flag, Flags, Transaction};
+use super::transaction::{Flag, Flags, LoginOutcome, Transaction};
 
 /// Most header slots handed to httparse (the configured `max_headers` is clamped to this).
 pub const MAX_HEADERS: usize = 256;
@@ -692,7 +692,16 @@ impl HttpConn {
             p.tx.flags.extend(s.flags);
         }
         p.kind = facts.kind;
-        p.login = facts.login;
+        // A login route or path rule matched in the head wins; else a Basic credential may
+        // make this request a login attempt (its body is not captured: the account is the
+        // Basic user).
+        p.login = facts.login.or_else(|| {
+            let basic = identity::basic_login(&self.cfg, p.tx.account.as_deref(), head.headers);
+            if basic.is_some() {
+                p.tx.login = Some(LoginOutcome::Unknown);
+            }
+            basic
+        });
         self.req.msg_bytes = salvage.map_or(len, |s| s.wire_len);
         self.req.entry = Some(seq);
         if salvage.is_some() {
@@ -805,9 +814,10 @@ impl HttpConn {
         {
             tx.session = Some(identity::session_hash(&cfg.hash_key, value));
         }
-        if let Some(route) = p.login.and_then(|i| cfg.login_routes.get(i)) {
+        if let Some(login) = p.login.and_then(|i| cfg.login(i)) {
             tx.login = Some(identity::login_outcome(
-                route,
+                cfg,
+                login,
                 Some(code),
                 &facts.set_cookies,
             ));
@@ -1211,10 +1221,9 @@ impl HttpConn {
         if let Some(p) = seq.and_then(|s| entry_mut(&mut self.pending, s)) {
             p.tx.req_bytes = bytes;
             p.req_done = true;
-            if let (Some(kind), Some(route)) =
-                (capture, p.login.and_then(|i| self.cfg.login_routes.get(i)))
+            if let (Some(kind), Some(login)) = (capture, p.login.and_then(|i| self.cfg.login(i)))
                 && let Some(account) =
-                    identity::body_account(kind, &route.account_field, &half.buf, !cut)
+                    identity::login_account(&self.cfg, login, kind, &half.buf, !cut)
             {
                 p.tx.account = Some(account);
             }

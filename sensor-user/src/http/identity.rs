@@ -1,5 +1,6 @@
 //! Who a request acts for: the account (HTTP Basic user, JWT `sub` claim, or the account field
-//! of a login form or JSON body) and the session (a configured cookie or a bearer token).
+//! of a login form or JSON body) and the session (a configured cookie or a bearer token); and
+//! how a login attempt ended.
 //!
 //! Secrets never leave this module in clear: passwords are never decoded into a string,
 //! sessions leave only as a keyed SipHash-1-3 in hex, and JWTs are decoded without being
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use siphasher::sip::SipHasher13;
 
-use super::config::LoginRoute;
+use super::config::{BASIC_LOGIN, HttpConfig, Login, LoginRoute};
 use super::transaction::{LoginOutcome, NameList, push_ascii};
 
 /// Longest account name kept, in bytes.
@@ -114,6 +115,30 @@ pub(crate) fn authorization(value: &[u8]) -> Authorization<'_> {
     }
 }
 
+/// Whether `value` is an `Authorization` value of the Basic scheme (`Basic <credential>`).
+fn is_basic(value: &[u8]) -> bool {
+    let value = super::proxy::trim_ows(value);
+    value
+        .get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
+}
+
+/// The login index [`BASIC_LOGIN`] when `basic_auth_logins` is on and the request carries a
+/// Basic credential that gave `account`. Looks at the headers only when an account was found,
+/// so requests without credentials pay one branch.
+pub(crate) fn basic_login(
+    cfg: &HttpConfig,
+    account: Option<&str>,
+    headers: &[httparse::Header<'_>],
+) -> Option<usize> {
+    let basic = cfg.basic_auth_logins
+        && account.is_some()
+        && headers.iter().any(|h| {
+            h.name.len() == 13 && h.name.eq_ignore_ascii_case("authorization") && is_basic(h.value)
+        });
+    basic.then_some(BASIC_LOGIN)
+}
+
 /// The user of a Basic credential (`base64(user:password)`).
 fn basic_user(b64: &[u8]) -> Option<String> {
     with_decoded(&STANDARD, b64, |plain| {
@@ -206,6 +231,33 @@ impl BodyKind {
     }
 }
 
+/// The account of a captured login body: the route's `account_field`, or for a login found by
+/// a default rule the first of `account_fields` the body holds. `complete` says whether
+/// `body` is the whole body.
+pub(crate) fn login_account(
+    cfg: &HttpConfig,
+    login: Login<'_>,
+    kind: BodyKind,
+    body: &[u8],
+    complete: bool,
+) -> Option<String> {
+    match login {
+        Login::Route(route) => body_account(kind, &route.account_field, body, complete),
+        Login::Path | Login::Basic => first_account(kind, &cfg.account_fields, body, complete),
+    }
+}
+
+/// `kind`, with [`BodyKind::Sniff`] resolved from the first non-blank byte of `body`.
+fn resolve(kind: BodyKind, body: &[u8]) -> BodyKind {
+    match kind {
+        BodyKind::Sniff => match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => BodyKind::Json,
+            _ => BodyKind::Form,
+        },
+        other => other,
+    }
+}
+
 /// The account field of a captured login body. `complete` says whether `body` is the whole
 /// body; when it is not, a form value running to the end of `body` may be cut and is not used.
 pub(crate) fn body_account(
@@ -214,21 +266,31 @@ pub(crate) fn body_account(
     body: &[u8],
     complete: bool,
 ) -> Option<String> {
-    let kind = match kind {
-        BodyKind::Sniff => match body.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => BodyKind::Json,
-            _ => BodyKind::Form,
-        },
-        other => other,
-    };
-    match kind {
+    match resolve(kind, body) {
         BodyKind::Json => json_field(body, field),
-        _ => form_field(body, field, complete),
+        _ => form_first(body, &[field], complete),
     }
 }
 
-/// A field of a form body, percent-decoded.
-fn form_field(body: &[u8], field: &str, complete: bool) -> Option<String> {
+/// The value of the first of `fields` (in the order of `fields`, not of the body) that a
+/// login body holds with a non-empty value: form fields or top-level JSON members. One pass
+/// over the body, however many fields are wanted.
+pub(crate) fn first_account<F: AsRef<str>>(
+    kind: BodyKind,
+    fields: &[F],
+    body: &[u8],
+    complete: bool,
+) -> Option<String> {
+    match resolve(kind, body) {
+        BodyKind::Json => json_first(body, fields),
+        _ => form_first(body, fields, complete),
+    }
+}
+
+/// The first of `fields` in a form body, percent-decoded. A value running to the end of a cut
+/// body (`complete` false) may itself be cut and is not used.
+fn form_first<F: AsRef<str>>(body: &[u8], fields: &[F], complete: bool) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
     let mut pairs = body.split(|b| *b == b'&').peekable();
     while let Some(pair) = pairs.next() {
         let terminated = complete || pairs.peek().is_some();
@@ -236,17 +298,27 @@ fn form_field(body: &[u8], field: &str, complete: bool) -> Option<String> {
             Some(eq) => (pair.get(..eq)?, pair.get(eq + 1..)?),
             None => (pair, &b""[..]),
         };
-        if !percent_decoded_eq(name, field.as_bytes()) {
+        // Only fields ranked before the best one found so far can improve on it.
+        let wanted = fields.get(..best.as_ref().map_or(fields.len(), |(rank, _)| *rank))?;
+        let Some(rank) = wanted
+            .iter()
+            .position(|f| percent_decoded_eq(name, f.as_ref().as_bytes()))
+        else {
             continue;
-        }
+        };
         if !terminated {
-            return None;
+            break;
         }
         let value = percent_decode(value);
-        let value = String::from_utf8_lossy(&value);
-        return (!value.is_empty()).then(|| bounded(&value));
+        if value.is_empty() {
+            continue;
+        }
+        best = Some((rank, bounded(&String::from_utf8_lossy(&value))));
+        if rank == 0 {
+            break;
+        }
     }
-    None
+    best.map(|(_, value)| value)
 }
 
 /// Bytes of a form component with `+` as space and `%XX` escapes decoded.
@@ -323,12 +395,7 @@ impl<'de> Visitor<'de> for Lookup<'_, '_> {
         while let Some(matched) = map.next_key_seed(KeyIs(head))? {
             match (matched, rest) {
                 (true, None) => {
-                    let value: serde_json::Value = map.next_value()?;
-                    *self.found = match value {
-                        serde_json::Value::String(s) if !s.is_empty() => Some(bounded(&s)),
-                        serde_json::Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    };
+                    *self.found = account_value(map.next_value()?);
                     return Ok(());
                 }
                 (true, Some(rest)) => {
@@ -378,6 +445,132 @@ impl<'de> Visitor<'de> for Lookup<'_, '_> {
     }
 }
 
+/// An account from a JSON member: a non-empty string (bounded) or a number.
+fn account_value(value: serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if !s.is_empty() => Some(bounded(&s)),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first of `fields` among the top-level members of a JSON body, read with a streaming
+/// visitor so members found before the end of a cut body are still used.
+fn json_first<F: AsRef<str>>(body: &[u8], fields: &[F]) -> Option<String> {
+    let mut best = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    // Errors after a member was found (a cut body) are expected and ignored.
+    let _ = FirstOf {
+        fields,
+        best: &mut best,
+    }
+    .deserialize(&mut de);
+    best.map(|(_, value)| value)
+}
+
+/// Looks for `fields` among the members of a JSON object, keeping in `best` the value of the
+/// best-ranked one (its index in `fields`) with a usable value.
+struct FirstOf<'f, 'o, F> {
+    fields: &'f [F],
+    best: &'o mut Option<(usize, String)>,
+}
+
+impl<'de, F: AsRef<str>> DeserializeSeed<'de> for FirstOf<'_, '_, F> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de, F: AsRef<str>> Visitor<'de> for FirstOf<'_, '_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        loop {
+            // Only fields ranked before the best one found so far can improve on it.
+            let limit = self
+                .best
+                .as_ref()
+                .map_or(self.fields.len(), |(rank, _)| *rank);
+            let wanted = self.fields.get(..limit).unwrap_or_default();
+            let Some(rank) = map.next_key_seed(KeyRank(wanted))? else {
+                return Ok(());
+            };
+            match rank {
+                Some(rank) => {
+                    if let Some(value) = account_value(map.next_value()?) {
+                        *self.best = Some((rank, value));
+                        if rank == 0 {
+                            return Ok(());
+                        }
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// A map key seed answering which of the wanted names (by index) the key is, without
+/// allocating for keys without escapes.
+struct KeyRank<'a, F>(&'a [F]);
+
+impl<'de, F: AsRef<str>> DeserializeSeed<'de> for KeyRank<'_, F> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Option<usize>, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<F: AsRef<str>> Visitor<'_> for KeyRank<'_, F> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|f| f.as_ref() == key))
+    }
+}
+
 /// A map key seed answering whether the key equals the wanted name, without allocating for
 /// keys without escapes.
 struct KeyIs<'a>(&'a str);
@@ -404,13 +597,23 @@ impl Visitor<'_> for KeyIs<'_> {
 
 /// The outcome of a login attempt from its response.
 pub(crate) fn login_outcome(
-    route: &LoginRoute,
+    cfg: &HttpConfig,
+    login: Login<'_>,
     status: Option<u16>,
     set_cookies: &NameList,
 ) -> LoginOutcome {
     let Some(status) = status else {
         return LoginOutcome::Unknown;
     };
+    match login {
+        Login::Route(route) => route_outcome(route, status, set_cookies),
+        Login::Path | Login::Basic => default_outcome(&cfg.login_failure_status, status),
+    }
+}
+
+/// The outcome by a route's rules: failure statuses first, then the success cookie or the
+/// success statuses.
+fn route_outcome(route: &LoginRoute, status: u16, set_cookies: &NameList) -> LoginOutcome {
     if route.failure_status.contains(&status) {
         return LoginOutcome::Failure;
     }
@@ -422,6 +625,17 @@ pub(crate) fn login_outcome(
         };
     }
     if route.success_status.contains(&status) {
+        LoginOutcome::Success
+    } else {
+        LoginOutcome::Unknown
+    }
+}
+
+/// The outcome by the default rule: a failure status, else success for 2xx and 3xx.
+fn default_outcome(failure_status: &[u16], status: u16) -> LoginOutcome {
+    if failure_status.contains(&status) {
+        LoginOutcome::Failure
+    } else if (200..400).contains(&status) {
         LoginOutcome::Success
     } else {
         LoginOutcome::Unknown
@@ -647,8 +861,13 @@ mod tests {
         use LoginOutcome::{Failure, Success, Unknown};
 
         #[track_caller]
-        fn check(
-            route: &LoginRoute,
+        fn check(login: Login<'_>, status: Option<u16>, cookies: &[&str], expected: LoginOutcome) {
+            check_with(&HttpConfig::default(), login, status, cookies, expected);
+        }
+        #[track_caller]
+        fn check_with(
+            cfg: &HttpConfig,
+            login: Login<'_>,
             status: Option<u16>,
             cookies: &[&str],
             expected: LoginOutcome,
@@ -658,9 +877,9 @@ mod tests {
                 names.push(c);
             }
             assert_eq!(
-                login_outcome(route, status, &names),
+                login_outcome(cfg, login, status, &names),
                 expected,
-                "status {status:?} cookies {cookies:?}"
+                "{login:?} status {status:?} cookies {cookies:?}"
             );
         }
         let by_status = LoginRoute {
@@ -675,16 +894,205 @@ mod tests {
             success_set_cookie: Some("sid".into()),
             ..by_status.clone()
         };
-        check(&by_status, Some(200), &[], Success);
-        check(&by_status, Some(302), &[], Success);
-        check(&by_status, Some(401), &[], Failure);
-        check(&by_status, Some(403), &["sid"], Failure);
-        check(&by_status, Some(500), &[], Unknown);
-        check(&by_status, None, &[], Unknown);
-        check(&by_cookie, Some(302), &["sid"], Success);
-        check(&by_cookie, Some(302), &["other"], Failure);
-        check(&by_cookie, Some(200), &[], Failure);
-        check(&by_cookie, Some(401), &["sid"], Failure);
+        let (by_status, by_cookie) = (Login::Route(&by_status), Login::Route(&by_cookie));
+        check(by_status, Some(200), &[], Success);
+        check(by_status, Some(302), &[], Success);
+        check(by_status, Some(401), &[], Failure);
+        check(by_status, Some(403), &["sid"], Failure);
+        check(by_status, Some(500), &[], Unknown);
+        check(by_status, Some(201), &[], Unknown);
+        check(by_status, None, &[], Unknown);
+        check(by_cookie, Some(302), &["sid"], Success);
+        check(by_cookie, Some(302), &["other"], Failure);
+        check(by_cookie, Some(200), &[], Failure);
+        check(by_cookie, Some(401), &["sid"], Failure);
+        for login in [Login::Path, Login::Basic] {
+            for (status, expected) in [
+                (Some(200), Success),
+                (Some(201), Success),
+                (Some(204), Success),
+                (Some(302), Success),
+                (Some(399), Success),
+                (Some(401), Failure),
+                (Some(403), Failure),
+                (Some(199), Unknown),
+                (Some(400), Unknown),
+                (Some(404), Unknown),
+                (Some(429), Unknown),
+                (Some(500), Unknown),
+                (None, Unknown),
+            ] {
+                check(login, status, &[], expected);
+            }
+            let strict = HttpConfig {
+                login_failure_status: vec![400, 401, 403, 302],
+                ..HttpConfig::default()
+            };
+            check_with(&strict, login, Some(400), &[], Failure);
+            check_with(&strict, login, Some(302), &["sid"], Failure);
+            check_with(&strict, login, Some(303), &[], Success);
+        }
+    }
+
+    #[test]
+    fn reads_first_account_field() {
+        #[track_caller]
+        fn check(
+            kind: BodyKind,
+            fields: &[&str],
+            body: &str,
+            complete: bool,
+            expected: Option<&str>,
+        ) {
+            let got = first_account(kind, fields, body.as_bytes(), complete);
+            assert_eq!(
+                got.as_deref(),
+                expected,
+                "{kind:?} {fields:?} in {body:?} (complete {complete})"
+            );
+        }
+        use BodyKind::{Form, Json, Sniff};
+        let defaults = HttpConfig::default().account_fields;
+        let defaults: Vec<&str> = defaults.iter().map(String::as_str).collect();
+        for field in &defaults {
+            let form = format!("password=pw&{field}=acct");
+            let json = format!(r#"{{"password":"pw","{field}":"acct"}}"#);
+            for kind in [Form, Sniff] {
+                check(kind, &defaults, &form, true, Some("acct"));
+            }
+            for kind in [Json, Sniff] {
+                check(kind, &defaults, &json, true, Some("acct"));
+            }
+            check(
+                Form,
+                &defaults,
+                &format!("{field}=&password=pw"),
+                true,
+                None,
+            );
+            check(Json, &defaults, &format!(r#"{{"{field}":""}}"#), true, None);
+        }
+        // The order of `fields` decides, not the order of the body.
+        let order = ["username", "email"];
+        check(Form, &order, "email=e&username=u", true, Some("u"));
+        check(Form, &order, "username=u&email=e", true, Some("u"));
+        check(Form, &order, "email=e&username=", true, Some("e"));
+        check(Form, &order, "email=e&username=u", false, Some("e"));
+        check(Form, &order, "email=e&email=f", true, Some("e"));
+        check(Form, &order, "emai%6C=e%40x", true, Some("e@x"));
+        check(Form, &order, "password=pw&mail=x", true, None);
+        check(Form, &order, "", true, None);
+        check(
+            Json,
+            &order,
+            r#"{"email":"e","username":"u"}"#,
+            true,
+            Some("u"),
+        );
+        check(
+            Json,
+            &order,
+            r#"{"email":"e","username":{"x":1}}"#,
+            true,
+            Some("e"),
+        );
+        check(
+            Json,
+            &order,
+            r#"{"email":"e","username":7}"#,
+            true,
+            Some("7"),
+        );
+        check(Json, &order, r#"{"email":"e","pass"#, false, Some("e"));
+        check(Json, &order, r#"{"user":{"email":"nested"}}"#, true, None);
+        check(Json, &order, r#"["username","u"]"#, true, None);
+        check(
+            Json,
+            &["user.email"],
+            r#"{"user.email":"dotted"}"#,
+            true,
+            Some("dotted"),
+        );
+        check(Json, &[], r#"{"username":"u"}"#, true, None);
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        check(Json, &order, &deep, true, None);
+    }
+
+    #[test]
+    fn reads_login_accounts_by_rule() {
+        #[track_caller]
+        fn check(login: Login<'_>, body: &str, expected: Option<&str>) {
+            let cfg = HttpConfig::default();
+            let got = login_account(&cfg, login, BodyKind::Sniff, body.as_bytes(), true);
+            assert_eq!(got.as_deref(), expected, "{login:?} in {body:?}");
+        }
+        let route = LoginRoute {
+            method: "POST".into(),
+            path: "/api/session".into(),
+            account_field: "user.email".into(),
+            success_status: vec![200],
+            failure_status: vec![401],
+            success_set_cookie: None,
+        };
+        let nested = r#"{"username":"flat","user":{"email":"nested"}}"#;
+        check(Login::Route(&route), nested, Some("nested"));
+        check(Login::Path, nested, Some("flat"));
+        check(Login::Basic, "email=e", Some("e"));
+        check(Login::Route(&route), "email=e", None);
+    }
+
+    #[test]
+    fn recognises_basic_credentials() {
+        #[track_caller]
+        fn check(cfg: &HttpConfig, account: Option<&str>, headers: &[(&str, &str)], basic: bool) {
+            let headers: Vec<_> = headers
+                .iter()
+                .map(|(name, value)| httparse::Header {
+                    name,
+                    value: value.as_bytes(),
+                })
+                .collect();
+            assert_eq!(
+                basic_login(cfg, account, &headers),
+                basic.then_some(BASIC_LOGIN),
+                "account {account:?} headers {headers:?}"
+            );
+        }
+        let cfg = HttpConfig::default();
+        let cred = format!("Basic {}", b64("alice:pw"));
+        check(&cfg, Some("alice"), &[("Authorization", &cred)], true);
+        check(
+            &cfg,
+            Some("alice"),
+            &[("host", "h"), ("authorization", " basic YTpi")],
+            true,
+        );
+        check(
+            &cfg,
+            Some("alice"),
+            &[("AUTHORIZATION", "BASIC YTpi")],
+            true,
+        );
+        check(&cfg, None, &[("Authorization", &cred)], false);
+        check(
+            &cfg,
+            Some("user-42"),
+            &[("Authorization", "Bearer a.b.c")],
+            false,
+        );
+        check(
+            &cfg,
+            Some("alice"),
+            &[("Authorization", "Basically x")],
+            false,
+        );
+        check(&cfg, Some("alice"), &[("X-Authorization", &cred)], false);
+        check(&cfg, Some("alice"), &[], false);
+        let off = HttpConfig {
+            basic_auth_logins: false,
+            ..HttpConfig::default()
+        };
+        check(&off, Some("alice"), &[("Authorization", &cred)], false);
     }
 
     #[test]

@@ -878,7 +878,7 @@ fn finds_identities() {
                 "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Basic {}\r\n\r\n",
                 b64("alice:pw")
             ))],
-            vec![(some("alice"), None, None)],
+            vec![(some("alice"), None, Some(Unknown))],
         ),
         (
             "JWT bearer",
@@ -1021,6 +1021,415 @@ fn finds_identities() {
         "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Basic !!!\r\n\r\n",
     )]);
     assert_eq!(line(&invalid[0]), "GET / - +invalid_authorization");
+}
+
+/// Identities of one conversation under `cfg`, checked against `expected`.
+#[track_caller]
+fn check_logins(name: &str, cfg: &HttpConfig, events: &[Ev], expected: &[Identity]) {
+    let got: Vec<Identity> = run_with(cfg, CLIENT, events)
+        .into_iter()
+        .map(|tx| (tx.account, tx.session, tx.login))
+        .collect();
+    assert_eq!(got, expected, "case {name:?}");
+}
+
+/// A `POST` to `target` with a form body (or JSON, when it starts with `{`), no content type.
+fn post(target: &str, body: &str) -> Ev {
+    req(format!(
+        "POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+fn status(code: u16) -> Ev {
+    resp(format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n"))
+}
+
+#[test]
+fn recognises_login_paths_without_configuration() {
+    use LoginOutcome::Failure;
+    let cfg = HttpConfig::default();
+    let some = |s: &str| Some(s.to_owned());
+    for target in [
+        "/login",
+        "/signin",
+        "/auth",
+        "/token",
+        "/oauth/token",
+        "/session",
+        "/sessions",
+        "/api/v1/login",
+        "/LOGIN",
+        "/Api/SignIn",
+        "/login/",
+        "/login?next=/home",
+        "/login;jsessionid=abc",
+        "/v2/OAuth/Token?grant_type=password",
+        "http://example.com/api/session",
+    ] {
+        check_logins(
+            target,
+            &cfg,
+            &[post(target, "username=u&password=pw"), status(401)],
+            &[(some("u"), None, Some(Failure))],
+        );
+    }
+    for target in [
+        "/blogin",
+        "/login/help",
+        "/login//",
+        "/loginx",
+        "/logins",
+        "/my-auth",
+        "/tokens",
+        "/api/oauth-token",
+        "/session/new",
+        "/",
+        "/search?q=/login",
+        "/x#/login",
+    ] {
+        check_logins(
+            target,
+            &cfg,
+            &[post(target, "username=u&password=pw"), status(401)],
+            &[(None, None, None)],
+        );
+    }
+    for method in ["GET", "PUT", "DELETE"] {
+        check_logins(
+            method,
+            &cfg,
+            &[
+                req(format!(
+                    "{method} /login HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nusername=u"
+                )),
+                status(401),
+            ],
+            &[(None, None, None)],
+        );
+    }
+    let off = HttpConfig {
+        login_path_suffixes: Vec::new(),
+        ..HttpConfig::default()
+    };
+    check_logins(
+        "suffix list off",
+        &off,
+        &[post("/login", "username=u"), status(401)],
+        &[(None, None, None)],
+    );
+    let custom = HttpConfig {
+        login_path_suffixes: vec!["/connexion".into()],
+        ..HttpConfig::default()
+    };
+    check_logins(
+        "custom suffix",
+        &custom,
+        &[
+            post("/fr/connexion", "username=u"),
+            post("/login", "username=v"),
+            status(403),
+            status(403),
+        ],
+        &[(some("u"), None, Some(Failure)), (None, None, None)],
+    );
+}
+
+/// A `GET` to `target` with the Basic credential `alice:pw`.
+fn basic(target: &str) -> Ev {
+    req(format!(
+        "GET {target} HTTP/1.1\r\nHost: h\r\nAuthorization: Basic {}\r\n\r\n",
+        b64("alice:pw")
+    ))
+}
+
+#[test]
+fn decides_default_login_outcomes() {
+    use LoginOutcome::{Failure, Success, Unknown};
+    let cfg = HttpConfig::default();
+    let some = |s: &str| Some(s.to_owned());
+    for (code, outcome) in [
+        (200, Success),
+        (201, Success),
+        (204, Success),
+        (302, Success),
+        (303, Success),
+        (401, Failure),
+        (403, Failure),
+        (400, Unknown),
+        (404, Unknown),
+        (429, Unknown),
+        (500, Unknown),
+    ] {
+        check_logins(
+            &format!("path login answered {code}"),
+            &cfg,
+            &[
+                post("/api/v1/login", "email=e%40x.org&password=pw"),
+                status(code),
+            ],
+            &[(some("e@x.org"), None, Some(outcome))],
+        );
+        check_logins(
+            &format!("Basic on a random route answered {code}"),
+            &cfg,
+            &[basic("/reports/7?page=2"), status(code)],
+            &[(some("alice"), None, Some(outcome))],
+        );
+    }
+    check_logins(
+        "path login without response",
+        &cfg,
+        &[post("/signin", "user=bob")],
+        &[(some("bob"), None, Some(Unknown))],
+    );
+    let strict = HttpConfig {
+        login_failure_status: vec![400, 401, 403],
+        ..HttpConfig::default()
+    };
+    check_logins(
+        "configured failure statuses",
+        &strict,
+        &[
+            post("/oauth/token", "username=u"),
+            basic("/x"),
+            status(400),
+            status(400),
+        ],
+        &[
+            (some("u"), None, Some(Failure)),
+            (some("alice"), None, Some(Failure)),
+        ],
+    );
+}
+
+#[test]
+fn recognises_basic_logins() {
+    use LoginOutcome::{Success, Unknown};
+    let cfg = HttpConfig::default();
+    let some = |s: &str| Some(s.to_owned());
+    check_logins(
+        "Basic without response",
+        &cfg,
+        &[basic("/x")],
+        &[(some("alice"), None, Some(Unknown))],
+    );
+    check_logins(
+        "Basic with an empty user name is no login",
+        &cfg,
+        &[
+            req(format!(
+                "GET /x HTTP/1.1\r\nHost: h\r\nAuthorization: Basic {}\r\n\r\n",
+                b64(":pw")
+            )),
+            status(401),
+        ],
+        &[(None, None, None)],
+    );
+    let jwt = format!("{}.{}.s", b64url("{}"), b64url(r#"{"sub":"u1"}"#));
+    check_logins(
+        "a JWT bearer is no login",
+        &cfg,
+        &[
+            req(format!(
+                "GET /x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {jwt}\r\n\r\n"
+            )),
+            status(401),
+        ],
+        &[(
+            some("u1"),
+            Some(identity::session_hash(&[0; 16], jwt.as_bytes())),
+            None,
+        )],
+    );
+    check_logins(
+        "the body account beats the Basic user on a login path",
+        &cfg,
+        &[
+            req(format!(
+                "POST /auth HTTP/1.1\r\nHost: h\r\nAuthorization: Basic {}\r\nContent-Length: 10\r\n\r\nusername=u",
+                b64("alice:pw")
+            )),
+            status(200),
+        ],
+        &[(some("u"), None, Some(Success))],
+    );
+    check_logins(
+        "Basic on a POST elsewhere: the body is not read",
+        &cfg,
+        &[
+            req(format!(
+                "POST /orders HTTP/1.1\r\nHost: h\r\nAuthorization: Basic {}\r\nContent-Length: 10\r\n\r\nusername=u",
+                b64("alice:pw")
+            )),
+            status(201),
+        ],
+        &[(some("alice"), None, Some(Success))],
+    );
+    let no_basic = HttpConfig {
+        basic_auth_logins: false,
+        ..HttpConfig::default()
+    };
+    check_logins(
+        "Basic logins off",
+        &no_basic,
+        &[basic("/x"), status(401)],
+        &[(some("alice"), None, None)],
+    );
+}
+
+#[test]
+fn reads_default_account_fields() {
+    use LoginOutcome::Success;
+    let cfg = HttpConfig::default();
+    let some = |s: &str| Some(s.to_owned());
+    let typed = |content_type: &str, body: &str| {
+        req(format!(
+            "POST /login HTTP/1.1\r\nHost: h\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    for field in &cfg.account_fields {
+        let form = format!("password=pw&{field}=acct%2B1");
+        let json = format!(r#"{{"password":"pw","{field}":"acct+1"}}"#);
+        for (kind, ev) in [
+            ("form", typed("application/x-www-form-urlencoded", &form)),
+            ("sniffed form", post("/login", &form)),
+            ("JSON", typed("application/json; charset=utf-8", &json)),
+            ("sniffed JSON", post("/login", &json)),
+        ] {
+            check_logins(
+                &format!("{kind} field {field}"),
+                &cfg,
+                &[ev, status(200)],
+                &[(some("acct+1"), None, Some(Success))],
+            );
+        }
+    }
+    for (name, body, account) in [
+        (
+            "list order beats body order",
+            "email=e&username=u",
+            Some("u"),
+        ),
+        ("empty value skipped", "username=&email=e", Some("e")),
+        ("password alone", "password=pw", None),
+        ("unknown field", "customer=c&password=pw", None),
+        (
+            "JSON list order",
+            r#"{"login":"l","user":"u","pass":"p"}"#,
+            Some("u"),
+        ),
+        (
+            "JSON nested not followed",
+            r#"{"user":{"email":"n"}}"#,
+            None,
+        ),
+        (
+            "JSON number",
+            r#"{"phone":33612345678}"#,
+            Some("33612345678"),
+        ),
+    ] {
+        check_logins(
+            name,
+            &cfg,
+            &[post("/login", body), status(200)],
+            &[(account.map(str::to_owned), None, Some(Success))],
+        );
+    }
+    let custom = HttpConfig {
+        account_fields: vec!["customer_no".into()],
+        ..HttpConfig::default()
+    };
+    check_logins(
+        "configured account fields",
+        &custom,
+        &[post("/login", "username=u&customer_no=c7"), status(200)],
+        &[(some("c7"), None, Some(Success))],
+    );
+}
+
+#[test]
+fn explicit_routes_override_default_logins() {
+    use LoginOutcome::{Failure, Success, Unknown};
+    let route = |path: &str, field: &str, failure: Vec<u16>, cookie: Option<&str>| LoginRoute {
+        method: "POST".into(),
+        path: path.into(),
+        account_field: field.into(),
+        success_status: vec![200],
+        failure_status: failure,
+        success_set_cookie: cookie.map(str::to_owned),
+    };
+    let cfg = HttpConfig {
+        login_routes: vec![
+            route("/api/login", "username", vec![400, 401, 403], None),
+            route("/login", "user.email", vec![401], Some("sid")),
+            route("/start", "username", vec![401], None),
+        ],
+        ..HttpConfig::default()
+    };
+    let some = |s: &str| Some(s.to_owned());
+    let hash = |v: &str| Some(identity::session_hash(&[0; 16], v.as_bytes()));
+    let nested = r#"{"username":"flat","user":{"email":"nested"}}"#;
+    for (name, events, expected) in [
+        (
+            "route failure 400 (default: unknown)",
+            vec![post("/api/login", "username=u"), status(400)],
+            (some("u"), None, Some(Failure)),
+        ),
+        (
+            "route success only 200 (default: success)",
+            vec![post("/api/login", "username=u"), status(201)],
+            (some("u"), None, Some(Unknown)),
+        ),
+        (
+            "route field only (default: email)",
+            vec![post("/api/login", "email=e"), status(200)],
+            (None, None, Some(Success)),
+        ),
+        (
+            "route nested field (default: username)",
+            vec![post("/login", nested), status(401)],
+            (some("nested"), None, Some(Failure)),
+        ),
+        (
+            "route success cookie (default: success by status)",
+            vec![post("/login", nested), status(200)],
+            (some("nested"), None, Some(Failure)),
+        ),
+        (
+            "route success cookie set",
+            vec![
+                post("/login", nested),
+                resp("HTTP/1.1 200 X\r\nSet-Cookie: sid=s\r\nContent-Length: 0\r\n\r\n"),
+            ],
+            (some("nested"), hash("s"), Some(Success)),
+        ),
+        (
+            "route on a path no suffix matches",
+            vec![post("/start", "username=u"), status(401)],
+            (some("u"), None, Some(Failure)),
+        ),
+        (
+            "route beats Basic",
+            vec![
+                req(format!(
+                    "POST /api/login HTTP/1.1\r\nHost: h\r\nAuthorization: Basic {}\r\nContent-Length: 10\r\n\r\nusername=u",
+                    b64("alice:pw")
+                )),
+                status(400),
+            ],
+            (some("u"), None, Some(Failure)),
+        ),
+        (
+            "other paths keep the defaults",
+            vec![post("/v1/signin", "email=e"), status(400)],
+            (some("e"), None, Some(Unknown)),
+        ),
+    ] {
+        check_logins(name, &cfg, &events, &[expected]);
+    }
 }
 
 #[test]

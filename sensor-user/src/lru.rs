@@ -1,4 +1,5 @@
-//! A hash table with a least-recently-used order: the storage of the flow table.
+//! A hash table with a least-recently-used order: the storage of the flow table and of the
+//! detectors' entity state.
 //!
 //! Entries live in a slab of fixed-size pages addressed by `u32` slot numbers; a hash table of
 //! slot numbers finds them by key (the key is stored once, in the slab: the index costs 5 bytes
@@ -204,6 +205,17 @@ impl<K: Hash + Eq + Copy + Default, V> LruTable<K, V> {
         }
         self.free = slot;
         Some((key, value))
+    }
+
+    /// Keys, in slot order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = K> + '_ {
+        self.pages.iter().flat_map(|page| {
+            page.heads
+                .iter()
+                .zip(page.values.iter())
+                .filter(|(_, v)| v.is_some())
+                .map(|(h, _)| h.key)
+        })
     }
 
     /// Values, in slot order.

@@ -1,0 +1,585 @@
+//! The decision policy: findings in, one [`Decision`] per entity out (observe, alert or
+//! block), with a scope, a TTL that escalates for repeat offenders, a reason and the findings
+//! behind it. Pure: no I/O, time passed in. Decisions are side-effect-free values; the map
+//! writer (`verdict.rs`) enforces them, and only when the policy says so.
+//!
+//! Safety rules, checked in this order before a block:
+//! - only a finding whose detector may block (see [`Strength`]) leads to one, and a whole
+//!   prefix is blocked only for volume;
+//! - allowlisted prefixes and trusted proxies are never blocked;
+//! - a source must have completed a TCP handshake and sent a request (`Standing::verified`):
+//!   spoofed packets cannot get an innocent address blocked;
+//! - a client behind a trusted proxy is not blocked by address (that would block the proxy):
+//!   the decision is reported for enforcement upstream;
+//! - the blast-radius guard: an address or prefix whose recent traffic was mostly successful
+//!   for many distinct sessions or accounts (an office behind NAT) is not blocked as a whole;
+//! - caps on active blocks and on new blocks per minute; beyond them the policy alerts and
+//!   counts what it did not block.
+//!
+//! A block lasts its TTL. While the behaviour goes on (new findings, or the kernel still
+//! dropping the source's packets) a block in its second half is renewed with the same TTL; when
+//! the behaviour stops, the block lapses by the kernel's clock.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{Detector, Entity, Finding, Strength};
+
+/// Nanoseconds per second.
+const NS: u64 = 1_000_000_000;
+
+/// The `[policy]` table of the configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Decide and report, but never write a block (the `--dry-run` flag sets it too).
+    pub dry_run: bool,
+    /// TTL of a first block, in seconds.
+    pub block_ttl_s: u64,
+    /// Each repeat offence multiplies the TTL by this factor...
+    pub escalation: f64,
+    /// ... up to this TTL, in seconds.
+    pub max_ttl_s: u64,
+    /// How long, in seconds, an offence is remembered for escalation.
+    pub offence_memory_s: u64,
+    /// Most blocks active at once; beyond it the policy alerts instead.
+    pub max_active_blocks: usize,
+    /// Most new blocks per minute; beyond it the policy alerts instead.
+    pub max_new_blocks_per_min: usize,
+    /// Never blocked (also written to the kernel's allowlist by the agent).
+    pub allowlist: Vec<IpNet>,
+    /// Blast-radius guard: an address or prefix with at least this many distinct sessions or
+    /// accounts answered successfully recently...
+    pub shared_min_identities: f64,
+    /// ... and at least this share of successful answers is shared by many users: it is not
+    /// blocked as a whole.
+    pub shared_min_success_share: f64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            block_ttl_s: 600,
+            escalation: 4.0,
+            max_ttl_s: 86_400,
+            offence_memory_s: 86_400,
+            max_active_blocks: 10_000,
+            max_new_blocks_per_min: 600,
+            allowlist: Vec::new(),
+            shared_min_identities: 10.0,
+            shared_min_success_share: 0.5,
+        }
+    }
+}
+
+/// What a decision does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Record only.
+    Observe,
+    /// Report for a human.
+    Alert,
+    /// Block the target.
+    Block,
+}
+
+/// Where a block is enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// In this host's kernel (the block maps).
+    Kernel,
+    /// Upstream: the client is behind a trusted proxy shared with other clients, so blocking
+    /// its address here would block the proxy. The decision is reported for the proxy or a
+    /// hook to enforce.
+    Upstream,
+    /// Not enforced: an alert, a dry run, or a block the safety rules refused.
+    None,
+}
+
+/// Why a block-worthy finding did not become a kernel block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The target is (or overlaps) an allowlisted prefix.
+    Allowlisted,
+    /// The target is a trusted proxy.
+    TrustedProxy,
+    /// The source never completed a handshake and a request.
+    Unverified,
+    /// The address or prefix is shared by many successful users.
+    SharedAddress,
+    /// The cap on active blocks was reached.
+    ActiveCap,
+    /// The cap on new blocks per minute was reached.
+    RateCap,
+    /// Dry run.
+    DryRun,
+}
+
+impl Refusal {
+    /// Every refusal, in report order.
+    pub const ALL: [Refusal; 7] = [
+        Refusal::Allowlisted,
+        Refusal::TrustedProxy,
+        Refusal::Unverified,
+        Refusal::SharedAddress,
+        Refusal::ActiveCap,
+        Refusal::RateCap,
+        Refusal::DryRun,
+    ];
+
+    /// The sentence of a decision's note.
+    fn note(self) -> &'static str {
+        match self {
+            Refusal::Allowlisted => "not blocked: allowlisted",
+            Refusal::TrustedProxy => "not blocked: a trusted proxy",
+            Refusal::Unverified => {
+                "not blocked: the source never completed a handshake and a request (could be spoofed)"
+            }
+            Refusal::SharedAddress => {
+                "not blocked as a whole: shared by many users with mostly successful traffic"
+            }
+            Refusal::ActiveCap => "not blocked: the cap on active blocks is reached",
+            Refusal::RateCap => "not blocked: the cap on new blocks per minute is reached",
+            Refusal::DryRun => "not blocked: dry run",
+        }
+    }
+}
+
+/// One decision.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decision {
+    /// Unique id, also the block's id in the kernel's notes: the time in milliseconds and a
+    /// sequence number (deterministic for a replay).
+    pub id: u64,
+    /// When, Unix ns (the time of the finding that made it).
+    pub at_ns: u64,
+    /// What it does.
+    pub action: Action,
+    /// Where it is enforced.
+    pub enforcement: Enforcement,
+    /// About whom.
+    pub entity: Entity,
+    /// The address or prefix a block covers.
+    pub target: Option<IpNet>,
+    /// Block duration in seconds (0 for alerts).
+    pub ttl_s: u64,
+    /// A renewal of an active block (the behaviour goes on).
+    pub renewal: bool,
+    /// Offences of this target remembered, this one included.
+    pub offence: u32,
+    /// Short reason (detector names), at most 96 bytes: it goes into the kernel's note.
+    pub reason: String,
+    /// Why it is not a kernel block, when a finding could have made one.
+    pub refused: Option<Refusal>,
+    /// Sentences for the operator.
+    pub notes: Vec<String>,
+    /// The findings behind it.
+    pub findings: Vec<Finding>,
+}
+
+impl Decision {
+    /// One line for logs.
+    pub fn summary(&self) -> String {
+        let target = self
+            .target
+            .map_or_else(|| self.entity.to_string(), |t| t.to_string());
+        let mut s = format!(
+            "decision {:016x}: {:?} {} ({}), ttl {} s",
+            self.id, self.action, target, self.reason, self.ttl_s
+        );
+        if let Some(r) = self.refused {
+            s.push_str(&format!("; {}", r.note()));
+        }
+        s
+    }
+
+    /// Whether the map writer must write a kernel block for it.
+    pub fn blocks_in_kernel(&self) -> bool {
+        self.action == Action::Block && self.enforcement == Enforcement::Kernel
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Observe => "observe",
+            Action::Alert => "alert",
+            Action::Block => "block",
+        })
+    }
+}
+
+/// Counts of what the policy did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PolicyCounters {
+    /// Decisions by action.
+    pub observe: u64,
+    /// Alerts.
+    pub alert: u64,
+    /// Blocks (new and renewed).
+    pub block: u64,
+    /// Of those, renewals.
+    pub renewed: u64,
+    /// Blocks refused, by reason.
+    pub refused: BTreeMap<String, u64>,
+    /// Blocks active now.
+    pub active: u64,
+}
+
+/// A block the policy made and believes active.
+#[derive(Clone, Debug)]
+struct Active {
+    /// Its decision id.
+    id: u64,
+    /// Expiry, Unix ns.
+    expires_ns: u64,
+    /// Its TTL, ns.
+    ttl_ns: u64,
+}
+
+/// The policy and its memory of blocks and offences.
+pub struct Policy {
+    /// Configuration.
+    cfg: PolicyConfig,
+    /// Trusted proxies (from the HTTP configuration): never blocked.
+    trusted_proxies: Vec<IpNet>,
+    /// Blocks believed active, by target.
+    active: BTreeMap<IpNet, Active>,
+    /// Offences per target: count and time of the latest.
+    offences: BTreeMap<IpNet, (u32, u64)>,
+    /// Times of the new blocks of the last minute.
+    recent_blocks: VecDeque<u64>,
+    /// Decisions made, for ids.
+    seq: u64,
+    /// Counters.
+    counters: PolicyCounters,
+}
+
+impl Policy {
+    /// A policy with no memory yet.
+    pub fn new(cfg: PolicyConfig, trusted_proxies: Vec<IpNet>) -> Self {
+        Self {
+            cfg,
+            trusted_proxies,
+            active: BTreeMap::new(),
+            offences: BTreeMap::new(),
+            recent_blocks: VecDeque::new(),
+            seq: 0,
+            counters: PolicyCounters::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.cfg
+    }
+
+    /// Counters now.
+    pub fn counters(&self) -> PolicyCounters {
+        let mut c = self.counters.clone();
+        c.active = self.active.len() as u64;
+        c
+    }
+
+    /// Decides on one finding. `None` when the finding changes nothing (context only, or a
+    /// block already active and not yet due for renewal).
+    pub fn on_finding(&mut self, f: &Finding) -> Option<Decision> {
+        let now = f.at_ns;
+        self.expire(now);
+        match f.detector.strength() {
+            Strength::Context => None,
+            Strength::Alert => Some(self.alert(f, None, None)),
+            Strength::Block => Some(self.block_or_refuse(f)?),
+        }
+    }
+
+    /// The kernel is still dropping `target`'s packets (its block's latest hit was at
+    /// `last_hit_ns`, Unix ns): the behaviour goes on, so a block in its second half is
+    /// renewed.
+    pub fn on_block_hit(&mut self, target: IpNet, last_hit_ns: u64, now_ns: u64) -> Option<Decision> {
+        self.expire(now_ns);
+        let a = self.active.get(&target)?;
+        if last_hit_ns + a.ttl_ns / 2 < now_ns || !self.due_for_renewal(a, now_ns) {
+            return None;
+        }
+        let ttl_ns = a.ttl_ns;
+        let offence = self.offences.get(&target).map_or(1, |o| o.0);
+        Some(self.renew(target, Entity::Source(target.addr()), now_ns, ttl_ns, offence, Vec::new(), "still dropping".into()))
+    }
+
+    /// Forgets blocks whose TTL ran out.
+    pub fn expire(&mut self, now_ns: u64) {
+        self.active.retain(|_, a| a.expires_ns > now_ns);
+        let memory = self.cfg.offence_memory_s.saturating_mul(NS);
+        self.offences
+            .retain(|_, (_, last)| last.saturating_add(memory) > now_ns);
+        while self
+            .recent_blocks
+            .front()
+            .is_some_and(|&t| t.saturating_add(60 * NS) <= now_ns)
+        {
+            self.recent_blocks.pop_front();
+        }
+    }
+
+    /// A block of `target` the map writer could not write (full map, an error): the policy
+    /// stops believing it is active, so that the next finding tries again.
+    pub fn forget(&mut self, target: IpNet) {
+        self.active.remove(&target);
+    }
+
+    fn next_id(&mut self, at_ns: u64) -> u64 {
+        self.seq += 1;
+        ((at_ns / 1_000_000) << 20) | (self.seq & 0xf_ffff)
+    }
+
+    fn alert(&mut self, f: &Finding, target: Option<IpNet>, refused: Option<Refusal>) -> Decision {
+        self.counters.alert += 1;
+        if let Some(r) = refused {
+            *self
+                .counters
+                .refused
+                .entry(format!("{r:?}").to_lowercase())
+                .or_default() += 1;
+        }
+        let mut notes = Vec::new();
+        if let Some(r) = refused {
+            notes.push(r.note().to_owned());
+        }
+        if matches!(f.detector, Detector::AccountAttacked) {
+            notes.push(format!(
+                "{} sources listed; no address is blocked for failing once",
+                f.sources.len()
+            ));
+        }
+        Decision {
+            id: self.next_id(f.at_ns),
+            at_ns: f.at_ns,
+            action: Action::Alert,
+            enforcement: Enforcement::None,
+            entity: f.entity.clone(),
+            target,
+            ttl_s: 0,
+            renewal: false,
+            offence: 0,
+            reason: reason_text(f.detector),
+            refused,
+            notes,
+            findings: vec![f.clone()],
+        }
+    }
+
+    fn block_or_refuse(&mut self, f: &Finding) -> Option<Decision> {
+        let now = f.at_ns;
+        let target = match &f.entity {
+            Entity::Source(ip) => IpNet::from(ip.to_canonical()),
+            // A whole prefix is blocked for volume only; other behaviour spread over a prefix
+            // is an alert, and its sources that crossed on their own are blocked one by one.
+            Entity::Prefix(net) if f.detector == Detector::Volume => *net,
+            _ => return Some(self.alert(f, None, None)),
+        };
+        if self.cfg.allowlist.iter().any(|a| overlaps(a, &target)) {
+            return Some(self.alert(f, Some(target), Some(Refusal::Allowlisted)));
+        }
+        if self.trusted_proxies.iter().any(|p| overlaps(p, &target)) {
+            return Some(self.alert(f, Some(target), Some(Refusal::TrustedProxy)));
+        }
+        let standing = f.standing.unwrap_or_default();
+        if !standing.verified {
+            return Some(self.alert(f, Some(target), Some(Refusal::Unverified)));
+        }
+        if standing.success_share >= self.cfg.shared_min_success_share
+            && (standing.good_sessions >= self.cfg.shared_min_identities
+                || standing.good_accounts >= self.cfg.shared_min_identities)
+        {
+            return Some(self.alert(f, Some(target), Some(Refusal::SharedAddress)));
+        }
+        if let Some(a) = self.active.get(&target) {
+            if !self.due_for_renewal(a, now) {
+                return None;
+            }
+            let (ttl_ns, offence) = (a.ttl_ns, self.offences.get(&target).map_or(1, |o| o.0));
+            return Some(self.renew(target, f.entity.clone(), now, ttl_ns, offence, vec![f.clone()], reason_text(f.detector)));
+        }
+        if self.cfg.dry_run {
+            return Some(self.dry_run_block(f, target));
+        }
+        if self.active.len() >= self.cfg.max_active_blocks {
+            return Some(self.alert(f, Some(target), Some(Refusal::ActiveCap)));
+        }
+        if self.recent_blocks.len() >= self.cfg.max_new_blocks_per_min {
+            return Some(self.alert(f, Some(target), Some(Refusal::RateCap)));
+        }
+        let offence = self.offend(target, now);
+        let ttl_s = self.ttl_s(offence);
+        let id = self.next_id(now);
+        self.active.insert(
+            target,
+            Active {
+                id,
+                expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
+                ttl_ns: ttl_s.saturating_mul(NS),
+            },
+        );
+        self.recent_blocks.push_back(now);
+        self.counters.block += 1;
+        let upstream = standing.proxied;
+        let mut notes = Vec::new();
+        if upstream {
+            notes.push(
+                "the client is behind a trusted proxy: reported for enforcement upstream, the proxy is not blocked"
+                    .to_owned(),
+            );
+        }
+        if offence > 1 {
+            notes.push(format!("repeat offence {offence}: TTL escalated"));
+        }
+        Some(Decision {
+            id,
+            at_ns: now,
+            action: Action::Block,
+            enforcement: if upstream {
+                Enforcement::Upstream
+            } else {
+                Enforcement::Kernel
+            },
+            entity: f.entity.clone(),
+            target: Some(target),
+            ttl_s,
+            renewal: false,
+            offence,
+            reason: reason_text(f.detector),
+            refused: None,
+            notes,
+            findings: vec![f.clone()],
+        })
+    }
+
+    /// A block decided in a dry run: reported with its TTL, enforced nowhere, remembered so
+    /// that the dry run reports what a real one would (renewals, escalation, caps).
+    fn dry_run_block(&mut self, f: &Finding, target: IpNet) -> Decision {
+        let now = f.at_ns;
+        let offence = self.offend(target, now);
+        let ttl_s = self.ttl_s(offence);
+        let id = self.next_id(now);
+        self.active.insert(
+            target,
+            Active {
+                id,
+                expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
+                ttl_ns: ttl_s.saturating_mul(NS),
+            },
+        );
+        self.recent_blocks.push_back(now);
+        self.counters.block += 1;
+        *self.counters.refused.entry("dry_run".into()).or_default() += 1;
+        Decision {
+            id,
+            at_ns: now,
+            action: Action::Block,
+            enforcement: Enforcement::None,
+            entity: f.entity.clone(),
+            target: Some(target),
+            ttl_s,
+            renewal: false,
+            offence,
+            reason: reason_text(f.detector),
+            refused: Some(Refusal::DryRun),
+            notes: vec![Refusal::DryRun.note().to_owned()],
+            findings: vec![f.clone()],
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one private constructor")]
+    fn renew(
+        &mut self,
+        target: IpNet,
+        entity: Entity,
+        now: u64,
+        ttl_ns: u64,
+        offence: u32,
+        findings: Vec<Finding>,
+        reason: String,
+    ) -> Decision {
+        let id = match self.active.get_mut(&target) {
+            Some(a) => {
+                a.expires_ns = now.saturating_add(ttl_ns);
+                a.id
+            }
+            None => self.next_id(now),
+        };
+        self.counters.block += 1;
+        self.counters.renewed += 1;
+        let dry = self.cfg.dry_run;
+        if let Some(o) = self.offences.get_mut(&target) {
+            o.1 = now;
+        }
+        Decision {
+            id,
+            at_ns: now,
+            action: Action::Block,
+            enforcement: if dry { Enforcement::None } else { Enforcement::Kernel },
+            entity,
+            target: Some(target),
+            ttl_s: ttl_ns / NS,
+            renewal: true,
+            offence,
+            reason,
+            refused: dry.then_some(Refusal::DryRun),
+            notes: vec!["renewed: the behaviour goes on".to_owned()],
+            findings,
+        }
+    }
+
+    /// Whether an active block is in its second half.
+    fn due_for_renewal(&self, a: &Active, now: u64) -> bool {
+        a.expires_ns.saturating_sub(now) < a.ttl_ns / 2
+    }
+
+    /// Records an offence of `target` and returns how many are remembered.
+    fn offend(&mut self, target: IpNet, now: u64) -> u32 {
+        let o = self.offences.entry(target).or_insert((0, now));
+        o.0 = o.0.saturating_add(1);
+        o.1 = now;
+        o.0
+    }
+
+    /// The TTL of the `offence`-th block of a target, in seconds.
+    fn ttl_s(&self, offence: u32) -> u64 {
+        let base = self.cfg.block_ttl_s.max(1);
+        let factor = self
+            .cfg
+            .escalation
+            .max(1.0)
+            .powi(i32::try_from(offence.saturating_sub(1)).unwrap_or(i32::MAX));
+        #[expect(clippy::cast_precision_loss, reason = "seconds")]
+        let ttl = base as f64 * factor;
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "clamped below"
+        )]
+        let ttl = ttl.min(self.cfg.max_ttl_s.max(base) as f64) as u64;
+        ttl
+    }
+}
+
+/// Whether two networks share an address.
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The short reason of a decision.
+fn reason_text(d: Detector) -> String {
+    format!("apisensor: {d}")
+}

@@ -1,0 +1,245 @@
+//! Thresholds of the detectors and bounds of their state: the `[detect]` table of the
+//! configuration. Every key has a working default, so the table and each of its keys may be
+//! left out; unknown keys are errors.
+
+use serde::Deserialize;
+
+use super::baseline::BaselineConfig;
+
+/// The `[detect]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Whether detection runs at all (transactions are still logged when off).
+    pub enabled: bool,
+    /// Bounds on tracked entities; beyond them the least recently active one is evicted (and
+    /// counted).
+    pub limits: StateLimits,
+    /// A detector reports the same entity again at most this often, in seconds, while the
+    /// behaviour goes on (so that decisions can be kept alive without a finding per request).
+    pub repeat_s: u64,
+    /// Brute force, credential stuffing and account aggregation.
+    pub brute_force: BruteForceConfig,
+    /// Low success rate.
+    pub low_success: LowSuccessConfig,
+    /// Volumetric detectors.
+    pub volume: VolumeConfig,
+    /// Scraping and enumeration.
+    pub scraping: ScrapingConfig,
+    /// Bot timing.
+    pub timing: TimingConfig,
+    /// Learned baselines (by hour of week).
+    pub baseline: BaselineConfig,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            limits: StateLimits::default(),
+            repeat_s: 30,
+            brute_force: BruteForceConfig::default(),
+            low_success: LowSuccessConfig::default(),
+            volume: VolumeConfig::default(),
+            scraping: ScrapingConfig::default(),
+            timing: TimingConfig::default(),
+            baseline: BaselineConfig::default(),
+        }
+    }
+}
+
+/// Bounds on the detectors' state.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateLimits {
+    /// Source addresses tracked.
+    pub sources: usize,
+    /// Source prefixes tracked (/24, /64 and /48 together).
+    pub prefixes: usize,
+    /// Accounts tracked.
+    pub accounts: usize,
+    /// Sessions tracked.
+    pub sessions: usize,
+    /// Endpoints tracked.
+    pub endpoints: usize,
+    /// Sources whose detailed history (timing, samples, identifiers walked) is kept; a source
+    /// gets one after `detail_after` requests.
+    pub detailed_sources: usize,
+    /// Requests after which a source's detailed history is kept.
+    pub detail_after: u32,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        Self {
+            sources: 1_000_000,
+            prefixes: 200_000,
+            accounts: 200_000,
+            sessions: 200_000,
+            endpoints: 10_000,
+            detailed_sources: 50_000,
+            detail_after: 4,
+        }
+    }
+}
+
+/// Failed logins (brute force, credential stuffing, account aggregation).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BruteForceConfig {
+    /// Half-life of the fast failure count, in seconds.
+    pub half_life_s: u64,
+    /// Failed logins (decayed with `half_life_s`) from one source that make a brute force...
+    pub min_failures: f64,
+    /// ... when at least this share of the source's logins failed (a user who mistypes and then
+    /// logs in, or an office of many users, stays below it).
+    pub min_failure_share: f64,
+    /// Half-life of the slow failure count, in seconds: a slow brute force below the fast
+    /// threshold still adds up here.
+    pub slow_half_life_s: u64,
+    /// Failed logins (decayed with `slow_half_life_s`) from one source that make a slow brute
+    /// force (with the same failure share).
+    pub slow_min_failures: f64,
+    /// Failed logins (fast count) from one prefix that make a brute force on the prefix (an
+    /// alert: the sources in it that crossed on their own are blocked one by one).
+    pub prefix_min_failures: f64,
+    /// Distinct accounts that failed from one source: credential stuffing.
+    pub stuffing_min_accounts: f64,
+    /// Distinct accounts that logged in successfully from one source: account aggregation
+    /// (an alert: an office behind one address looks the same).
+    pub aggregation_min_accounts: f64,
+    /// Distinct sources one account failed from: an account under attack (an alert listing
+    /// the sources; never a block of every address that failed once).
+    pub account_min_sources: f64,
+}
+
+impl Default for BruteForceConfig {
+    fn default() -> Self {
+        Self {
+            half_life_s: 60,
+            min_failures: 5.0,
+            min_failure_share: 0.8,
+            slow_half_life_s: 3600,
+            slow_min_failures: 20.0,
+            prefix_min_failures: 30.0,
+            stuffing_min_accounts: 5.0,
+            aggregation_min_accounts: 20.0,
+            account_min_sources: 10.0,
+        }
+    }
+}
+
+/// Low success rate.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LowSuccessConfig {
+    /// Half-life of the answered-request counts, in seconds.
+    pub half_life_s: u64,
+    /// Answered requests (decayed) a source needs before its success share is judged.
+    pub min_requests: f64,
+    /// The success share (2xx and 3xx of answered requests) at or below which a source is
+    /// flagged. The source documents: attackers under 5 %, normal clients above 85 %.
+    pub max_success_share: f64,
+}
+
+impl Default for LowSuccessConfig {
+    fn default() -> Self {
+        Self {
+            half_life_s: 300,
+            min_requests: 20.0,
+            max_success_share: 0.05,
+        }
+    }
+}
+
+/// Volumetric detectors.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VolumeConfig {
+    /// Half-life of the rate estimates, in seconds.
+    pub half_life_s: u64,
+    /// Requests per second from one source above which it is over its ceiling.
+    pub source_ceiling_rps: f64,
+    /// Requests per second from one prefix above which it is over its ceiling.
+    pub prefix_ceiling_rps: f64,
+    /// A prefix over its learned hour-of-week baseline by this factor is over it too.
+    pub baseline_factor: f64,
+    /// How long, in seconds, a source or prefix must stay over to be reported (a burst is not).
+    pub sustain_s: u64,
+    /// SYNs per second from one source that, with at most `flood_max_requests_share` of them
+    /// turning into requests, make a flood.
+    pub syn_ceiling_rps: f64,
+    /// The share of a flooding source's SYNs that became requests, at most.
+    pub flood_max_requests_share: f64,
+    /// An endpoint over its hour-of-week baseline by this factor is reported (an alert).
+    pub endpoint_factor: f64,
+}
+
+impl Default for VolumeConfig {
+    fn default() -> Self {
+        Self {
+            half_life_s: 10,
+            source_ceiling_rps: 100.0,
+            prefix_ceiling_rps: 500.0,
+            baseline_factor: 10.0,
+            sustain_s: 10,
+            syn_ceiling_rps: 50.0,
+            flood_max_requests_share: 0.1,
+            endpoint_factor: 5.0,
+        }
+    }
+}
+
+/// Scraping and enumeration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScrapingConfig {
+    /// Consecutive requests on one route whose identifier moves by 1 to `max_step`...
+    pub sequential_run: u32,
+    /// ... the largest step still counted as sequential ...
+    pub max_step: u64,
+    /// ... within this many seconds (a slow, legitimate crawler takes longer).
+    pub sequential_within_s: u64,
+    /// Window of the distinct-path count, in seconds.
+    pub window_s: u64,
+    /// Distinct paths from one source within one to two windows: unusual breadth (an alert).
+    pub breadth_paths: f64,
+    /// Answered requests (decayed, `low_success.half_life_s`) before the 404 share is judged.
+    pub discovery_min_requests: f64,
+    /// The share of 404 answers at or above which a source is discovering content.
+    pub discovery_not_found_share: f64,
+}
+
+impl Default for ScrapingConfig {
+    fn default() -> Self {
+        Self {
+            sequential_run: 20,
+            max_step: 2,
+            sequential_within_s: 60,
+            window_s: 300,
+            breadth_paths: 300.0,
+            discovery_min_requests: 30.0,
+            discovery_not_found_share: 0.5,
+        }
+    }
+}
+
+/// Bot timing.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimingConfig {
+    /// Intervals between a source's requests needed before their regularity is judged.
+    pub min_samples: usize,
+    /// The robust dispersion (median absolute deviation over the median interval) at or below
+    /// which timing is too regular to be human.
+    pub max_dispersion: f64,
+}
+
+impl Default for TimingConfig {
+    fn default() -> Self {
+        Self {
+            min_samples: 16,
+            max_dispersion: 0.05,
+        }
+    }
+}

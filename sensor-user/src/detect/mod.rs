@@ -1,0 +1,569 @@
+//! Behavioural detection: entity state fed by transactions (and SYN counts), and the detectors
+//! that read it. Pure: no I/O, no clock (every time comes from the input), deterministic for
+//! the same input, configuration and key.
+//!
+//! # Layout
+//!
+//! - [`config`]: thresholds and bounds (`[detect]`), each with a working default.
+//! - `counters`: decaying counts and windowed distinct counts, the measures state is made of.
+//! - `state`: per-entity state (source, prefix, account, session, endpoint, global) in
+//!   bounded tables with counted least-recently-used eviction.
+//! - one module per detector family: `bruteforce`, `success`, `volume`, `scraping`, `timing`;
+//!   each is a function of the state and the configuration that returns measures.
+//! - [`baseline`]: learned hour-of-week baselines per endpoint and prefix.
+//! - [`finding`]: what comes out: a [`Finding`] per entity and detector, with its evidence.
+//!
+//! [`Detection`] ties them together: it updates the state of every entity a transaction
+//! touches, runs the detectors on those entities, and reports a finding at most once per
+//! `repeat_s` per entity and detector while the behaviour goes on.
+
+pub mod baseline;
+mod bruteforce;
+pub mod config;
+mod counters;
+pub mod finding;
+mod scraping;
+mod state;
+mod success;
+mod timing;
+mod volume;
+
+use std::net::IpAddr;
+
+pub use config::DetectConfig;
+pub use finding::{Detector, Entity, Finding, Measure, SampleRequest, Standing, Strength};
+
+use baseline::{BaselineKey, BaselineSnapshot, Baselines};
+use counters::{NS, share};
+use state::{
+    AccountState, AddrKey, Decays, Detail, EndpointState, Outcome, PrefixKey, PrefixState,
+    SessionState, SourceState, Table, ValueHasher,
+};
+
+use crate::http::Transaction;
+use crate::lru::LruTable;
+
+/// Counts of the detection state, for logs and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DetectCounters {
+    /// Transactions observed.
+    pub transactions: u64,
+    /// Findings reported.
+    pub findings: u64,
+    /// Entities tracked now, per kind.
+    pub sources: u64,
+    /// Prefixes tracked.
+    pub prefixes: u64,
+    /// Accounts tracked.
+    pub accounts: u64,
+    /// Sessions tracked.
+    pub sessions: u64,
+    /// Endpoints tracked.
+    pub endpoints: u64,
+    /// Sources with a detailed history.
+    pub detailed: u64,
+    /// Entities evicted to make room, per kind.
+    pub evicted_sources: u64,
+    /// Prefixes evicted.
+    pub evicted_prefixes: u64,
+    /// Accounts evicted.
+    pub evicted_accounts: u64,
+    /// Sessions evicted.
+    pub evicted_sessions: u64,
+    /// Endpoints evicted.
+    pub evicted_endpoints: u64,
+    /// Detailed histories evicted.
+    pub evicted_detailed: u64,
+    /// Baseline keys evicted.
+    pub evicted_baselines: u64,
+}
+
+/// Most (entity, detector) pairs whose last report time is remembered.
+const MAX_REPORTED: usize = 100_000;
+
+/// The detection engine.
+pub struct Detection {
+    /// Configuration.
+    cfg: DetectConfig,
+    /// Decays of the configured half-lives.
+    decays: Decays,
+    /// Hash of counted values.
+    hasher: ValueHasher,
+    /// Per source address.
+    sources: Table<AddrKey, SourceState>,
+    /// Detailed histories of busy sources.
+    details: Table<AddrKey, Detail>,
+    /// Per prefix.
+    prefixes: Table<PrefixKey, PrefixState>,
+    /// Per account (keyed by the name's hash).
+    accounts: Table<u64, AccountState>,
+    /// Per session (keyed by the session hash's hash).
+    sessions: Table<u64, SessionState>,
+    /// Per endpoint (keyed by the hash of method, host and route).
+    endpoints: Table<u64, EndpointState>,
+    /// Learned baselines.
+    baselines: Baselines,
+    /// Start of the current baseline bucket, Unix ns (0 before the first event).
+    bucket_start_ns: u64,
+    /// When each (entity hash, detector) was last reported, Unix ns.
+    reported: LruTable<(u64, u8), u64>,
+    /// Counters.
+    counters: DetectCounters,
+}
+
+impl Detection {
+    /// An engine with empty state. `key` keys the hash of counted values (the installation's
+    /// key: counts are the same on every run over the same input); `baselines` restores what
+    /// an earlier run learned, `now_ns` starts a new warm-up otherwise.
+    pub fn new(
+        cfg: DetectConfig,
+        key: [u8; 16],
+        baselines: Option<BaselineSnapshot>,
+        now_ns: u64,
+    ) -> Result<Self, baseline::BaselineError> {
+        let baselines = match baselines {
+            Some(snapshot) => Baselines::restore(cfg.baseline.clone(), snapshot)?,
+            None => Baselines::new(cfg.baseline.clone(), now_ns),
+        };
+        let l = &cfg.limits;
+        Ok(Self {
+            decays: Decays::of(&cfg),
+            hasher: ValueHasher::new(key),
+            sources: Table::new(l.sources),
+            details: Table::new(l.detailed_sources),
+            prefixes: Table::new(l.prefixes),
+            accounts: Table::new(l.accounts),
+            sessions: Table::new(l.sessions),
+            endpoints: Table::new(l.endpoints),
+            baselines,
+            bucket_start_ns: 0,
+            reported: LruTable::new(),
+            counters: DetectCounters::default(),
+            cfg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
+    /// What the baselines learned, to be saved.
+    pub fn baselines(&self) -> BaselineSnapshot {
+        self.baselines.snapshot()
+    }
+
+    /// Whether the baselines are still learning.
+    pub fn learning(&self, now_ns: u64) -> bool {
+        self.baselines.learning(now_ns)
+    }
+
+    /// Counters now.
+    pub fn counters(&self) -> DetectCounters {
+        let mut c = self.counters;
+        c.sources = self.sources.len() as u64;
+        c.prefixes = self.prefixes.len() as u64;
+        c.accounts = self.accounts.len() as u64;
+        c.sessions = self.sessions.len() as u64;
+        c.endpoints = self.endpoints.len() as u64;
+        c.detailed = self.details.len() as u64;
+        c.evicted_sources = self.sources.evicted;
+        c.evicted_prefixes = self.prefixes.evicted;
+        c.evicted_accounts = self.accounts.evicted;
+        c.evicted_sessions = self.sessions.evicted;
+        c.evicted_endpoints = self.endpoints.evicted;
+        c.evicted_detailed = self.details.evicted;
+        c.evicted_baselines = self.baselines.evicted();
+        c
+    }
+
+    /// Bytes held by the state tables (not the baselines), for the memory benchmark.
+    pub fn memory(&self) -> usize {
+        self.sources.memory()
+            + self.details.memory()
+            + self.details.len() * state::SAMPLES * 64
+            + self.prefixes.memory()
+            + self.accounts.memory()
+            + self.sessions.memory()
+            + self.endpoints.memory()
+            + self.reported.memory()
+    }
+
+    /// The standing of a source, if it is tracked.
+    pub fn standing(&self, ip: IpAddr) -> Option<Standing> {
+        self.sources.get(&AddrKey::of(ip)).map(standing)
+    }
+
+    /// Window number for distinct counts at `now_ns`.
+    fn epoch(&self, now_ns: u64) -> u64 {
+        now_ns / self.cfg.scraping.window_s.max(1).saturating_mul(NS)
+    }
+
+    /// Observes one transaction and pushes the findings it completes to `out`.
+    pub fn on_transaction(&mut self, tx: &Transaction, out: &mut Vec<Finding>) {
+        if !self.cfg.enabled {
+            return;
+        }
+        self.counters.transactions += 1;
+        // The time of the answer when there is one: that is when the outcome became known.
+        let now = tx.ts_ns.saturating_add(tx.latency_ns.unwrap_or(0));
+        self.start_bucket(now);
+        let epoch = self.epoch(now);
+        let outcome = Outcome::of(tx);
+        let verified = !tx.method.is_empty();
+        let ip = tx.client;
+        let source_hash = self.hasher.hash(&AddrKey::of(ip));
+        let account_hash = tx.account.as_deref().map(|a| self.hasher.hash(a));
+        let session_hash = tx.session.as_deref().map(|s| self.hasher.hash(s));
+        let d = self.decays;
+
+        // The source.
+        let key = AddrKey::of(ip);
+        let Some(src) = self.sources.entry(key) else {
+            return;
+        };
+        if verified {
+            src.add(&d, now, epoch, outcome, account_hash, session_hash);
+            src.proxied = tx.client != tx.peer.ip();
+        } else {
+            // A response without its request proves nothing about the peer.
+            src.add_syns(&d, now, epoch, 0);
+        }
+        // The detailed history, once the source is busy enough to need it.
+        let busy = src.total >= self.cfg.limits.detail_after;
+        if verified && busy {
+            let path_hash = self.hasher.hash(tx.path.as_str());
+            let walk = scraping::walked_id(&tx.path, &tx.route)
+                .map(|id| (self.hasher.hash(tx.route.as_str()), id));
+            let max_step = self.cfg.scraping.max_step;
+            if let Some(detail) = self.details.entry(key) {
+                detail.add(tx, path_hash, epoch, walk, max_step);
+            }
+        }
+
+        // Prefixes.
+        if verified {
+            for pk in state::prefixes_of(ip) {
+                if let Some(p) = self.prefixes.entry(pk) {
+                    p.add(&d, now, epoch, outcome, source_hash, session_hash);
+                }
+            }
+        }
+
+        // Account and session.
+        if let (Some(name), Some(h), true) = (tx.account.as_deref(), account_hash, verified)
+            && (outcome.login_failed || outcome.login_ok)
+            && let Some(a) = self.accounts.entry(h)
+        {
+            if a.name.is_empty() {
+                name.clone_into(&mut a.name);
+            }
+            a.add(&d, now, epoch, outcome, ip, source_hash);
+        }
+        if let (Some(h), true) = (session_hash, verified)
+            && let Some(s) = self.sessions.entry(h)
+        {
+            s.add(&d, now, epoch, source_hash);
+        }
+
+        // Endpoint.
+        if verified {
+            let host = tx.host.as_deref().unwrap_or("");
+            let eh = self.hasher.hash(&(tx.method.as_ref(), host, tx.route.as_str()));
+            if let Some(e) = self.endpoints.entry(eh) {
+                if e.name.is_empty() {
+                    e.name = format!("{} {host} {}", tx.method, tx.route);
+                }
+                if e.last_ns != 0 {
+                    e.requests *= d.rates.factor(now.saturating_sub(e.last_ns));
+                }
+                e.last_ns = e.last_ns.max(now);
+                e.requests += 1.0;
+                e.bucket_requests = e.bucket_requests.saturating_add(1);
+            }
+        }
+
+        self.check_source(ip, now, out);
+        if verified {
+            for pk in state::prefixes_of(ip) {
+                self.check_prefix(pk, now, out);
+            }
+            if let Some(h) = account_hash
+                && (outcome.login_failed || outcome.login_ok)
+            {
+                self.check_account(h, now, out);
+            }
+        }
+    }
+
+    /// Observes `syns` SYNs from `ip` at `now_ns` (from the segments, or the kernel's counters)
+    /// and pushes a flood finding if the source is flooding.
+    pub fn on_syns(&mut self, ip: IpAddr, syns: u32, now_ns: u64, out: &mut Vec<Finding>) {
+        if !self.cfg.enabled || syns == 0 {
+            return;
+        }
+        self.start_bucket(now_ns);
+        let epoch = self.epoch(now_ns);
+        let d = self.decays;
+        if let Some(src) = self.sources.entry(AddrKey::of(ip)) {
+            src.add_syns(&d, now_ns, epoch, syns);
+        }
+        self.check_source(ip, now_ns, out);
+    }
+
+    /// Time passes: closes finished baseline buckets (learning, or comparing endpoints and
+    /// prefixes with what was learned) and pushes the findings that makes.
+    pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Finding>) {
+        if !self.cfg.enabled || self.bucket_start_ns == 0 {
+            return;
+        }
+        let bucket_ns = self.cfg.baseline.bucket_s.max(1).saturating_mul(NS);
+        if now_ns < self.bucket_start_ns.saturating_add(bucket_ns) {
+            return;
+        }
+        let at = self.bucket_start_ns;
+        let learning = self.baselines.learning(at);
+        // Endpoints, in slot order (deterministic).
+        let mut endpoint_counts = Vec::new();
+        let keys: Vec<u64> = endpoint_keys(&self.endpoints);
+        for k in keys {
+            let Some(slot) = self.endpoints.entries.find(&k) else {
+                continue;
+            };
+            if let Some(e) = self.endpoints.entries.get_mut(slot)
+                && e.bucket_requests > 0
+            {
+                endpoint_counts.push((e.name.clone(), e.bucket_requests));
+                e.bucket_requests = 0;
+            }
+        }
+        for (name, count) in endpoint_counts {
+            let key = BaselineKey::Endpoint(name.clone());
+            if learning {
+                self.baselines.record(&key, at, count);
+            } else if let Some(exp) = self.baselines.exceeds(
+                &key,
+                at,
+                f64::from(count),
+                self.cfg.volume.endpoint_factor,
+            ) {
+                let measures = vec![
+                    Measure::at_least(
+                        "requests_per_bucket",
+                        f64::from(count),
+                        self.cfg.volume.endpoint_factor * exp.mean.max(1.0),
+                    ),
+                    Measure::at_least("baseline_mean", exp.mean, 0.0),
+                ];
+                self.report(
+                    Finding::new(now_ns, Detector::EndpointRate, Entity::Endpoint(name), measures),
+                    out,
+                );
+            }
+        }
+        // Prefixes: learned during the warm-up, compared afterwards.
+        let mut prefix_counts = Vec::new();
+        for pk in prefix_keys(&self.prefixes) {
+            if let Some(slot) = self.prefixes.entries.find(&pk)
+                && let Some(p) = self.prefixes.entries.get_mut(slot)
+                && p.bucket_requests > 0
+            {
+                prefix_counts.push((pk, p.bucket_requests));
+                p.bucket_requests = 0;
+            }
+        }
+        for (pk, count) in prefix_counts {
+            let key = BaselineKey::Prefix(pk.net());
+            if learning {
+                self.baselines.record(&key, at, count);
+            } else if let Some(exp) = self.baselines.exceeds(
+                &key,
+                at,
+                f64::from(count),
+                self.cfg.volume.baseline_factor,
+            ) {
+                let measures = vec![
+                    Measure::at_least(
+                        "requests_per_bucket",
+                        f64::from(count),
+                        self.cfg.volume.baseline_factor * exp.mean.max(1.0),
+                    ),
+                    Measure::at_least("baseline_mean", exp.mean, 0.0),
+                ];
+                let mut f = Finding::new(now_ns, Detector::Volume, Entity::Prefix(pk.net()), measures);
+                f.standing = self.prefixes.get(&pk).map(prefix_standing);
+                self.report(f, out);
+            }
+        }
+        self.baselines.tick(now_ns);
+        self.bucket_start_ns = now_ns - (now_ns - at) % bucket_ns;
+    }
+
+    /// Starts the baseline buckets at the first event.
+    fn start_bucket(&mut self, now_ns: u64) {
+        if self.bucket_start_ns == 0 {
+            self.bucket_start_ns = now_ns.max(1);
+        }
+    }
+
+    /// Runs the source detectors on `ip`.
+    fn check_source(&mut self, ip: IpAddr, now: u64, out: &mut Vec<Finding>) {
+        let key = AddrKey::of(ip);
+        let cfg = &self.cfg;
+        let d = self.decays;
+        let Some(slot) = self.sources.entries.find(&key) else {
+            return;
+        };
+        let Some(s) = self.sources.entries.get_mut(slot) else {
+            return;
+        };
+        let mut found: Vec<(Detector, Vec<Measure>)> = bruteforce::source(&cfg.brute_force, s);
+        if let Some(m) = success::source(&cfg.low_success, s) {
+            found.push((Detector::LowSuccess, m));
+        }
+        if let Some(m) = scraping::discovery(&cfg.scraping, s) {
+            found.push((Detector::ContentDiscovery, m));
+        }
+        let rate = d.rates.rate(s.requests);
+        let over_s = volume::sustained(rate >= cfg.volume.source_ceiling_rps, &mut s.over_since_ns, now);
+        if let Some(over_s) = over_s
+            && let Some(m) = volume::over(&cfg.volume, rate, cfg.volume.source_ceiling_rps, over_s)
+        {
+            found.push((Detector::Volume, m));
+        }
+        let syn_rate = d.rates.rate(s.syns);
+        let syn_over = volume::sustained(syn_rate >= cfg.volume.syn_ceiling_rps, &mut s.syn_over_since_ns, now);
+        if let Some(m) = volume::flood(&cfg.volume, d.rates, s.syns, s.requests, syn_over) {
+            found.push((Detector::PacketFlood, m));
+        }
+        let standing = standing(s);
+        if let Some(detail) = self.details.get(&key) {
+            if let Some(m) = scraping::enumeration(&cfg.scraping, detail, now) {
+                found.push((Detector::Enumeration, m));
+            }
+            if let Some(m) = scraping::breadth(&cfg.scraping, detail) {
+                found.push((Detector::Breadth, m));
+            }
+            if let Some(m) = timing::regular(&cfg.timing, detail.intervals()) {
+                found.push((Detector::BotTiming, m));
+            }
+        }
+        for (detector, measures) in found {
+            let mut f = Finding::new(now, detector, Entity::Source(ip), measures);
+            f.standing = Some(standing);
+            self.report(f, out);
+        }
+    }
+
+    /// Runs the prefix detectors on `pk`.
+    fn check_prefix(&mut self, pk: PrefixKey, now: u64, out: &mut Vec<Finding>) {
+        let cfg = &self.cfg;
+        let d = self.decays;
+        let Some(slot) = self.prefixes.entries.find(&pk) else {
+            return;
+        };
+        let Some(p) = self.prefixes.entries.get_mut(slot) else {
+            return;
+        };
+        let mut found = Vec::new();
+        if let Some(m) = bruteforce::prefix(&cfg.brute_force, p) {
+            found.push((Detector::BruteForce, m));
+        }
+        let rate = d.rates.rate(p.requests);
+        let over_s = volume::sustained(rate >= cfg.volume.prefix_ceiling_rps, &mut p.over_since_ns, now);
+        if let Some(over_s) = over_s
+            && let Some(m) = volume::over(&cfg.volume, rate, cfg.volume.prefix_ceiling_rps, over_s)
+        {
+            found.push((Detector::Volume, m));
+        }
+        let standing = prefix_standing(p);
+        for (detector, measures) in found {
+            let mut f = Finding::new(now, detector, Entity::Prefix(pk.net()), measures);
+            f.standing = Some(standing);
+            self.report(f, out);
+        }
+    }
+
+    /// Runs the account detector on the account with hash `h`.
+    fn check_account(&mut self, h: u64, now: u64, out: &mut Vec<Finding>) {
+        let Some(a) = self.accounts.get(&h) else {
+            return;
+        };
+        if let Some(m) = bruteforce::account(&self.cfg.brute_force, a) {
+            let mut f = Finding::new(now, Detector::AccountAttacked, Entity::Account(a.name.clone()), m);
+            f.sources.clone_from(&a.recent_sources);
+            self.report(f, out);
+        }
+    }
+
+    /// Pushes `f` unless the same detector reported the same entity less than `repeat_s` ago;
+    /// adds the entity's samples.
+    fn report(&mut self, mut f: Finding, out: &mut Vec<Finding>) {
+        let key = (self.hasher.hash(&f.entity), f.detector as u8);
+        let repeat_ns = self.cfg.repeat_s.saturating_mul(NS);
+        match self.reported.find(&key) {
+            Some(slot) => {
+                let last = self.reported.get(slot).copied().unwrap_or(0);
+                if f.at_ns < last.saturating_add(repeat_ns) {
+                    return;
+                }
+                self.reported.touch(slot);
+                if let Some(v) = self.reported.get_mut(slot) {
+                    *v = f.at_ns;
+                }
+            }
+            None => {
+                if self.reported.len() >= MAX_REPORTED
+                    && let Some(oldest) = self.reported.oldest()
+                {
+                    self.reported.remove(oldest);
+                }
+                self.reported.insert(key, f.at_ns);
+            }
+        }
+        if let Entity::Source(ip) = f.entity
+            && let Some(detail) = self.details.get(&AddrKey::of(ip))
+        {
+            f.samples = detail.samples_in_order();
+        }
+        self.counters.findings += 1;
+        out.push(f);
+    }
+}
+
+/// The standing of a source.
+fn standing(s: &SourceState) -> Standing {
+    Standing {
+        verified: s.verified,
+        proxied: s.proxied,
+        requests: f64::from(s.requests),
+        success_share: share(s.ok, s.answered),
+        good_sessions: s.good_sessions.estimate(),
+        good_accounts: s.good_accounts.estimate(),
+    }
+}
+
+/// The standing of a prefix (verified: some source in it sent a request).
+fn prefix_standing(p: &PrefixState) -> Standing {
+    Standing {
+        verified: true,
+        proxied: false,
+        requests: f64::from(p.requests),
+        success_share: share(p.ok, p.answered),
+        good_sessions: p.good_sessions.estimate(),
+        good_accounts: 0.0,
+    }
+}
+
+/// Keys of the endpoint table in slot order.
+fn endpoint_keys(t: &Table<u64, EndpointState>) -> Vec<u64> {
+    t.entries.keys().collect()
+}
+
+/// Keys of the prefix table in slot order.
+fn prefix_keys(t: &Table<PrefixKey, PrefixState>) -> Vec<PrefixKey> {
+    t.entries.keys().collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,625 @@
+//! Per-entity state: what the detectors know about each source address, source prefix,
+//! account, session and endpoint, and about all traffic. Every table is bounded; a new entity
+//! beyond the bound evicts the least recently active one of its kind, and the eviction is
+//! counted.
+//!
+//! Counts decay (see `counters.rs`): all of an entity's counts are brought to the time of its
+//! latest event before the event is added, with one decay factor per half-life. A source's
+//! detailed history (request intervals, sample requests, identifiers walked, distinct paths)
+//! lives in a second, smaller table and exists only for sources that sent a few requests, so
+//! the many sources that send one or two cost only their counts.
+
+use std::hash::{Hash, Hasher as _};
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::IpNet;
+use siphasher::sip::SipHasher13;
+
+use super::config::DetectConfig;
+use super::counters::{Decay, Distinct};
+use super::finding::SampleRequest;
+use crate::http::{LoginOutcome, Transaction};
+use crate::lru::LruTable;
+
+/// A client address as a table key: IPv4 as IPv4-mapped IPv6.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct AddrKey(pub(crate) [u8; 16]);
+
+impl AddrKey {
+    /// The key of an address.
+    pub(crate) fn of(ip: IpAddr) -> Self {
+        Self(match ip.to_canonical() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        })
+    }
+
+    /// The address.
+    pub(crate) fn ip(self) -> IpAddr {
+        Ipv6Addr::from(self.0).to_canonical()
+    }
+}
+
+/// A client prefix as a table key: the masked address and the prefix length of its family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct PrefixKey {
+    /// Network address, as [`AddrKey`].
+    addr: AddrKey,
+    /// Prefix length within the family (24 for an IPv4 /24).
+    len: u8,
+}
+
+impl PrefixKey {
+    /// The prefix of `ip` of length `len` (within its family).
+    pub(crate) fn of(ip: IpAddr, len: u8) -> Self {
+        let net = IpNet::new(ip.to_canonical(), len).map_or_else(
+            |_| IpNet::from(ip.to_canonical()),
+            |n| n.trunc(),
+        );
+        Self {
+            addr: AddrKey::of(net.addr()),
+            len: net.prefix_len(),
+        }
+    }
+
+    /// The network.
+    pub(crate) fn net(self) -> IpNet {
+        IpNet::new(self.addr.ip(), self.len).unwrap_or_else(|_| IpNet::from(self.addr.ip()))
+    }
+}
+
+/// The prefixes a source belongs to: /24 for IPv4, /64 and /48 for IPv6.
+pub(crate) fn prefixes_of(ip: IpAddr) -> impl Iterator<Item = PrefixKey> {
+    let lens: &[u8] = match ip.to_canonical() {
+        IpAddr::V4(_) => &[24],
+        IpAddr::V6(_) => &[64, 48],
+    };
+    lens.iter().map(move |&len| PrefixKey::of(ip, len))
+}
+
+/// The decays of the configured half-lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Decays {
+    /// Fast failed-login counts.
+    pub(crate) logins: Decay,
+    /// Slow failed-login counts.
+    pub(crate) slow: Decay,
+    /// Answered-request counts (success share, 404 share).
+    pub(crate) answers: Decay,
+    /// Rates (requests, SYNs).
+    pub(crate) rates: Decay,
+}
+
+impl Decays {
+    /// The decays of a configuration.
+    pub(crate) fn of(cfg: &DetectConfig) -> Self {
+        Self {
+            logins: Decay::from_secs(cfg.brute_force.half_life_s),
+            slow: Decay::from_secs(cfg.brute_force.slow_half_life_s),
+            answers: Decay::from_secs(cfg.low_success.half_life_s),
+            rates: Decay::from_secs(cfg.volume.half_life_s),
+        }
+    }
+}
+
+/// The decay factors from an entity's last event to now.
+#[derive(Clone, Copy, Debug)]
+struct Factors {
+    logins: f32,
+    slow: f32,
+    answers: f32,
+    rates: f32,
+}
+
+impl Factors {
+    fn new(d: &Decays, last_ns: u64, now_ns: u64) -> Self {
+        let dt = now_ns.saturating_sub(last_ns);
+        Self {
+            logins: d.logins.factor(dt),
+            slow: d.slow.factor(dt),
+            answers: d.answers.factor(dt),
+            rates: d.rates.factor(dt),
+        }
+    }
+}
+
+/// What one transaction says, reduced to what the counts need.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Outcome {
+    /// A response was seen.
+    pub(crate) answered: bool,
+    /// It was 2xx or 3xx.
+    pub(crate) ok: bool,
+    /// It was 404.
+    pub(crate) not_found: bool,
+    /// A failed login.
+    pub(crate) login_failed: bool,
+    /// A successful login.
+    pub(crate) login_ok: bool,
+}
+
+impl Outcome {
+    /// The outcome of a transaction.
+    pub(crate) fn of(tx: &Transaction) -> Self {
+        let status = tx.status.unwrap_or(0);
+        Self {
+            answered: tx.status.is_some(),
+            ok: (200..400).contains(&status),
+            not_found: status == 404,
+            login_failed: tx.login == Some(LoginOutcome::Failure),
+            login_ok: tx.login == Some(LoginOutcome::Success),
+        }
+    }
+}
+
+/// Everything known about one source address.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SourceState {
+    /// First event, Unix ns.
+    pub(crate) first_ns: u64,
+    /// Latest event, Unix ns (the time every count below is decayed to).
+    pub(crate) last_ns: u64,
+    /// The source completed a handshake and sent a request (a transaction with a parsed
+    /// request head exists): it owns its address.
+    pub(crate) verified: bool,
+    /// Its latest request came through a trusted proxy (the client was resolved from a PROXY
+    /// protocol header or forwarded headers): blocking its address would block the proxy.
+    pub(crate) proxied: bool,
+    /// Window number of the distinct counts.
+    pub(crate) epoch: u64,
+    /// Requests ever (saturating): a source gets a detailed history after a few.
+    pub(crate) total: u32,
+    /// Requests (any, decayed with the rate half-life): the request rate.
+    pub(crate) requests: f32,
+    /// SYNs seen (rate half-life).
+    pub(crate) syns: f32,
+    /// Answered requests (answers half-life).
+    pub(crate) answered: f32,
+    /// Answered with 2xx or 3xx (answers half-life).
+    pub(crate) ok: f32,
+    /// Answered with 404 (answers half-life).
+    pub(crate) not_found: f32,
+    /// Failed logins, fast half-life.
+    pub(crate) login_failed: f32,
+    /// Successful logins, fast half-life.
+    pub(crate) login_ok: f32,
+    /// Failed logins, slow half-life.
+    pub(crate) login_failed_slow: f32,
+    /// Successful logins, slow half-life.
+    pub(crate) login_ok_slow: f32,
+    /// Since when the request rate has been over the ceiling (0: it is not).
+    pub(crate) over_since_ns: u64,
+    /// Since when the SYN rate has been over the ceiling (0: it is not).
+    pub(crate) syn_over_since_ns: u64,
+    /// Accounts that failed to log in.
+    pub(crate) failed_accounts: Distinct<1>,
+    /// Accounts that logged in.
+    pub(crate) good_accounts: Distinct<1>,
+    /// Sessions answered with success.
+    pub(crate) good_sessions: Distinct<1>,
+}
+
+impl SourceState {
+    /// Brings the counts to `now_ns` and rolls the distinct windows.
+    fn advance(&mut self, d: &Decays, now_ns: u64, epoch: u64) {
+        if self.first_ns == 0 {
+            self.first_ns = now_ns;
+            self.last_ns = now_ns;
+            self.epoch = epoch;
+            return;
+        }
+        let f = Factors::new(d, self.last_ns, now_ns);
+        self.requests *= f.rates;
+        self.syns *= f.rates;
+        self.answered *= f.answers;
+        self.ok *= f.answers;
+        self.not_found *= f.answers;
+        self.login_failed *= f.logins;
+        self.login_ok *= f.logins;
+        self.login_failed_slow *= f.slow;
+        self.login_ok_slow *= f.slow;
+        self.last_ns = self.last_ns.max(now_ns);
+        let windows = epoch.saturating_sub(self.epoch);
+        if windows > 0 {
+            self.failed_accounts.roll(windows);
+            self.good_accounts.roll(windows);
+            self.good_sessions.roll(windows);
+            self.epoch = epoch;
+        }
+    }
+
+    /// Adds one transaction.
+    pub(crate) fn add(
+        &mut self,
+        d: &Decays,
+        now_ns: u64,
+        epoch: u64,
+        o: Outcome,
+        account: Option<u64>,
+        session: Option<u64>,
+    ) {
+        self.advance(d, now_ns, epoch);
+        self.verified = true;
+        self.total = self.total.saturating_add(1);
+        self.requests += 1.0;
+        if o.answered {
+            self.answered += 1.0;
+        }
+        if o.ok {
+            self.ok += 1.0;
+            if let Some(s) = session {
+                self.good_sessions.insert(s);
+            }
+        }
+        if o.not_found {
+            self.not_found += 1.0;
+        }
+        if o.login_failed {
+            self.login_failed += 1.0;
+            self.login_failed_slow += 1.0;
+            if let Some(a) = account {
+                self.failed_accounts.insert(a);
+            }
+        }
+        if o.login_ok {
+            self.login_ok += 1.0;
+            self.login_ok_slow += 1.0;
+            if let Some(a) = account {
+                self.good_accounts.insert(a);
+            }
+        }
+    }
+
+    /// Adds SYNs seen from this source.
+    pub(crate) fn add_syns(&mut self, d: &Decays, now_ns: u64, epoch: u64, syns: u32) {
+        self.advance(d, now_ns, epoch);
+        #[expect(clippy::cast_precision_loss, reason = "a count")]
+        let n = syns as f32;
+        self.syns += n;
+    }
+}
+
+/// Intervals kept per detailed source.
+pub(crate) const INTERVALS: usize = 32;
+/// Sample requests kept per detailed source.
+pub(crate) const SAMPLES: usize = 3;
+
+/// The detailed history of a busy source.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Detail {
+    /// Time of the latest request start, Unix ns.
+    pub(crate) last_request_ns: u64,
+    /// Intervals between request starts, microseconds (saturating), a ring.
+    pub(crate) intervals: [u32; INTERVALS],
+    /// Intervals recorded (the ring's next slot is `count % INTERVALS`).
+    pub(crate) count: u32,
+    /// Recent requests, a ring.
+    pub(crate) samples: Vec<SampleRequest>,
+    /// Next sample slot.
+    pub(crate) next_sample: usize,
+    /// Distinct paths (window of `scraping.window_s`).
+    pub(crate) paths: Distinct<8>,
+    /// Window number of `paths`.
+    pub(crate) epoch: u64,
+    /// Hash of the route of the identifier walk.
+    pub(crate) walk_route: u64,
+    /// Last identifier of the walk.
+    pub(crate) walk_id: u64,
+    /// Sequential steps so far.
+    pub(crate) walk_run: u32,
+    /// When the walk started, Unix ns.
+    pub(crate) walk_start_ns: u64,
+}
+
+impl Detail {
+    /// Adds one request.
+    pub(crate) fn add(
+        &mut self,
+        tx: &Transaction,
+        path_hash: u64,
+        epoch: u64,
+        walk: Option<(u64, u64)>,
+        max_step: u64,
+    ) {
+        if self.last_request_ns != 0 && tx.ts_ns >= self.last_request_ns {
+            let us = (tx.ts_ns - self.last_request_ns) / 1000;
+            let slot = self.count as usize % INTERVALS;
+            if let Some(i) = self.intervals.get_mut(slot) {
+                *i = u32::try_from(us).unwrap_or(u32::MAX);
+            }
+            self.count = self.count.saturating_add(1);
+        }
+        self.last_request_ns = self.last_request_ns.max(tx.ts_ns);
+        if self.samples.len() < SAMPLES {
+            self.samples.push(SampleRequest::of(tx));
+        } else if let Some(s) = self.samples.get_mut(self.next_sample % SAMPLES) {
+            s.refill(tx);
+        }
+        self.next_sample = (self.next_sample + 1) % SAMPLES;
+        let windows = epoch.saturating_sub(self.epoch);
+        if windows > 0 {
+            self.paths.roll(windows);
+            self.epoch = epoch;
+        }
+        self.paths.insert(path_hash);
+        if let Some((route, id)) = walk {
+            let step = id.abs_diff(self.walk_id);
+            if route == self.walk_route && (1..=max_step).contains(&step) {
+                self.walk_run = self.walk_run.saturating_add(1);
+            } else {
+                self.walk_route = route;
+                self.walk_run = 0;
+                self.walk_start_ns = tx.ts_ns;
+            }
+            self.walk_id = id;
+        }
+    }
+
+    /// The recorded intervals (at most [`INTERVALS`], oldest overwritten).
+    pub(crate) fn intervals(&self) -> &[u32] {
+        let n = (self.count as usize).min(INTERVALS);
+        self.intervals.get(..n).unwrap_or_default()
+    }
+
+    /// The samples, oldest first.
+    pub(crate) fn samples_in_order(&self) -> Vec<SampleRequest> {
+        let n = self.samples.len();
+        (0..n)
+            .filter_map(|i| self.samples.get((self.next_sample + i) % n.max(1)).cloned())
+            .collect()
+    }
+}
+
+/// Sources kept per account for evidence.
+pub(crate) const ACCOUNT_SOURCES: usize = 16;
+
+/// Everything known about one prefix.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PrefixState {
+    /// Latest event.
+    pub(crate) last_ns: u64,
+    /// Window number of `sources`.
+    pub(crate) epoch: u64,
+    /// Requests (rate half-life).
+    pub(crate) requests: f32,
+    /// Answered 2xx/3xx (answers half-life).
+    pub(crate) ok: f32,
+    /// Answered (answers half-life).
+    pub(crate) answered: f32,
+    /// Failed logins (fast).
+    pub(crate) login_failed: f32,
+    /// Successful logins (fast).
+    pub(crate) login_ok: f32,
+    /// Since when over its ceiling (0: not).
+    pub(crate) over_since_ns: u64,
+    /// Distinct sources.
+    pub(crate) sources: Distinct<2>,
+    /// Distinct sessions answered with success.
+    pub(crate) good_sessions: Distinct<1>,
+    /// Requests in the current baseline bucket.
+    pub(crate) bucket_requests: u32,
+}
+
+impl PrefixState {
+    /// Adds one transaction from `source`.
+    pub(crate) fn add(
+        &mut self,
+        d: &Decays,
+        now_ns: u64,
+        epoch: u64,
+        o: Outcome,
+        source: u64,
+        session: Option<u64>,
+    ) {
+        if self.last_ns != 0 {
+            let f = Factors::new(d, self.last_ns, now_ns);
+            self.requests *= f.rates;
+            self.ok *= f.answers;
+            self.answered *= f.answers;
+            self.login_failed *= f.logins;
+            self.login_ok *= f.logins;
+        }
+        self.last_ns = self.last_ns.max(now_ns);
+        let windows = epoch.saturating_sub(self.epoch);
+        if windows > 0 {
+            self.sources.roll(windows);
+            self.good_sessions.roll(windows);
+            self.epoch = epoch;
+        }
+        self.requests += 1.0;
+        self.bucket_requests = self.bucket_requests.saturating_add(1);
+        if o.answered {
+            self.answered += 1.0;
+        }
+        if o.ok {
+            self.ok += 1.0;
+            if let Some(s) = session {
+                self.good_sessions.insert(s);
+            }
+        }
+        if o.login_failed {
+            self.login_failed += 1.0;
+        }
+        if o.login_ok {
+            self.login_ok += 1.0;
+        }
+        self.sources.insert(source);
+    }
+}
+
+/// Everything known about one account.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AccountState {
+    /// The account name.
+    pub(crate) name: String,
+    /// Latest event.
+    pub(crate) last_ns: u64,
+    /// Window number of `failed_sources`.
+    pub(crate) epoch: u64,
+    /// Failed logins (slow half-life).
+    pub(crate) failed: f32,
+    /// Successful logins (slow half-life).
+    pub(crate) ok: f32,
+    /// Distinct sources it failed from.
+    pub(crate) failed_sources: Distinct<2>,
+    /// The latest distinct sources it failed from, for evidence.
+    pub(crate) recent_sources: Vec<IpAddr>,
+}
+
+impl AccountState {
+    /// Adds one login attempt from `source`.
+    pub(crate) fn add(
+        &mut self,
+        d: &Decays,
+        now_ns: u64,
+        epoch: u64,
+        o: Outcome,
+        source: IpAddr,
+        source_hash: u64,
+    ) {
+        if self.last_ns != 0 {
+            let f = Factors::new(d, self.last_ns, now_ns);
+            self.failed *= f.slow;
+            self.ok *= f.slow;
+        }
+        self.last_ns = self.last_ns.max(now_ns);
+        let windows = epoch.saturating_sub(self.epoch);
+        if windows > 0 {
+            self.failed_sources.roll(windows);
+            self.epoch = epoch;
+        }
+        if o.login_ok {
+            self.ok += 1.0;
+        }
+        if o.login_failed {
+            self.failed += 1.0;
+            self.failed_sources.insert(source_hash);
+            if !self.recent_sources.contains(&source) {
+                if self.recent_sources.len() >= ACCOUNT_SOURCES {
+                    self.recent_sources.remove(0);
+                }
+                self.recent_sources.push(source);
+            }
+        }
+    }
+}
+
+/// Everything known about one session.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SessionState {
+    /// Latest event.
+    pub(crate) last_ns: u64,
+    /// Window number of `sources`.
+    pub(crate) epoch: u64,
+    /// Requests (rate half-life).
+    pub(crate) requests: f32,
+    /// Distinct sources that used it.
+    pub(crate) sources: Distinct<1>,
+}
+
+impl SessionState {
+    /// Adds one request from `source`.
+    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64, epoch: u64, source: u64) {
+        if self.last_ns != 0 {
+            self.requests *= d.rates.factor(now_ns.saturating_sub(self.last_ns));
+        }
+        self.last_ns = self.last_ns.max(now_ns);
+        let windows = epoch.saturating_sub(self.epoch);
+        if windows > 0 {
+            self.sources.roll(windows);
+            self.epoch = epoch;
+        }
+        self.requests += 1.0;
+        self.sources.insert(source);
+    }
+}
+
+/// Everything known about one endpoint.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EndpointState {
+    /// `METHOD host route`.
+    pub(crate) name: String,
+    /// Latest event.
+    pub(crate) last_ns: u64,
+    /// Requests (rate half-life).
+    pub(crate) requests: f32,
+    /// Requests in the current baseline bucket.
+    pub(crate) bucket_requests: u32,
+}
+
+/// A bounded table of one kind of entity, with its evictions counted.
+pub(crate) struct Table<K, V> {
+    /// Entries, least recently active first out.
+    pub(crate) entries: LruTable<K, V>,
+    /// Most entries.
+    limit: usize,
+    /// Entries evicted to make room.
+    pub(crate) evicted: u64,
+}
+
+impl<K: Hash + Eq + Copy + Default, V: Default> Table<K, V> {
+    /// An empty table of at most `limit` entries (at least one).
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            entries: LruTable::new(),
+            limit: limit.clamp(1, u32::MAX as usize / 2),
+            evicted: 0,
+        }
+    }
+
+    /// The entry of `key`, created (evicting the least recently active entry when full) if
+    /// missing, and marked most recently active.
+    pub(crate) fn entry(&mut self, key: K) -> Option<&mut V> {
+        let slot = if let Some(slot) = self.entries.find(&key) {
+            self.entries.touch(slot);
+            slot
+        } else {
+            if self.entries.len() >= self.limit
+                && let Some(oldest) = self.entries.oldest()
+            {
+                self.entries.remove(oldest);
+                self.evicted += 1;
+            }
+            self.entries.insert(key, V::default())?
+        };
+        self.entries.get_mut(slot)
+    }
+
+    /// The entry of `key`, if present (not marked active).
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        self.entries.get(self.entries.find(key)?)
+    }
+
+    /// Entries.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Bytes of the table and its values (not the values' own heap).
+    pub(crate) fn memory(&self) -> usize {
+        self.entries.memory()
+    }
+}
+
+/// The keyed hash of values counted as distinct (accounts, sessions, sources, paths, routes):
+/// SipHash-1-3 under the installation's key, so that counts are the same on every run over
+/// the same input, and remote peers cannot choose values that collide.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ValueHasher {
+    /// The key.
+    key: [u8; 16],
+}
+
+impl ValueHasher {
+    /// A hasher under `key`.
+    pub(crate) fn new(key: [u8; 16]) -> Self {
+        Self { key }
+    }
+
+    /// The hash of `value`.
+    pub(crate) fn hash<T: Hash + ?Sized>(&self, value: &T) -> u64 {
+        let mut h = SipHasher13::new_with_key(&self.key);
+        value.hash(&mut h);
+        h.finish()
+    }
+}

@@ -1,0 +1,422 @@
+//! Detectors and policy on attack streams and on the benign traffic that must not be blocked.
+//! Each case is a stream of transactions (built by a few generators), the findings that must
+//! come out of it and the blocks that may.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::decide::{Action, Policy, PolicyConfig, Refusal};
+use crate::http::{LoginOutcome, Transaction};
+
+use super::*;
+
+const NS: u64 = 1_000_000_000;
+/// Start of every stream: a Monday, 2026-12-07 09:00 UTC.
+const T0: u64 = 1_796_634_000 * NS;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+/// A request from `client` at `t_ns` for `method path` answered with `status`, with an
+/// optional account (a login when `login` is set), session and latency of 20 ms.
+#[derive(Clone)]
+struct Req {
+    t_ns: u64,
+    client: IpAddr,
+    method: &'static str,
+    path: String,
+    route: String,
+    status: Option<u16>,
+    account: Option<String>,
+    session: Option<String>,
+    login: Option<LoginOutcome>,
+}
+
+impl Req {
+    fn get(t_ns: u64, client: IpAddr, path: &str, status: u16) -> Self {
+        Self {
+            t_ns,
+            client,
+            method: "GET",
+            path: path.to_owned(),
+            route: crate::http::route_template(path),
+            status: Some(status),
+            account: None,
+            session: None,
+            login: None,
+        }
+    }
+
+    fn login(t_ns: u64, client: IpAddr, account: &str, ok: bool) -> Self {
+        Self {
+            t_ns,
+            client,
+            method: "POST",
+            path: "/login".to_owned(),
+            route: "/login".to_owned(),
+            status: Some(if ok { 302 } else { 401 }),
+            account: Some(account.to_owned()),
+            session: None,
+            login: Some(if ok {
+                LoginOutcome::Success
+            } else {
+                LoginOutcome::Failure
+            }),
+        }
+    }
+
+    fn session(mut self, s: String) -> Self {
+        self.session = Some(s);
+        self
+    }
+
+    fn tx(&self) -> Transaction {
+        let peer = SocketAddr::new(self.client, 40000);
+        let server: SocketAddr = "198.51.100.1:80".parse().expect("server");
+        let mut tx = Transaction::empty(self.t_ns, peer, server);
+        tx.method = self.method.into();
+        tx.host = Some("api.example.test".to_owned());
+        tx.path.clone_from(&self.path);
+        tx.route.clone_from(&self.route);
+        tx.status = self.status;
+        tx.latency_ns = Some(20_000_000);
+        tx.account.clone_from(&self.account);
+        tx.session.clone_from(&self.session);
+        tx.login = self.login;
+        tx
+    }
+}
+
+/// What a stream made.
+#[derive(Default)]
+struct Outcome {
+    findings: Vec<Finding>,
+    blocks: Vec<(IpNet, u64)>,
+    refused: Vec<(Detector, Refusal)>,
+    alerts: Vec<Detector>,
+}
+
+use ipnet::IpNet;
+
+impl Outcome {
+    fn detectors(&self) -> Vec<(Detector, Entity)> {
+        let mut v: Vec<_> = self
+            .findings
+            .iter()
+            .map(|f| (f.detector, f.entity.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn found(&self, d: Detector) -> bool {
+        self.findings.iter().any(|f| f.detector == d)
+    }
+
+    /// The time of the first block of `target`.
+    fn blocked_at(&self, target: &str) -> Option<u64> {
+        let net: IpNet = target.parse().expect("target");
+        self.blocks.iter().find(|(n, _)| *n == net).map(|b| b.1)
+    }
+}
+
+/// Runs requests (sorted by time) and SYNs through detection and policy.
+fn run(reqs: Vec<Req>) -> Outcome {
+    run_syns(reqs, &[])
+}
+
+/// [`run`] with SYNs.
+fn run_syns(mut reqs: Vec<Req>, syns: &[(u64, IpAddr)]) -> Outcome {
+    run_with(&mut reqs, syns, DetectConfig::default(), PolicyConfig::default())
+}
+
+fn run_with(reqs: &mut [Req], syns: &[(u64, IpAddr)], cfg: DetectConfig, policy: PolicyConfig) -> Outcome {
+    reqs.sort_by_key(|r| r.t_ns);
+    let mut det = Detection::new(cfg, [7; 16], None, T0).expect("detection");
+    let mut pol = Policy::new(policy, Vec::new());
+    let mut out = Outcome::default();
+    let mut findings = Vec::new();
+    let mut syns = syns.to_vec();
+    syns.sort_by_key(|s| s.0);
+    let mut next_syn = 0;
+    let mut last_tick = T0;
+    for r in reqs.iter() {
+        while let Some(&(t, src)) = syns.get(next_syn)
+            && t <= r.t_ns
+        {
+            det.on_syns(src, 1, t, &mut findings);
+            next_syn += 1;
+        }
+        if r.t_ns >= last_tick + NS {
+            last_tick = r.t_ns;
+            det.on_tick(r.t_ns, &mut findings);
+        }
+        det.on_transaction(&r.tx(), &mut findings);
+        decide(&mut pol, &mut findings, &mut out);
+    }
+    for &(t, src) in syns.get(next_syn..).unwrap_or_default() {
+        det.on_syns(src, 1, t, &mut findings);
+        decide(&mut pol, &mut findings, &mut out);
+    }
+    decide(&mut pol, &mut findings, &mut out);
+    out
+}
+
+fn decide(pol: &mut Policy, findings: &mut Vec<Finding>, out: &mut Outcome) {
+    for f in findings.drain(..) {
+        if let Some(d) = pol.on_finding(&f) {
+            match (d.action, d.refused, d.target) {
+                (Action::Block, None, Some(t)) => out.blocks.push((t, d.at_ns)),
+                (_, Some(r), _) => out.refused.push((f.detector, r)),
+                (Action::Alert, None, _) => out.alerts.push(f.detector),
+                _ => {}
+            }
+        }
+        out.findings.push(f);
+    }
+}
+
+/// `n` requests from `make(i)`, `every_ns` apart from `start`.
+fn series(n: u64, start: u64, every_ns: u64, make: impl Fn(u64, u64) -> Req) -> Vec<Req> {
+    (0..n).map(|i| make(i, start + i * every_ns)).collect()
+}
+
+/// A deterministic jitter in `0..span` for the `i`-th event of stream `seed`.
+fn jitter(seed: u64, i: u64, span: u64) -> u64 {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 32)) % span.max(1)
+}
+
+#[test]
+fn brute_force_is_blocked_by_its_fifth_failure() {
+    let a = ip("198.51.100.66");
+    // 20 attempts per second on one account, 60 of them.
+    let out = run(series(60, T0, NS / 20, |_, t| Req::login(t, a, "admin", false)));
+    assert!(out.found(Detector::BruteForce), "{:?}", out.detectors());
+    let at = out.blocked_at("198.51.100.66/32").expect("blocked");
+    // The fifth failure is answered 0.2 s + 20 ms after the first request.
+    assert!(at <= T0 + NS / 20 * 4 + 20_000_000, "blocked {} ms in", (at - T0) / 1_000_000);
+    assert_eq!(out.blocks.len(), 1, "one block, renewed later at most");
+}
+
+#[test]
+fn credential_stuffing_and_slow_brute_force_are_blocked() {
+    let a = ip("203.0.113.9");
+    // One attempt per account, 60 accounts, one every 2 s.
+    let stuffing = series(60, T0, 2 * NS, |i, t| Req::login(t, a, &format!("user{i}"), false));
+    let out = run(stuffing);
+    assert!(out.found(Detector::CredentialStuffing), "{:?}", out.detectors());
+    assert!(out.blocked_at("203.0.113.9/32").is_some());
+    // One attempt every 40 s for an hour: under the fast threshold, over the slow one.
+    let b = ip("203.0.113.10");
+    let slow = series(90, T0, 40 * NS, |_, t| Req::login(t, b, "root", false));
+    let out = run(slow);
+    assert!(out.found(Detector::BruteForce), "{:?}", out.detectors());
+    let f = out
+        .findings
+        .iter()
+        .find(|f| f.detector == Detector::BruteForce)
+        .expect("finding");
+    assert_eq!(f.measures.first().map(|m| m.name), Some("failed_logins_slow"));
+    assert!(out.blocked_at("203.0.113.10/32").is_some());
+}
+
+#[test]
+fn an_account_attacked_from_many_sources_is_an_alert_listing_them() {
+    // 30 sources, one failed login each on the same account, one every 3 s.
+    let reqs = series(30, T0, 3 * NS, |i, t| {
+        Req::login(t, ip(&format!("198.51.100.{}", 10 + i)), "alice", false)
+    });
+    let out = run(reqs);
+    let f = out
+        .findings
+        .iter()
+        .find(|f| f.detector == Detector::AccountAttacked)
+        .unwrap_or_else(|| panic!("no account finding: {:?}", out.detectors()));
+    assert_eq!(f.entity, Entity::Account("alice".into()));
+    assert!(f.sources.len() >= 10, "{:?}", f.sources);
+    assert!(out.alerts.contains(&Detector::AccountAttacked));
+    assert!(out.blocks.is_empty(), "nobody who failed once is blocked: {:?}", out.blocks);
+}
+
+#[test]
+fn content_discovery_and_low_success_are_blocked() {
+    let a = ip("198.51.100.77");
+    // ffuf-like: 200 guessed paths at 40 per second, all 404 but two.
+    let reqs = series(200, T0, NS / 40, |i, t| {
+        let status = if i == 50 || i == 120 { 200 } else { 404 };
+        Req::get(t, a, &format!("/{}", ["admin", "backup", "wp-login", "config", ".git"][(i % 5) as usize].to_owned() + &i.to_string()), status)
+    });
+    let out = run(reqs);
+    assert!(out.found(Detector::ContentDiscovery), "{:?}", out.detectors());
+    assert!(out.found(Detector::LowSuccess), "{:?}", out.detectors());
+    assert!(out.blocked_at("198.51.100.77/32").is_some());
+}
+
+#[test]
+fn a_sustained_flood_is_blocked_and_a_burst_is_not() {
+    let a = ip("198.51.100.88");
+    // 300 requests per second for 30 s.
+    let flood = series(9000, T0, NS / 300, |_, t| Req::get(t, a, "/search", 200));
+    let out = run(flood);
+    assert!(out.found(Detector::Volume), "{:?}", out.detectors());
+    let at = out.blocked_at("198.51.100.88/32").expect("blocked");
+    assert!(at >= T0 + 10 * NS, "a flood is judged after it is sustained");
+    // The same rate for 3 s: a burst.
+    let b = ip("198.51.100.89");
+    let burst = series(900, T0, NS / 300, |_, t| Req::get(t, b, "/search", 200));
+    let out = run(burst);
+    assert!(!out.found(Detector::Volume), "{:?}", out.detectors());
+    assert!(out.blocks.is_empty());
+}
+
+#[test]
+fn an_identifier_walk_is_blocked_and_a_slow_crawler_is_not() {
+    let a = ip("203.0.113.50");
+    let walk = series(60, T0, NS / 5, |i, t| Req::get(t, a, &format!("/users/{}", 1000 + i), 200));
+    let out = run(walk);
+    assert!(out.found(Detector::Enumeration), "{:?}", out.detectors());
+    assert!(out.blocked_at("203.0.113.50/32").is_some());
+    // A legitimate crawler: the same walk at one page every 6 s (with jitter).
+    let b = ip("203.0.113.51");
+    let crawl = series(200, T0, 6 * NS, |i, t| {
+        Req::get(t + jitter(3, i, NS), b, &format!("/products/{}", 1 + i), 200)
+    });
+    let out = run(crawl);
+    assert!(out.blocks.is_empty(), "{:?}", out.detectors());
+    assert!(!out.found(Detector::Enumeration));
+}
+
+#[test]
+fn a_syn_flood_from_many_addresses_blocks_nobody() {
+    // 50 spoofed sources, 100 SYNs per second each for 20 s, no request at all.
+    let mut syns = Vec::new();
+    for s in 0..50_u64 {
+        let src = ip(&format!("203.0.113.{}", 100 + s));
+        for i in 0..2000 {
+            syns.push((T0 + i * NS / 100 + s * 1000, src));
+        }
+    }
+    let out = run_syns(Vec::new(), &syns);
+    assert!(out.found(Detector::PacketFlood), "{:?}", out.detectors());
+    assert!(out.blocks.is_empty(), "{:?}", out.blocks);
+    assert!(
+        out.refused
+            .iter()
+            .all(|(d, r)| *d == Detector::PacketFlood && *r == Refusal::Unverified),
+        "{:?}",
+        out.refused
+    );
+}
+
+#[test]
+fn a_health_checker_is_a_metronome_but_never_blocked() {
+    let h = ip("198.51.100.200");
+    let out = run(series(100, T0, 10 * NS, |_, t| Req::get(t, h, "/health", 200)));
+    assert!(out.found(Detector::BotTiming), "{:?}", out.detectors());
+    assert!(out.blocks.is_empty() && out.alerts.is_empty() && out.refused.is_empty());
+}
+
+#[test]
+fn benign_traffic_is_never_blocked() {
+    // A user who mistypes three times, then logs in, then browses.
+    let u = ip("198.51.100.20");
+    let mut user = vec![
+        Req::login(T0, u, "bob", false),
+        Req::login(T0 + 6 * NS, u, "bob", false),
+        Req::login(T0 + 15 * NS, u, "bob", false),
+        Req::login(T0 + 25 * NS, u, "bob", true),
+    ];
+    user.extend(series(40, T0 + 30 * NS, 3 * NS, |i, t| {
+        Req::get(t + jitter(1, i, 4 * NS), u, &format!("/orders/{}", 500 + i * 7), 200)
+    }));
+    // A mobile app polling every 2 s (with jitter) for 20 minutes.
+    let m = ip("198.51.100.21");
+    let poll = series(600, T0, 2 * NS, |i, t| {
+        Req::get(t + jitter(2, i, NS / 2), m, "/notifications", if i % 3 == 0 { 200 } else { 304 })
+            .session("mobile-session".into())
+    });
+    // An office behind NAT: 300 users, each with a session and an account, logging in (a few
+    // mistyped) and browsing, about 150 requests per second in total for two minutes.
+    let nat = ip("203.0.113.7");
+    let mut office = Vec::new();
+    for user in 0..300_u64 {
+        let start = T0 + jitter(4, user, 60 * NS);
+        let session = format!("s{user:04}");
+        if user % 40 == 0 {
+            office.push(Req::login(start, nat, &format!("emp{user}"), false));
+        }
+        office.push(Req::login(start + NS, nat, &format!("emp{user}"), true).session(session.clone()));
+        for i in 0..60 {
+            let t = start + 2 * NS + i * 2 * NS + jitter(5, user * 100 + i, NS);
+            office.push(Req::get(t, nat, &format!("/docs/{}", user * 1000 + i), 200).session(session.clone()));
+        }
+    }
+    let mut all = user;
+    all.extend(poll);
+    all.extend(office);
+    let out = run(all);
+    assert!(out.blocks.is_empty(), "blocked: {:?} for {:?}", out.blocks, out.detectors());
+    // The office is loud: whatever it triggered was refused as a shared address.
+    assert!(
+        out.refused.iter().all(|(_, r)| *r == Refusal::SharedAddress),
+        "{:?}",
+        out.refused
+    );
+    assert!(!out.found(Detector::BruteForce) && !out.found(Detector::LowSuccess));
+}
+
+#[test]
+fn findings_carry_evidence_without_secrets_and_repeat_at_most_every_repeat_s() {
+    let a = ip("198.51.100.66");
+    let out = run(series(200, T0, NS / 10, |_, t| Req::login(t, a, "admin", false)));
+    let bf: Vec<_> = out
+        .findings
+        .iter()
+        .filter(|f| f.detector == Detector::BruteForce && f.entity == Entity::Source(a))
+        .collect();
+    // 20 s of attack, one report per 30 s at most.
+    assert_eq!(bf.len(), 1, "{bf:?}");
+    let f = bf[0];
+    assert!(f.score >= 1.0);
+    assert!(f.measures.iter().all(Measure::crossed), "{:?}", f.measures);
+    assert!(!f.samples.is_empty() && f.samples.len() <= 3);
+    assert!(f.samples.iter().all(|s| s.path == "/login" && s.account.as_deref() == Some("admin")));
+    assert_eq!(f.standing.map(|s| s.verified), Some(true));
+    let json = serde_json::to_string(f).expect("json");
+    assert!(!json.contains("password"), "{json}");
+}
+
+#[test]
+fn state_is_bounded_and_evictions_are_counted() {
+    let mut cfg = DetectConfig::default();
+    cfg.limits.sources = 100;
+    cfg.limits.prefixes = 10;
+    let mut reqs = series(1000, T0, NS / 100, |i, t| {
+        Req::get(t, ip(&format!("2001:db8:{:x}::{:x}", i % 300, i)), "/x", 200)
+    });
+    let _ = run_with(&mut reqs, &[], cfg.clone(), PolicyConfig::default());
+    let mut det = Detection::new(cfg, [1; 16], None, T0).expect("detection");
+    let mut f = Vec::new();
+    for r in &reqs {
+        det.on_transaction(&r.tx(), &mut f);
+    }
+    let c = det.counters();
+    assert_eq!(c.sources, 100);
+    assert_eq!(c.evicted_sources, 900);
+    assert_eq!(c.prefixes, 10);
+    assert!(c.evicted_prefixes > 0);
+}
+
+#[test]
+fn detection_is_deterministic() {
+    let a = ip("198.51.100.66");
+    let reqs = series(100, T0, NS / 20, |i, t| Req::login(t, a, &format!("u{}", i % 13), false));
+    let one = run(reqs.clone());
+    let two = run(reqs);
+    assert_eq!(one.findings, two.findings);
+    assert_eq!(one.blocks, two.blocks);
+}
