@@ -79,6 +79,8 @@ fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32, extra: &[&str]) -> Agent {
     let stdout = lab.tmp_dir().join(format!("agent{n}.out"));
     let catalogue = lab.tmp_dir().join(format!("catalogue{n}.json"));
     let catalogue_arg = catalogue.to_str().expect("utf-8").to_owned();
+    // Each agent keeps its state in the lab, not in the machine's /var/lib/apisensor.
+    let state_arg = lab.tmp_dir().join("state").to_str().expect("utf-8").to_owned();
     let bin = apisensor_bin();
     let iface = lab.server_if().to_owned();
     let ns = lab.server_ns().to_owned();
@@ -92,6 +94,8 @@ fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32, extra: &[&str]) -> Agent {
         "--log-transactions",
         "--catalogue",
         &catalogue_arg,
+        "--state-dir",
+        &state_arg,
     ];
     args.extend_from_slice(extra);
     let pid = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout));

@@ -13,6 +13,9 @@ pub enum Only {
     Replay,
 }
 
+/// The first heading of the report that a run keeps from the previous report.
+const HISTORY_HEADING: &str = "## History of ";
+
 /// Runs one benchmark and prints its section of the report (docs/BENCHMARKS.md is left as it
 /// is: copy the section in by hand).
 pub fn run_only(only: Only) -> anyhow::Result<()> {
@@ -88,6 +91,14 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         )?;
     }
     let path = root().join("docs/BENCHMARKS.md");
+    // The history sections at the end of the report (measurements of earlier sessions, moved
+    // there from ARCHITECTURE.md) are kept as they are; everything above them is this run's.
+    if let Ok(old) = std::fs::read_to_string(&path)
+        && let Some(at) = old.find(HISTORY_HEADING)
+    {
+        md.push('\n');
+        md.push_str(&old[at..]);
+    }
     std::fs::create_dir_all(root().join("docs"))?;
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());

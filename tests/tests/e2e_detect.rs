@@ -1,0 +1,275 @@
+//! The closed loop end to end, in a two-namespace lab: the real agent with its default
+//! detectors attached to the server's veth, nginx behind it (its `/login` answers 401 unless
+//! the test header says otherwise), curl in front. A brute-force client opening a new
+//! connection per attempt is blocked in the kernel while a benign client on a neighbouring
+//! address of the same /24 keeps being served; the agent killed with -9 leaves its block to
+//! lapse at its TTL by the kernel's clock.
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use apisensor_tests::{apisensor_bin, lab::Lab};
+
+/// A pin directory on bpffs that is removed (unpinning every map) on drop.
+struct PinDir(PathBuf);
+
+impl PinDir {
+    fn new(tag: &str) -> Self {
+        let path = PathBuf::from(format!(
+            "/sys/fs/bpf/apisensor-test-{tag}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        Self(path)
+    }
+    fn as_str(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        for lock in sensor_user::loader::lock_files(&self.0) {
+            let _ = std::fs::remove_file(lock);
+        }
+    }
+}
+
+/// The TTL of the agent's blocks in this test: short, so the lapse is seen.
+const BLOCK_TTL_S: u64 = 10;
+/// Attempts the attacker makes at most.
+const ATTEMPTS: u32 = 60;
+/// Its pace: one attempt per 50 ms (20 per second).
+const PACE: Duration = Duration::from_millis(50);
+
+/// One login attempt from `src` on a new connection; the HTTP status, or None if it got no
+/// answer (dropped).
+fn login(lab: &Lab, src: IpAddr, server: IpAddr, account: &str, ok: bool, timeout: Duration) -> Option<u16> {
+    let body = format!("username={account}&password=guess");
+    let mut extra = vec![
+        "-X",
+        "POST",
+        "-d",
+        &body,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ];
+    if ok {
+        extra.extend_from_slice(&["-H", "X-Test-Login: ok"]);
+    }
+    let out = lab.curl(src, &format!("http://{server}:80/login"), &extra, timeout);
+    let code: u16 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (out.status.success() && code != 0).then_some(code)
+}
+
+/// `GET /` from `src`: the status, or None if it got no answer.
+fn get(lab: &Lab, src: IpAddr, server: IpAddr, timeout: Duration) -> Option<u16> {
+    let out = lab.curl(
+        src,
+        &format!("http://{server}:80/"),
+        &["-o", "/dev/null", "-w", "%{http_code}"],
+        timeout,
+    );
+    let code: u16 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (out.status.success() && code != 0).then_some(code)
+}
+
+/// The agent's event lines so far.
+fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario, read top to bottom as trigger-then-expect steps"
+)]
+fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
+    let mut lab = Lab::new("detect");
+    lab.start_nginx(80);
+    let pin = PinDir::new("detect");
+    let state = lab.tmp_dir().join("state");
+    let config = lab.tmp_dir().join("apisensor.toml");
+    std::fs::write(
+        &config,
+        format!("[policy]\nblock_ttl_s = {BLOCK_TTL_S}\n"),
+    )
+    .expect("write config");
+    let stdout = lab.tmp_dir().join("agent.out");
+    let events_file = lab.tmp_dir().join("events.jsonl");
+    let (ns, iface) = (lab.server_ns().to_owned(), lab.server_if().to_owned());
+    let bin = apisensor_bin();
+    let args = [
+        "run",
+        "--iface",
+        &iface,
+        "--pin-dir",
+        pin.as_str(),
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+        "--events",
+        events_file.to_str().expect("utf-8"),
+    ];
+    let agent = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lab.stderr_of(agent).contains("detection ready") {
+        assert!(lab.is_running(agent), "agent exited: {}", lab.stderr_of(agent));
+        assert!(Instant::now() < deadline, "agent not ready: {}", lab.stderr_of(agent));
+        thread::sleep(Duration::from_millis(50));
+    }
+    let server = IpAddr::V4(lab.server_v4());
+    let attacker = IpAddr::V4(lab.client_v4());
+    let neighbour = IpAddr::V4(lab.client_v4_alt());
+
+    // The neighbour logs in (and once mistypes) before the attack: a benign history.
+    assert_eq!(login(&lab, neighbour, server, "carol", false, Duration::from_secs(3)), Some(401));
+    assert_eq!(login(&lab, neighbour, server, "carol", true, Duration::from_secs(3)), Some(200));
+
+    // The attacker: 20 attempts a second, a new connection each, until one gets no answer.
+    let start = Instant::now();
+    let mut answered = 0;
+    let mut refused_after = None;
+    for i in 0..ATTEMPTS {
+        let due = start + PACE * i;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        match login(&lab, attacker, server, "admin", false, Duration::from_millis(400)) {
+            Some(status) => {
+                assert_eq!(status, 401, "attempt {i}");
+                answered += 1;
+            }
+            None => {
+                refused_after = Some(start.elapsed());
+                break;
+            }
+        }
+    }
+    // The block was made before the first refused attempt started.
+    let blocked_at = Instant::now();
+    let refused_after = refused_after.unwrap_or_else(|| {
+        panic!(
+            "{ATTEMPTS} attempts, none refused; agent: {}",
+            lab.stderr_of(agent)
+        )
+    });
+    eprintln!("attacker refused after {refused_after:?}, {answered} attempts answered");
+    assert!(answered <= 10, "{answered} attempts answered before the block");
+    // The neighbour on the same /24 is still served, and can still log in.
+    assert_eq!(get(&lab, neighbour, server, Duration::from_secs(3)), Some(200));
+    assert_eq!(login(&lab, neighbour, server, "carol", true, Duration::from_secs(3)), Some(200));
+    assert_eq!(get(&lab, attacker, server, Duration::from_millis(500)), None, "still dropped");
+
+    // The decision is an event line (stdout and the event file) with its evidence, and the
+    // kernel's block carries the decision's id.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let decision = loop {
+        if let Some(d) = events(&events_file).into_iter().find(|e| {
+            e["type"] == "decision" && e["action"] == "block" && e["target"] == "198.51.100.2/32"
+        }) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no block decision in {:?}", events(&events_file));
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(decision["enforcement"], "kernel", "{decision}");
+    assert_eq!(decision["ttl_s"], BLOCK_TTL_S, "{decision}");
+    let finding = &decision["findings"][0];
+    assert_eq!(finding["detector"], "brute_force", "{decision}");
+    assert!(finding["samples"][0]["path"] == "/login", "{decision}");
+    let text = std::fs::read_to_string(&events_file).expect("events");
+    assert!(!text.contains("guess"), "a password reached the event file");
+    assert!(
+        events(&stdout).iter().any(|e| e["type"] == "decision"),
+        "decision not on stdout"
+    );
+    assert!(
+        events(&events_file)
+            .iter()
+            .filter(|e| e["type"] == "decision" && e["action"] == "block")
+            .all(|e| e["target"] == "198.51.100.2/32"),
+        "only the attacker is blocked: {text}"
+    );
+    let listed = Command::new(&bin)
+        .args(["blocks", "list", "--json", "--pin-dir", pin.as_str()])
+        .output()
+        .expect("blocks list");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    let block = listed
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["net"] == "198.51.100.2/32"))
+        .unwrap_or_else(|| panic!("no block listed: {listed}"));
+    assert_eq!(
+        block["verdict_id"].as_u64(),
+        decision["id"].as_u64().map(|id| id | 1),
+        "{block} vs {decision}"
+    );
+
+    // Killed with -9 mid-attack: nothing is cleaned up. The programs go with the process (their
+    // links close), the block stays pinned; a new agent enforces it again at once, does not
+    // renew what it did not decide, and the block lapses at its TTL by the kernel's clock.
+    // SAFETY: kill(2) on the agent's PID, which this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.is_running(agent) {
+        assert!(Instant::now() < deadline, "agent survived SIGKILL");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let stdout2 = lab.tmp_dir().join("agent2.out");
+    let agent2 = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout2));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lab.stderr_of(agent2).contains("detection ready") {
+        assert!(lab.is_running(agent2), "agent exited: {}", lab.stderr_of(agent2));
+        assert!(Instant::now() < deadline, "agent not ready: {}", lab.stderr_of(agent2));
+        thread::sleep(Duration::from_millis(50));
+    }
+    let blocked_for = blocked_at.elapsed();
+    assert!(
+        blocked_for < Duration::from_secs(BLOCK_TTL_S - 2),
+        "restart took too long to check the block ({blocked_for:?})"
+    );
+    assert_eq!(
+        get(&lab, attacker, server, Duration::from_millis(500)),
+        None,
+        "block lost across kill -9 and restart"
+    );
+    let deadline = blocked_at + Duration::from_secs(BLOCK_TTL_S + 10);
+    loop {
+        if get(&lab, attacker, server, Duration::from_millis(500)) == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the block did not lapse at its TTL after the agent was killed"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    let lapsed_after = blocked_at.elapsed();
+    eprintln!("block lapsed {lapsed_after:?} after it was made");
+    assert!(
+        lapsed_after >= Duration::from_secs(BLOCK_TTL_S) - Duration::from_millis(1500),
+        "lapsed before its TTL: {lapsed_after:?}"
+    );
+    assert_eq!(get(&lab, neighbour, server, Duration::from_secs(3)), Some(200));
+    let status = lab.stop(agent2);
+    assert!(status.success(), "agent did not exit cleanly: {status:?}");
+}
