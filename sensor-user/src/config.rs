@@ -140,19 +140,15 @@ impl Config {
             path: name.to_owned(),
             source,
         })?;
-        let range = |field, value: u64, lo: u64, hi: u64, range| {
-            if value < lo || value > hi {
-                Err(ConfigError::Range {
-                    path: name.to_owned(),
-                    field,
-                    value,
-                    range,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        let s = &cfg.sensor;
+        cfg.validate_sensor(name)?;
+        cfg.validate_policy(name)?;
+        Ok(cfg)
+    }
+
+    /// Checks the ranges of the `[sensor]` settings; `name` names the file in errors.
+    fn validate_sensor(&self, name: &str) -> Result<(), ConfigError> {
+        let range = |field, value, lo, hi, range| check_range(name, field, value, lo, hi, range);
+        let s = &self.sensor;
         range(
             "sensor.req_capture_len",
             s.req_capture_len.into(),
@@ -205,9 +201,22 @@ impl Config {
         if let Some(zero) = s.ports.iter().find(|p| **p == 0) {
             range("sensor.ports", u64::from(*zero), 1, 65535, "1..=65535")?;
         }
+        Ok(())
+    }
+
+    /// Checks the TTLs, shares and escalation of the `[policy]` and `[detect]` settings; `name`
+    /// names the file in errors.
+    fn validate_policy(&self, name: &str) -> Result<(), ConfigError> {
+        let range = |field, value, lo, hi, range| check_range(name, field, value, lo, hi, range);
         let max_ttl = crate::verdict::MAX_TTL.as_secs();
-        let p = &cfg.policy;
-        range("policy.block_ttl_s", p.block_ttl_s, 1, max_ttl, "1..=7776000")?;
+        let p = &self.policy;
+        range(
+            "policy.block_ttl_s",
+            p.block_ttl_s,
+            1,
+            max_ttl,
+            "1..=7776000",
+        )?;
         range("policy.max_ttl_s", p.max_ttl_s, 1, max_ttl, "1..=7776000")?;
         let share = |field: &'static str, value: f64| {
             if (0.0..=1.0).contains(&value) {
@@ -220,10 +229,19 @@ impl Config {
                 })
             }
         };
-        let d = &cfg.detect;
-        share("policy.shared_min_success_share", p.shared_min_success_share)?;
-        share("detect.brute_force.min_failure_share", d.brute_force.min_failure_share)?;
-        share("detect.low_success.max_success_share", d.low_success.max_success_share)?;
+        let d = &self.detect;
+        share(
+            "policy.shared_min_success_share",
+            p.shared_min_success_share,
+        )?;
+        share(
+            "detect.brute_force.min_failure_share",
+            d.brute_force.min_failure_share,
+        )?;
+        share(
+            "detect.low_success.max_success_share",
+            d.low_success.max_success_share,
+        )?;
         share(
             "detect.volume.flood_max_requests_share",
             d.volume.flood_max_requests_share,
@@ -239,7 +257,7 @@ impl Config {
                 value: p.escalation,
             });
         }
-        Ok(cfg)
+        Ok(())
     }
 
     /// The kernel's view of these settings.
@@ -250,6 +268,28 @@ impl Config {
             wakeup_bytes: self.sensor.wakeup_bytes,
             flags: 0,
         }
+    }
+}
+
+/// Checks that `value` of `field` is within `lo..=hi` (`range` spells it out for the error);
+/// `name` names the file in errors.
+fn check_range(
+    name: &str,
+    field: &'static str,
+    value: u64,
+    lo: u64,
+    hi: u64,
+    range: &'static str,
+) -> Result<(), ConfigError> {
+    if value < lo || value > hi {
+        Err(ConfigError::Range {
+            path: name.to_owned(),
+            field,
+            value,
+            range,
+        })
+    } else {
+        Ok(())
     }
 }
 
@@ -284,9 +324,15 @@ mod tests {
     #[test]
     fn rejects_bad_files() {
         let cases = [
-            ("[sensor]\nports = [80]\nmax_sources = 8\n", "sensor.max_sources = 8"),
+            (
+                "[sensor]\nports = [80]\nmax_sources = 8\n",
+                "sensor.max_sources = 8",
+            ),
             ("[policy]\nescalation = 0.5\n", "policy.escalation"),
-            ("[detect.low_success]\nmax_success_share = 5\n", "max_success_share"),
+            (
+                "[detect.low_success]\nmax_success_share = 5\n",
+                "max_success_share",
+            ),
             ("[detect]\nbogus = 1\n", "unknown field"),
             ("[sensor]\nbogus = 1\n", "unknown field"),
             ("not toml at all [", "config t"),

@@ -34,7 +34,9 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// The key file does not hold a key.
-    #[error("{path} is not a hash key ({len} bytes, expected {KEY_LEN}); remove it to make a new one")]
+    #[error(
+        "{path} is not a hash key ({len} bytes, expected {KEY_LEN}); remove it to make a new one"
+    )]
     BadKey {
         /// The file.
         path: PathBuf,

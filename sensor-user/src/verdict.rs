@@ -139,9 +139,7 @@ fn reason_of(d: Detector) -> Reason {
     match d {
         Detector::BruteForce | Detector::CredentialStuffing => Reason::CredentialStuffing,
         Detector::Volume | Detector::PacketFlood => Reason::Flood,
-        Detector::Enumeration | Detector::ContentDiscovery | Detector::Breadth => {
-            Reason::Scraping
-        }
+        Detector::Enumeration | Detector::ContentDiscovery | Detector::Breadth => Reason::Scraping,
         _ => Reason::Detector,
     }
 }

@@ -49,9 +49,9 @@ use std::sync::Arc;
 use sensor_common::tcp_flags;
 
 use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Reuse, Transaction};
+use crate::lru::LruTable;
 use crate::reassembly::{MAX_WINDOW, ReassemblyLimits, Stream, StreamStats};
 use crate::segment::{Chunk, Dir, Segment};
-use crate::lru::LruTable;
 
 /// Settings of the flow table, the `[analyzer]` section of the configuration.
 #[derive(Clone, Debug, serde::Deserialize)]

@@ -187,10 +187,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     summary.transactions = sink.transactions;
     let mut line = summary_line(&args.file, &summary, p.analyzer());
     if args.findings {
-        line.push_str(&format!(
+        use std::fmt::Write as _;
+        let _ = write!(
+            line,
             ", {} findings, {} decisions",
             sink.finding_count, sink.decision_count
-        ));
+        );
     }
     eprintln!("{line}");
     if let Some(path) = &args.catalogue {
@@ -301,4 +303,3 @@ fn summary_line(path: &Path, s: &ReplaySummary, analyzer: &Analyzer) -> String {
         c.lost_bytes,
     )
 }
-

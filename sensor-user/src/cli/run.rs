@@ -125,59 +125,7 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         Duration::from_secs(config.sensor.purge_interval_s),
         shutdown_tx.subscribe(),
     ));
-    let state = StateDir::create(&args.state_dir)?;
-    let key = state.key_or_create()?;
-    let baselines = state.baselines()?;
-    let to_unix = BootToUnix::now();
-    let pipeline = Pipeline::new(config, key, baselines, to_unix.convert(clock::boot_ns()))
-        .with_context(|| format!("restoring the baselines of {}", state.path().display()))?;
-    let events_path = args
-        .events
-        .clone()
-        .unwrap_or_else(|| state.path().join("events.jsonl"));
-    let events_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&events_path)
-        .with_context(|| format!("opening the event file {}", events_path.display()))?;
-    // The allowlist of the configuration is the kernel's too: allowlisted sources are never
-    // dropped, whatever a block says.
-    let mut verdicts = Verdicts::open_pinned(pin_dir)?;
-    for net in &config.policy.allowlist {
-        verdicts
-            .allow(*net, clock::boot_ns())
-            .with_context(|| format!("allowlisting {net}"))?;
-    }
-    tracing::info!(
-        state_dir = %state.path().display(),
-        events = %events_path.display(),
-        dry_run = config.policy.dry_run,
-        detection = config.detect.enabled,
-        "detection ready"
-    );
-    let mut sink = AgentSink {
-        out: AgentOutput {
-            to_unix,
-            log_transactions: args.log_transactions,
-            stdout: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
-            events: std::io::BufWriter::new(events_file),
-            json: JsonCache::default(),
-            line: Vec::new(),
-            verdicts,
-            applied: 0,
-            failed: 0,
-        },
-        log_events: args.log_events,
-        pipeline,
-        last_tick_ns: 0,
-        last_hits_ns: 0,
-        catalogue: args.catalogue.clone(),
-        last_catalogue_ns: 0,
-        last_baselines_ns: 0,
-        state,
-        events: 0,
-        decode_errors: 0,
-    };
+    let mut sink = AgentSink::open(args, pin_dir, config)?;
     let stats = reader::run(
         req,
         resp,
@@ -333,6 +281,64 @@ impl Sink for AgentOutput {
 }
 
 impl AgentSink {
+    /// Opens the state directory, the pipeline (with the saved baselines), the event file and
+    /// the map writer (allowlisting the configuration's allowlist in the kernel).
+    fn open(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Result<Self> {
+        let state = StateDir::create(&args.state_dir)?;
+        let key = state.key_or_create()?;
+        let baselines = state.baselines()?;
+        let to_unix = BootToUnix::now();
+        let pipeline = Pipeline::new(config, key, baselines, to_unix.convert(clock::boot_ns()))
+            .with_context(|| format!("restoring the baselines of {}", state.path().display()))?;
+        let events_path = args
+            .events
+            .clone()
+            .unwrap_or_else(|| state.path().join("events.jsonl"));
+        let events_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&events_path)
+            .with_context(|| format!("opening the event file {}", events_path.display()))?;
+        // The allowlist of the configuration is the kernel's too: allowlisted sources are never
+        // dropped, whatever a block says.
+        let mut verdicts = Verdicts::open_pinned(pin_dir)?;
+        for net in &config.policy.allowlist {
+            verdicts
+                .allow(*net, clock::boot_ns())
+                .with_context(|| format!("allowlisting {net}"))?;
+        }
+        tracing::info!(
+            state_dir = %state.path().display(),
+            events = %events_path.display(),
+            dry_run = config.policy.dry_run,
+            detection = config.detect.enabled,
+            "detection ready"
+        );
+        Ok(Self {
+            out: AgentOutput {
+                to_unix,
+                log_transactions: args.log_transactions,
+                stdout: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+                events: std::io::BufWriter::new(events_file),
+                json: JsonCache::default(),
+                line: Vec::new(),
+                verdicts,
+                applied: 0,
+                failed: 0,
+            },
+            log_events: args.log_events,
+            pipeline,
+            last_tick_ns: 0,
+            last_hits_ns: 0,
+            catalogue: args.catalogue.clone(),
+            last_catalogue_ns: 0,
+            last_baselines_ns: 0,
+            state,
+            events: 0,
+            decode_errors: 0,
+        })
+    }
+
     /// Flushes what was written.
     fn flush(&mut self) {
         let _ = self.out.stdout.flush();

@@ -190,6 +190,7 @@ pub struct Decision {
 impl Decision {
     /// One line for logs.
     pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
         let target = self
             .target
             .map_or_else(|| self.entity.to_string(), |t| t.to_string());
@@ -198,7 +199,7 @@ impl Decision {
             self.id, self.action, target, self.reason, self.ttl_s
         );
         if let Some(r) = self.refused {
-            s.push_str(&format!("; {}", r.note()));
+            let _ = write!(s, "; {}", r.note());
         }
         s
     }
@@ -245,6 +246,13 @@ struct Active {
     expires_ns: u64,
     /// Its TTL, ns.
     ttl_ns: u64,
+}
+
+impl Active {
+    /// Whether the block is in its second half at `now` (Unix ns).
+    fn due_for_renewal(&self, now: u64) -> bool {
+        self.expires_ns.saturating_sub(now) < self.ttl_ns / 2
+    }
 }
 
 /// The policy and its memory of blocks and offences.
@@ -306,15 +314,28 @@ impl Policy {
     /// The kernel is still dropping `target`'s packets (its block's latest hit was at
     /// `last_hit_ns`, Unix ns): the behaviour goes on, so a block in its second half is
     /// renewed.
-    pub fn on_block_hit(&mut self, target: IpNet, last_hit_ns: u64, now_ns: u64) -> Option<Decision> {
+    pub fn on_block_hit(
+        &mut self,
+        target: IpNet,
+        last_hit_ns: u64,
+        now_ns: u64,
+    ) -> Option<Decision> {
         self.expire(now_ns);
         let a = self.active.get(&target)?;
-        if last_hit_ns + a.ttl_ns / 2 < now_ns || !self.due_for_renewal(a, now_ns) {
+        if last_hit_ns + a.ttl_ns / 2 < now_ns || !a.due_for_renewal(now_ns) {
             return None;
         }
         let ttl_ns = a.ttl_ns;
         let offence = self.offences.get(&target).map_or(1, |o| o.0);
-        Some(self.renew(target, Entity::Source(target.addr()), now_ns, ttl_ns, offence, Vec::new(), "still dropping".into()))
+        Some(self.renew(
+            target,
+            Entity::Source(target.addr()),
+            now_ns,
+            ttl_ns,
+            offence,
+            Vec::new(),
+            "still dropping".into(),
+        ))
     }
 
     /// Forgets blocks whose TTL ran out.
@@ -405,11 +426,19 @@ impl Policy {
             return Some(self.alert(f, Some(target), Some(Refusal::SharedAddress)));
         }
         if let Some(a) = self.active.get(&target) {
-            if !self.due_for_renewal(a, now) {
+            if !a.due_for_renewal(now) {
                 return None;
             }
             let (ttl_ns, offence) = (a.ttl_ns, self.offences.get(&target).map_or(1, |o| o.0));
-            return Some(self.renew(target, f.entity.clone(), now, ttl_ns, offence, vec![f.clone()], reason_text(f.detector)));
+            return Some(self.renew(
+                target,
+                f.entity.clone(),
+                now,
+                ttl_ns,
+                offence,
+                vec![f.clone()],
+                reason_text(f.detector),
+            ));
         }
         if self.cfg.dry_run {
             return Some(self.dry_run_block(f, target));
@@ -528,7 +557,11 @@ impl Policy {
             id,
             at_ns: now,
             action: Action::Block,
-            enforcement: if dry { Enforcement::None } else { Enforcement::Kernel },
+            enforcement: if dry {
+                Enforcement::None
+            } else {
+                Enforcement::Kernel
+            },
             entity,
             target: Some(target),
             ttl_s: ttl_ns / NS,
@@ -539,11 +572,6 @@ impl Policy {
             notes: vec!["renewed: the behaviour goes on".to_owned()],
             findings,
         }
-    }
-
-    /// Whether an active block is in its second half.
-    fn due_for_renewal(&self, a: &Active, now: u64) -> bool {
-        a.expires_ns.saturating_sub(now) < a.ttl_ns / 2
     }
 
     /// Records an offence of `target` and returns how many are remembered.
@@ -567,7 +595,8 @@ impl Policy {
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
-            reason = "clamped below"
+            clippy::cast_precision_loss,
+            reason = "a TTL in seconds, far below 2^52, clamped to the maximum TTL before the cast back"
         )]
         let ttl = ttl.min(self.cfg.max_ttl_s.max(base) as f64) as u64;
         ttl

@@ -41,14 +41,22 @@ fn safety_rules_refuse_in_order() {
     let mut p = Policy::new(cfg, vec![net("203.0.113.1/32")]);
     let bf = Detector::BruteForce;
     let cases: Vec<(Finding, Option<Refusal>, Action)> = vec![
-        (finding(T0, bf, "198.51.100.3"), Some(Refusal::Allowlisted), Action::Alert),
+        (
+            finding(T0, bf, "198.51.100.3"),
+            Some(Refusal::Allowlisted),
+            Action::Alert,
+        ),
         // A prefix that contains an allowlisted range is not blocked either.
         (
             finding(T0, Detector::Volume, "198.51.100.0/24"),
             Some(Refusal::Allowlisted),
             Action::Alert,
         ),
-        (finding(T0, bf, "203.0.113.1"), Some(Refusal::TrustedProxy), Action::Alert),
+        (
+            finding(T0, bf, "203.0.113.1"),
+            Some(Refusal::TrustedProxy),
+            Action::Alert,
+        ),
         (
             {
                 let mut f = finding(T0, bf, "203.0.113.2");
@@ -75,38 +83,70 @@ fn safety_rules_refuse_in_order() {
         (finding(T0, bf, "203.0.113.4"), None, Action::Block),
         // Failed logins spread over a prefix alert; only volume blocks a whole prefix.
         (finding(T0, bf, "198.51.100.128/25"), None, Action::Alert),
-        (finding(T0, Detector::Volume, "198.51.100.128/25"), None, Action::Block),
-        (finding(T0, Detector::AccountAggregation, "203.0.113.5"), None, Action::Alert),
+        (
+            finding(T0, Detector::Volume, "198.51.100.128/25"),
+            None,
+            Action::Block,
+        ),
+        (
+            finding(T0, Detector::AccountAggregation, "203.0.113.5"),
+            None,
+            Action::Alert,
+        ),
     ];
     for (f, refused, action) in cases {
         let d = p.on_finding(&f).expect("a decision");
         assert_eq!((d.refused, d.action), (refused, action), "{}", f.summary());
-        assert_eq!(d.blocks_in_kernel(), refused.is_none() && action == Action::Block);
+        assert_eq!(
+            d.blocks_in_kernel(),
+            refused.is_none() && action == Action::Block
+        );
     }
     // Context never decides.
-    assert!(p.on_finding(&finding(T0, Detector::BotTiming, "203.0.113.9")).is_none());
+    assert!(
+        p.on_finding(&finding(T0, Detector::BotTiming, "203.0.113.9"))
+            .is_none()
+    );
 }
 
 #[test]
 fn ttl_escalates_for_repeat_offenders_and_blocks_renew_while_the_behaviour_goes_on() {
     let mut p = Policy::new(PolicyConfig::default(), Vec::new());
     let who = "198.51.100.50";
-    let d1 = p.on_finding(&finding(T0, Detector::BruteForce, who)).expect("block");
+    let d1 = p
+        .on_finding(&finding(T0, Detector::BruteForce, who))
+        .expect("block");
     assert_eq!((d1.ttl_s, d1.offence, d1.renewal), (600, 1, false));
     // Still active and in its first half: nothing new.
-    assert!(p.on_finding(&finding(T0 + 100 * NS, Detector::BruteForce, who)).is_none());
+    assert!(
+        p.on_finding(&finding(T0 + 100 * NS, Detector::BruteForce, who))
+            .is_none()
+    );
     // In its second half: renewed with the same id and TTL.
-    let r = p.on_finding(&finding(T0 + 400 * NS, Detector::BruteForce, who)).expect("renewal");
-    assert!(r.renewal && r.blocks_in_kernel());
-    assert_eq!((r.id, r.ttl_s), (d1.id, 600));
+    let renewed = p
+        .on_finding(&finding(T0 + 400 * NS, Detector::BruteForce, who))
+        .expect("renewal");
+    assert!(renewed.renewal && renewed.blocks_in_kernel());
+    assert_eq!((renewed.id, renewed.ttl_s), (d1.id, 600));
     // Drop hits renew too, once due; a block without recent hits is not renewed.
     let target = net("198.51.100.50/32");
-    assert!(p.on_block_hit(target, T0 + 500 * NS, T0 + 600 * NS).is_none());
-    let h = p.on_block_hit(target, T0 + 900 * NS, T0 + 901 * NS).expect("hit renewal");
-    assert!(h.renewal);
-    assert!(p.on_block_hit(target, T0 + 902 * NS, T0 + 2000 * NS).is_none(), "lapsed");
+    assert!(
+        p.on_block_hit(target, T0 + 500 * NS, T0 + 600 * NS)
+            .is_none()
+    );
+    let hit = p
+        .on_block_hit(target, T0 + 900 * NS, T0 + 901 * NS)
+        .expect("hit renewal");
+    assert!(hit.renewal);
+    assert!(
+        p.on_block_hit(target, T0 + 902 * NS, T0 + 2000 * NS)
+            .is_none(),
+        "lapsed"
+    );
     // After it lapsed, the next block is a repeat offence: 4 times the TTL.
-    let d2 = p.on_finding(&finding(T0 + 2000 * NS, Detector::BruteForce, who)).expect("block");
+    let d2 = p
+        .on_finding(&finding(T0 + 2000 * NS, Detector::BruteForce, who))
+        .expect("block");
     assert_eq!((d2.offence, d2.ttl_s), (2, 2400));
     // Escalation is capped.
     let cfg = PolicyConfig {
@@ -114,12 +154,14 @@ fn ttl_escalates_for_repeat_offenders_and_blocks_renew_while_the_behaviour_goes_
         ..PolicyConfig::default()
     };
     let mut p = Policy::new(cfg, Vec::new());
-    let mut t = T0;
+    let mut at = T0;
     let mut ttls = Vec::new();
     for _ in 0..4 {
-        let d = p.on_finding(&finding(t, Detector::BruteForce, who)).expect("block");
+        let d = p
+            .on_finding(&finding(at, Detector::BruteForce, who))
+            .expect("block");
         ttls.push(d.ttl_s);
-        t += (d.ttl_s + 1) * NS;
+        at += (d.ttl_s + 1) * NS;
     }
     assert_eq!(ttls, [600, 1000, 1000, 1000]);
 }
@@ -136,13 +178,23 @@ fn caps_turn_blocks_into_counted_alerts() {
     for i in 0..5_u64 {
         // One every 20 s: the third is the third in a minute; the fifth finds three active.
         let d = p
-            .on_finding(&finding(T0 + i * 20 * NS, Detector::BruteForce, &format!("203.0.113.{i}")))
+            .on_finding(&finding(
+                T0 + i * 20 * NS,
+                Detector::BruteForce,
+                &format!("203.0.113.{i}"),
+            ))
             .expect("decision");
         got.push(d.refused);
     }
     assert_eq!(
         got,
-        [None, None, Some(Refusal::RateCap), None, Some(Refusal::ActiveCap)]
+        [
+            None,
+            None,
+            Some(Refusal::RateCap),
+            None,
+            Some(Refusal::ActiveCap)
+        ]
     );
     let c = p.counters();
     assert_eq!((c.block, c.active), (3, 3));
@@ -157,8 +209,13 @@ fn dry_run_and_proxied_clients_are_reported_not_enforced() {
         ..PolicyConfig::default()
     };
     let mut p = Policy::new(cfg, Vec::new());
-    let d = p.on_finding(&finding(T0, Detector::BruteForce, "198.51.100.9")).expect("decision");
-    assert_eq!((d.action, d.refused), (Action::Block, Some(Refusal::DryRun)));
+    let d = p
+        .on_finding(&finding(T0, Detector::BruteForce, "198.51.100.9"))
+        .expect("decision");
+    assert_eq!(
+        (d.action, d.refused),
+        (Action::Block, Some(Refusal::DryRun))
+    );
     assert!(!d.blocks_in_kernel());
     let mut p = Policy::new(PolicyConfig::default(), Vec::new());
     let mut f = finding(T0, Detector::BruteForce, "198.51.100.10");
@@ -166,9 +223,16 @@ fn dry_run_and_proxied_clients_are_reported_not_enforced() {
         s.proxied = true;
     }
     let d = p.on_finding(&f).expect("decision");
-    assert_eq!((d.action, d.enforcement), (Action::Block, Enforcement::Upstream));
+    assert_eq!(
+        (d.action, d.enforcement),
+        (Action::Block, Enforcement::Upstream)
+    );
     assert!(!d.blocks_in_kernel());
-    assert!(d.notes.iter().any(|n| n.contains("upstream")), "{:?}", d.notes);
+    assert!(
+        d.notes.iter().any(|n| n.contains("upstream")),
+        "{:?}",
+        d.notes
+    );
 }
 
 #[test]
@@ -177,7 +241,11 @@ fn ids_are_unique_and_deterministic() {
         let mut p = Policy::new(PolicyConfig::default(), Vec::new());
         (0..50_u64)
             .filter_map(|i| {
-                p.on_finding(&finding(T0 + i, Detector::BruteForce, &format!("2001:db8::{i:x}")))
+                p.on_finding(&finding(
+                    T0 + i,
+                    Detector::BruteForce,
+                    &format!("2001:db8::{i:x}"),
+                ))
             })
             .map(|d| d.id)
             .collect::<Vec<_>>()

@@ -44,7 +44,11 @@ pub(crate) fn source(cfg: &BruteForceConfig, s: &SourceState) -> Vec<(Detector, 
         found.push((
             Detector::CredentialStuffing,
             vec![
-                Measure::at_least("failed_accounts", failed_accounts, cfg.stuffing_min_accounts),
+                Measure::at_least(
+                    "failed_accounts",
+                    failed_accounts,
+                    cfg.stuffing_min_accounts,
+                ),
                 Measure::at_least("failure_share", failure_share, cfg.min_failure_share),
             ],
         ));

@@ -161,7 +161,12 @@ mod tests {
     #[test]
     fn decay_halves_per_half_life_and_reads_back_a_rate() {
         let d = Decay::from_secs(10);
-        let cases = [(0, 1.0), (10 * NS, 0.5), (20 * NS, 0.25), (5 * NS, 0.707_1)];
+        let cases = [
+            (0, 1.0),
+            (10 * NS, 0.5),
+            (20 * NS, 0.25),
+            (5 * NS, std::f32::consts::FRAC_1_SQRT_2),
+        ];
         for (elapsed, want) in cases {
             let got = d.factor(elapsed);
             assert!((got - want).abs() < 1e-3, "{elapsed}: {got} != {want}");

@@ -310,9 +310,13 @@ impl Finding {
 
     /// A one-line summary for logs: detector, entity and the measures.
     pub fn summary(&self) -> String {
-        let mut s = format!("{} on {} (score {:.2}):", self.detector, self.entity, self.score);
+        use std::fmt::Write as _;
+        let mut s = format!(
+            "{} on {} (score {:.2}):",
+            self.detector, self.entity, self.score
+        );
         for m in &self.measures {
-            s.push_str(&format!(" {}={:.3} (threshold {})", m.name, m.value, m.threshold));
+            let _ = write!(s, " {}={:.3} (threshold {})", m.name, m.value, m.threshold);
         }
         s
     }

@@ -252,7 +252,7 @@ impl Detection {
 
         // Account and session.
         if let (Some(name), Some(h), true) = (tx.account.as_deref(), account_hash, verified)
-            && (outcome.login_failed || outcome.login_ok)
+            && (outcome.login_failed() || outcome.login_ok())
             && let Some(a) = self.accounts.entry(h)
         {
             if a.name.is_empty() {
@@ -269,7 +269,9 @@ impl Detection {
         // Endpoint.
         if verified {
             let host = tx.host.as_deref().unwrap_or("");
-            let eh = self.hasher.hash(&(tx.method.as_ref(), host, tx.route.as_str()));
+            let eh = self
+                .hasher
+                .hash(&(tx.method.as_ref(), host, tx.route.as_str()));
             if let Some(e) = self.endpoints.entry(eh) {
                 if e.name.is_empty() {
                     e.name = format!("{} {host} {}", tx.method, tx.route);
@@ -289,7 +291,7 @@ impl Detection {
                 self.check_prefix(pk, now, out);
             }
             if let Some(h) = account_hash
-                && (outcome.login_failed || outcome.login_ok)
+                && (outcome.login_failed() || outcome.login_ok())
             {
                 self.check_account(h, now, out);
             }
@@ -341,12 +343,10 @@ impl Detection {
             let key = BaselineKey::Endpoint(name.clone());
             if learning {
                 self.baselines.record(&key, at, count);
-            } else if let Some(exp) = self.baselines.exceeds(
-                &key,
-                at,
-                f64::from(count),
-                self.cfg.volume.endpoint_factor,
-            ) {
+            } else if let Some(exp) =
+                self.baselines
+                    .exceeds(&key, at, f64::from(count), self.cfg.volume.endpoint_factor)
+            {
                 let measures = vec![
                     Measure::at_least(
                         "requests_per_bucket",
@@ -356,7 +356,12 @@ impl Detection {
                     Measure::at_least("baseline_mean", exp.mean, 0.0),
                 ];
                 self.report(
-                    Finding::new(now_ns, Detector::EndpointRate, Entity::Endpoint(name), measures),
+                    Finding::new(
+                        now_ns,
+                        Detector::EndpointRate,
+                        Entity::Endpoint(name),
+                        measures,
+                    ),
                     out,
                 );
             }
@@ -376,12 +381,10 @@ impl Detection {
             let key = BaselineKey::Prefix(pk.net());
             if learning {
                 self.baselines.record(&key, at, count);
-            } else if let Some(exp) = self.baselines.exceeds(
-                &key,
-                at,
-                f64::from(count),
-                self.cfg.volume.baseline_factor,
-            ) {
+            } else if let Some(exp) =
+                self.baselines
+                    .exceeds(&key, at, f64::from(count), self.cfg.volume.baseline_factor)
+            {
                 let measures = vec![
                     Measure::at_least(
                         "requests_per_bucket",
@@ -390,7 +393,8 @@ impl Detection {
                     ),
                     Measure::at_least("baseline_mean", exp.mean, 0.0),
                 ];
-                let mut f = Finding::new(now_ns, Detector::Volume, Entity::Prefix(pk.net()), measures);
+                let mut f =
+                    Finding::new(now_ns, Detector::Volume, Entity::Prefix(pk.net()), measures);
                 f.standing = self.prefixes.get(&pk).map(prefix_standing);
                 self.report(f, out);
             }
@@ -425,14 +429,22 @@ impl Detection {
             found.push((Detector::ContentDiscovery, m));
         }
         let rate = d.rates.rate(s.requests);
-        let over_s = volume::sustained(rate >= cfg.volume.source_ceiling_rps, &mut s.over_since_ns, now);
+        let over_s = volume::sustained(
+            rate >= cfg.volume.source_ceiling_rps,
+            &mut s.over_since_ns,
+            now,
+        );
         if let Some(over_s) = over_s
             && let Some(m) = volume::over(&cfg.volume, rate, cfg.volume.source_ceiling_rps, over_s)
         {
             found.push((Detector::Volume, m));
         }
         let syn_rate = d.rates.rate(s.syns);
-        let syn_over = volume::sustained(syn_rate >= cfg.volume.syn_ceiling_rps, &mut s.syn_over_since_ns, now);
+        let syn_over = volume::sustained(
+            syn_rate >= cfg.volume.syn_ceiling_rps,
+            &mut s.syn_over_since_ns,
+            now,
+        );
         if let Some(m) = volume::flood(&cfg.volume, d.rates, s.syns, s.requests, syn_over) {
             found.push((Detector::PacketFlood, m));
         }
@@ -470,7 +482,11 @@ impl Detection {
             found.push((Detector::BruteForce, m));
         }
         let rate = d.rates.rate(p.requests);
-        let over_s = volume::sustained(rate >= cfg.volume.prefix_ceiling_rps, &mut p.over_since_ns, now);
+        let over_s = volume::sustained(
+            rate >= cfg.volume.prefix_ceiling_rps,
+            &mut p.over_since_ns,
+            now,
+        );
         if let Some(over_s) = over_s
             && let Some(m) = volume::over(&cfg.volume, rate, cfg.volume.prefix_ceiling_rps, over_s)
         {
@@ -490,7 +506,12 @@ impl Detection {
             return;
         };
         if let Some(m) = bruteforce::account(&self.cfg.brute_force, a) {
-            let mut f = Finding::new(now, Detector::AccountAttacked, Entity::Account(a.name.clone()), m);
+            let mut f = Finding::new(
+                now,
+                Detector::AccountAttacked,
+                Entity::Account(a.name.clone()),
+                m,
+            );
             f.sources.clone_from(&a.recent_sources);
             self.report(f, out);
         }
@@ -501,25 +522,22 @@ impl Detection {
     fn report(&mut self, mut f: Finding, out: &mut Vec<Finding>) {
         let key = (self.hasher.hash(&f.entity), f.detector as u8);
         let repeat_ns = self.cfg.repeat_s.saturating_mul(NS);
-        match self.reported.find(&key) {
-            Some(slot) => {
-                let last = self.reported.get(slot).copied().unwrap_or(0);
-                if f.at_ns < last.saturating_add(repeat_ns) {
-                    return;
-                }
-                self.reported.touch(slot);
-                if let Some(v) = self.reported.get_mut(slot) {
-                    *v = f.at_ns;
-                }
+        if let Some(slot) = self.reported.find(&key) {
+            let last = self.reported.get(slot).copied().unwrap_or(0);
+            if f.at_ns < last.saturating_add(repeat_ns) {
+                return;
             }
-            None => {
-                if self.reported.len() >= MAX_REPORTED
-                    && let Some(oldest) = self.reported.oldest()
-                {
-                    self.reported.remove(oldest);
-                }
-                self.reported.insert(key, f.at_ns);
+            self.reported.touch(slot);
+            if let Some(v) = self.reported.get_mut(slot) {
+                *v = f.at_ns;
             }
+        } else {
+            if self.reported.len() >= MAX_REPORTED
+                && let Some(oldest) = self.reported.oldest()
+            {
+                self.reported.remove(oldest);
+            }
+            self.reported.insert(key, f.at_ns);
         }
         if let Entity::Source(ip) = f.entity
             && let Some(detail) = self.details.get(&AddrKey::of(ip))

@@ -29,7 +29,11 @@ pub(crate) fn enumeration(cfg: &ScrapingConfig, d: &Detail, now_ns: u64) -> Opti
     let within = cfg.sequential_within_s as f64;
     (d.walk_run >= cfg.sequential_run && took <= within).then(|| {
         vec![
-            Measure::at_least("sequential_ids", f64::from(d.walk_run), f64::from(cfg.sequential_run)),
+            Measure::at_least(
+                "sequential_ids",
+                f64::from(d.walk_run),
+                f64::from(cfg.sequential_run),
+            ),
             Measure::at_most("seconds", took, within),
         ]
     })
@@ -38,8 +42,13 @@ pub(crate) fn enumeration(cfg: &ScrapingConfig, d: &Detail, now_ns: u64) -> Opti
 /// The measures of unusual breadth.
 pub(crate) fn breadth(cfg: &ScrapingConfig, d: &Detail) -> Option<Vec<Measure>> {
     let paths = d.paths.estimate();
-    (paths >= cfg.breadth_paths)
-        .then(|| vec![Measure::at_least("distinct_paths", paths, cfg.breadth_paths)])
+    (paths >= cfg.breadth_paths).then(|| {
+        vec![Measure::at_least(
+            "distinct_paths",
+            paths,
+            cfg.breadth_paths,
+        )]
+    })
 }
 
 /// The measures of content discovery.

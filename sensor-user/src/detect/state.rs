@@ -52,10 +52,8 @@ pub(crate) struct PrefixKey {
 impl PrefixKey {
     /// The prefix of `ip` of length `len` (within its family).
     pub(crate) fn of(ip: IpAddr, len: u8) -> Self {
-        let net = IpNet::new(ip.to_canonical(), len).map_or_else(
-            |_| IpNet::from(ip.to_canonical()),
-            |n| n.trunc(),
-        );
+        let net = IpNet::new(ip.to_canonical(), len)
+            .map_or_else(|_| IpNet::from(ip.to_canonical()), |n| n.trunc());
         Self {
             addr: AddrKey::of(net.addr()),
             len: net.prefix_len(),
@@ -126,29 +124,44 @@ impl Factors {
 /// What one transaction says, reduced to what the counts need.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Outcome {
-    /// A response was seen.
-    pub(crate) answered: bool,
-    /// It was 2xx or 3xx.
-    pub(crate) ok: bool,
-    /// It was 404.
-    pub(crate) not_found: bool,
-    /// A failed login.
-    pub(crate) login_failed: bool,
-    /// A successful login.
-    pub(crate) login_ok: bool,
+    /// The final response status, `None` when no response was seen.
+    status: Option<u16>,
+    /// The login result, `None` when the request was not a login.
+    login: Option<LoginOutcome>,
 }
 
 impl Outcome {
     /// The outcome of a transaction.
     pub(crate) fn of(tx: &Transaction) -> Self {
-        let status = tx.status.unwrap_or(0);
         Self {
-            answered: tx.status.is_some(),
-            ok: (200..400).contains(&status),
-            not_found: status == 404,
-            login_failed: tx.login == Some(LoginOutcome::Failure),
-            login_ok: tx.login == Some(LoginOutcome::Success),
+            status: tx.status,
+            login: tx.login,
         }
+    }
+
+    /// A response was seen.
+    pub(crate) fn answered(self) -> bool {
+        self.status.is_some()
+    }
+
+    /// It was 2xx or 3xx.
+    pub(crate) fn ok(self) -> bool {
+        (200..400).contains(&self.status.unwrap_or(0))
+    }
+
+    /// It was 404.
+    pub(crate) fn not_found(self) -> bool {
+        self.status == Some(404)
+    }
+
+    /// A failed login.
+    pub(crate) fn login_failed(self) -> bool {
+        self.login == Some(LoginOutcome::Failure)
+    }
+
+    /// A successful login.
+    pub(crate) fn login_ok(self) -> bool {
+        self.login == Some(LoginOutcome::Success)
     }
 }
 
@@ -242,26 +255,26 @@ impl SourceState {
         self.verified = true;
         self.total = self.total.saturating_add(1);
         self.requests += 1.0;
-        if o.answered {
+        if o.answered() {
             self.answered += 1.0;
         }
-        if o.ok {
+        if o.ok() {
             self.ok += 1.0;
             if let Some(s) = session {
                 self.good_sessions.insert(s);
             }
         }
-        if o.not_found {
+        if o.not_found() {
             self.not_found += 1.0;
         }
-        if o.login_failed {
+        if o.login_failed() {
             self.login_failed += 1.0;
             self.login_failed_slow += 1.0;
             if let Some(a) = account {
                 self.failed_accounts.insert(a);
             }
         }
-        if o.login_ok {
+        if o.login_ok() {
             self.login_ok += 1.0;
             self.login_ok_slow += 1.0;
             if let Some(a) = account {
@@ -428,19 +441,19 @@ impl PrefixState {
         }
         self.requests += 1.0;
         self.bucket_requests = self.bucket_requests.saturating_add(1);
-        if o.answered {
+        if o.answered() {
             self.answered += 1.0;
         }
-        if o.ok {
+        if o.ok() {
             self.ok += 1.0;
             if let Some(s) = session {
                 self.good_sessions.insert(s);
             }
         }
-        if o.login_failed {
+        if o.login_failed() {
             self.login_failed += 1.0;
         }
-        if o.login_ok {
+        if o.login_ok() {
             self.login_ok += 1.0;
         }
         self.sources.insert(source);
@@ -488,10 +501,10 @@ impl AccountState {
             self.failed_sources.roll(windows);
             self.epoch = epoch;
         }
-        if o.login_ok {
+        if o.login_ok() {
             self.ok += 1.0;
         }
-        if o.login_failed {
+        if o.login_failed() {
             self.failed += 1.0;
             self.failed_sources.insert(source_hash);
             if !self.recent_sources.contains(&source) {

@@ -128,10 +128,20 @@ fn run(reqs: Vec<Req>) -> Outcome {
 
 /// [`run`] with SYNs.
 fn run_syns(mut reqs: Vec<Req>, syns: &[(u64, IpAddr)]) -> Outcome {
-    run_with(&mut reqs, syns, DetectConfig::default(), PolicyConfig::default())
+    run_with(
+        &mut reqs,
+        syns,
+        DetectConfig::default(),
+        PolicyConfig::default(),
+    )
 }
 
-fn run_with(reqs: &mut [Req], syns: &[(u64, IpAddr)], cfg: DetectConfig, policy: PolicyConfig) -> Outcome {
+fn run_with(
+    reqs: &mut [Req],
+    syns: &[(u64, IpAddr)],
+    cfg: DetectConfig,
+    policy: PolicyConfig,
+) -> Outcome {
     reqs.sort_by_key(|r| r.t_ns);
     let mut det = Detection::new(cfg, [7; 16], None, T0).expect("detection");
     let mut pol = Policy::new(policy, Vec::new());
@@ -194,11 +204,17 @@ fn jitter(seed: u64, i: u64, span: u64) -> u64 {
 fn brute_force_is_blocked_by_its_fifth_failure() {
     let a = ip("198.51.100.66");
     // 20 attempts per second on one account, 60 of them.
-    let out = run(series(60, T0, NS / 20, |_, t| Req::login(t, a, "admin", false)));
+    let out = run(series(60, T0, NS / 20, |_, t| {
+        Req::login(t, a, "admin", false)
+    }));
     assert!(out.found(Detector::BruteForce), "{:?}", out.detectors());
     let at = out.blocked_at("198.51.100.66/32").expect("blocked");
     // The fifth failure is answered 0.2 s + 20 ms after the first request.
-    assert!(at <= T0 + NS / 20 * 4 + 20_000_000, "blocked {} ms in", (at - T0) / 1_000_000);
+    assert!(
+        at <= T0 + NS / 20 * 4 + 20_000_000,
+        "blocked {} ms in",
+        (at - T0) / 1_000_000
+    );
     assert_eq!(out.blocks.len(), 1, "one block, renewed later at most");
 }
 
@@ -206,9 +222,15 @@ fn brute_force_is_blocked_by_its_fifth_failure() {
 fn credential_stuffing_and_slow_brute_force_are_blocked() {
     let a = ip("203.0.113.9");
     // One attempt per account, 60 accounts, one every 2 s.
-    let stuffing = series(60, T0, 2 * NS, |i, t| Req::login(t, a, &format!("user{i}"), false));
+    let stuffing = series(60, T0, 2 * NS, |i, t| {
+        Req::login(t, a, &format!("user{i}"), false)
+    });
     let out = run(stuffing);
-    assert!(out.found(Detector::CredentialStuffing), "{:?}", out.detectors());
+    assert!(
+        out.found(Detector::CredentialStuffing),
+        "{:?}",
+        out.detectors()
+    );
     assert!(out.blocked_at("203.0.113.9/32").is_some());
     // One attempt every 40 s for an hour: under the fast threshold, over the slow one.
     let b = ip("203.0.113.10");
@@ -220,7 +242,10 @@ fn credential_stuffing_and_slow_brute_force_are_blocked() {
         .iter()
         .find(|f| f.detector == Detector::BruteForce)
         .expect("finding");
-    assert_eq!(f.measures.first().map(|m| m.name), Some("failed_logins_slow"));
+    assert_eq!(
+        f.measures.first().map(|m| m.name),
+        Some("failed_logins_slow")
+    );
     assert!(out.blocked_at("203.0.113.10/32").is_some());
 }
 
@@ -239,7 +264,11 @@ fn an_account_attacked_from_many_sources_is_an_alert_listing_them() {
     assert_eq!(f.entity, Entity::Account("alice".into()));
     assert!(f.sources.len() >= 10, "{:?}", f.sources);
     assert!(out.alerts.contains(&Detector::AccountAttacked));
-    assert!(out.blocks.is_empty(), "nobody who failed once is blocked: {:?}", out.blocks);
+    assert!(
+        out.blocks.is_empty(),
+        "nobody who failed once is blocked: {:?}",
+        out.blocks
+    );
 }
 
 #[test]
@@ -248,10 +277,23 @@ fn content_discovery_and_low_success_are_blocked() {
     // ffuf-like: 200 guessed paths at 40 per second, all 404 but two.
     let reqs = series(200, T0, NS / 40, |i, t| {
         let status = if i == 50 || i == 120 { 200 } else { 404 };
-        Req::get(t, a, &format!("/{}", ["admin", "backup", "wp-login", "config", ".git"][(i % 5) as usize].to_owned() + &i.to_string()), status)
+        Req::get(
+            t,
+            a,
+            &format!(
+                "/{}",
+                ["admin", "backup", "wp-login", "config", ".git"][(i % 5) as usize].to_owned()
+                    + &i.to_string()
+            ),
+            status,
+        )
     });
     let out = run(reqs);
-    assert!(out.found(Detector::ContentDiscovery), "{:?}", out.detectors());
+    assert!(
+        out.found(Detector::ContentDiscovery),
+        "{:?}",
+        out.detectors()
+    );
     assert!(out.found(Detector::LowSuccess), "{:?}", out.detectors());
     assert!(out.blocked_at("198.51.100.77/32").is_some());
 }
@@ -264,7 +306,10 @@ fn a_sustained_flood_is_blocked_and_a_burst_is_not() {
     let out = run(flood);
     assert!(out.found(Detector::Volume), "{:?}", out.detectors());
     let at = out.blocked_at("198.51.100.88/32").expect("blocked");
-    assert!(at >= T0 + 10 * NS, "a flood is judged after it is sustained");
+    assert!(
+        at >= T0 + 10 * NS,
+        "a flood is judged after it is sustained"
+    );
     // The same rate for 3 s: a burst.
     let b = ip("198.51.100.89");
     let burst = series(900, T0, NS / 300, |_, t| Req::get(t, b, "/search", 200));
@@ -276,14 +321,21 @@ fn a_sustained_flood_is_blocked_and_a_burst_is_not() {
 #[test]
 fn an_identifier_walk_is_blocked_and_a_slow_crawler_is_not() {
     let a = ip("203.0.113.50");
-    let walk = series(60, T0, NS / 5, |i, t| Req::get(t, a, &format!("/users/{}", 1000 + i), 200));
+    let walk = series(60, T0, NS / 5, |i, t| {
+        Req::get(t, a, &format!("/users/{}", 1000 + i), 200)
+    });
     let out = run(walk);
     assert!(out.found(Detector::Enumeration), "{:?}", out.detectors());
     assert!(out.blocked_at("203.0.113.50/32").is_some());
     // A legitimate crawler: the same walk at one page every 6 s (with jitter).
     let b = ip("203.0.113.51");
     let crawl = series(200, T0, 6 * NS, |i, t| {
-        Req::get(t + jitter(3, i, NS), b, &format!("/products/{}", 1 + i), 200)
+        Req::get(
+            t + jitter(3, i, NS),
+            b,
+            &format!("/products/{}", 1 + i),
+            200,
+        )
     });
     let out = run(crawl);
     assert!(out.blocks.is_empty(), "{:?}", out.detectors());
@@ -315,7 +367,9 @@ fn a_syn_flood_from_many_addresses_blocks_nobody() {
 #[test]
 fn a_health_checker_is_a_metronome_but_never_blocked() {
     let h = ip("198.51.100.200");
-    let out = run(series(100, T0, 10 * NS, |_, t| Req::get(t, h, "/health", 200)));
+    let out = run(series(100, T0, 10 * NS, |_, t| {
+        Req::get(t, h, "/health", 200)
+    }));
     assert!(out.found(Detector::BotTiming), "{:?}", out.detectors());
     assert!(out.blocks.is_empty() && out.alerts.is_empty() && out.refused.is_empty());
 }
@@ -331,13 +385,23 @@ fn benign_traffic_is_never_blocked() {
         Req::login(T0 + 25 * NS, u, "bob", true),
     ];
     user.extend(series(40, T0 + 30 * NS, 3 * NS, |i, t| {
-        Req::get(t + jitter(1, i, 4 * NS), u, &format!("/orders/{}", 500 + i * 7), 200)
+        Req::get(
+            t + jitter(1, i, 4 * NS),
+            u,
+            &format!("/orders/{}", 500 + i * 7),
+            200,
+        )
     }));
     // A mobile app polling every 2 s (with jitter) for 20 minutes.
     let m = ip("198.51.100.21");
     let poll = series(600, T0, 2 * NS, |i, t| {
-        Req::get(t + jitter(2, i, NS / 2), m, "/notifications", if i % 3 == 0 { 200 } else { 304 })
-            .session("mobile-session".into())
+        Req::get(
+            t + jitter(2, i, NS / 2),
+            m,
+            "/notifications",
+            if i % 3 == 0 { 200 } else { 304 },
+        )
+        .session("mobile-session".into())
     });
     // An office behind NAT: 300 users, each with a session and an account, logging in (a few
     // mistyped) and browsing, about 150 requests per second in total for two minutes.
@@ -349,20 +413,32 @@ fn benign_traffic_is_never_blocked() {
         if user % 40 == 0 {
             office.push(Req::login(start, nat, &format!("emp{user}"), false));
         }
-        office.push(Req::login(start + NS, nat, &format!("emp{user}"), true).session(session.clone()));
+        office.push(
+            Req::login(start + NS, nat, &format!("emp{user}"), true).session(session.clone()),
+        );
         for i in 0..60 {
             let t = start + 2 * NS + i * 2 * NS + jitter(5, user * 100 + i, NS);
-            office.push(Req::get(t, nat, &format!("/docs/{}", user * 1000 + i), 200).session(session.clone()));
+            office.push(
+                Req::get(t, nat, &format!("/docs/{}", user * 1000 + i), 200)
+                    .session(session.clone()),
+            );
         }
     }
     let mut all = user;
     all.extend(poll);
     all.extend(office);
     let out = run(all);
-    assert!(out.blocks.is_empty(), "blocked: {:?} for {:?}", out.blocks, out.detectors());
+    assert!(
+        out.blocks.is_empty(),
+        "blocked: {:?} for {:?}",
+        out.blocks,
+        out.detectors()
+    );
     // The office is loud: whatever it triggered was refused as a shared address.
     assert!(
-        out.refused.iter().all(|(_, r)| *r == Refusal::SharedAddress),
+        out.refused
+            .iter()
+            .all(|(_, r)| *r == Refusal::SharedAddress),
         "{:?}",
         out.refused
     );
@@ -372,7 +448,9 @@ fn benign_traffic_is_never_blocked() {
 #[test]
 fn findings_carry_evidence_without_secrets_and_repeat_at_most_every_repeat_s() {
     let a = ip("198.51.100.66");
-    let out = run(series(200, T0, NS / 10, |_, t| Req::login(t, a, "admin", false)));
+    let out = run(series(200, T0, NS / 10, |_, t| {
+        Req::login(t, a, "admin", false)
+    }));
     let bf: Vec<_> = out
         .findings
         .iter()
@@ -384,7 +462,11 @@ fn findings_carry_evidence_without_secrets_and_repeat_at_most_every_repeat_s() {
     assert!(f.score >= 1.0);
     assert!(f.measures.iter().all(Measure::crossed), "{:?}", f.measures);
     assert!(!f.samples.is_empty() && f.samples.len() <= 3);
-    assert!(f.samples.iter().all(|s| s.path == "/login" && s.account.as_deref() == Some("admin")));
+    assert!(
+        f.samples
+            .iter()
+            .all(|s| s.path == "/login" && s.account.as_deref() == Some("admin"))
+    );
     assert_eq!(f.standing.map(|s| s.verified), Some(true));
     let json = serde_json::to_string(f).expect("json");
     assert!(!json.contains("password"), "{json}");
@@ -396,7 +478,12 @@ fn state_is_bounded_and_evictions_are_counted() {
     cfg.limits.sources = 100;
     cfg.limits.prefixes = 10;
     let mut reqs = series(1000, T0, NS / 100, |i, t| {
-        Req::get(t, ip(&format!("2001:db8:{:x}::{:x}", i % 300, i)), "/x", 200)
+        Req::get(
+            t,
+            ip(&format!("2001:db8:{:x}::{:x}", i % 300, i)),
+            "/x",
+            200,
+        )
     });
     let _ = run_with(&mut reqs, &[], cfg.clone(), PolicyConfig::default());
     let mut det = Detection::new(cfg, [1; 16], None, T0).expect("detection");
@@ -414,7 +501,9 @@ fn state_is_bounded_and_evictions_are_counted() {
 #[test]
 fn detection_is_deterministic() {
     let a = ip("198.51.100.66");
-    let reqs = series(100, T0, NS / 20, |i, t| Req::login(t, a, &format!("u{}", i % 13), false));
+    let reqs = series(100, T0, NS / 20, |i, t| {
+        Req::login(t, a, &format!("u{}", i % 13), false)
+    });
     let one = run(reqs.clone());
     let two = run(reqs);
     assert_eq!(one.findings, two.findings);

@@ -15,7 +15,10 @@ fn median(v: &mut [f64]) -> f64 {
     if v.len() % 2 == 1 {
         v.get(mid).copied().unwrap_or(0.0)
     } else {
-        (v.get(mid - 1).copied().unwrap_or(0.0) + v.get(mid).copied().unwrap_or(0.0)) / 2.0
+        f64::midpoint(
+            v.get(mid - 1).copied().unwrap_or(0.0),
+            v.get(mid).copied().unwrap_or(0.0),
+        )
     }
 }
 

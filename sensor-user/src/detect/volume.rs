@@ -26,7 +26,12 @@ pub(crate) fn sustained(over: bool, since: &mut u64, now_ns: u64) -> Option<f64>
 
 /// The measures of a source or prefix over its ceiling for long enough. `limit_rps` is the
 /// ceiling (or the baseline times its factor), `over_s` the time over.
-pub(crate) fn over(cfg: &VolumeConfig, rate: f64, limit_rps: f64, over_s: f64) -> Option<Vec<Measure>> {
+pub(crate) fn over(
+    cfg: &VolumeConfig,
+    rate: f64,
+    limit_rps: f64,
+    over_s: f64,
+) -> Option<Vec<Measure>> {
     #[expect(clippy::cast_precision_loss, reason = "seconds")]
     let sustain = cfg.sustain_s as f64;
     (rate >= limit_rps && over_s >= sustain).then(|| {

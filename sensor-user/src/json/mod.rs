@@ -509,4 +509,3 @@ fn ipv4_text(buf: &mut Vec<u8>, ip: std::net::Ipv4Addr) {
     }
     put(buf, text.get(..len).unwrap_or_default());
 }
-

@@ -1,4 +1,4 @@
-//! The JSON writer against serde_json's own bytes.
+//! The JSON writer against `serde_json`'s own bytes.
 use super::*;
 
 #[test]
@@ -176,4 +176,3 @@ fn put_appends_every_length() {
         assert_eq!(buf.len(), n + 2, "length {n}");
     }
 }
-
