@@ -89,6 +89,9 @@ pub struct SensorSettings {
     pub drain_interval_ms: u64,
     /// How often expired blocks are deleted from the maps, in seconds.
     pub purge_interval_s: u64,
+    /// How often the agent reads the kernel's per-source counters (packets, SYNs) into the
+    /// detectors, in milliseconds.
+    pub source_poll_ms: u64,
 }
 
 impl Default for SensorSettings {
@@ -101,6 +104,7 @@ impl Default for SensorSettings {
             wakeup_bytes: 1 << 20,
             drain_interval_ms: 5,
             purge_interval_s: 10,
+            source_poll_ms: 1000,
         }
     }
 }
@@ -183,6 +187,13 @@ impl Config {
             1,
             1000,
             "1..=1000",
+        )?;
+        range(
+            "sensor.source_poll_ms",
+            s.source_poll_ms,
+            100,
+            60_000,
+            "100..=60000",
         )?;
         range(
             "sensor.purge_interval_s",

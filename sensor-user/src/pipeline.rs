@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! Segment ─► Analyzer ─► Transaction ─► Detection ─► Finding ─► Policy ─► Decision
-//!    └─ SYN to a monitored port ───────────┘
+//!    └─ SYN to a monitored port (replay) ──┘
+//!          the kernel's per-source counters (live) ─┘
 //! ```
 //!
 //! Pure like its parts: no I/O, no clock. The drivers do the I/O: the agent writes
@@ -19,7 +20,7 @@ use crate::analyzer::Analyzer;
 use crate::config::Config;
 use crate::decide::{Decision, Policy};
 use crate::detect::baseline::{BaselineError, BaselineSnapshot};
-use crate::detect::{Detection, Finding};
+use crate::detect::{Detection, Finding, Packets};
 use crate::http::Transaction;
 use crate::segment::Segment;
 
@@ -49,6 +50,9 @@ pub struct Pipeline {
     transactions: Vec<Box<Transaction>>,
     /// Findings made by the current input.
     findings: Vec<Finding>,
+    /// Packets and SYNs come from the kernel's counters (live), not from SYN segments
+    /// (replay).
+    kernel_counts: bool,
 }
 
 impl Pipeline {
@@ -71,6 +75,7 @@ impl Pipeline {
             detecting: config.detect.enabled,
             transactions: Vec::new(),
             findings: Vec::new(),
+            kernel_counts: false,
         })
     }
 
@@ -103,12 +108,20 @@ impl Pipeline {
     pub fn on_segment(&mut self, seg: &Segment<'_>, sink: &mut impl Sink) {
         self.analyzer.on_segment(seg, &mut self.transactions);
         if self.detecting
+            && !self.kernel_counts
             && seg.flags & (sensor_common::tcp_flags::SYN | sensor_common::tcp_flags::ACK)
                 == sensor_common::tcp_flags::SYN
             && self.analyzer.is_monitored(seg.dst.port())
         {
-            self.detection
-                .on_syns(seg.src.ip(), 1, seg.ts_ns, &mut self.findings);
+            self.detection.on_packets(
+                seg.src.ip(),
+                Packets {
+                    packets: 1,
+                    syns: 1,
+                },
+                seg.ts_ns,
+                &mut self.findings,
+            );
         }
         self.emit(sink);
     }
@@ -124,11 +137,23 @@ impl Pipeline {
         self.emit(sink);
     }
 
-    /// SYNs counted by the kernel for a source (live only: what the kernel saw beyond the
-    /// sampled segments).
-    pub fn on_kernel_syns(&mut self, ip: IpAddr, syns: u32, now_ns: u64, sink: &mut impl Sink) {
-        if self.detecting {
-            self.detection.on_syns(ip, syns, now_ns, &mut self.findings);
+    /// Takes packets and SYNs from the kernel's per-source counters ([`Pipeline::on_kernel_counts`])
+    /// instead of counting SYN segments: live, the kernel sees every packet of every port.
+    pub fn count_from_kernel(&mut self) {
+        self.kernel_counts = true;
+    }
+
+    /// Packets and SYNs the kernel counted for a source since the last poll (live only).
+    pub fn on_kernel_counts(
+        &mut self,
+        ip: IpAddr,
+        counts: Packets,
+        now_ns: u64,
+        sink: &mut impl Sink,
+    ) {
+        if self.detecting && self.kernel_counts {
+            self.detection
+                .on_packets(ip, counts, now_ns, &mut self.findings);
             self.emit(sink);
         }
     }

@@ -10,14 +10,14 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::RingBuf;
 use clap::Args;
-use sensor_common::map_names;
+use sensor_common::{Addr, SourceStats, map_names};
 use tokio::sync::broadcast;
 
 use crate::{
     clock::{self, BootToUnix},
     config::Config,
     decide::Decision,
-    detect::Finding,
+    detect::{Finding, Packets},
     event::{DecodeError, Event},
     http::Transaction,
     json::{EventLine, JsonCache},
@@ -208,6 +208,8 @@ struct AgentSink {
     last_tick_ns: u64,
     /// Unix ns of the last read of the blocks' drop hits.
     last_hits_ns: u64,
+    /// The kernel's per-source counters.
+    sources: SourcePoll,
     /// Where the API inventory goes.
     catalogue: Option<PathBuf>,
     /// Unix ns of its last write.
@@ -218,6 +220,39 @@ struct AgentSink {
     state: StateDir,
     events: u64,
     decode_errors: u64,
+}
+
+/// The agent's reader of the kernel's per-source counters.
+struct SourcePoll {
+    /// The `SOURCES` map (`None` if it could not be opened: logged at start).
+    map: Option<aya::maps::HashMap<aya::maps::MapData, Addr, SourceStats>>,
+    /// Totals of the last poll per source.
+    last: std::collections::HashMap<Addr, (u64, u64)>,
+    /// Poll period, ns.
+    every_ns: u64,
+    /// Unix ns of the last poll.
+    last_ns: u64,
+}
+
+impl SourcePoll {
+    fn open(pin_dir: &Path, every_ms: u64) -> Self {
+        let map = crate::maps::open(pin_dir, map_names::SOURCES)
+            .map_err(|e| e.to_string())
+            .and_then(|m| aya::maps::HashMap::try_from(m).map_err(|e| e.to_string()));
+        let map = match map {
+            Ok(map) => Some(map),
+            Err(error) => {
+                tracing::warn!(%error, "the kernel's per-source counters cannot be read; floods without requests go unseen");
+                None
+            }
+        };
+        Self {
+            map,
+            last: std::collections::HashMap::new(),
+            every_ns: every_ms.saturating_mul(1_000_000),
+            last_ns: 0,
+        }
+    }
 }
 
 /// The agent's side of the pipeline: it logs, and enforces decisions through the map writer
@@ -288,8 +323,10 @@ impl AgentSink {
         let key = state.key_or_create()?;
         let baselines = state.baselines()?;
         let to_unix = BootToUnix::now();
-        let pipeline = Pipeline::new(config, key, baselines, to_unix.convert(clock::boot_ns()))
+        let mut pipeline = Pipeline::new(config, key, baselines, to_unix.convert(clock::boot_ns()))
             .with_context(|| format!("restoring the baselines of {}", state.path().display()))?;
+        // Live, packets and SYNs come from the kernel, which counts every port.
+        pipeline.count_from_kernel();
         let events_path = args
             .events
             .clone()
@@ -328,6 +365,7 @@ impl AgentSink {
             },
             log_events: args.log_events,
             pipeline,
+            sources: SourcePoll::open(pin_dir, config.sensor.source_poll_ms),
             last_tick_ns: 0,
             last_hits_ns: 0,
             catalogue: args.catalogue.clone(),
@@ -359,6 +397,45 @@ impl AgentSink {
         let snapshot = self.pipeline.detection().baselines();
         if let Err(error) = self.state.save_baselines(&snapshot) {
             tracing::warn!(%error, "saving the baselines failed");
+        }
+    }
+
+    /// Feeds what the kernel counted per source since the last poll (packets, SYNs) to the
+    /// detectors: a source that floods without completing HTTP is seen.
+    fn poll_sources(&mut self, now_unix: u64) {
+        let Some(map) = &self.sources.map else {
+            return;
+        };
+        let mut seen = 0_usize;
+        for item in map {
+            let Ok((addr, stats)) = item else {
+                // An entry evicted while iterating is not an error; anything else ends this poll.
+                continue;
+            };
+            seen += 1;
+            let (packets, syns) = (stats.packets, stats.syns);
+            let prev = self.sources.last.insert(addr, (packets, syns));
+            // A source evicted and seen again starts from zero.
+            let (dp, ds) = match prev {
+                Some((p, s)) if p <= packets && s <= syns => (packets - p, syns - s),
+                _ => (packets, syns),
+            };
+            if dp > 0 || ds > 0 {
+                self.pipeline.on_kernel_counts(
+                    crate::event::addr_to_ip(&addr),
+                    Packets {
+                        packets: dp,
+                        syns: ds,
+                    },
+                    now_unix,
+                    &mut self.out,
+                );
+            }
+        }
+        // Forget sources the kernel evicted, so this map stays as large as the kernel's.
+        if self.sources.last.len() > seen.saturating_mul(2) {
+            let live: std::collections::HashSet<Addr> = map.keys().filter_map(Result::ok).collect();
+            self.sources.last.retain(|a, _| live.contains(a));
         }
     }
 
@@ -445,6 +522,10 @@ impl EventSink for AgentSink {
         if now.saturating_sub(self.last_tick_ns) >= 1_000_000_000 {
             self.last_tick_ns = now;
             self.pipeline.on_tick(now, &mut self.out);
+        }
+        if now.saturating_sub(self.sources.last_ns) >= self.sources.every_ns {
+            self.sources.last_ns = now;
+            self.poll_sources(now);
         }
         if now.saturating_sub(self.last_hits_ns) >= 5_000_000_000 {
             self.last_hits_ns = now;

@@ -169,8 +169,11 @@ pub struct VolumeConfig {
     /// SYNs per second from one source that, with at most `flood_max_requests_share` of them
     /// turning into requests, make a flood.
     pub syn_ceiling_rps: f64,
-    /// The share of a flooding source's SYNs that became requests, at most.
+    /// The share of a flooding source's SYNs (or packets) that became requests, at most.
     pub flood_max_requests_share: f64,
+    /// Packets per second from one source (the kernel's counters, live) that, with at most
+    /// `flood_max_requests_share` requests per packet, make a packet-rate alert.
+    pub packet_ceiling_pps: f64,
     /// An endpoint over its hour-of-week baseline by this factor is reported (an alert).
     pub endpoint_factor: f64,
 }
@@ -185,6 +188,7 @@ impl Default for VolumeConfig {
             sustain_s: 10,
             syn_ceiling_rps: 50.0,
             flood_max_requests_share: 0.1,
+            packet_ceiling_pps: 10_000.0,
             endpoint_factor: 5.0,
         }
     }

@@ -28,8 +28,10 @@ pub enum Detector {
     LowSuccess,
     /// A source or prefix above its request ceiling or baseline, sustained (`volume.rs`).
     Volume,
-    /// SYNs or packets from a source far above its requests (`volume.rs`).
+    /// SYNs from a source far above its requests: a SYN flood (`volume.rs`).
     PacketFlood,
+    /// Packets from a source (the kernel's counters) far above its requests (`volume.rs`).
+    PacketRate,
     /// An endpoint's rate far from its hour-of-week baseline (`volume.rs`).
     EndpointRate,
     /// Sequential identifiers walked on one route (`scraping.rs`).
@@ -44,7 +46,7 @@ pub enum Detector {
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 12] = [
+    pub const ALL: [Detector; 13] = [
         Detector::BruteForce,
         Detector::CredentialStuffing,
         Detector::AccountAggregation,
@@ -52,6 +54,7 @@ impl Detector {
         Detector::LowSuccess,
         Detector::Volume,
         Detector::PacketFlood,
+        Detector::PacketRate,
         Detector::EndpointRate,
         Detector::Enumeration,
         Detector::Breadth,
@@ -69,6 +72,7 @@ impl Detector {
             Detector::LowSuccess => "low_success",
             Detector::Volume => "volume",
             Detector::PacketFlood => "packet_flood",
+            Detector::PacketRate => "packet_rate",
             Detector::EndpointRate => "endpoint_rate",
             Detector::Enumeration => "enumeration",
             Detector::Breadth => "breadth",
@@ -90,6 +94,7 @@ impl Detector {
             Detector::AccountAggregation
             | Detector::AccountAttacked
             | Detector::EndpointRate
+            | Detector::PacketRate
             | Detector::Breadth => Strength::Alert,
             Detector::BotTiming => Strength::Context,
         }

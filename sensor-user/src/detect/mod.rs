@@ -32,6 +32,7 @@ use std::net::IpAddr;
 
 pub use config::DetectConfig;
 pub use finding::{Detector, Entity, Finding, Measure, SampleRequest, Standing, Strength};
+pub use state::Packets;
 
 use baseline::{BaselineKey, BaselineSnapshot, Baselines};
 use counters::{NS, share};
@@ -227,7 +228,7 @@ impl Detection {
             src.proxied = tx.client != tx.peer.ip();
         } else {
             // A response without its request proves nothing about the peer.
-            src.add_syns(&d, now, epoch, 0);
+            src.add_packets(&d, now, epoch, Packets::default());
         }
         // The detailed history, once the source is busy enough to need it.
         let busy = src.total >= self.cfg.limits.detail_after;
@@ -298,17 +299,17 @@ impl Detection {
         }
     }
 
-    /// Observes `syns` SYNs from `ip` at `now_ns` (from the segments, or the kernel's counters)
-    /// and pushes a flood finding if the source is flooding.
-    pub fn on_syns(&mut self, ip: IpAddr, syns: u32, now_ns: u64, out: &mut Vec<Finding>) {
-        if !self.cfg.enabled || syns == 0 {
+    /// Observes packets and SYNs from `ip` at `now_ns` (SYNs from the segments in a replay,
+    /// the kernel's per-source counters live) and pushes the flood findings they complete.
+    pub fn on_packets(&mut self, ip: IpAddr, p: Packets, now_ns: u64, out: &mut Vec<Finding>) {
+        if !self.cfg.enabled || p == Packets::default() {
             return;
         }
         self.start_bucket(now_ns);
         let epoch = self.epoch(now_ns);
         let d = self.decays;
         if let Some(src) = self.sources.entry(AddrKey::of(ip)) {
-            src.add_syns(&d, now_ns, epoch, syns);
+            src.add_packets(&d, now_ns, epoch, p);
         }
         self.check_source(ip, now_ns, out);
     }
@@ -447,6 +448,16 @@ impl Detection {
         );
         if let Some(m) = volume::flood(&cfg.volume, d.rates, s.syns, s.requests, syn_over) {
             found.push((Detector::PacketFlood, m));
+        }
+        let packet_rate = d.rates.rate(s.packets);
+        let packets_over = volume::sustained(
+            packet_rate >= cfg.volume.packet_ceiling_pps,
+            &mut s.packets_over_since_ns,
+            now,
+        );
+        if let Some(m) = volume::packets(&cfg.volume, d.rates, s.packets, s.requests, packets_over)
+        {
+            found.push((Detector::PacketRate, m));
         }
         let standing = standing(s);
         if let Some(detail) = self.details.get(&key) {

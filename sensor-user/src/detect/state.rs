@@ -121,6 +121,15 @@ impl Factors {
     }
 }
 
+/// Packets and SYNs from one source since it was last counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Packets {
+    /// IP packets (the kernel's count, all ports; none from a capture).
+    pub packets: u64,
+    /// TCP SYNs without ACK.
+    pub syns: u64,
+}
+
 /// What one transaction says, reduced to what the counts need.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Outcome {
@@ -186,6 +195,8 @@ pub(crate) struct SourceState {
     pub(crate) requests: f32,
     /// SYNs seen (rate half-life).
     pub(crate) syns: f32,
+    /// Packets seen by the kernel (rate half-life; live only).
+    pub(crate) packets: f32,
     /// Answered requests (answers half-life).
     pub(crate) answered: f32,
     /// Answered with 2xx or 3xx (answers half-life).
@@ -204,6 +215,8 @@ pub(crate) struct SourceState {
     pub(crate) over_since_ns: u64,
     /// Since when the SYN rate has been over the ceiling (0: it is not).
     pub(crate) syn_over_since_ns: u64,
+    /// Since when the packet rate has been over the ceiling (0: it is not).
+    pub(crate) packets_over_since_ns: u64,
     /// Accounts that failed to log in.
     pub(crate) failed_accounts: Distinct<1>,
     /// Accounts that logged in.
@@ -224,6 +237,7 @@ impl SourceState {
         let f = Factors::new(d, self.last_ns, now_ns);
         self.requests *= f.rates;
         self.syns *= f.rates;
+        self.packets *= f.rates;
         self.answered *= f.answers;
         self.ok *= f.answers;
         self.not_found *= f.answers;
@@ -283,12 +297,13 @@ impl SourceState {
         }
     }
 
-    /// Adds SYNs seen from this source.
-    pub(crate) fn add_syns(&mut self, d: &Decays, now_ns: u64, epoch: u64, syns: u32) {
+    /// Adds packets and SYNs seen from this source.
+    pub(crate) fn add_packets(&mut self, d: &Decays, now_ns: u64, epoch: u64, p: Packets) {
         self.advance(d, now_ns, epoch);
-        #[expect(clippy::cast_precision_loss, reason = "a count")]
-        let n = syns as f32;
-        self.syns += n;
+        #[expect(clippy::cast_precision_loss, reason = "counts")]
+        let (packets, syns) = (p.packets as f32, p.syns as f32);
+        self.packets += packets;
+        self.syns += syns;
     }
 }
 

@@ -155,7 +155,15 @@ fn run_with(
         while let Some(&(t, src)) = syns.get(next_syn)
             && t <= r.t_ns
         {
-            det.on_syns(src, 1, t, &mut findings);
+            det.on_packets(
+                src,
+                Packets {
+                    packets: 1,
+                    syns: 1,
+                },
+                t,
+                &mut findings,
+            );
             next_syn += 1;
         }
         if r.t_ns >= last_tick + NS {
@@ -166,7 +174,15 @@ fn run_with(
         decide(&mut pol, &mut findings, &mut out);
     }
     for &(t, src) in syns.get(next_syn..).unwrap_or_default() {
-        det.on_syns(src, 1, t, &mut findings);
+        det.on_packets(
+            src,
+            Packets {
+                packets: 1,
+                syns: 1,
+            },
+            t,
+            &mut findings,
+        );
         decide(&mut pol, &mut findings, &mut out);
     }
     decide(&mut pol, &mut findings, &mut out);
@@ -508,4 +524,66 @@ fn detection_is_deterministic() {
     let two = run(reqs);
     assert_eq!(one.findings, two.findings);
     assert_eq!(one.blocks, two.blocks);
+}
+
+#[test]
+fn a_packet_flood_in_the_kernel_counters_is_an_alert() {
+    let a = ip("198.51.100.90");
+    let mut det = Detection::new(DetectConfig::default(), [7; 16], None, T0).expect("detection");
+    let mut pol = Policy::new(PolicyConfig::default(), Vec::new());
+    let mut findings = Vec::new();
+    let mut out = Outcome::default();
+    // One verified request, then 20k packets a second for 20 s, polled every second.
+    det.on_transaction(&Req::get(T0, a, "/", 200).tx(), &mut findings);
+    for s in 1..=20 {
+        let counts = Packets {
+            packets: 20_000,
+            syns: 0,
+        };
+        det.on_packets(a, counts, T0 + s * NS, &mut findings);
+        decide(&mut pol, &mut findings, &mut out);
+    }
+    assert!(out.found(Detector::PacketRate), "{:?}", out.detectors());
+    assert!(out.alerts.contains(&Detector::PacketRate));
+    assert!(out.blocks.is_empty());
+}
+
+#[test]
+fn an_endpoint_far_above_its_learned_hour_is_an_alert() {
+    let mut cfg = DetectConfig::default();
+    cfg.baseline.warmup_s = 3600;
+    cfg.baseline.min_samples = 5;
+    let u = ip("198.51.100.30");
+    // Warm-up: 10 requests a minute to /search for the first hour (the same hour of week).
+    let mut reqs: Vec<Req> = series(600, T0, 6 * NS, |i, t| {
+        Req::get(
+            t,
+            ip(&format!("198.51.100.{}", 30 + i % 50)),
+            "/search",
+            200,
+        )
+    });
+    // A week later, same hour: 200 a minute from many sources for five minutes.
+    let week = 7 * 24 * 3600 * NS;
+    reqs.extend(series(1000, T0 + week, 300_000_000, |i, t| {
+        Req::get(t, ip(&format!("203.0.113.{}", i % 200)), "/search", 200)
+    }));
+    // And a quiet endpoint that stays within its baseline.
+    reqs.extend(series(50, T0 + week, 6 * NS, |_, t| {
+        Req::get(t, u, "/about", 200)
+    }));
+    let out = run_with(&mut reqs, &[], cfg, PolicyConfig::default());
+    let rate: Vec<_> = out
+        .findings
+        .iter()
+        .filter(|f| f.detector == Detector::EndpointRate)
+        .collect();
+    assert!(!rate.is_empty(), "{:?}", out.detectors());
+    assert!(
+        rate.iter()
+            .all(|f| f.entity == Entity::Endpoint("GET api.example.test /search".into())),
+        "{rate:?}"
+    );
+    assert!(out.alerts.contains(&Detector::EndpointRate));
+    assert!(out.blocks.is_empty(), "{:?}", out.blocks);
 }

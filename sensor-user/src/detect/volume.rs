@@ -42,6 +42,37 @@ pub(crate) fn over(
     })
 }
 
+/// The measures of a packet flood seen in the kernel's counters: packets per second over the
+/// ceiling for long enough, with few requests among them. An alert only: a large download's
+/// acknowledgements look the same.
+pub(crate) fn packets(
+    cfg: &VolumeConfig,
+    decay: Decay,
+    packets: f32,
+    requests: f32,
+    over_s: Option<f64>,
+) -> Option<Vec<Measure>> {
+    let rate = decay.rate(packets);
+    let per_packet = super::counters::share(requests, packets);
+    #[expect(clippy::cast_precision_loss, reason = "seconds")]
+    let sustain = cfg.sustain_s as f64;
+    let over_s = over_s?;
+    (rate >= cfg.packet_ceiling_pps
+        && per_packet <= cfg.flood_max_requests_share
+        && over_s >= sustain)
+        .then(|| {
+            vec![
+                Measure::at_least("packets_per_s", rate, cfg.packet_ceiling_pps),
+                Measure::at_most(
+                    "requests_per_packet",
+                    per_packet,
+                    cfg.flood_max_requests_share,
+                ),
+                Measure::at_least("sustained_s", over_s, sustain),
+            ]
+        })
+}
+
 /// The measures of a SYN flood: SYNs per second over the ceiling for long enough, with few of
 /// them turning into requests.
 pub(crate) fn flood(
