@@ -80,7 +80,12 @@ fn start_agent(lab: &mut Lab, pin: &PinDir, n: u32, extra: &[&str]) -> Agent {
     let catalogue = lab.tmp_dir().join(format!("catalogue{n}.json"));
     let catalogue_arg = catalogue.to_str().expect("utf-8").to_owned();
     // Each agent keeps its state in the lab, not in the machine's /var/lib/apisensor.
-    let state_arg = lab.tmp_dir().join("state").to_str().expect("utf-8").to_owned();
+    let state_arg = lab
+        .tmp_dir()
+        .join("state")
+        .to_str()
+        .expect("utf-8")
+        .to_owned();
     let bin = apisensor_bin();
     let iface = lab.server_if().to_owned();
     let ns = lab.server_ns().to_owned();

@@ -49,7 +49,14 @@ const PACE: Duration = Duration::from_millis(50);
 
 /// One login attempt from `src` on a new connection; the HTTP status, or None if it got no
 /// answer (dropped).
-fn login(lab: &Lab, src: IpAddr, server: IpAddr, account: &str, ok: bool, timeout: Duration) -> Option<u16> {
+fn login(
+    lab: &Lab,
+    src: IpAddr,
+    server: IpAddr,
+    account: &str,
+    ok: bool,
+    timeout: Duration,
+) -> Option<u16> {
     let body = format!("username={account}&password=guess");
     let mut extra = vec![
         "-X",
@@ -107,11 +114,8 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
     let pin = PinDir::new("detect");
     let state = lab.tmp_dir().join("state");
     let config = lab.tmp_dir().join("apisensor.toml");
-    std::fs::write(
-        &config,
-        format!("[policy]\nblock_ttl_s = {BLOCK_TTL_S}\n"),
-    )
-    .expect("write config");
+    std::fs::write(&config, format!("[policy]\nblock_ttl_s = {BLOCK_TTL_S}\n"))
+        .expect("write config");
     let stdout = lab.tmp_dir().join("agent.out");
     let events_file = lab.tmp_dir().join("events.jsonl");
     let (ns, iface) = (lab.server_ns().to_owned(), lab.server_if().to_owned());
@@ -132,8 +136,16 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
     let agent = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lab.stderr_of(agent).contains("detection ready") {
-        assert!(lab.is_running(agent), "agent exited: {}", lab.stderr_of(agent));
-        assert!(Instant::now() < deadline, "agent not ready: {}", lab.stderr_of(agent));
+        assert!(
+            lab.is_running(agent),
+            "agent exited: {}",
+            lab.stderr_of(agent)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "agent not ready: {}",
+            lab.stderr_of(agent)
+        );
         thread::sleep(Duration::from_millis(50));
     }
     let server = IpAddr::V4(lab.server_v4());
@@ -141,8 +153,28 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
     let neighbour = IpAddr::V4(lab.client_v4_alt());
 
     // The neighbour logs in (and once mistypes) before the attack: a benign history.
-    assert_eq!(login(&lab, neighbour, server, "carol", false, Duration::from_secs(3)), Some(401));
-    assert_eq!(login(&lab, neighbour, server, "carol", true, Duration::from_secs(3)), Some(200));
+    assert_eq!(
+        login(
+            &lab,
+            neighbour,
+            server,
+            "carol",
+            false,
+            Duration::from_secs(3)
+        ),
+        Some(401)
+    );
+    assert_eq!(
+        login(
+            &lab,
+            neighbour,
+            server,
+            "carol",
+            true,
+            Duration::from_secs(3)
+        ),
+        Some(200)
+    );
 
     // The attacker: 20 attempts a second, a new connection each, until one gets no answer.
     let start = Instant::now();
@@ -153,7 +185,14 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        match login(&lab, attacker, server, "admin", false, Duration::from_millis(400)) {
+        match login(
+            &lab,
+            attacker,
+            server,
+            "admin",
+            false,
+            Duration::from_millis(400),
+        ) {
             Some(status) => {
                 assert_eq!(status, 401, "attempt {i}");
                 answered += 1;
@@ -173,11 +212,31 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         )
     });
     eprintln!("attacker refused after {refused_after:?}, {answered} attempts answered");
-    assert!(answered <= 10, "{answered} attempts answered before the block");
+    assert!(
+        answered <= 10,
+        "{answered} attempts answered before the block"
+    );
     // The neighbour on the same /24 is still served, and can still log in.
-    assert_eq!(get(&lab, neighbour, server, Duration::from_secs(3)), Some(200));
-    assert_eq!(login(&lab, neighbour, server, "carol", true, Duration::from_secs(3)), Some(200));
-    assert_eq!(get(&lab, attacker, server, Duration::from_millis(500)), None, "still dropped");
+    assert_eq!(
+        get(&lab, neighbour, server, Duration::from_secs(3)),
+        Some(200)
+    );
+    assert_eq!(
+        login(
+            &lab,
+            neighbour,
+            server,
+            "carol",
+            true,
+            Duration::from_secs(3)
+        ),
+        Some(200)
+    );
+    assert_eq!(
+        get(&lab, attacker, server, Duration::from_millis(500)),
+        None,
+        "still dropped"
+    );
 
     // The decision is an event line (stdout and the event file) with its evidence, and the
     // kernel's block carries the decision's id.
@@ -188,7 +247,11 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         }) {
             break d;
         }
-        assert!(Instant::now() < deadline, "no block decision in {:?}", events(&events_file));
+        assert!(
+            Instant::now() < deadline,
+            "no block decision in {:?}",
+            events(&events_file)
+        );
         thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(decision["enforcement"], "kernel", "{decision}");
@@ -228,7 +291,10 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
     // links close), the block stays pinned; a new agent enforces it again at once, does not
     // renew what it did not decide, and the block lapses at its TTL by the kernel's clock.
     // SAFETY: kill(2) on the agent's PID, which this test started and has not reaped.
-    assert_eq!(unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) },
+        0
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while lab.is_running(agent) {
         assert!(Instant::now() < deadline, "agent survived SIGKILL");
@@ -238,8 +304,16 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
     let agent2 = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout2));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lab.stderr_of(agent2).contains("detection ready") {
-        assert!(lab.is_running(agent2), "agent exited: {}", lab.stderr_of(agent2));
-        assert!(Instant::now() < deadline, "agent not ready: {}", lab.stderr_of(agent2));
+        assert!(
+            lab.is_running(agent2),
+            "agent exited: {}",
+            lab.stderr_of(agent2)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "agent not ready: {}",
+            lab.stderr_of(agent2)
+        );
         thread::sleep(Duration::from_millis(50));
     }
     let blocked_for = blocked_at.elapsed();
@@ -269,7 +343,10 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         lapsed_after >= Duration::from_secs(BLOCK_TTL_S) - Duration::from_millis(1500),
         "lapsed before its TTL: {lapsed_after:?}"
     );
-    assert_eq!(get(&lab, neighbour, server, Duration::from_secs(3)), Some(200));
+    assert_eq!(
+        get(&lab, neighbour, server, Duration::from_secs(3)),
+        Some(200)
+    );
     let status = lab.stop(agent2);
     assert!(status.success(), "agent did not exit cleanly: {status:?}");
 }

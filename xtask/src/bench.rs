@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: the kernel benchmark (`BPF_PROG_TEST_RUN`), the replay benchmark, and an
-//! optional long fuzz run; writes docs/BENCHMARKS.md.
+//! `cargo xtask bench`: the kernel benchmark (`BPF_PROG_TEST_RUN`), the live path, the closed
+//! loop in the lab, the detection engine in process, the replay benchmark, and an optional long
+//! fuzz run; writes docs/BENCHMARKS.md.
 use std::{fmt::Write as _, process::Command};
 
 use anyhow::{Context as _, bail};
@@ -70,6 +71,18 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
     }
     md.push_str(&String::from_utf8_lossy(&out.stdout));
     md.push('\n');
+    for (bin, args) in [("block_bench", &["5"][..]), ("detect_bench", &[][..])] {
+        let exe = root().join("target/release").join(bin);
+        let out = Command::new(&exe)
+            .args(args)
+            .output()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        if !out.status.success() {
+            bail!("{bin} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        md.push_str(&String::from_utf8_lossy(&out.stdout));
+        md.push('\n');
+    }
     crate::replay_bench::run(&mut md)?;
     let exe = root().join("target/release/flow_memory");
     let out = Command::new(&exe)

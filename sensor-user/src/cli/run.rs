@@ -20,7 +20,7 @@ use crate::{
     detect::{Finding, Packets},
     event::{DecodeError, Event},
     http::Transaction,
-    json::{EventLine, JsonCache},
+    json::{Enforced, EventLine, JsonCache},
     loader::{self, LoadOptions, TcAttachMode, XdpAttachMode},
     pipeline::{Pipeline, Sink},
     reader::{self, EventSink},
@@ -273,6 +273,8 @@ struct AgentOutput {
     applied: u64,
     /// Blocks the map writer refused.
     failed: u64,
+    /// Their targets, handed back to the policy after each input (so it tries again).
+    failed_targets: Vec<ipnet::IpNet>,
 }
 
 impl AgentOutput {
@@ -301,16 +303,25 @@ impl Sink for AgentOutput {
 
     fn decision(&mut self, decision: &Decision) {
         // Enforced first, logged after: the log line must not delay the block.
-        match self.verdicts.apply(decision, clock::boot_ns()) {
-            Ok(true) => self.applied += 1,
-            Ok(false) => {}
+        let (written_ns, write_error) = match self.verdicts.apply(decision, clock::boot_ns()) {
+            Ok(true) => {
+                self.applied += 1;
+                (Some(self.to_unix.convert(clock::boot_ns())), None)
+            }
+            Ok(false) => (None, None),
             Err(error) => {
                 self.failed += 1;
+                self.failed_targets.extend(decision.target);
                 tracing::warn!(%error, decision = %decision.summary(), "block refused by the maps");
+                (None, Some(error.to_string()))
             }
-        }
+        };
         tracing::info!(decision = %decision.summary(), "decision");
-        self.event(&EventLine::Decision(decision));
+        self.event(&EventLine::Enforced(Enforced {
+            decision,
+            written_ns,
+            write_error,
+        }));
         let _ = self.events.flush();
     }
 }
@@ -362,6 +373,7 @@ impl AgentSink {
                 verdicts,
                 applied: 0,
                 failed: 0,
+                failed_targets: Vec::new(),
             },
             log_events: args.log_events,
             pipeline,
@@ -397,6 +409,14 @@ impl AgentSink {
         let snapshot = self.pipeline.detection().baselines();
         if let Err(error) = self.state.save_baselines(&snapshot) {
             tracing::warn!(%error, "saving the baselines failed");
+        }
+    }
+
+    /// Tells the policy which blocks the map writer could not write, so that it does not
+    /// believe them active.
+    fn forget_failed(&mut self) {
+        for target in self.out.failed_targets.drain(..) {
+            self.pipeline.block_failed(target);
         }
     }
 
@@ -496,6 +516,7 @@ impl EventSink for AgentSink {
         self.events += 1;
         let seg = event.segment(|t| self.out.to_unix.convert(t));
         self.pipeline.on_segment(&seg, &mut self.out);
+        self.forget_failed();
         if self.log_events {
             let line = serde_json::json!({
                 "ts_ns": seg.ts_ns,
@@ -518,6 +539,7 @@ impl EventSink for AgentSink {
     }
 
     fn on_drained(&mut self, records: usize) {
+        self.forget_failed();
         let now = self.out.to_unix.convert(clock::boot_ns());
         if now.saturating_sub(self.last_tick_ns) >= 1_000_000_000 {
             self.last_tick_ns = now;

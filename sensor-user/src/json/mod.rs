@@ -21,6 +21,23 @@ pub enum EventLine<'a> {
     Finding(&'a Finding),
     /// A decision, with the findings behind it.
     Decision(&'a Decision),
+    /// A decision as the agent enforced it: the same fields, and when its block was in the
+    /// map.
+    #[serde(rename = "decision")]
+    Enforced(Enforced<'a>),
+}
+
+/// A decision and what the agent's map writer did with it.
+#[derive(Serialize)]
+pub struct Enforced<'a> {
+    /// The decision.
+    #[serde(flatten)]
+    pub decision: &'a Decision,
+    /// When its block was written into the kernel's map, Unix ns (`null` when nothing was
+    /// written: an alert, a dry run, a block enforced upstream, or a failed write).
+    pub written_ns: Option<u64>,
+    /// Why the map writer failed, if it did.
+    pub write_error: Option<String>,
 }
 
 /// Appends an event line and a newline to `buf`.
