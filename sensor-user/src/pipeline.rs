@@ -193,20 +193,279 @@ impl Pipeline {
             if self.detecting {
                 self.detection.on_transaction(tx, &mut self.findings);
             }
-            for f in self.findings.drain(..) {
-                sink.finding(&f);
-                if let Some(d) = self.policy.on_finding(&f) {
-                    sink.decision(&d);
-                }
-            }
+            decide(&mut self.findings, &mut self.policy, sink);
         }
-        for f in self.findings.drain(..) {
-            sink.finding(&f);
-            if let Some(d) = self.policy.on_finding(&f) {
-                sink.decision(&d);
-            }
-        }
+        decide(&mut self.findings, &mut self.policy, sink);
         // Handed back: the next transactions are written into their buffers.
         self.analyzer.recycle_all(&mut self.transactions);
+    }
+}
+
+/// Hands out the findings one input made, then decides on them: one decision per entity (its
+/// findings grouped, in the order their entities first appear).
+fn decide(findings: &mut Vec<Finding>, policy: &mut Policy, sink: &mut impl Sink) {
+    if findings.is_empty() {
+        return;
+    }
+    for f in findings.iter() {
+        sink.finding(f);
+    }
+    let mut start = 0;
+    while start < findings.len() {
+        let entity = findings[start].entity.clone();
+        // Bring the entity's other findings next to its first one (order otherwise kept).
+        let mut end = start + 1;
+        for i in start + 1..findings.len() {
+            if findings[i].entity == entity {
+                findings[start + (end - start)..=i].rotate_right(1);
+                end += 1;
+            }
+        }
+        if let Some(d) = policy.on_findings(&findings[start..end]) {
+            sink.decision(&d);
+        }
+        start = end;
+    }
+    findings.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use sensor_common::tcp_flags::{ACK, FIN, PSH, SYN};
+
+    use super::*;
+    use crate::decide::Action;
+
+    const MS: u64 = 1_000_000;
+    const T0: u64 = 1_800_000_000_000_000_000;
+
+    /// Everything the pipeline handed out.
+    #[derive(Default)]
+    struct Recorded {
+        transactions: Vec<Transaction>,
+        findings: Vec<Finding>,
+        decisions: Vec<Decision>,
+    }
+
+    impl Sink for Recorded {
+        fn transaction(&mut self, tx: &Transaction) {
+            self.transactions.push(tx.clone());
+        }
+        fn finding(&mut self, f: &Finding) {
+            self.findings.push(f.clone());
+        }
+        fn decision(&mut self, d: &Decision) {
+            self.decisions.push(d.clone());
+        }
+    }
+
+    /// A segment.
+    fn seg(
+        ts_ns: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        (seq, ack, flags): (u32, u32, u8),
+        payload: &[u8],
+    ) -> Segment<'_> {
+        Segment {
+            ts_ns,
+            src,
+            dst,
+            seq,
+            ack,
+            flags,
+            payload_len: u32::try_from(payload.len()).expect("small"),
+            payload,
+        }
+    }
+
+    /// One connection from `client:port`: handshake, a request, its response, close; `t` is
+    /// the time of the SYN.
+    fn connection(
+        p: &mut Pipeline,
+        sink: &mut Recorded,
+        client: SocketAddr,
+        t: u64,
+        request: &[u8],
+        response: &[u8],
+    ) {
+        let server: SocketAddr = "198.51.100.1:80".parse().expect("server");
+        let (c, s) = (1000_u32, 5000_u32);
+        let (req, resp) = (request, response);
+        let rl = u32::try_from(req.len()).expect("small");
+        let sl = u32::try_from(resp.len()).expect("small");
+        for segment in [
+            seg(t, client, server, (c, 0, SYN), b""),
+            seg(t + MS, server, client, (s, c + 1, SYN | ACK), b""),
+            seg(t + 2 * MS, client, server, (c + 1, s + 1, ACK), b""),
+            seg(t + 3 * MS, client, server, (c + 1, s + 1, ACK | PSH), req),
+            seg(
+                t + 8 * MS,
+                server,
+                client,
+                (s + 1, c + 1 + rl, ACK | PSH),
+                resp,
+            ),
+            seg(
+                t + 9 * MS,
+                client,
+                server,
+                (c + 1 + rl, s + 1 + sl, ACK | FIN),
+                b"",
+            ),
+            seg(
+                t + 10 * MS,
+                server,
+                client,
+                (s + 1 + sl, c + 2 + rl, ACK | FIN),
+                b"",
+            ),
+        ] {
+            p.on_segment(&segment, sink);
+        }
+    }
+
+    const FAILED: &[u8] = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+
+    fn login(account: &str) -> Vec<u8> {
+        let body = format!("username={account}&password=hunter2");
+        format!(
+            "POST /api/v1/login HTTP/1.1\r\nHost: api.example.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn segments_become_transactions_findings_and_one_decision_per_entity() {
+        let config = Config::default_config();
+        let mut p = Pipeline::new(&config, [3; 16], None, T0).expect("pipeline");
+        let mut out = Recorded::default();
+        // Ten failed logins, each on a new connection, one account each: brute force and
+        // credential stuffing cross on the same (fifth) answer.
+        for i in 0..10_u16 {
+            let client = SocketAddr::new("203.0.113.5".parse().expect("ip"), 40_000 + i);
+            connection(
+                &mut p,
+                &mut out,
+                client,
+                T0 + u64::from(i) * 50 * MS,
+                &login(&format!("user{i}")),
+                FAILED,
+            );
+        }
+        p.finish(&mut out);
+        assert_eq!(out.transactions.len(), 10);
+        assert!(
+            out.transactions
+                .iter()
+                .all(|t| t.login == Some(crate::http::LoginOutcome::Failure))
+        );
+        let blocks: Vec<_> = out
+            .decisions
+            .iter()
+            .filter(|d| d.action == Action::Block)
+            .collect();
+        assert_eq!(blocks.len(), 1, "{:?}", out.decisions);
+        let d = blocks[0];
+        assert_eq!(d.target, Some("203.0.113.5/32".parse().expect("net")));
+        assert!(d.blocks_in_kernel());
+        assert_eq!(
+            d.reason, "apisensor: brute_force+credential_stuffing",
+            "{d:?}"
+        );
+        assert_eq!(d.findings.len(), 2);
+        // The fifth answer, 4 x 50 ms + 8 ms after the first SYN.
+        assert_eq!(d.at_ns, T0 + 4 * 50 * MS + 8 * MS);
+        let text = serde_json::to_string(&out.decisions).expect("json");
+        assert!(!text.contains("hunter2"));
+        // The same input, with detection off: transactions only.
+        let mut quiet = Pipeline::new(&config, [3; 16], None, T0).expect("pipeline");
+        quiet.set_detecting(false);
+        let mut out2 = Recorded::default();
+        for i in 0..10_u16 {
+            let client = SocketAddr::new("203.0.113.5".parse().expect("ip"), 40_000 + i);
+            connection(
+                &mut quiet,
+                &mut out2,
+                client,
+                T0 + u64::from(i) * 50 * MS,
+                &login(&format!("user{i}")),
+                FAILED,
+            );
+        }
+        assert_eq!(out2.transactions, out.transactions);
+        assert!(out2.findings.is_empty() && out2.decisions.is_empty());
+    }
+
+    #[test]
+    fn spoofed_syns_make_a_flood_finding_and_no_block() {
+        let config = Config::default_config();
+        let mut p = Pipeline::new(&config, [3; 16], None, T0).expect("pipeline");
+        let mut out = Recorded::default();
+        let server: SocketAddr = "198.51.100.1:80".parse().expect("server");
+        for i in 0..4000_u64 {
+            let syn = Segment {
+                ts_ns: T0 + i * 5 * MS,
+                src: SocketAddr::new(
+                    "203.0.113.66".parse().expect("ip"),
+                    1024 + (i % 60_000) as u16,
+                ),
+                dst: server,
+                seq: 1,
+                ack: 0,
+                flags: SYN,
+                payload_len: 0,
+                payload: b"",
+            };
+            p.on_segment(&syn, &mut out);
+        }
+        assert!(
+            out.findings
+                .iter()
+                .any(|f| f.detector == crate::detect::Detector::PacketFlood)
+        );
+        assert!(
+            out.decisions.iter().all(|d| !d.blocks_in_kernel()),
+            "{:?}",
+            out.decisions
+        );
+        // Live, SYN segments are not counted: the kernel's counters are.
+        let mut live = Pipeline::new(&config, [3; 16], None, T0).expect("pipeline");
+        live.count_from_kernel();
+        let mut out = Recorded::default();
+        for i in 0..4000_u64 {
+            let syn = Segment {
+                ts_ns: T0 + i * 5 * MS,
+                src: SocketAddr::new("203.0.113.66".parse().expect("ip"), 1024),
+                dst: server,
+                seq: 1,
+                ack: 0,
+                flags: SYN,
+                payload_len: 0,
+                payload: b"",
+            };
+            live.on_segment(&syn, &mut out);
+        }
+        assert!(out.findings.is_empty());
+        for s in 1..=20 {
+            let counts = Packets {
+                packets: 300,
+                syns: 300,
+            };
+            live.on_kernel_counts(
+                "203.0.113.66".parse().expect("ip"),
+                counts,
+                T0 + s * 1000 * MS,
+                &mut out,
+            );
+        }
+        assert!(
+            out.findings
+                .iter()
+                .any(|f| f.detector == crate::detect::Detector::PacketFlood)
+        );
     }
 }

@@ -350,7 +350,9 @@ impl Lab {
     ///
     /// Routes: `/` 200 text; `/users/<n>` 200 JSON; `POST /login` 200 with
     /// `Set-Cookie: session=...` (see [`LOGIN_COOKIE`]) when the request has header
-    /// `X-Test-Login: ok`, else 401 (405 for other methods); `/big` a body of [`BIG_BODY_LEN`]
+    /// `X-Test-Login: ok`, else 401 (405 for other methods); `POST /form/login` the same as a
+    /// form login page, but a failure is 403 with an HTML body saying `login failed` (form
+    /// attack tools take a 401 for HTTP authentication); `/big` a body of [`BIG_BODY_LEN`]
     /// bytes; `/chunked` an HTML body sent with `Transfer-Encoding: chunked`.
     ///
     /// # Panics
@@ -513,6 +515,17 @@ http {{
                 return 200 '{{"login":"ok"}}\n';
             }}
             return 401 '{{"login":"failed"}}\n';
+        }}
+        location = /form/login {{
+            default_type text/html;
+            if ($request_method != POST) {{
+                return 405;
+            }}
+            if ($http_x_test_login = ok) {{
+                add_header Set-Cookie "{LOGIN_COOKIE}; Path=/; HttpOnly" always;
+                return 200 "<p>welcome</p>\n";
+            }}
+            return 403 "<p>login failed</p>\n";
         }}
         location = /big {{
             alias {d}/html/big.txt;

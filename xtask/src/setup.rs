@@ -6,13 +6,15 @@ use anyhow::Context as _;
 use crate::util::{probe, status};
 
 /// Debian packages the tests and benchmarks use.
-const APT_PACKAGES: [&str; 11] = [
+const APT_PACKAGES: [&str; 13] = [
     "nginx",
     "curl",
     "iproute2",
     "tcpdump",
     "tshark",
     "wrk",
+    "hydra",
+    "ffuf",
     "bpftool",
     "xdp-tools",
     "clang-19",

@@ -197,10 +197,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     eprintln!("{line}");
     if let Some(path) = &args.catalogue {
         // Written even when the capture is damaged: it holds what was read before the damage.
-        let endpoints = p.analyzer().catalogue().endpoints();
-        let json =
-            serde_json::to_vec_pretty(&endpoints).context("serializing the API inventory")?;
-        std::fs::write(path, json)
+        crate::json::write_catalogue(p.analyzer().catalogue(), path)
             .with_context(|| format!("cannot write the API inventory to {}", path.display()))?;
     }
     result.with_context(|| format!("replay of {} stopped early", args.file.display()))?;

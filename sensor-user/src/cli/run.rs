@@ -481,13 +481,8 @@ impl AgentSink {
     /// half a file).
     fn write_catalogue(&mut self) {
         let Some(path) = &self.catalogue else { return };
-        let endpoints = self.pipeline.analyzer().catalogue().endpoints();
-        let tmp = path.with_extension("tmp");
-        let written = serde_json::to_vec_pretty(&endpoints)
-            .map_err(std::io::Error::from)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(error) = written {
+        if let Err(error) = crate::json::write_catalogue(self.pipeline.analyzer().catalogue(), path)
+        {
             tracing::warn!(%error, path = %path.display(), "writing the API inventory failed");
         }
     }

@@ -302,6 +302,48 @@ impl Policy {
     /// Decides on one finding. `None` when the finding changes nothing (context only, or a
     /// block already active and not yet due for renewal).
     pub fn on_finding(&mut self, f: &Finding) -> Option<Decision> {
+        self.on_findings(std::slice::from_ref(f))
+    }
+
+    /// Decides on the findings one input made about one entity: one decision, led by the
+    /// strongest finding (the first of the strongest, by detector strength then score), that
+    /// carries all of them and names all their detectors in its reason.
+    pub fn on_findings(&mut self, group: &[Finding]) -> Option<Decision> {
+        let lead = group.iter().enumerate().max_by(|(i, a), (j, b)| {
+            a.detector
+                .strength()
+                .cmp(&b.detector.strength())
+                .then(a.score.total_cmp(&b.score))
+                .then(j.cmp(i))
+        })?;
+        let mut d = self.decide_one(lead.1)?;
+        if group.len() > 1 {
+            let mut detectors: Vec<Detector> = group.iter().map(|f| f.detector).collect();
+            detectors.sort_by_key(|det| std::cmp::Reverse(det.strength()));
+            detectors.dedup();
+            d.reason = format!(
+                "apisensor: {}",
+                detectors
+                    .iter()
+                    .map(|det| det.name())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            );
+            let mut findings = vec![lead.1.clone()];
+            findings.extend(
+                group
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != lead.0)
+                    .map(|(_, f)| f.clone()),
+            );
+            d.findings = findings;
+        }
+        Some(d)
+    }
+
+    /// Decides on one finding.
+    fn decide_one(&mut self, f: &Finding) -> Option<Decision> {
         let now = f.at_ns;
         self.expire(now);
         match f.detector.strength() {

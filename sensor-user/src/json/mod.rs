@@ -40,6 +40,21 @@ pub struct Enforced<'a> {
     pub write_error: Option<String>,
 }
 
+/// Replaces the API inventory file at `path` with `catalogue`'s endpoints, pretty-printed:
+/// written to a temporary file beside it, then renamed, so a reader never sees half a file.
+/// The one writer of the inventory, for the agent and the replay.
+pub fn write_catalogue(
+    catalogue: &crate::http::Catalogue,
+    path: &std::path::Path,
+) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(&catalogue.endpoints()).map_err(std::io::Error::from)?;
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Appends an event line and a newline to `buf`.
 pub fn event_line(event: &EventLine<'_>, buf: &mut Vec<u8>) {
     // Serializing into a vector fails only on a non-finite float, which serde_json writes as

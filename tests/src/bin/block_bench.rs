@@ -225,10 +225,10 @@ fn measure(trials: u32) -> (Vec<Trial>, u32, u32) {
         .unwrap_or(u32::MAX);
         // The agent's own record: its first transaction from the attacker, and the decision.
         thread::sleep(Duration::from_millis(200));
-        let attacker_s = attacker.to_string();
+        let attacker_text = attacker.to_string();
         let first_ns = json_lines(&tx_log)
             .iter()
-            .filter(|v| v["client"] == attacker_s.as_str() && v["method"] == "POST")
+            .filter(|v| v["client"] == attacker_text.as_str() && v["method"] == "POST")
             .filter_map(|v| v["ts_ns"].as_u64())
             .min()
             .unwrap_or_else(|| panic!("no transaction from {attacker} in the agent's log"));
