@@ -72,7 +72,7 @@ pub struct Config {
 }
 
 /// Kernel-side settings.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SensorSettings {
     /// TCP ports whose traffic is sampled (server side).
@@ -330,6 +330,20 @@ mod tests {
             http.login_path_suffixes.iter().any(|s| s == "/login"),
             "`POST /login` is a login without a route"
         );
+    }
+
+    #[test]
+    fn embedded_default_states_the_built_in_defaults() {
+        // The file documents every key of these tables with its value: it must say what the
+        // program does when a key is left out.
+        let cfg = Config::default_config();
+        assert_eq!(cfg.sensor, SensorSettings::default());
+        assert_eq!(cfg.detect, crate::detect::DetectConfig::default());
+        assert_eq!(cfg.policy, crate::decide::PolicyConfig::default());
+        let empty = Config::parse("", "empty").expect("an empty file is valid");
+        assert_eq!(empty.detect, cfg.detect);
+        assert_eq!(empty.policy, cfg.policy);
+        assert_eq!(empty.sensor, cfg.sensor);
     }
 
     #[test]

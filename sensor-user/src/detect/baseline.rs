@@ -68,7 +68,7 @@ impl fmt::Display for BaselineKey {
 }
 
 /// Settings of the baselines.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BaselineConfig {
     /// How long the baselines learn after they were first created, in seconds (default 7 days).

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::baseline::BaselineConfig;
 
 /// The `[detect]` table.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectConfig {
     /// Whether detection runs at all (transactions are still logged when off).
