@@ -9,6 +9,7 @@ use crate::loader::DEFAULT_PIN_DIR;
 
 pub mod allow;
 pub mod blocks;
+mod hook;
 pub mod replay;
 pub mod run;
 pub mod stats;

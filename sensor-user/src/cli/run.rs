@@ -14,9 +14,10 @@ use sensor_common::{Addr, SourceStats, map_names};
 use tokio::sync::broadcast;
 
 use crate::{
+    cli::hook::Hooks,
     clock::{self, BootToUnix},
     config::Config,
-    decide::Decision,
+    decide::{Action, Decision, Enforcement},
     detect::{Finding, Packets},
     event::{DecodeError, Event},
     http::Transaction,
@@ -275,6 +276,8 @@ struct AgentOutput {
     failed: u64,
     /// Their targets, handed back to the policy after each input (so it tries again).
     failed_targets: Vec<ipnet::IpNet>,
+    /// The upstream enforcement hook.
+    hooks: Hooks,
 }
 
 impl AgentOutput {
@@ -322,6 +325,9 @@ impl Sink for AgentOutput {
             written_ns,
             write_error,
         }));
+        if decision.action == Action::Block && decision.enforcement == Enforcement::Upstream {
+            self.hooks.run(&self.line);
+        }
         let _ = self.events.flush();
     }
 }
@@ -374,6 +380,7 @@ impl AgentSink {
                 applied: 0,
                 failed: 0,
                 failed_targets: Vec::new(),
+                hooks: Hooks::new(config.policy.upstream_hook.clone()),
             },
             log_events: args.log_events,
             pipeline,
@@ -399,6 +406,7 @@ impl AgentSink {
     /// learned.
     fn finish(&mut self) {
         self.pipeline.finish(&mut self.out);
+        self.out.hooks.finish();
         self.flush();
         self.write_catalogue();
         self.save_baselines();
@@ -535,6 +543,7 @@ impl EventSink for AgentSink {
 
     fn on_drained(&mut self, records: usize) {
         self.forget_failed();
+        self.out.hooks.reap();
         let now = self.out.to_unix.convert(clock::boot_ns());
         if now.saturating_sub(self.last_tick_ns) >= 1_000_000_000 {
             self.last_tick_ns = now;

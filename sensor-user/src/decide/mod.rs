@@ -60,6 +60,10 @@ pub struct PolicyConfig {
     /// ... and at least this share of successful answers is shared by many users: it is not
     /// blocked as a whole.
     pub shared_min_success_share: f64,
+    /// A command (program and arguments) the agent runs for every block it reports for
+    /// enforcement upstream (a client behind a trusted proxy), with the decision's event line
+    /// on its standard input. Empty: none.
+    pub upstream_hook: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -75,6 +79,7 @@ impl Default for PolicyConfig {
             allowlist: Vec::new(),
             shared_min_identities: 10.0,
             shared_min_success_share: 0.5,
+            upstream_hook: Vec::new(),
         }
     }
 }
