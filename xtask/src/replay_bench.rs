@@ -1,5 +1,6 @@
 //! The replay benchmark: a large synthetic capture of realistic HTTP/1.1 traffic, replayed by
-//! `apisensor replay` and by `tshark` on the same file, comparing time, CPU and peak memory.
+//! `apisensor replay` (printing the transactions, and through the full detection pipeline with
+//! `--findings`) and by `tshark` on the same file, comparing time, CPU and peak memory.
 //!
 //! [`generate_capture`] writes a deterministic pcap: many interleaved TCP connections with
 //! handshakes, proper sequence and acknowledgement numbers, FIN closes, keep-alive connections
@@ -29,8 +30,8 @@ use crate::util;
 pub const BENCH_REQUESTS: usize = 1_000_000;
 /// Connections in the benchmark capture.
 pub const BENCH_FLOWS: usize = 100_000;
-/// Runs of apisensor; the median is reported (its runs take seconds, and this machine's
-/// timings drift between runs).
+/// Runs of each apisensor command (`--json` and `--findings`); the median is reported (its
+/// runs take seconds, and this machine's timings drift between runs).
 const RUNS_OURS: usize = 5;
 /// Runs of the replay's floor (`sensor-user/examples/replay_floor.rs`); the median is reported.
 const RUNS_FLOOR: usize = 5;
@@ -46,12 +47,15 @@ const MSS: usize = 1448;
 const TARGET_PER_CORE: f64 = 1_000_000.0;
 /// Issue 4's target against tshark: at least this many times less CPU for the same file.
 const TARGET_VS_TSHARK: f64 = 20.0;
+/// Issue 13's target against tshark: `replay --findings` (the full detection pipeline) takes
+/// at least this many times less CPU than tshark extracting the HTTP fields of the same file.
+const TARGET_FINDINGS_VS_TSHARK: f64 = 30.0;
 /// Requests and connections of the smaller capture whose instructions are counted under
 /// valgrind, which runs the replay about fifty times slower.
 const COUNTED: (usize, usize) = (100_000, 10_000);
 
-/// Generates the capture, times `apisensor replay` and `tshark` on it, and appends a markdown
-/// section to `out_md`.
+/// Generates the capture, times `apisensor replay --json`, `apisensor replay --findings` and
+/// `tshark` on it, and appends a markdown section to `out_md`.
 pub fn run(out_md: &mut String) -> anyhow::Result<()> {
     run_with(out_md, BENCH_REQUESTS, BENCH_FLOWS)
 }
@@ -90,6 +94,13 @@ pub fn run_with(out_md: &mut String, requests: usize, flows: usize) -> anyhow::R
         cmd.args(["replay", "--json", &file]);
         ours.push(measure(cmd, count_json_lines)?);
     }
+    // The same capture through entity state, every detector and the decision policy.
+    let mut detection = Vec::new();
+    for _ in 0..RUNS_OURS {
+        let mut cmd = Command::new(&apisensor);
+        cmd.args(["replay", "--findings", &file]);
+        detection.push(measure_detection(cmd)?);
+    }
     // The floor writes as many bytes per transaction as the replay did.
     let line_bytes = median(&ours)
         .map(|m| m.out_bytes.div_ceil(m.transactions.max(1)))
@@ -122,6 +133,7 @@ pub fn run_with(out_md: &mut String, requests: usize, flows: usize) -> anyhow::R
         },
         &Runs {
             ours: &ours,
+            detection: &detection,
             floor: &floor,
             theirs: &theirs,
         },
@@ -217,10 +229,25 @@ struct Measurement {
     out_bytes: u64,
 }
 
+/// One measured run of `apisensor replay --findings`.
+#[derive(Clone, Copy, Debug)]
+struct DetectionRun {
+    /// The run; its transactions are those of the stderr summary (stdout holds only events).
+    run: Measurement,
+    /// Findings of the stderr summary.
+    findings: u64,
+    /// Decisions of the stderr summary.
+    decisions: u64,
+    /// Event lines (findings and decisions) on stdout.
+    events: u64,
+}
+
 /// The measured runs of each tool.
 struct Runs<'a> {
     /// `apisensor replay --json`.
     ours: &'a [Measurement],
+    /// `apisensor replay --findings`.
+    detection: &'a [DetectionRun],
     /// The replay's floor.
     floor: &'a [Measurement],
     /// tshark (empty when it is not installed).
@@ -244,16 +271,69 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Runs `cmd` with stdout piped into `count`, and measures it with `wait4`.
-fn measure(mut cmd: Command, count: fn(&mut dyn Read) -> u64) -> anyhow::Result<Measurement> {
+fn measure(cmd: Command, count: fn(&mut dyn Read) -> u64) -> anyhow::Result<Measurement> {
+    measure_keeping_stderr(cmd, count, false).map(|(m, _)| m)
+}
+
+/// Runs `apisensor replay --findings` like [`measure`], counting its event lines, and reads
+/// the transactions, findings and decisions of its stderr summary.
+fn measure_detection(cmd: Command) -> anyhow::Result<DetectionRun> {
+    let shown = format!("{cmd:?}");
+    let (mut run, stderr) = measure_keeping_stderr(cmd, count_json_lines, true)?;
+    let (transactions, findings, decisions) = detection_summary(&stderr)
+        .with_context(|| format!("no findings summary in the stderr of {shown}: {stderr}"))?;
+    let events = run.transactions;
+    run.transactions = transactions;
+    Ok(DetectionRun {
+        run,
+        findings,
+        decisions,
+        events,
+    })
+}
+
+/// Transactions, findings and decisions of the stderr summary of `replay --findings`
+/// (`replay FILE: ..., N transactions, ..., N findings, M decisions`).
+fn detection_summary(stderr: &str) -> Option<(u64, u64, u64)> {
+    let line = stderr.lines().rev().find(|l| l.starts_with("replay "))?;
+    let count = |what: &str| {
+        line.rsplit(", ")
+            .find_map(|part| part.strip_suffix(what)?.parse().ok())
+    };
+    Some((
+        count(" transactions")?,
+        count(" findings")?,
+        count(" decisions")?,
+    ))
+}
+
+/// [`measure`], also returning what the child wrote to stderr when `keep_stderr` is set
+/// (read on a thread, so that neither pipe can fill up and stall the child).
+fn measure_keeping_stderr(
+    mut cmd: Command,
+    count: fn(&mut dyn Read) -> u64,
+    keep_stderr: bool,
+) -> anyhow::Result<(Measurement, String)> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: {shown}");
     let started = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if keep_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .with_context(|| format!("cannot start {shown}"))?;
+    let stderr_reader = child.stderr.take().map(|mut stderr| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stderr.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    });
     let stdout = child.stdout.take().context("child stdout")?;
     let mut stdout = Counting {
         inner: stdout,
@@ -276,20 +356,27 @@ fn measure(mut cmd: Command, count: fn(&mut dyn Read) -> u64) -> anyhow::Result<
             std::io::Error::last_os_error()
         );
     }
+    let stderr = match stderr_reader {
+        Some(reader) => reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stderr reader of {shown} panicked"))?,
+        None => String::new(),
+    };
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        bail!("{shown} failed (wait status {status:#x})");
+        bail!("{shown} failed (wait status {status:#x}): {stderr}");
     }
     let tv = |t: libc::timeval| {
         Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
             + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
-    Ok(Measurement {
+    let m = Measurement {
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         transactions,
         out_bytes,
-    })
+    };
+    Ok((m, stderr))
 }
 
 /// Counts newline-terminated lines (one JSON transaction each).
@@ -346,6 +433,13 @@ fn median(runs: &[Measurement]) -> Option<Measurement> {
     sorted.get(sorted.len() / 2).copied()
 }
 
+/// The median of the `replay --findings` runs by wall time, as [`median`] picks it.
+fn median_detection(runs: &[DetectionRun]) -> Option<DetectionRun> {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by_key(|d| d.run.wall);
+    sorted.get(sorted.len() / 2).copied()
+}
+
 /// Appends the benchmark section.
 fn write_markdown(
     out: &mut String,
@@ -359,9 +453,12 @@ fn write_markdown(
         out,
         "Synthetic capture: {} requests over {} connections, {:.1} MiB, generated in {:.1} s \
          (`cargo xtask bench`, `xtask/src/replay_bench.rs`; this section alone: `cargo xtask \
-         bench --only replay`, which prints it). Median of {RUNS_OURS} runs of apisensor and \
-         {RUNS_TSHARK} of tshark; CPU is user plus system time of the process; peak memory is \
-         its maximum resident set size.\n",
+         bench --only replay`, which prints it). Median of {RUNS_OURS} runs of each apisensor \
+         command and {RUNS_TSHARK} of tshark; CPU is user plus system time of the process; peak \
+         memory is its maximum resident set size. `replay --findings` runs the capture through \
+         the full detection pipeline (entity state, every detector, the decision policy) and \
+         prints only its findings and decisions; its transactions are those of its stderr \
+         summary.\n",
         input.requests,
         input.flows,
         f(input.size) / (1024.0 * 1024.0),
@@ -372,27 +469,23 @@ fn write_markdown(
         "| tool | command | wall (s) | CPU (s) | peak RSS (MiB) | transactions | transactions/s/core |"
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
-    let row = |out: &mut String, name: &str, command: &str, m: &Measurement| {
-        let cpu = m.cpu.as_secs_f64();
-        let per_core = per_cpu_second(m.transactions, m.cpu);
-        let _ = writeln!(
-            out,
-            "| {name} | `{command}` | {:.2} | {:.2} | {:.1} | {} | {:.0} |",
-            m.wall.as_secs_f64(),
-            cpu,
-            f(m.max_rss_kib) / 1024.0,
-            m.transactions,
-            per_core
-        );
-    };
     let ours_m = median(runs.ours);
+    let detection_m = median_detection(runs.detection);
     let floor_m = median(runs.floor);
     let theirs_m = median(runs.theirs);
     if let Some(m) = &ours_m {
-        row(out, "apisensor", "apisensor replay --json FILE", m);
+        table_row(out, "apisensor", "apisensor replay --json FILE", m);
+    }
+    if let Some(d) = &detection_m {
+        table_row(
+            out,
+            "apisensor, detection",
+            "apisensor replay --findings FILE",
+            &d.run,
+        );
     }
     if let Some(m) = &floor_m {
-        row(
+        table_row(
             out,
             "floor (no analysis)",
             &format!("replay_floor FILE {line_bytes}"),
@@ -400,7 +493,7 @@ fn write_markdown(
         );
     }
     if let Some(m) = &theirs_m {
-        row(
+        table_row(
             out,
             "tshark",
             "tshark -n -r FILE -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code",
@@ -410,22 +503,30 @@ fn write_markdown(
     let _ = writeln!(out);
     match (ours_m, theirs_m) {
         (Some(o), Some(t)) => {
-            let _ = writeln!(
-                out,
-                "apisensor is {:.1}x faster than tshark in wall time and uses {:.1}x less CPU and \
-                 {:.1}x less memory.",
-                t.wall.as_secs_f64() / o.wall.as_secs_f64().max(1e-9),
-                cpu_ratio(&t, &o),
-                f(t.max_rss_kib) / f(o.max_rss_kib).max(1.0)
-            );
+            let _ = writeln!(out, "apisensor is {}.", against_tshark(&o, &t));
         }
         (Some(_), None) => {
             let _ = writeln!(out, "tshark is not installed: no comparison.");
         }
         _ => {}
     }
+    if let (Some(d), Some(t)) = (detection_m, theirs_m) {
+        let _ = writeln!(
+            out,
+            "\nWith the full detection pipeline (`--findings`), apisensor is {}.",
+            against_tshark(&d.run, &t)
+        );
+    }
+    if let Some(d) = &detection_m {
+        write_detection(out, input, ours_m.as_ref(), d);
+    }
     if let Some(o) = &ours_m {
-        write_targets(out, o, theirs_m.as_ref());
+        write_targets(
+            out,
+            o,
+            detection_m.as_ref().map(|d| &d.run),
+            theirs_m.as_ref(),
+        );
     }
     if let (Some(o), Some(fl)) = (ours_m, floor_m) {
         write_floor(out, input, &o, &fl, line_bytes);
@@ -443,6 +544,29 @@ fn write_markdown(
     let _ = writeln!(out);
 }
 
+/// One row of the comparison table.
+fn table_row(out: &mut String, name: &str, command: &str, m: &Measurement) {
+    let _ = writeln!(
+        out,
+        "| {name} | `{command}` | {:.2} | {:.2} | {:.1} | {} | {:.0} |",
+        m.wall.as_secs_f64(),
+        m.cpu.as_secs_f64(),
+        f(m.max_rss_kib) / 1024.0,
+        m.transactions,
+        per_cpu_second(m.transactions, m.cpu)
+    );
+}
+
+/// How `o` compares with tshark's run `t`: "Nx faster than tshark in wall time and uses ...".
+fn against_tshark(o: &Measurement, t: &Measurement) -> String {
+    format!(
+        "{:.1}x faster than tshark in wall time and uses {:.1}x less CPU and {:.1}x less memory",
+        t.wall.as_secs_f64() / o.wall.as_secs_f64().max(1e-9),
+        cpu_ratio(t, o),
+        f(t.max_rss_kib) / f(o.max_rss_kib).max(1.0)
+    )
+}
+
 /// Events per second of CPU time: `n` over `cpu`, or 0 when no CPU time was recorded.
 fn per_cpu_second(n: u64, cpu: Duration) -> f64 {
     let cpu = cpu.as_secs_f64();
@@ -454,8 +578,55 @@ fn cpu_ratio(theirs: &Measurement, ours: &Measurement) -> f64 {
     theirs.cpu.as_secs_f64() / ours.cpu.as_secs_f64().max(1e-9)
 }
 
-/// The issue's replay targets, each measured against its figure of this run.
-fn write_targets(out: &mut String, o: &Measurement, theirs: Option<&Measurement>) {
+/// What `replay --findings` found, and the detection's cost per transaction estimated from the
+/// CPU it takes beyond `replay --json`.
+fn write_detection(
+    out: &mut String,
+    input: &BenchInput,
+    ours: Option<&Measurement>,
+    d: &DetectionRun,
+) {
+    let _ = writeln!(
+        out,
+        "\n`replay --findings` reported {} findings and {} decisions ({} event lines, {} bytes on \
+         stdout) for {} transactions.",
+        d.findings, d.decisions, d.events, d.run.out_bytes, d.run.transactions
+    );
+    if let Some(o) = ours {
+        let extra = d.run.cpu.as_secs_f64() - o.cpu.as_secs_f64();
+        let per_tx_us = extra * 1e6 / f(d.run.transactions.max(1));
+        let _ = writeln!(
+            out,
+            "\nDetection throughput: `--findings` takes {extra:+.2} s of CPU against `--json`, \
+             {per_tx_us:+.3} µs per transaction of detection{}. This is an estimate: `--json` \
+             formats and writes every transaction while `--findings` prints only the events, \
+             so the difference is the detection's cost less the JSON formatting and writing it \
+             skips: the detection alone costs more than this, by what that formatting costs.",
+            if per_tx_us > 0.0 {
+                format!(" (about {:.0} transactions/s per core)", 1e6 / per_tx_us)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if d.run.transactions != input.requests as u64 {
+        let _ = writeln!(
+            out,
+            "\n**Mismatch:** `replay --findings` reported {} transactions for {} requests in the \
+             capture.",
+            d.run.transactions, input.requests
+        );
+    }
+}
+
+/// The issues' replay targets, each measured against its figure of this run: `o` is
+/// `replay --json`, `detection` is `replay --findings`.
+fn write_targets(
+    out: &mut String,
+    o: &Measurement,
+    detection: Option<&Measurement>,
+    theirs: Option<&Measurement>,
+) {
     let verdict = |pass: bool| if pass { "PASS" } else { "FAIL" };
     let per_core = per_cpu_second(o.transactions, o.cpu);
     let _ = writeln!(
@@ -477,6 +648,31 @@ fn write_targets(out: &mut String, o: &Measurement, theirs: Option<&Measurement>
             let _ = writeln!(
                 out,
                 "| at least {TARGET_VS_TSHARK:.0}x less CPU than tshark | tshark not installed | not measured |"
+            );
+        }
+    }
+    let findings_target = format!(
+        "`replay --findings` at least {TARGET_FINDINGS_VS_TSHARK:.0}x less CPU than tshark"
+    );
+    match (detection, theirs) {
+        (Some(d), Some(t)) => {
+            let ratio = cpu_ratio(t, d);
+            let _ = writeln!(
+                out,
+                "| {findings_target} | {ratio:.1}x | {} |",
+                verdict(ratio >= TARGET_FINDINGS_VS_TSHARK)
+            );
+        }
+        (None, _) => {
+            let _ = writeln!(
+                out,
+                "| {findings_target} | no `--findings` run | not measured |"
+            );
+        }
+        (Some(_), None) => {
+            let _ = writeln!(
+                out,
+                "| {findings_target} | tshark not installed | not measured |"
             );
         }
     }
@@ -1006,24 +1202,41 @@ mod tests {
             transactions,
             out_bytes: 0,
         };
-        // (apisensor's CPU ms, tshark's CPU ms or none, the two results in order)
-        let cases: [(u64, Option<u64>, [&str; 2]); 4] = [
-            (2_000, Some(110_000), ["FAIL", "PASS"]),
-            (1_000, Some(20_000), ["PASS", "PASS"]),
-            (900, Some(17_000), ["PASS", "FAIL"]),
-            (1_001, None, ["FAIL", "not measured"]),
+        // (CPU ms of `--json`, of `--findings`, of tshark or none, the three results in order)
+        let cases: [(u64, u64, Option<u64>, [&str; 3]); 7] = [
+            (2_000, 3_000, Some(110_000), ["FAIL", "PASS", "PASS"]),
+            (2_000, 4_000, Some(110_000), ["FAIL", "PASS", "FAIL"]),
+            (1_000, 700, Some(21_000), ["PASS", "PASS", "PASS"]),
+            (1_000, 701, Some(21_000), ["PASS", "PASS", "FAIL"]),
+            (1_000, 1_500, Some(20_000), ["PASS", "PASS", "FAIL"]),
+            (900, 500, Some(17_000), ["PASS", "FAIL", "PASS"]),
+            (1_001, 500, None, ["FAIL", "not measured", "not measured"]),
         ];
-        for (ours, theirs, want) in cases {
+        for (ours, detection, theirs, want) in cases {
             let mut out = String::new();
             let theirs = theirs.map(|ms| run(ms, 1_000_000));
-            write_targets(&mut out, &run(ours, 1_000_000), theirs.as_ref());
+            write_targets(
+                &mut out,
+                &run(ours, 1_000_000),
+                Some(&run(detection, 1_000_000)),
+                theirs.as_ref(),
+            );
             let results: Vec<&str> = out
                 .lines()
-                .filter(|l| l.starts_with("| at least"))
+                .filter(|l| l.starts_with("| ") && l.contains(" at least "))
                 .filter_map(|l| l.trim_end_matches(" |").rsplit("| ").next())
                 .collect();
-            assert_eq!(results, want, "{ours} ms against {theirs:?}:\n{out}");
+            assert_eq!(
+                results, want,
+                "{ours} and {detection} ms against {theirs:?}:\n{out}"
+            );
         }
+        let mut out = String::new();
+        write_targets(&mut out, &run(1_000, 1_000_000), None, None);
+        assert!(
+            out.contains("| no `--findings` run | not measured |"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -1114,6 +1327,19 @@ mod tests {
         assert_eq!(fins, 2 * flows, "a FIN each way per connection");
         assert_eq!(request_lines, requests, "every request is in the capture");
         assert_eq!(status_lines, requests, "every request is answered");
+    }
+
+    #[test]
+    fn reads_the_findings_summary() {
+        let stderr = "warning: something first\n\
+                      replay /tmp/a, b.pcap: 12 packets (12 tcp, 0 partly captured, 0 not tcp, 0 \
+                      fragments, 0 malformed, 0 unsupported link), 1000000 transactions, 100000 \
+                      flows, 0 gaps, 0 lost bytes, 37 findings, 5 decisions\n";
+        assert_eq!(detection_summary(stderr), Some((1_000_000, 37, 5)));
+        let without =
+            "replay x.pcap: 1 packets (1 tcp), 3 transactions, 1 flows, 0 gaps, 0 lost bytes\n";
+        assert_eq!(detection_summary(without), None);
+        assert_eq!(detection_summary(""), None);
     }
 
     #[test]
