@@ -77,25 +77,29 @@ pub mod map_names {
     pub const VERDICT_NOTES: &str = "VERDICT_NOTES";
     /// One [`super::MapsInUse`]: which enforcement maps have entries.
     pub const MAPS_IN_USE: &str = "MAPS_IN_USE";
+    /// Flow blocks: one TCP connection each ([`super::BlockValue`] by [`super::FlowKey`]).
+    pub const FLOW_BLOCKS: &str = "FLOW_BLOCKS";
 
     /// Maps whose pins survive an agent restart: enforcement state must outlive the agent.
-    pub const PERSISTENT: [&str; 8] = [
+    pub const PERSISTENT: [&str; 9] = [
         BLOCK_TABLE_V4,
         BLOCK_EXACT_V4,
         BLOCK_EXACT_V6,
         BLOCK_PREFIX_V4,
         BLOCK_PREFIX_V6,
+        FLOW_BLOCKS,
         ALLOW,
         VERDICT_NOTES,
         MAPS_IN_USE,
     ];
     /// Every map the loader pins.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         BLOCK_TABLE_V4,
         BLOCK_EXACT_V4,
         BLOCK_EXACT_V6,
         BLOCK_PREFIX_V4,
         BLOCK_PREFIX_V6,
+        FLOW_BLOCKS,
         ALLOW,
         SOURCES,
         STATS,
@@ -196,6 +200,8 @@ pub mod capacity {
     pub const BLOCK_EXACT_V4_OVERFLOW: u32 = 8_192;
     /// Prefix blocks, per family.
     pub const BLOCK_PREFIX: u32 = 131_072;
+    /// Flow blocks (TCP connections, both families).
+    pub const FLOW_BLOCKS: u32 = 65_536;
     /// Allowlist entries.
     pub const ALLOW: u32 = 16_384;
     /// Tracked sources in the LRU map (configurable at load).
@@ -228,10 +234,33 @@ pub struct BlockValue {
     /// Why the block exists, a [`Reason`] value.
     pub reason: u32,
     /// Prefix length of the blocked network (32 or 128 for a host). The IPv4 lookup compares
-    /// it between the block table and the overflow trie, which does not say what matched.
+    /// it between the block table and the overflow trie, which does not say what matched. A
+    /// flow block has 128: both of its addresses match whole, in their 16-byte form.
     pub prefix_len: u32,
 }
 const _: () = assert!(size_of::<BlockValue>() == 40);
+
+/// One TCP connection as XDP sees its packets on ingress, from the client to the server: the
+/// key of `FLOW_BLOCKS`. Packets of the other direction (server to client) never match it.
+///
+/// Addresses are 16 bytes, IPv4 mapped into `::ffff:0:0/96` as in the other 16-byte keys; the
+/// ports are in host byte order, as the XDP parser holds them (`parse::Tcp::sport`/`dport` are
+/// converted from the header once). 40 bytes, no padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowKey {
+    /// The client's address: the packet's source.
+    pub src: Addr,
+    /// The server's address: the packet's destination.
+    pub dst: Addr,
+    /// The client's TCP port (the packet's source port), host byte order.
+    pub sport: u16,
+    /// The server's TCP port (the packet's destination port), host byte order.
+    pub dport: u16,
+    /// Zero.
+    pub zero: u32,
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
 
 /// Which enforcement maps hold entries, at index 0 of `MAPS_IN_USE`. XDP skips lookups in maps
 /// marked empty (non-zero means "look up"). Written only by user space's `verdict.rs`, under its
@@ -255,8 +284,9 @@ pub struct MapsInUse {
     pub prefix_v6: u32,
     /// `ALLOW` has entries.
     pub allow: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// `FLOW_BLOCKS` has entries. Zero in pins written before flow blocks existed, whose
+    /// `FLOW_BLOCKS` is then created empty: the layout is unchanged.
+    pub flow: u32,
 }
 const _: () = assert!(size_of::<MapsInUse>() == 40);
 
@@ -270,7 +300,7 @@ impl MapsInUse {
         prefix_v4: 1,
         prefix_v6: 1,
         allow: 1,
-        reserved: 0,
+        flow: 1,
     };
 }
 
@@ -445,11 +475,13 @@ pub enum Counter {
     RespWakeups = 24,
     /// A payload copy failed (helper error); the event went out with no payload.
     CopyFailed = 25,
+    /// XDP: dropped by a flow block (one TCP connection).
+    XdpDropFlow = 26,
 }
 
 impl Counter {
     /// Number of counters.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
     /// Every counter, in index order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::XdpPass,
@@ -478,6 +510,7 @@ impl Counter {
         Self::RespRingFull,
         Self::RespWakeups,
         Self::CopyFailed,
+        Self::XdpDropFlow,
     ];
 
     /// Stable snake-case name, used by the CLI and metrics.
@@ -509,6 +542,7 @@ impl Counter {
             Self::RespRingFull => "resp_ring_full",
             Self::RespWakeups => "resp_wakeups",
             Self::CopyFailed => "copy_failed",
+            Self::XdpDropFlow => "xdp_drop_flow_block",
         }
     }
 }
@@ -642,6 +676,7 @@ mod pod {
     unsafe impl aya::Pod for super::VerdictNote {}
     unsafe impl aya::Pod for super::MapsInUse {}
     unsafe impl aya::Pod for super::BlockSlotV4 {}
+    unsafe impl aya::Pod for super::FlowKey {}
 }
 
 #[cfg(test)]
@@ -701,5 +736,14 @@ mod tests {
         assert_eq!(core::mem::offset_of!(EventHeader, seq), 52);
         assert_eq!(core::mem::offset_of!(EventHeader, payload_len), 60);
         assert_eq!(core::mem::offset_of!(EventHeader, tcp_flags), 68);
+    }
+
+    #[test]
+    fn flow_key_field_offsets_are_stable() {
+        // The kernel's lookup key (`sensor-ebpf`'s `parse::FlowLookup`) mirrors these offsets.
+        assert_eq!(core::mem::offset_of!(FlowKey, dst), 16);
+        assert_eq!(core::mem::offset_of!(FlowKey, sport), 32);
+        assert_eq!(core::mem::offset_of!(FlowKey, dport), 34);
+        assert_eq!(core::mem::offset_of!(FlowKey, zero), 36);
     }
 }

@@ -2,7 +2,7 @@
 //! when it is full. User space finds them by these names (`sensor_common::map_names`) and pins
 //! them under the pin directory (`/sys/fs/bpf/apisensor/` by default).
 
-use crate::parse::AddrKey;
+use crate::parse::{AddrKey, FlowLookup};
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
@@ -46,6 +46,16 @@ pub static BLOCK_PREFIX_V4: LpmTrie<u32, BlockValue> =
 pub static BLOCK_PREFIX_V6: LpmTrie<Addr, BlockValue> =
     LpmTrie::with_max_entries(capacity::BLOCK_PREFIX, 0);
 
+/// Flow blocks: one TCP connection each, keyed by its client address and port and server
+/// address and port as its ingress packets carry them (`parse::FlowLookup`, the layout of
+/// `sensor_common::FlowKey`; both families, IPv4 mapped). Written by user space (`verdict.rs`),
+/// read by XDP for every TCP segment that parsed, only while `MAPS_IN_USE` says it has
+/// entries (adds to `hits`). Full: user space's insert fails and is reported. Pinned and reused
+/// across restarts, like the address blocks: a flow block has a TTL like theirs, checked here.
+#[map]
+pub static FLOW_BLOCKS: HashMap<FlowLookup, BlockValue> =
+    HashMap::with_max_entries(capacity::FLOW_BLOCKS, 0);
+
 /// Allowlist prefixes: a source matching one is never dropped. Written by user space, read by
 /// XDP only when a block matched (adds to `hits`), so it stays one IPv4-mapped trie for both
 /// families. Pinned and reused across restarts.
@@ -88,7 +98,8 @@ pub static RESP_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::RESP_RING_BY
 /// Written and read by user space only (`verdict.rs`, the CLI); the kernel never touches it.
 /// It lives here so that it is created and pinned with the other maps and outlives the agent.
 /// Not preallocated (`BPF_F_NO_PREALLOC`): it is off the data path, and preallocating its
-/// capacity would cost tens of MiB for nothing. One note per block of either family.
+/// capacity would cost tens of MiB for nothing. One note per block of either family; flow
+/// blocks share the capacity (a block whose note does not fit is refused, nothing written).
 #[map]
 pub static VERDICT_NOTES: HashMap<u64, VerdictNote> = HashMap::with_max_entries(
     2 * (capacity::BLOCK_EXACT + capacity::BLOCK_PREFIX),

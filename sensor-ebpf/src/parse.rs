@@ -12,7 +12,7 @@
 
 use core::mem::size_of;
 
-use sensor_common::{Addr, Counter};
+use sensor_common::{Addr, Counter, FlowKey};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -62,6 +62,39 @@ impl AddrKey {
     pub fn addr(&self) -> Addr {
         // SAFETY: same size, and every byte pattern is a valid `[u8; 16]`.
         unsafe { core::mem::transmute::<[u64; 2], Addr>(self.words) }
+    }
+}
+
+/// The key of a `FLOW_BLOCKS` lookup: the layout of [`FlowKey`] (addresses as [`AddrKey`]
+/// words, ports in host byte order as [`Tcp`] holds them), 8-byte aligned on the stack.
+#[repr(C, align(8))]
+pub struct FlowLookup {
+    src: [u64; 2],
+    dst: [u64; 2],
+    sport: u16,
+    dport: u16,
+    zero: u32,
+}
+
+const _: () = assert!(size_of::<FlowLookup>() == size_of::<FlowKey>());
+const _: () =
+    assert!(core::mem::offset_of!(FlowLookup, dst) == core::mem::offset_of!(FlowKey, dst));
+const _: () =
+    assert!(core::mem::offset_of!(FlowLookup, sport) == core::mem::offset_of!(FlowKey, sport));
+const _: () =
+    assert!(core::mem::offset_of!(FlowLookup, dport) == core::mem::offset_of!(FlowKey, dport));
+
+impl FlowLookup {
+    /// The key of the connection a TCP segment belongs to, client (its source) to server.
+    #[inline(always)]
+    pub fn new(l3: &L3, tcp: &Tcp) -> Self {
+        Self {
+            src: l3.src.words,
+            dst: l3.dst.words,
+            sport: tcp.sport,
+            dport: tcp.dport,
+            zero: 0,
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use crate::analyzer::Analyzer;
 use crate::config::Config;
 use crate::decide::{Decision, Policy};
 use crate::detect::baseline::{BaselineError, BaselineSnapshot};
-use crate::detect::{Detection, Finding, Packets};
-use crate::http::Transaction;
+use crate::detect::{Detection, Finding, Flow, Packets};
+use crate::http::{ProxyVia, Transaction};
 use crate::segment::Segment;
 
 /// What the pipeline hands out, as it is made. Each method has an empty default, so a sink
@@ -194,6 +194,17 @@ impl Pipeline {
                 self.detection.on_transaction(tx, &mut self.findings);
             }
             decide(&mut self.findings, &mut self.policy, sink);
+            // A client blocked by connection that opened another one: that one is blocked too.
+            if self.detecting && tx.proxy == Some(ProxyVia::ProxyProtocol) {
+                let flow = Flow {
+                    client: tx.peer,
+                    server: tx.server,
+                };
+                let now = tx.ts_ns.saturating_add(tx.latency_ns.unwrap_or(0));
+                if let Some(d) = self.policy.on_connection(tx.client, flow, now) {
+                    sink.decision(&d);
+                }
+            }
         }
         decide(&mut self.findings, &mut self.policy, sink);
         // Handed back: the next transactions are written into their buffers.
@@ -466,6 +477,67 @@ mod tests {
             out.findings
                 .iter()
                 .any(|f| f.detector == crate::detect::Detector::PacketFlood)
+        );
+    }
+
+    #[test]
+    fn a_client_behind_a_proxy_protocol_proxy_is_blocked_by_connection() {
+        let config = Config::parse(
+            "[analyzer.http]\ntrusted_proxies = [\"203.0.113.1/32\"]\n",
+            "test",
+        )
+        .expect("config");
+        let mut p = Pipeline::new(&config, [3; 16], None, T0).expect("pipeline");
+        let mut out = Recorded::default();
+        for i in 0..8_u16 {
+            let proxy = SocketAddr::new("203.0.113.1".parse().expect("ip"), 50_000 + i);
+            let mut request = format!(
+                "PROXY TCP4 198.51.100.77 198.51.100.1 {} 80\r\n",
+                30_000 + i
+            )
+            .into_bytes();
+            request.extend(login(&format!("user{i}")));
+            connection(
+                &mut p,
+                &mut out,
+                proxy,
+                T0 + u64::from(i) * 50 * MS,
+                &request,
+                FAILED,
+            );
+        }
+        assert!(
+            out.transactions
+                .iter()
+                .all(|t| t.client.to_string() == "198.51.100.77"
+                    && t.proxy == Some(ProxyVia::ProxyProtocol))
+        );
+        let blocks: Vec<_> = out
+            .decisions
+            .iter()
+            .filter(|d| d.action == Action::Block)
+            .collect();
+        let first = blocks.first().expect("a block");
+        assert_eq!(
+            first.enforcement,
+            crate::decide::Enforcement::Flow,
+            "{first:?}"
+        );
+        assert_eq!(first.target, Some("198.51.100.77/32".parse().expect("net")));
+        // The proxy itself is never the target, and every later connection joins the block.
+        let ports: Vec<u16> = blocks
+            .iter()
+            .flat_map(|d| d.flows.iter().map(|f| f.client.port()))
+            .collect();
+        assert_eq!(
+            ports,
+            [50_003, 50_004, 50_005, 50_006, 50_007],
+            "{blocks:?}"
+        );
+        assert!(
+            blocks
+                .iter()
+                .all(|d| d.blocks_in_kernel() && d.id == first.id)
         );
     }
 }

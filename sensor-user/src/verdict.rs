@@ -10,11 +10,17 @@
 //! removed again if the block entry cannot be. After every change, `MAPS_IN_USE` is rewritten
 //! from the maps themselves (XDP skips lookups in empty maps); writers serialise on an `flock`
 //! so two concurrent CLI calls cannot leave it stale.
+//!
+//! A flow block (`FLOW_BLOCKS`, [`Verdicts::block_flow`]) drops one TCP connection, keyed by
+//! its client and server socket addresses as the client's packets carry them: for a client
+//! behind a trusted proxy that speaks the PROXY protocol, the proxy's connection that carries
+//! it, so the client stops and the proxy's other connections go on. It is written like an
+//! address block (note first, a TTL the kernel checks, `MAPS_IN_USE` flag).
 mod table;
 
 use std::{
     fs::File,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     os::fd::{AsFd as _, AsRawFd as _},
     path::Path,
     time::Duration,
@@ -29,12 +35,12 @@ use aya::{
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sensor_common::{
-    Addr, AllowValue, BlockValue, MapsInUse, NOTE_TEXT_LEN, Reason, V4_MAPPED_PREFIX_BITS, V4Addr,
-    VerdictNote, is_v4_mapped, map_names,
+    Addr, AllowValue, BlockValue, FlowKey, MapsInUse, NOTE_TEXT_LEN, Reason, V4_MAPPED_PREFIX_BITS,
+    V4Addr, VerdictNote, is_v4_mapped, map_names,
 };
 
 use crate::{
-    decide::Decision,
+    decide::{Decision, Enforcement},
     detect::Detector,
     event::{addr_to_ip, ip_to_addr},
     maps::{self, MapsError},
@@ -91,6 +97,24 @@ pub enum VerdictError {
         net: IpNet,
         /// Map name.
         map: &'static str,
+    },
+    /// No such flow block.
+    #[error("{client} -> {server} is not in the {map} map")]
+    FlowNotFound {
+        /// The client end.
+        client: SocketAddr,
+        /// The server end.
+        server: SocketAddr,
+        /// Map name.
+        map: &'static str,
+    },
+    /// The two ends of a flow are of different address families.
+    #[error("{client} -> {server} mixes IPv4 and IPv6: not one TCP connection")]
+    FlowFamilies {
+        /// The client end.
+        client: SocketAddr,
+        /// The server end.
+        server: SocketAddr,
     },
     /// Opening the pinned maps failed.
     #[error(transparent)]
@@ -237,11 +261,68 @@ fn is_host(net: IpNet) -> bool {
     net.prefix_len() == net.max_prefix_len()
 }
 
+/// The `FLOW_BLOCKS` key of the TCP connection from `client` to `server` (IPv4 mapped, ports
+/// in host byte order). Both ends must be of one family.
+pub fn flow_key(client: SocketAddr, server: SocketAddr) -> Result<FlowKey, VerdictError> {
+    let src = ip_to_addr(client.ip());
+    let dst = ip_to_addr(server.ip());
+    if is_v4_mapped(&src) != is_v4_mapped(&dst) {
+        return Err(VerdictError::FlowFamilies { client, server });
+    }
+    Ok(FlowKey {
+        src,
+        dst,
+        sport: client.port(),
+        dport: server.port(),
+        zero: 0,
+    })
+}
+
+/// The client and server ends of a `FLOW_BLOCKS` key (IPv4-mapped addresses as IPv4).
+pub fn flow_ends(key: &FlowKey) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(addr_to_ip(&key.src), key.sport),
+        SocketAddr::new(addr_to_ip(&key.dst), key.dport),
+    )
+}
+
+/// Checks a block's reason text.
+fn check_text(text: &str) -> Result<(), VerdictError> {
+    if text.is_empty() || text.len() > NOTE_TEXT_LEN {
+        return Err(VerdictError::ReasonText { len: text.len() });
+    }
+    Ok(())
+}
+
 /// A block as listed.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BlockEntry {
     /// Address or prefix.
     pub net: IpNet,
+    /// The kernel value.
+    #[serde(skip)]
+    pub value: BlockValue,
+    /// Reason code name.
+    pub reason: &'static str,
+    /// Reason text from the verdict note, if any.
+    pub text: Option<String>,
+    /// Verdict id.
+    pub verdict_id: u64,
+    /// Seconds until expiry (zero once expired).
+    pub ttl_left_s: u64,
+    /// Packets dropped by this entry.
+    pub hits: u64,
+    /// Milliseconds since the latest drop, if any.
+    pub last_hit_ago_ms: Option<u64>,
+}
+
+/// A flow block as listed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FlowBlockEntry {
+    /// The client end (source of the dropped packets).
+    pub client: SocketAddr,
+    /// The server end.
+    pub server: SocketAddr,
     /// The kernel value.
     #[serde(skip)]
     pub value: BlockValue,
@@ -275,6 +356,7 @@ mod map_bit {
     pub const PREFIX_V4: u8 = 1 << 2;
     pub const PREFIX_V6: u8 = 1 << 3;
     pub const ALLOW: u8 = 1 << 4;
+    pub const FLOW: u8 = 1 << 5;
 }
 
 /// Maps a handle inserted into or removed from since it last wrote `MAPS_IN_USE`.
@@ -303,12 +385,14 @@ pub struct Verdicts {
     table_v4: table::SlotTable,
     /// Prefix lengths this handle put into the table since it last wrote `MAPS_IN_USE`.
     added_lens: u64,
-    /// Overflow, IPv6 and allowlist maps this handle changed since it last wrote `MAPS_IN_USE`.
+    /// Overflow, IPv6, flow and allowlist maps this handle changed since it last wrote
+    /// `MAPS_IN_USE`.
     touched: Touched,
     exact_v4: HashMap<MapData, V4Addr, BlockValue>,
     exact_v6: HashMap<MapData, Addr, BlockValue>,
     prefix_v4: LpmTrie<MapData, V4Addr, BlockValue>,
     prefix_v6: LpmTrie<MapData, Addr, BlockValue>,
+    flow: HashMap<MapData, FlowKey, BlockValue>,
     allow: LpmTrie<MapData, Addr, AllowValue>,
     notes: HashMap<MapData, u64, VerdictNote>,
     in_use: Array<MapData, MapsInUse>,
@@ -390,6 +474,7 @@ impl Verdicts {
             exact_v6: typed(get(map_names::BLOCK_EXACT_V6)?, map_names::BLOCK_EXACT_V6)?,
             prefix_v4: typed(get(map_names::BLOCK_PREFIX_V4)?, map_names::BLOCK_PREFIX_V4)?,
             prefix_v6: typed(get(map_names::BLOCK_PREFIX_V6)?, map_names::BLOCK_PREFIX_V6)?,
+            flow: typed(get(map_names::FLOW_BLOCKS)?, map_names::FLOW_BLOCKS)?,
             allow: typed(get(map_names::ALLOW)?, map_names::ALLOW)?,
             notes: typed(get(map_names::VERDICT_NOTES)?, map_names::VERDICT_NOTES)?,
             in_use: typed(get(map_names::MAPS_IN_USE)?, map_names::MAPS_IN_USE)?,
@@ -476,7 +561,9 @@ impl Verdicts {
             allow: t.flag(map_bit::ALLOW, scan, current.allow, || {
                 self.allow.keys().next().is_some()
             }),
-            reserved: 0,
+            flow: t.flag(map_bit::FLOW, scan, current.flow, || {
+                self.flow.keys().next().is_some()
+            }),
         };
         self.in_use
             .set(0, in_use, 0)
@@ -639,15 +726,14 @@ impl Verdicts {
         now_boot_ns: u64,
     ) -> Result<u64, VerdictError> {
         check_ttl(ttl)?;
-        if text.is_empty() || text.len() > NOTE_TEXT_LEN {
-            return Err(VerdictError::ReasonText { len: text.len() });
-        }
+        check_text(text)?;
         let verdict_id = getrandom::u64().unwrap_or(now_boot_ns) | 1;
         self.write(|v| v.block_locked(net, ttl, reason, text, now_boot_ns, verdict_id))
     }
 
     /// Enforces a decision of the policy: writes its block when the policy says the kernel
-    /// enforces it (not for alerts, dry runs or blocks enforced upstream). The block's id is
+    /// enforces it (not for alerts, dry runs or blocks enforced upstream): an address or prefix
+    /// block, or one flow block per connection of a decision enforced by connection. The id is
     /// the decision's, so `blocks list` leads back to the decision's evidence. Returns whether
     /// a block was written.
     pub fn apply(&mut self, decision: &Decision, now_boot_ns: u64) -> Result<bool, VerdictError> {
@@ -668,6 +754,13 @@ impl Verdicts {
             .map_or(Reason::Detector, |f| reason_of(f.detector));
         // An odd id, as the CLI's: zero means "none" in the kernel's notes.
         let id = decision.id | 1;
+        if decision.enforcement == Enforcement::Flow {
+            // By connection: the client's address is not the TCP peer's and is not blocked.
+            for flow in &decision.flows {
+                self.block_flow(flow.client, flow.server, ttl, reason, text, now_boot_ns, id)?;
+            }
+            return Ok(!decision.flows.is_empty());
+        }
         self.write(|v| v.block_locked(target, ttl, reason, text, now_boot_ns, id))?;
         Ok(true)
     }
@@ -681,25 +774,47 @@ impl Verdicts {
         now_boot_ns: u64,
         verdict_id: u64,
     ) -> Result<u64, VerdictError> {
-        let ttl_ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
-        let mut note = VerdictNote {
-            created_at_ns: now_boot_ns,
-            ttl_ns,
-            text: [0; NOTE_TEXT_LEN],
-        };
-        note.text[..text.len()].copy_from_slice(text.as_bytes());
-        let value = BlockValue {
-            expires_at_ns: now_boot_ns.saturating_add(ttl_ns),
+        let (note, value) = note_and_value(
+            ttl,
+            reason,
+            text,
+            now_boot_ns,
             verdict_id,
-            hits: 0,
-            last_hit_ns: 0,
-            reason: reason as u32,
-            prefix_len: u32::from(net.prefix_len()),
-        };
+            u32::from(net.prefix_len()),
+        );
+        self.with_note(verdict_id, note, |v| v.insert_block(net, value))?;
+        Ok(verdict_id)
+    }
+
+    /// Writes the note of `verdict_id`, then the block entry through `insert`, which returns
+    /// the verdict id of the entry it replaced. A failed insert takes the note back, so nothing
+    /// is left half-written; a replaced entry's note is removed (unless it is this one's).
+    fn with_note(
+        &mut self,
+        verdict_id: u64,
+        note: VerdictNote,
+        insert: impl FnOnce(&mut Self) -> Result<Option<u64>, VerdictError>,
+    ) -> Result<(), VerdictError> {
         self.notes
             .insert(verdict_id, note, 0)
             .map_err(map_err("insert", map_names::VERDICT_NOTES))?;
-        let written = match net {
+        let old_note = match insert(self) {
+            Ok(old) => old,
+            Err(e) => {
+                let _ = self.notes.remove(&verdict_id);
+                return Err(e);
+            }
+        };
+        if let Some(old) = old_note.filter(|old| *old != verdict_id) {
+            // The replaced block's note is now unreferenced.
+            let _ = self.notes.remove(&old);
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces the address block of `net`; returns the replaced entry's verdict id.
+    fn insert_block(&mut self, net: IpNet, value: BlockValue) -> Result<Option<u64>, VerdictError> {
+        match net {
             IpNet::V4(n) => self.insert_v4(n, value),
             IpNet::V6(n) if is_host(net) => {
                 self.touched.added |= map_bit::EXACT_V6;
@@ -719,19 +834,75 @@ impl Verdicts {
                     value,
                 )
             }
-        };
-        let old_note = match written {
-            Ok(old) => old,
-            Err(e) => {
-                let _ = self.notes.remove(&verdict_id);
-                return Err(e);
-            }
-        };
-        if let Some(old) = old_note {
-            // The replaced block's note is now unreferenced.
-            let _ = self.notes.remove(&old);
         }
-        Ok(verdict_id)
+    }
+
+    /// Blocks the one TCP connection from `client` to `server` (as the client's packets carry
+    /// them: for a client behind a proxy, the proxy's address and port) for `ttl` from
+    /// `now_boot_ns`: XDP drops that connection's ingress segments and nothing else. A block
+    /// of the same connection is replaced. `verdict_id` keys the note (reason text, TTL): pass
+    /// a non-zero id unique to the decision (the agent uses `decision.id | 1`, as [`Self::apply`]
+    /// does), so `blocks list` leads back to the decision. Both ends must be of one family.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the signature of the agent's call, one argument per part of the block"
+    )]
+    pub fn block_flow(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        ttl: Duration,
+        reason: Reason,
+        text: &str,
+        now_boot_ns: u64,
+        verdict_id: u64,
+    ) -> Result<(), VerdictError> {
+        check_ttl(ttl)?;
+        check_text(text)?;
+        let key = flow_key(client, server)?;
+        // 128: both addresses match whole, in their 16-byte form.
+        let (note, value) = note_and_value(ttl, reason, text, now_boot_ns, verdict_id, 128);
+        self.write(|v| {
+            v.with_note(verdict_id, note, |v| {
+                v.touched.added |= map_bit::FLOW;
+                insert_exact(&mut v.flow, map_names::FLOW_BLOCKS, key, value)
+            })
+        })
+    }
+
+    /// Removes the flow block of the connection from `client` to `server`, and its note.
+    pub fn unblock_flow(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) -> Result<(), VerdictError> {
+        let key = flow_key(client, server)?;
+        self.write(|v| v.unblock_flow_locked(&key))
+    }
+
+    fn unblock_flow_locked(&mut self, key: &FlowKey) -> Result<(), VerdictError> {
+        let (client, server) = flow_ends(key);
+        let not_found = |e: MapError, map: &'static str| match e {
+            MapError::KeyNotFound => VerdictError::FlowNotFound {
+                client,
+                server,
+                map,
+            },
+            e if is_not_found(&e) => VerdictError::FlowNotFound {
+                client,
+                server,
+                map,
+            },
+            source => VerdictError::Map {
+                op: "remove",
+                map,
+                source,
+            },
+        };
+        self.touched.removed |= map_bit::FLOW;
+        let verdict_id = remove_exact(&mut self.flow, map_names::FLOW_BLOCKS, key, not_found)?;
+        let _ = self.notes.remove(&verdict_id);
+        Ok(())
     }
 
     /// Removes the block of exactly `net`.
@@ -843,21 +1014,50 @@ impl Verdicts {
     }
 
     fn entry(&self, net: IpNet, v: BlockValue, now_boot_ns: u64) -> BlockEntry {
-        let text = self.notes.get(&v.verdict_id, 0).ok().map(|n| {
-            let end = n.text.iter().position(|b| *b == 0).unwrap_or(NOTE_TEXT_LEN);
-            String::from_utf8_lossy(&n.text[..end]).into_owned()
-        });
         BlockEntry {
             net,
             value: v,
-            reason: Reason::from_u32(v.reason).map_or("unknown", Reason::name),
-            text,
+            reason: reason_name(&v),
+            text: self.note_text(v.verdict_id),
             verdict_id: v.verdict_id,
-            ttl_left_s: v.expires_at_ns.saturating_sub(now_boot_ns) / 1_000_000_000,
+            ttl_left_s: ttl_left_s(&v, now_boot_ns),
             hits: v.hits,
-            last_hit_ago_ms: (v.last_hit_ns != 0)
-                .then(|| now_boot_ns.saturating_sub(v.last_hit_ns) / 1_000_000),
+            last_hit_ago_ms: last_hit_ago_ms(&v, now_boot_ns),
         }
+    }
+
+    /// The reason text of a verdict's note, if it has one.
+    fn note_text(&self, verdict_id: u64) -> Option<String> {
+        self.notes.get(&verdict_id, 0).ok().map(|n| {
+            let end = n.text.iter().position(|b| *b == 0).unwrap_or(NOTE_TEXT_LEN);
+            String::from_utf8_lossy(&n.text[..end]).into_owned()
+        })
+    }
+
+    /// Lists flow blocks, with TTL left relative to `now_boot_ns`.
+    pub fn flow_blocks(&self, now_boot_ns: u64) -> Result<Vec<FlowBlockEntry>, VerdictError> {
+        let mut out = Vec::new();
+        for item in &self.flow {
+            let (key, v) = match item {
+                Ok(kv) => kv,
+                // An entry removed while iterating (the agent's purge) is not an error.
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(map_err("iterate", map_names::FLOW_BLOCKS)(e)),
+            };
+            let (client, server) = flow_ends(&key);
+            out.push(FlowBlockEntry {
+                client,
+                server,
+                value: v,
+                reason: reason_name(&v),
+                text: self.note_text(v.verdict_id),
+                verdict_id: v.verdict_id,
+                ttl_left_s: ttl_left_s(&v, now_boot_ns),
+                hits: v.hits,
+                last_hit_ago_ms: last_hit_ago_ms(&v, now_boot_ns),
+            });
+        }
+        Ok(out)
     }
 
     /// Lists allowlist entries.
@@ -885,12 +1085,60 @@ impl Verdicts {
         for b in &expired {
             self.unblock(b.net)?;
         }
+        let expired_flows: Vec<FlowBlockEntry> = self
+            .flow_blocks(now_boot_ns)?
+            .into_iter()
+            .filter(|f| f.value.expires_at_ns <= now_boot_ns)
+            .collect();
+        for f in &expired_flows {
+            self.unblock_flow(f.client, f.server)?;
+        }
         // Re-derive the in-use flags and table lengths even when nothing expired, so a stale
         // flag (a writer that died between its write and its refresh, or lengths whose last
         // block went) heals within one period.
         self.refresh_in_use()?;
-        Ok(expired.len())
+        Ok(expired.len() + expired_flows.len())
     }
+}
+
+/// The note and the kernel value of a new block.
+fn note_and_value(
+    ttl: Duration,
+    reason: Reason,
+    text: &str,
+    now_boot_ns: u64,
+    verdict_id: u64,
+    prefix_len: u32,
+) -> (VerdictNote, BlockValue) {
+    let ttl_ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+    let mut note = VerdictNote {
+        created_at_ns: now_boot_ns,
+        ttl_ns,
+        text: [0; NOTE_TEXT_LEN],
+    };
+    let len = text.len().min(NOTE_TEXT_LEN);
+    note.text[..len].copy_from_slice(&text.as_bytes()[..len]);
+    let value = BlockValue {
+        expires_at_ns: now_boot_ns.saturating_add(ttl_ns),
+        verdict_id,
+        hits: 0,
+        last_hit_ns: 0,
+        reason: reason as u32,
+        prefix_len,
+    };
+    (note, value)
+}
+
+fn reason_name(v: &BlockValue) -> &'static str {
+    Reason::from_u32(v.reason).map_or("unknown", Reason::name)
+}
+
+fn ttl_left_s(v: &BlockValue, now_boot_ns: u64) -> u64 {
+    v.expires_at_ns.saturating_sub(now_boot_ns) / 1_000_000_000
+}
+
+fn last_hit_ago_ms(v: &BlockValue, now_boot_ns: u64) -> Option<u64> {
+    (v.last_hit_ns != 0).then(|| now_boot_ns.saturating_sub(v.last_hit_ns) / 1_000_000)
 }
 
 /// Inserts or replaces the exact block of `key`; returns the replaced entry's verdict id.
@@ -1037,6 +1285,73 @@ mod tests {
             let err = parse_net(input).expect_err(input).to_string();
             assert!(err.contains(want), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn flow_keys_map_ipv4_and_keep_ports_in_host_order() {
+        let sa = |s: &str| s.parse::<SocketAddr>().expect(s);
+        // (client, server, key source, key destination)
+        let ok = [
+            (
+                "198.51.100.2:40000",
+                "203.0.113.1:443",
+                sensor_common::v4_mapped([198, 51, 100, 2]),
+                sensor_common::v4_mapped([203, 0, 113, 1]),
+            ),
+            (
+                "[2001:db8::2]:40000",
+                "[2001:db8::1]:443",
+                "2001:db8::2"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+                "2001:db8::1"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            ),
+            // An IPv4-mapped IPv6 end is the same key as the IPv4 one.
+            (
+                "[::ffff:198.51.100.2]:40000",
+                "203.0.113.1:443",
+                sensor_common::v4_mapped([198, 51, 100, 2]),
+                sensor_common::v4_mapped([203, 0, 113, 1]),
+            ),
+        ];
+        for (client, server, src, dst) in ok {
+            let key = flow_key(sa(client), sa(server)).expect(client);
+            assert_eq!(
+                key,
+                FlowKey {
+                    src,
+                    dst,
+                    sport: 40000,
+                    dport: 443,
+                    zero: 0
+                },
+                "{client} -> {server}"
+            );
+            let (c, s) = flow_ends(&key);
+            assert_eq!(
+                (
+                    c.port(),
+                    s.port(),
+                    c.ip().to_canonical(),
+                    s.ip().to_canonical()
+                ),
+                (
+                    40000,
+                    443,
+                    sa(client).ip().to_canonical(),
+                    sa(server).ip().to_canonical()
+                ),
+                "{client} -> {server} round trip"
+            );
+        }
+        let err = flow_key(sa("198.51.100.2:40000"), sa("[2001:db8::1]:443"))
+            .expect_err("mixed families")
+            .to_string();
+        assert!(err.contains("mixes IPv4 and IPv6"), "{err}");
     }
 
     #[test]

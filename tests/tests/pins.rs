@@ -84,3 +84,31 @@ fn an_incompatible_persistent_pin_is_refused_by_name() {
         Ok(_) => panic!("an incompatible MAPS_IN_USE pin was reused"),
     }
 }
+
+#[test]
+fn a_pin_directory_from_before_flow_blocks_is_reused() {
+    let dir = PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/apisensor-test-pins-flow-{}",
+        std::process::id()
+    )));
+    drop(load(&dir.0).unwrap_or_else(|e| panic!("first load: {e}")));
+    // A version without flow blocks left no FLOW_BLOCKS pin, and a MAPS_IN_USE of the same
+    // layout whose last field (then reserved, now the flow flag) is zero.
+    let flow_pin = dir.0.join(map_names::FLOW_BLOCKS);
+    std::fs::remove_file(&flow_pin).expect("removing the FLOW_BLOCKS pin");
+    drop(load(&dir.0).unwrap_or_else(|e| panic!("reload without a FLOW_BLOCKS pin: {e}")));
+    assert!(flow_pin.exists(), "FLOW_BLOCKS is pinned again");
+    let verdicts = sensor_user::verdict::Verdicts::open_pinned(&dir.0)
+        .unwrap_or_else(|e| panic!("opening the verdict maps: {e}"));
+    assert_eq!(
+        verdicts.published_in_use().expect("MAPS_IN_USE").flow,
+        0,
+        "no flow block: not looked up"
+    );
+    assert!(
+        verdicts
+            .flow_blocks(sensor_user::clock::boot_ns())
+            .expect("listing")
+            .is_empty()
+    );
+}

@@ -1,15 +1,20 @@
 //! `BPF_PROG_TEST_RUN` fixtures for the kernel programs, in the style of katran's
 //! `KatranBaseTestFixtures.h` and aya's `prog_test_run.rs`: every fixture is a crafted frame, the
-//! state to set up (monitored ports, blocks, allowlist entries, capture length), and everything
-//! the run must change: the program's return value, the full counter table, the `SOURCES` map,
-//! the hits of block and allowlist entries, and the ring-buffer record (or the absence of one).
+//! state to set up (monitored ports, address and flow blocks, allowlist entries, capture
+//! length), and everything the run must change: the program's return value, the full counter
+//! table, the `SOURCES` map, the hits of block and allowlist entries, and the ring-buffer record
+//! (or the absence of one).
 //!
 //! The programs are loaded from the object embedded in `sensor-user`, without pinning
 //! (`pin_dir: None`), so nothing here touches `/sys/fs/bpf/apisensor`. No traffic is sent: the
 //! kernel runs the program on each frame in place. Needs root and a build with the eBPF object
 //! (not `AYA_BUILD_SKIP=1`); without either every test fails with a message saying so.
 
-use std::{collections::BTreeMap, net::Ipv6Addr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
 
 use apisensor_tests::packet::{
     ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Eth, Ext, IPPROTO_TCP,
@@ -98,6 +103,36 @@ struct BlockSpec {
     net: &'static str,
     expired: bool,
     hits: u64,
+}
+
+/// A flow block (the TCP connection `client` to `server`) to insert before the run and the
+/// hits it must show after it.
+struct FlowSpec {
+    client: SocketAddr,
+    server: SocketAddr,
+    expired: bool,
+    hits: u64,
+}
+
+/// The flow from the IPv4 client's `sport` to the IPv4 server's `dport`.
+fn flow4(sport: u16, dport: u16) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(C4)), sport),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(S4)), dport),
+    )
+}
+
+/// The flow from the IPv6 client's `sport` to the IPv6 server's `dport`.
+fn flow6(sport: u16, dport: u16) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(IpAddr::V6(c6()), sport),
+        SocketAddr::new(IpAddr::V6(s6()), dport),
+    )
+}
+
+/// The verdict id of a fixture's `i`th flow block (odd and non-zero, as the agent's are).
+fn flow_verdict_id(i: usize) -> u64 {
+    0xf10_0001 + 2 * i as u64
 }
 
 /// An allowlist entry to insert before the run and the hits it must show after it.
@@ -192,6 +227,7 @@ struct Fixture {
     ports: Vec<u16>,
     capture_len: Option<u32>,
     blocks: Vec<BlockSpec>,
+    flows: Vec<FlowSpec>,
     allows: Vec<AllowSpec>,
     action: u32,
     verdict: Counter,
@@ -210,6 +246,7 @@ impl Fixture {
             ports: vec![PORT],
             capture_len: None,
             blocks: Vec::new(),
+            flows: Vec::new(),
             allows: Vec::new(),
             action: XDP_PASS,
             verdict: Counter::XdpPass,
@@ -284,6 +321,21 @@ impl Fixture {
 
     fn block(mut self, net: &'static str, expired: bool, hits: u64) -> Self {
         self.blocks.push(BlockSpec { net, expired, hits });
+        self
+    }
+
+    fn flow(
+        mut self,
+        (client, server): (SocketAddr, SocketAddr),
+        expired: bool,
+        hits: u64,
+    ) -> Self {
+        self.flows.push(FlowSpec {
+            client,
+            server,
+            expired,
+            hits,
+        });
         self
     }
 
@@ -468,19 +520,41 @@ impl Sensor {
         let now = clock::boot_ns();
         let mut errors = Vec::new();
         self.configure(f.capture_len, None, &f.ports);
-        for b in &f.blocks {
-            let net = verdict::parse_net(b.net).expect("fixture block is a valid net");
-            // An expired block lapsed a moment ago: it is placed EXPIRED_AGO in the past with a
-            // TTL shorter than that, which any uptime allows (a machine booted a minute ago has
-            // no boot clock twenty minutes back).
-            let (at, ttl) = if b.expired {
+        // An expired block lapsed a moment ago: it is placed EXPIRED_AGO in the past with a TTL
+        // shorter than that, which any uptime allows (a machine booted a minute ago has no boot
+        // clock twenty minutes back).
+        let written = |expired: bool| {
+            if expired {
                 (now - EXPIRED_AGO.as_nanos() as u64, EXPIRED_AGO / 2)
             } else {
                 (now, TTL)
-            };
+            }
+        };
+        for b in &f.blocks {
+            let net = verdict::parse_net(b.net).expect("fixture block is a valid net");
+            let (at, ttl) = written(b.expired);
             self.verdicts
                 .block(net, ttl, Reason::Manual, f.name, at)
                 .unwrap_or_else(|e| panic!("{}: blocking {net}: {e}", f.name));
+        }
+        for (i, fl) in f.flows.iter().enumerate() {
+            let (at, ttl) = written(fl.expired);
+            self.verdicts
+                .block_flow(
+                    fl.client,
+                    fl.server,
+                    ttl,
+                    Reason::Manual,
+                    f.name,
+                    at,
+                    flow_verdict_id(i),
+                )
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: blocking flow {} -> {}: {e}",
+                        f.name, fl.client, fl.server
+                    )
+                });
         }
         for a in &f.allows {
             let net = verdict::parse_net(a.net).expect("fixture allow is a valid net");
@@ -524,6 +598,14 @@ impl Sensor {
             let net = verdict::parse_net(b.net).expect("valid net");
             if let Err(e) = self.verdicts.unblock(net) {
                 errors.push(format!("removing block {net}: {e}"));
+            }
+        }
+        for fl in &f.flows {
+            if let Err(e) = self.verdicts.unblock_flow(fl.client, fl.server) {
+                errors.push(format!(
+                    "removing flow block {} -> {}: {e}",
+                    fl.client, fl.server
+                ));
             }
         }
         for a in &f.allows {
@@ -646,6 +728,22 @@ impl Sensor {
                     b.hits, b.value.last_hit_ns, spec.hits
                 )),
                 None => errors.push(format!("block {net} is gone")),
+            }
+        }
+        let flows = self.verdicts.flow_blocks(now).expect("listing flow blocks");
+        for spec in &f.flows {
+            let name = format!("{} -> {}", spec.client, spec.server);
+            match flows
+                .iter()
+                .find(|b| b.client == spec.client && b.server == spec.server)
+            {
+                Some(b)
+                    if b.hits == spec.hits && (b.value.last_hit_ns != 0) == (spec.hits != 0) => {}
+                Some(b) => errors.push(format!(
+                    "flow block {name} has {} hits (last hit at {}), want {}",
+                    b.hits, b.value.last_hit_ns, spec.hits
+                )),
+                None => errors.push(format!("flow block {name} is gone")),
             }
         }
         let allows = self.verdicts.allows().expect("listing allows");
@@ -1263,6 +1361,199 @@ fn enforcement_fixtures() -> Vec<Fixture> {
     ]
 }
 
+/// Flow blocks: one TCP connection (client address and port to server address and port) is
+/// dropped, nothing else; expiry, the allowlist and the address blocks as for address blocks.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a fixture table is data, one entry per case"
+)]
+fn flow_fixtures() -> Vec<Fixture> {
+    let four = Ends::request4();
+    let six = Ends::request6();
+    let http = req(PORT);
+    let syn = req(PORT).flags(tcp_flags::SYN).ack(0);
+    let ack_other = req(OTHER_PORT).flags(tcp_flags::ACK);
+    let conn4 = flow4(CLIENT_PORT, PORT);
+    let conn6 = flow6(CLIENT_PORT, PORT);
+    let reply = Tcp::new(PORT, CLIENT_PORT).flags(tcp_flags::ACK);
+    let tcp_cut = {
+        // The ports are there, the rest of the TCP header is not.
+        let mut f = v4().tcp(&http, HTTP_GET);
+        f.truncate(v4().l4_offset() + 10);
+        put_be16(&mut f, ETH_HLEN + OFF_V4_TOTAL_LEN, 20 + 10);
+        f
+    };
+    vec![
+        Fixture::xdp("flow-blocked ipv4 request", v4().tcp(&http, HTTP_GET))
+            .flow(conn4, false, 1)
+            .counts_v4()
+            .dropped_by(Counter::XdpDropFlow),
+        Fixture::xdp("flow-blocked ipv6 request", v6().tcp(&http, HTTP_GET))
+            .flow(conn6, false, 1)
+            .counts_v6()
+            .dropped_by(Counter::XdpDropFlow),
+        Fixture::xdp(
+            "flow-blocked ipv6 segment behind extension headers",
+            v6().ext(Ext::HopByHop { len8: 0 })
+                .ext(Ext::DestOpts { len8: 1 })
+                .tcp(&http, HTTP_GET),
+        )
+        .flow(conn6, false, 1)
+        .counts_v6()
+        .dropped_by(Counter::XdpDropFlow),
+        Fixture::xdp(
+            "flow-blocked ipv4 syn (the connection's first segment)",
+            v4().tcp(&syn, b""),
+        )
+        .flow(conn4, false, 1)
+        .counts_v4()
+        .syn()
+        .dropped_by(Counter::XdpDropFlow),
+        Fixture::xdp(
+            "flow-blocked ack to an unmonitored port",
+            v4().tcp(&ack_other, b""),
+        )
+        .flow(flow4(CLIENT_PORT, OTHER_PORT), false, 1)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropFlow),
+        Fixture::xdp(
+            "flow-blocked ipv4 first fragment",
+            v4().fragment(0, true).tcp(&http, HTTP_GET),
+        )
+        .flow(conn4, false, 1)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropFlow),
+        Fixture::xdp(
+            "another source port of the same client passes",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .flow(flow4(CLIENT_PORT + 1, PORT), false, 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "another source port of the same ipv6 client passes",
+            v6().tcp(&http, HTTP_GET),
+        )
+        .flow(flow6(CLIENT_PORT - 1, PORT), false, 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "another server port of the same client passes",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .flow(flow4(CLIENT_PORT, OTHER_PORT), false, 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "the reverse direction (server to client) passes",
+            Eth::new().ipv4(S4, C4).tcp(&reply, b""),
+        )
+        .flow(conn4, false, 0)
+        .counts(v4_mapped(S4)),
+        Fixture::xdp(
+            "the reverse direction passes over ipv6",
+            Eth::new().ipv6(s6(), c6()).tcp(&reply, b""),
+        )
+        .flow(conn6, false, 0)
+        .counts(s6().octets()),
+        Fixture::xdp(
+            "an ipv4 flow block does not match the ipv6 client",
+            v6().tcp(&http, HTTP_GET),
+        )
+        .flow(conn4, false, 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "expired flow block passes (and still samples)",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .flow(conn4, true, 0)
+        .verdict(Counter::XdpPassExpired)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp("expired ipv6 flow block passes", v6().tcp(&http, HTTP_GET))
+            .flow(conn6, true, 0)
+            .verdict(Counter::XdpPassExpired)
+            .counts_v6()
+            .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp("flow-blocked but allowlisted", v4().tcp(&http, HTTP_GET))
+            .flow(conn4, false, 0)
+            .allow("198.51.100.0/24", 1)
+            .verdict(Counter::XdpPassAllowlisted)
+            .counts_v4()
+            .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "flow-blocked but allowlisted ipv6",
+            v6().tcp(&http, HTTP_GET),
+        )
+        .flow(conn6, false, 0)
+        .allow(C6, 1)
+        .verdict(Counter::XdpPassAllowlisted)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "address- and flow-blocked but allowlisted: one allowlist hit",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.2", false, 0)
+        .flow(conn4, false, 0)
+        .allow("198.51.100.0/24", 1)
+        .verdict(Counter::XdpPassAllowlisted)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "an address block drops before the flow is looked up",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.2", false, 1)
+        .flow(conn4, false, 0)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropExact),
+        Fixture::xdp(
+            "an expired address block does not hide an active flow block",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.0/24", true, 0)
+        .flow(conn4, false, 1)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropFlow),
+        Fixture::xdp(
+            "an expired flow block passes beside an active one of another source port",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .flow(conn4, true, 0)
+        .flow(flow4(CLIENT_PORT + 1, PORT), false, 0)
+        .verdict(Counter::XdpPassExpired)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "a later fragment of a flow-blocked connection passes (no ports to match)",
+            v4().fragment(185, false)
+                .raw(IPPROTO_TCP, &req(PORT).encode(HTTP_GET, 0)),
+        )
+        .flow(conn4, false, 0)
+        .verdict(Counter::XdpPassFragment)
+        .counts_v4(),
+        Fixture::xdp(
+            "a flow-blocked connection's segment with its tcp header cut passes (unparsed)",
+            tcp_cut,
+        )
+        .flow(conn4, false, 0)
+        .verdict(Counter::XdpPassTruncatedL4)
+        .counts_v4(),
+        Fixture::xdp(
+            "udp between the flow's ports passes",
+            v4().udp(CLIENT_PORT, PORT, b"not tcp"),
+        )
+        .flow(conn4, false, 0)
+        .counts_v4(),
+    ]
+}
+
 /// TC egress: responses from monitored ports.
 fn tc_fixtures() -> Vec<Fixture> {
     let out4 = Ends::V4(S4, C4);
@@ -1351,6 +1642,218 @@ fn xdp_passes_truncated_and_malformed_frames() {
 #[test]
 fn xdp_enforces_blocks_expiry_and_allowlist() {
     run_table(&enforcement_fixtures());
+}
+
+#[test]
+fn xdp_enforces_flow_blocks() {
+    run_table(&flow_fixtures());
+}
+
+/// The published `MAPS_IN_USE` flag of `FLOW_BLOCKS`.
+fn flow_flag(sensor: &Sensor) -> u32 {
+    sensor
+        .verdicts
+        .published_in_use()
+        .expect("MAPS_IN_USE")
+        .flow
+}
+
+/// Flow blocks as listed at `now`, in (client, server) order.
+fn flows_listed(sensor: &Sensor, now: u64) -> Vec<verdict::FlowBlockEntry> {
+    let mut l = sensor
+        .verdicts
+        .flow_blocks(now)
+        .expect("listing flow blocks");
+    l.sort_by_key(|f| (f.client, f.server));
+    l
+}
+
+#[test]
+fn flow_blocks_are_written_listed_enforced_and_replaced() {
+    let mut sensor = Sensor::load();
+    let now = clock::boot_ns();
+    let (c4, s4) = flow4(CLIENT_PORT, PORT);
+    let (c6, s6) = flow6(CLIENT_PORT, PORT);
+    assert_eq!(flow_flag(&sensor), 0, "no flow block: XDP looks nothing up");
+    let block = |sensor: &mut Sensor, (c, s), ttl, reason, text, id| {
+        sensor
+            .verdicts
+            .block_flow(c, s, ttl, reason, text, now, id)
+            .unwrap_or_else(|e| panic!("blocking {c} -> {s}: {e}"));
+    };
+    block(
+        &mut sensor,
+        (c4, s4),
+        TTL,
+        Reason::Manual,
+        "proxied client",
+        0x11,
+    );
+    block(
+        &mut sensor,
+        (c6, s6),
+        TTL,
+        Reason::Scraping,
+        "ipv6 client",
+        0x13,
+    );
+    assert_eq!(flow_flag(&sensor), 1, "flow blocks in use");
+    let summary = |f: &verdict::FlowBlockEntry| {
+        (
+            (f.client, f.server, f.reason, f.text.clone()),
+            (f.verdict_id, f.ttl_left_s, f.hits, f.last_hit_ago_ms),
+            f.value.prefix_len,
+        )
+    };
+    let ttl_s = TTL.as_secs();
+    let text = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        flows_listed(&sensor, now)
+            .iter()
+            .map(summary)
+            .collect::<Vec<_>>(),
+        [
+            (
+                (c4, s4, "manual", text("proxied client")),
+                (0x11, ttl_s, 0, None),
+                128
+            ),
+            (
+                (c6, s6, "scraping", text("ipv6 client")),
+                (0x13, ttl_s, 0, None),
+                128
+            ),
+        ]
+    );
+    assert!(
+        sensor.verdicts.blocks(now).expect("blocks").is_empty(),
+        "address blocks are listed apart"
+    );
+
+    // Enforced: the drops are recorded on the entry.
+    sensor.configure(None, None, &[]);
+    let frame = v4().tcp(&req(PORT), HTTP_GET);
+    assert_eq!(sensor.run_xdp(&frame, 3), XDP_DROP, "the ipv4 flow drops");
+    let f = &flows_listed(&sensor, clock::boot_ns())[0];
+    assert_eq!((f.hits, f.last_hit_ago_ms.is_some()), (3, true), "{f:?}");
+
+    // Replaced: one entry, with the new verdict's note and TTL. The same id again keeps its
+    // note (the replaced entry's note is removed only when it is another one).
+    block(
+        &mut sensor,
+        (c4, s4),
+        TTL * 2,
+        Reason::Flood,
+        "renewed",
+        0x15,
+    );
+    let l = flows_listed(&sensor, now);
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert_eq!(
+        (
+            l[0].verdict_id,
+            l[0].text.clone(),
+            l[0].ttl_left_s,
+            l[0].hits
+        ),
+        (0x15, text("renewed"), 2 * ttl_s, 0),
+        "{l:?}"
+    );
+    block(&mut sensor, (c4, s4), TTL, Reason::Flood, "renewed", 0x15);
+    assert_eq!(flows_listed(&sensor, now)[0].text, text("renewed"));
+
+    assert_eq!(flows_listed(&sensor, now).len(), 2, "nothing written");
+    for (c, s) in [(c4, s4), (c6, s6)] {
+        sensor.verdicts.unblock_flow(c, s).expect("unblocking");
+    }
+}
+
+#[test]
+fn flow_block_inputs_are_checked_before_anything_is_written() {
+    let mut sensor = Sensor::load();
+    let now = clock::boot_ns();
+    let (c4, s4) = flow4(CLIENT_PORT, PORT);
+    let (_, s6) = flow6(CLIENT_PORT, PORT);
+    let v = &mut sensor.verdicts;
+    let refused = [
+        (
+            v.block_flow(c4, s6, TTL, Reason::Manual, "mixed", now, 0x17),
+            "mixes IPv4 and IPv6",
+        ),
+        (
+            v.block_flow(c4, s4, Duration::ZERO, Reason::Manual, "x", now, 0x17),
+            "ttl",
+        ),
+        (
+            v.block_flow(c4, s4, TTL, Reason::Manual, "", now, 0x17),
+            "reason must be",
+        ),
+    ];
+    for (result, want) in refused {
+        let err = result.expect_err(want).to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    assert!(flows_listed(&sensor, now).is_empty(), "nothing written");
+    assert_eq!(flow_flag(&sensor), 0, "nothing flagged");
+}
+
+#[test]
+fn flow_blocks_are_purged_and_removed() {
+    let mut sensor = Sensor::load();
+    let now = clock::boot_ns();
+    let (c4, s4) = flow4(CLIENT_PORT, PORT);
+    let (c6, s6) = flow6(CLIENT_PORT, PORT);
+    let (old_c, old_s) = flow4(CLIENT_PORT + 7, PORT);
+    let then = now - EXPIRED_AGO.as_nanos() as u64;
+    for ((c, s), ttl, at, id) in [
+        ((c4, s4), TTL, now, 0x21),
+        ((c6, s6), TTL, now, 0x23),
+        ((old_c, old_s), EXPIRED_AGO / 2, then, 0x25),
+    ] {
+        sensor
+            .verdicts
+            .block_flow(c, s, ttl, Reason::Manual, "purge", at, id)
+            .unwrap_or_else(|e| panic!("blocking {c} -> {s}: {e}"));
+    }
+
+    // Expired blocks are purged; the active ones stay.
+    let purge_at = clock::boot_ns();
+    assert_eq!(
+        sensor.verdicts.purge_expired(purge_at).expect("purge"),
+        1,
+        "the expired flow block is purged"
+    );
+    let l = flows_listed(&sensor, purge_at);
+    assert_eq!(
+        l.iter().map(|f| f.client).collect::<Vec<_>>(),
+        [c4, c6],
+        "{l:?}"
+    );
+
+    // Removed: not found a second time; the flag follows the map, also on a full rescan.
+    sensor
+        .verdicts
+        .unblock_flow(c6, s6)
+        .expect("unblocking ipv6");
+    let err = sensor
+        .verdicts
+        .unblock_flow(c6, s6)
+        .expect_err("second removal")
+        .to_string();
+    assert!(err.contains("is not in the FLOW_BLOCKS map"), "{err}");
+    assert_eq!(flow_flag(&sensor), 1, "one flow block left");
+    let rescan = |sensor: &mut Sensor| sensor.verdicts.refresh_in_use().expect("rescan").flow;
+    assert_eq!(rescan(&mut sensor), 1, "a rescan finds it");
+    sensor
+        .verdicts
+        .unblock_flow(c4, s4)
+        .expect("unblocking ipv4");
+    assert_eq!(flow_flag(&sensor), 0, "no flow block left");
+    assert_eq!(rescan(&mut sensor), 0, "a rescan finds none");
+    assert!(flows_listed(&sensor, now).is_empty());
+    sensor.configure(None, None, &[]);
+    let frame = v4().tcp(&req(PORT), HTTP_GET);
+    assert_eq!(sensor.run_xdp(&frame, 1), XDP_PASS, "unblocked: passes");
 }
 
 #[test]
@@ -1746,7 +2249,7 @@ fn large_thresholds_are_checked_sparsely_and_wake_once_per_crossing() {
 }
 
 /// Every XDP verdict counter.
-const XDP_VERDICTS: [Counter; 13] = [
+const XDP_VERDICTS: [Counter; 14] = [
     Counter::XdpPass,
     Counter::XdpPassSampled,
     Counter::XdpPassAllowlisted,
@@ -1760,12 +2263,35 @@ const XDP_VERDICTS: [Counter; 13] = [
     Counter::XdpPassOtherL4,
     Counter::XdpPassTruncatedL4,
     Counter::XdpPassExtHdrLimit,
+    Counter::XdpDropFlow,
 ];
+
+/// Flow blocks of both families that no test frame matches (a mutation would have to rewrite
+/// both ports): with them in `FLOW_BLOCKS`, XDP parses every frame for its connection too.
+fn block_unrelated_flows(sensor: &mut Sensor) {
+    let now = clock::boot_ns();
+    for (i, (c, s)) in [flow4(1, 1), flow6(1, 1)].into_iter().enumerate() {
+        sensor
+            .verdicts
+            .block_flow(
+                c,
+                s,
+                TTL,
+                Reason::Manual,
+                "unrelated",
+                now,
+                flow_verdict_id(i),
+            )
+            .unwrap_or_else(|e| panic!("blocking {c} -> {s}: {e}"));
+    }
+    assert_eq!(flow_flag(sensor), 1, "flow blocks in use");
+}
 
 #[test]
 fn mutated_frames_pass_with_exactly_one_verdict() {
     let mut sensor = Sensor::load();
     sensor.configure(None, None, &[PORT]);
+    block_unrelated_flows(&mut sensor);
     let seeds: Vec<Vec<u8>> = vec![
         v4().tcp(&req(PORT), HTTP_GET),
         v6().ext(Ext::HopByHop { len8: 1 })
@@ -1826,6 +2352,7 @@ fn frames_of_every_length_pass() {
     // each must pass with exactly one verdict, whatever layer the cut falls in.
     let mut sensor = Sensor::load();
     sensor.configure(None, None, &[PORT]);
+    block_unrelated_flows(&mut sensor);
     let frames = [
         v6().ext(Ext::HopByHop { len8: 0 })
             .ext(Ext::DestOpts { len8: 0 })

@@ -1,4 +1,9 @@
 //! `apisensor blocks add|list|rm`.
+//!
+//! `list` shows address blocks, then flow blocks (one TCP connection each, written by the
+//! agent). Its JSON is one array: address blocks as objects with `net`, then flow blocks as
+//! objects with `flow` (`"client -> server"`), `client` and `server` instead; the other fields
+//! are the same.
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -21,7 +26,7 @@ pub enum BlocksCommand {
         #[arg(long)]
         reason: String,
     },
-    /// List blocks with reason, TTL left and drop hits.
+    /// List blocks (addresses and prefixes, then flows) with reason, TTL left and drop hits.
     List {
         /// JSON output.
         #[arg(long)]
@@ -48,29 +53,44 @@ pub fn main(cmd: &BlocksCommand, pin_dir: &Path) -> anyhow::Result<()> {
         }
         BlocksCommand::List { json } => {
             let v = verdict::Verdicts::open_pinned(pin_dir)?;
-            let mut blocks = v.blocks(clock::boot_ns())?;
+            let now = clock::boot_ns();
+            let mut blocks = v.blocks(now)?;
             blocks.sort_by_key(|b| b.net);
+            let mut flows = v.flow_blocks(now)?;
+            flows.sort_by_key(|f| (f.client, f.server));
             if *json {
-                println!("{}", serde_json::to_string_pretty(&blocks)?);
+                let listed: Vec<Listed<'_>> = blocks
+                    .iter()
+                    .map(Listed::Block)
+                    .chain(flows.iter().map(|f| Listed::Flow {
+                        flow: flow_name(f),
+                        entry: f,
+                    }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&listed)?);
             } else {
                 println!(
                     "{:<43} {:<10} {:>10} {:>12}  TEXT",
                     "ADDRESS", "REASON", "TTL LEFT", "DROP HITS"
                 );
-                for b in &blocks {
-                    let left = if b.ttl_left_s == 0 {
+                let rows = blocks
+                    .iter()
+                    .map(|b| (b.net.to_string(), b.reason, b.ttl_left_s, b.hits, &b.text))
+                    .chain(
+                        flows
+                            .iter()
+                            .map(|f| (flow_name(f), f.reason, f.ttl_left_s, f.hits, &f.text)),
+                    );
+                for (what, reason, ttl_left_s, hits, text) in rows {
+                    let left = if ttl_left_s == 0 {
                         "expired".to_owned()
                     } else {
-                        humantime::format_duration(std::time::Duration::from_secs(b.ttl_left_s))
+                        humantime::format_duration(std::time::Duration::from_secs(ttl_left_s))
                             .to_string()
                     };
                     println!(
-                        "{:<43} {:<10} {:>10} {:>12}  {}",
-                        b.net.to_string(),
-                        b.reason,
-                        left,
-                        b.hits,
-                        b.text.as_deref().unwrap_or("")
+                        "{what:<43} {reason:<10} {left:>10} {hits:>12}  {}",
+                        text.as_deref().unwrap_or("")
                     );
                 }
             }
@@ -82,4 +102,21 @@ pub fn main(cmd: &BlocksCommand, pin_dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One element of `list --json`: an address block as it always was, or a flow block.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Listed<'a> {
+    Block(&'a verdict::BlockEntry),
+    Flow {
+        flow: String,
+        #[serde(flatten)]
+        entry: &'a verdict::FlowBlockEntry,
+    },
+}
+
+/// A flow block's name in listings: `client -> server`.
+fn flow_name(f: &verdict::FlowBlockEntry) -> String {
+    format!("{} -> {}", f.client, f.server)
 }

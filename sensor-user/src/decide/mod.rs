@@ -25,11 +25,13 @@ mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{Detector, Entity, Finding, Strength};
+use crate::detect::{Detector, Entity, Finding, Flow, Strength};
+use crate::http::ProxyVia;
 
 /// Nanoseconds per second.
 const NS: u64 = 1_000_000_000;
@@ -106,6 +108,10 @@ pub enum Enforcement {
     /// its address here would block the proxy. The decision is reported for the proxy or a
     /// hook to enforce.
     Upstream,
+    /// In this host's kernel, by connection: the client reaches the server through a trusted
+    /// proxy speaking the PROXY protocol (one client per proxy connection), so the client's
+    /// connections are dropped (the flow-block map) and the proxy's others are not.
+    Flow,
     /// Not enforced: an alert, a dry run, or a block the safety rules refused.
     None,
 }
@@ -174,8 +180,11 @@ pub struct Decision {
     pub enforcement: Enforcement,
     /// About whom.
     pub entity: Entity,
-    /// The address or prefix a block covers.
+    /// The address or prefix a block covers (for a block by connection, the client's address,
+    /// which is not blocked itself).
     pub target: Option<IpNet>,
+    /// The connections a block by connection drops.
+    pub flows: Vec<Flow>,
     /// Block duration in seconds (0 for alerts).
     pub ttl_s: u64,
     /// A renewal of an active block (the behaviour goes on).
@@ -209,9 +218,11 @@ impl Decision {
         s
     }
 
-    /// Whether the map writer must write a kernel block for it.
+    /// Whether the map writer must write a kernel block for it (an address or prefix block,
+    /// or flow blocks).
     pub fn blocks_in_kernel(&self) -> bool {
-        self.action == Action::Block && self.enforcement == Enforcement::Kernel
+        self.action == Action::Block
+            && matches!(self.enforcement, Enforcement::Kernel | Enforcement::Flow)
     }
 }
 
@@ -247,6 +258,10 @@ pub struct PolicyCounters {
 struct Active {
     /// Its decision id.
     id: u64,
+    /// How it is enforced.
+    enforcement: Enforcement,
+    /// For a block by connection, the connections blocked so far.
+    flows: Vec<Flow>,
     /// Expiry, Unix ns.
     expires_ns: u64,
     /// Its TTL, ns.
@@ -274,6 +289,8 @@ pub struct Policy {
     recent_blocks: VecDeque<u64>,
     /// Decisions made, for ids.
     seq: u64,
+    /// When blocks and offences were last expired, Unix ns.
+    expired_at_ns: u64,
     /// Counters.
     counters: PolicyCounters,
 }
@@ -288,6 +305,7 @@ impl Policy {
             offences: BTreeMap::new(),
             recent_blocks: VecDeque::new(),
             seq: 0,
+            expired_at_ns: 0,
             counters: PolicyCounters::default(),
         }
     }
@@ -368,7 +386,7 @@ impl Policy {
         now_ns: u64,
     ) -> Option<Decision> {
         self.expire(now_ns);
-        let a = self.active.get(&target)?;
+        let a = self.active.get(&target).filter(|a| a.expires_ns > now_ns)?;
         if last_hit_ns + a.ttl_ns / 2 < now_ns || !a.due_for_renewal(now_ns) {
             return None;
         }
@@ -385,12 +403,46 @@ impl Policy {
         ))
     }
 
-    /// Forgets blocks whose TTL ran out.
+    /// A new connection of `client` through a PROXY protocol proxy: while the client is
+    /// blocked by connection, its new connection is blocked too, for what is left of the
+    /// block's TTL.
+    pub fn on_connection(&mut self, client: IpAddr, flow: Flow, now_ns: u64) -> Option<Decision> {
+        self.expire(now_ns);
+        let target = IpNet::from(client.to_canonical());
+        let a = self
+            .active
+            .get_mut(&target)
+            .filter(|a| a.expires_ns > now_ns)?;
+        if a.enforcement != Enforcement::Flow || a.flows.contains(&flow) {
+            return None;
+        }
+        a.flows.push(flow);
+        let (id, left_ns) = (a.id, a.expires_ns.saturating_sub(now_ns));
+        self.counters.block += 1;
+        Some(Decision {
+            id,
+            at_ns: now_ns,
+            action: Action::Block,
+            enforcement: Enforcement::Flow,
+            entity: Entity::Source(client),
+            target: Some(target),
+            flows: vec![flow],
+            ttl_s: left_ns.div_ceil(NS).max(1),
+            renewal: false,
+            offence: self.offences.get(&target).map_or(1, |o| o.0),
+            reason: "apisensor: a new connection of a blocked client".to_owned(),
+            refused: None,
+            notes: vec![
+                "the client is blocked by connection; this connection joins the block".to_owned(),
+            ],
+            findings: Vec::new(),
+        })
+    }
+
+    /// Forgets blocks whose TTL ran out and offences past their memory, at most once a
+    /// second (a walk over every block and offence: once per finding cost a burst of
+    /// decisions quadratic time).
     pub fn expire(&mut self, now_ns: u64) {
-        self.active.retain(|_, a| a.expires_ns > now_ns);
-        let memory = self.cfg.offence_memory_s.saturating_mul(NS);
-        self.offences
-            .retain(|_, (_, last)| last.saturating_add(memory) > now_ns);
         while self
             .recent_blocks
             .front()
@@ -398,6 +450,14 @@ impl Policy {
         {
             self.recent_blocks.pop_front();
         }
+        if now_ns < self.expired_at_ns.saturating_add(NS) {
+            return;
+        }
+        self.expired_at_ns = now_ns;
+        self.active.retain(|_, a| a.expires_ns > now_ns);
+        let memory = self.cfg.offence_memory_s.saturating_mul(NS);
+        self.offences
+            .retain(|_, (_, last)| last.saturating_add(memory) > now_ns);
     }
 
     /// A block of `target` the map writer could not write (full map, an error): the policy
@@ -437,6 +497,7 @@ impl Policy {
             enforcement: Enforcement::None,
             entity: f.entity.clone(),
             target,
+            flows: Vec::new(),
             ttl_s: 0,
             renewal: false,
             offence: 0,
@@ -472,7 +533,7 @@ impl Policy {
         {
             return Some(self.alert(f, Some(target), Some(Refusal::SharedAddress)));
         }
-        if let Some(a) = self.active.get(&target) {
+        if let Some(a) = self.active.get(&target).filter(|a| a.expires_ns > now) {
             if !a.due_for_renewal(now) {
                 return None;
             }
@@ -499,23 +560,36 @@ impl Policy {
         let offence = self.offend(target, now);
         let ttl_s = self.ttl_s(offence);
         let id = self.next_id(now);
+        let (enforcement, flows) = match standing.proxy {
+            Some(ProxyVia::ProxyProtocol) if !f.flows.is_empty() => {
+                (Enforcement::Flow, f.flows.clone())
+            }
+            Some(_) => (Enforcement::Upstream, Vec::new()),
+            None => (Enforcement::Kernel, Vec::new()),
+        };
         self.active.insert(
             target,
             Active {
                 id,
+                enforcement,
+                flows: flows.clone(),
                 expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
                 ttl_ns: ttl_s.saturating_mul(NS),
             },
         );
         self.recent_blocks.push_back(now);
         self.counters.block += 1;
-        let upstream = standing.proxied;
         let mut notes = Vec::new();
-        if upstream {
-            notes.push(
-                "the client is behind a trusted proxy: reported for enforcement upstream, the proxy is not blocked"
+        match enforcement {
+            Enforcement::Upstream => notes.push(
+                "the client is behind a trusted proxy that shares its connections: reported for enforcement upstream, the proxy is not blocked"
                     .to_owned(),
-            );
+            ),
+            Enforcement::Flow => notes.push(
+                "the client is behind a trusted PROXY protocol proxy: its connections are dropped, the proxy's others are not"
+                    .to_owned(),
+            ),
+            _ => {}
         }
         if offence > 1 {
             notes.push(format!("repeat offence {offence}: TTL escalated"));
@@ -524,13 +598,10 @@ impl Policy {
             id,
             at_ns: now,
             action: Action::Block,
-            enforcement: if upstream {
-                Enforcement::Upstream
-            } else {
-                Enforcement::Kernel
-            },
+            enforcement,
             entity: f.entity.clone(),
             target: Some(target),
+            flows,
             ttl_s,
             renewal: false,
             offence,
@@ -548,10 +619,13 @@ impl Policy {
         let offence = self.offend(target, now);
         let ttl_s = self.ttl_s(offence);
         let id = self.next_id(now);
+        let (enforcement, flows) = (Enforcement::None, f.flows.clone());
         self.active.insert(
             target,
             Active {
                 id,
+                enforcement,
+                flows: flows.clone(),
                 expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
                 ttl_ns: ttl_s.saturating_mul(NS),
             },
@@ -563,9 +637,10 @@ impl Policy {
             id,
             at_ns: now,
             action: Action::Block,
-            enforcement: Enforcement::None,
+            enforcement,
             entity: f.entity.clone(),
             target: Some(target),
+            flows,
             ttl_s,
             renewal: false,
             offence,
@@ -587,12 +662,12 @@ impl Policy {
         findings: Vec<Finding>,
         reason: String,
     ) -> Decision {
-        let id = match self.active.get_mut(&target) {
+        let (id, enforcement, flows) = match self.active.get_mut(&target) {
             Some(a) => {
                 a.expires_ns = now.saturating_add(ttl_ns);
-                a.id
+                (a.id, a.enforcement, a.flows.clone())
             }
-            None => self.next_id(now),
+            None => (self.next_id(now), Enforcement::Kernel, Vec::new()),
         };
         self.counters.block += 1;
         self.counters.renewed += 1;
@@ -604,13 +679,10 @@ impl Policy {
             id,
             at_ns: now,
             action: Action::Block,
-            enforcement: if dry {
-                Enforcement::None
-            } else {
-                Enforcement::Kernel
-            },
+            enforcement: if dry { Enforcement::None } else { enforcement },
             entity,
             target: Some(target),
+            flows,
             ttl_s: ttl_ns / NS,
             renewal: true,
             offence,

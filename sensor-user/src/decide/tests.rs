@@ -1,10 +1,11 @@
 //! The policy's safety rules and block lifecycle, one rule per case.
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
 use super::*;
-use crate::detect::{Finding, Measure, Standing};
+use crate::detect::{Finding, Flow, Measure, Standing};
+use crate::http::ProxyVia;
 
 const NS: u64 = 1_000_000_000;
 const T0: u64 = 1_800_000_000 * NS;
@@ -220,7 +221,7 @@ fn dry_run_and_proxied_clients_are_reported_not_enforced() {
     let mut p = Policy::new(PolicyConfig::default(), Vec::new());
     let mut f = finding(T0, Detector::BruteForce, "198.51.100.10");
     if let Some(s) = f.standing.as_mut() {
-        s.proxied = true;
+        s.proxy = Some(ProxyVia::Forwarded);
     }
     let d = p.on_finding(&f).expect("decision");
     assert_eq!(
@@ -256,4 +257,60 @@ fn ids_are_unique_and_deterministic() {
     sorted.dedup();
     assert_eq!(sorted.len(), 50);
     assert_eq!(ids, make());
+}
+
+#[test]
+fn a_client_behind_a_proxy_protocol_proxy_is_blocked_by_connection() {
+    let mut p = Policy::new(PolicyConfig::default(), vec![net("203.0.113.1/32")]);
+    let flow = |port: u16| Flow {
+        client: SocketAddr::new("203.0.113.1".parse().expect("proxy"), port),
+        server: "198.51.100.1:80".parse().expect("server"),
+    };
+    let mut f = finding(T0, Detector::BruteForce, "198.51.100.77");
+    f.flows = vec![flow(40_001), flow(40_002)];
+    if let Some(s) = f.standing.as_mut() {
+        s.proxy = Some(ProxyVia::ProxyProtocol);
+    }
+    let d = p.on_finding(&f).expect("decision");
+    assert_eq!(
+        (d.action, d.enforcement),
+        (Action::Block, Enforcement::Flow)
+    );
+    assert!(d.blocks_in_kernel());
+    assert_eq!(d.flows, [flow(40_001), flow(40_002)]);
+    assert!(
+        d.notes.iter().any(|n| n.contains("PROXY protocol")),
+        "{:?}",
+        d.notes
+    );
+    let client: IpAddr = "198.51.100.77".parse().expect("ip");
+    // Its next connection joins the block, for what is left of the TTL; a known one does not.
+    let more = p
+        .on_connection(client, flow(40_003), T0 + 100 * NS)
+        .expect("joins");
+    assert_eq!(
+        (more.id, more.flows.clone(), more.ttl_s),
+        (d.id, vec![flow(40_003)], 500)
+    );
+    assert!(
+        p.on_connection(client, flow(40_003), T0 + 101 * NS)
+            .is_none()
+    );
+    assert!(
+        p.on_connection(client, flow(40_004), T0 + 700 * NS)
+            .is_none(),
+        "lapsed"
+    );
+    // Another client of the same proxy, not blocked: nothing.
+    assert!(
+        p.on_connection("198.51.100.78".parse().expect("ip"), flow(40_005), T0)
+            .is_none()
+    );
+    // Without a known connection, the block goes upstream.
+    let mut g = finding(T0, Detector::BruteForce, "198.51.100.79");
+    if let Some(s) = g.standing.as_mut() {
+        s.proxy = Some(ProxyVia::ProxyProtocol);
+    }
+    let d = p.on_finding(&g).expect("decision");
+    assert_eq!(d.enforcement, Enforcement::Upstream);
 }

@@ -11,11 +11,15 @@
 use super::config::BruteForceConfig;
 use super::counters::{events, share};
 use super::finding::{Detector, Measure};
-use super::state::{AccountState, PrefixState, SourceState};
+use super::state::{AccountState, Identities, PrefixState, SourceState};
 
 /// The findings about one source: brute force, credential stuffing, account aggregation, as
 /// (detector, measures).
-pub(crate) fn source(cfg: &BruteForceConfig, s: &SourceState) -> Vec<(Detector, Vec<Measure>)> {
+pub(crate) fn source(
+    cfg: &BruteForceConfig,
+    s: &SourceState,
+    ids: Option<&Identities>,
+) -> Vec<(Detector, Vec<Measure>)> {
     let mut found = Vec::new();
     let fast_share = share(s.login_failed, s.login_failed + s.login_ok);
     let slow_share = share(s.login_failed_slow, s.login_failed_slow + s.login_ok_slow);
@@ -38,7 +42,7 @@ pub(crate) fn source(cfg: &BruteForceConfig, s: &SourceState) -> Vec<(Detector, 
             ],
         ));
     }
-    let failed_accounts = s.failed_accounts.estimate();
+    let failed_accounts = ids.map_or(0.0, |i| i.failed_accounts.estimate());
     let failure_share = fast_share.max(slow_share);
     if failed_accounts >= cfg.stuffing_min_accounts && failure_share >= cfg.min_failure_share {
         found.push((
@@ -53,7 +57,7 @@ pub(crate) fn source(cfg: &BruteForceConfig, s: &SourceState) -> Vec<(Detector, 
             ],
         ));
     }
-    let good_accounts = s.good_accounts.estimate();
+    let good_accounts = ids.map_or(0.0, |i| i.good_accounts.estimate());
     if good_accounts >= cfg.aggregation_min_accounts {
         found.push((
             Detector::AccountAggregation,

@@ -67,6 +67,9 @@ pub struct StateLimits {
     pub detailed_sources: usize,
     /// Requests after which a source's detailed history is kept.
     pub detail_after: u32,
+    /// Sources whose distinct accounts and sessions are counted (sources that log in or hold
+    /// a session).
+    pub identified_sources: usize,
 }
 
 impl Default for StateLimits {
@@ -79,6 +82,7 @@ impl Default for StateLimits {
             endpoints: 10_000,
             detailed_sources: 50_000,
             detail_after: 4,
+            identified_sources: 200_000,
         }
     }
 }

@@ -5,12 +5,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::http::{LoginOutcome, Transaction};
+use crate::http::{LoginOutcome, ProxyVia, Transaction};
 
 /// The detectors, each a rule over the entity state (see their modules).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -246,6 +246,16 @@ impl SampleRequest {
     }
 }
 
+/// One TCP connection, as the kernel sees it: its client side (for a connection from a proxy,
+/// the proxy's address and port) and its server side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Flow {
+    /// Client side.
+    pub client: SocketAddr,
+    /// Server side.
+    pub server: SocketAddr,
+}
+
 /// The standing of a source when a finding about it was made: what the policy's safety rules
 /// need, so that the policy does not reach back into the detectors' state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -253,8 +263,9 @@ pub struct Standing {
     /// The source completed a TCP handshake and sent a request (it owns its address: a
     /// spoofed packet cannot get it blocked).
     pub verified: bool,
-    /// Its latest request came through a trusted proxy: its address is not the TCP peer's.
-    pub proxied: bool,
+    /// How its latest request's address was learned from a trusted proxy, if it was: its
+    /// address is then not the TCP peer's.
+    pub proxy: Option<ProxyVia>,
     /// Requests recently (a decayed count).
     pub requests: f64,
     /// Share of its answered requests that succeeded (2xx and 3xx).
@@ -282,6 +293,9 @@ pub struct Finding {
     pub samples: Vec<SampleRequest>,
     /// Sources involved, for findings about accounts and prefixes (bounded).
     pub sources: Vec<IpAddr>,
+    /// The entity's recent connections through a trusted PROXY protocol proxy (one client per
+    /// connection), which can be blocked one by one without blocking the proxy.
+    pub flows: Vec<Flow>,
     /// The entity's standing, for findings about a source or prefix.
     pub standing: Option<Standing>,
 }
@@ -309,6 +323,7 @@ impl Finding {
             measures,
             samples: Vec::new(),
             sources: Vec::new(),
+            flows: Vec::new(),
             standing: None,
         }
     }

@@ -31,14 +31,14 @@ mod volume;
 use std::net::IpAddr;
 
 pub use config::DetectConfig;
-pub use finding::{Detector, Entity, Finding, Measure, SampleRequest, Standing, Strength};
+pub use finding::{Detector, Entity, Finding, Flow, Measure, SampleRequest, Standing, Strength};
 pub use state::Packets;
 
 use baseline::{BaselineKey, BaselineSnapshot, Baselines};
 use counters::{NS, share};
 use state::{
-    AccountState, AddrKey, Decays, Detail, EndpointState, Outcome, PrefixKey, PrefixState,
-    SessionState, SourceState, Table, ValueHasher,
+    AccountState, AddrKey, Decays, Detail, EndpointState, Identities, Outcome, PrefixKey,
+    PrefixState, SessionState, SourceState, Table, ValueHasher,
 };
 
 use crate::http::Transaction;
@@ -63,6 +63,10 @@ pub struct DetectCounters {
     pub endpoints: u64,
     /// Sources with a detailed history.
     pub detailed: u64,
+    /// Sources whose accounts and sessions are counted.
+    pub identified: u64,
+    /// Of those, evicted.
+    pub evicted_identified: u64,
     /// Entities evicted to make room, per kind.
     pub evicted_sources: u64,
     /// Prefixes evicted.
@@ -94,6 +98,8 @@ pub struct Detection {
     sources: Table<AddrKey, SourceState>,
     /// Detailed histories of busy sources.
     details: Table<AddrKey, Detail>,
+    /// Distinct accounts and sessions of sources that have any.
+    identities: Table<AddrKey, Identities>,
     /// Per prefix.
     prefixes: Table<PrefixKey, PrefixState>,
     /// Per account (keyed by the name's hash).
@@ -132,6 +138,7 @@ impl Detection {
             hasher: ValueHasher::new(key),
             sources: Table::new(l.sources),
             details: Table::new(l.detailed_sources),
+            identities: Table::new(l.identified_sources),
             prefixes: Table::new(l.prefixes),
             accounts: Table::new(l.accounts),
             sessions: Table::new(l.sessions),
@@ -168,6 +175,8 @@ impl Detection {
         c.sessions = self.sessions.len() as u64;
         c.endpoints = self.endpoints.len() as u64;
         c.detailed = self.details.len() as u64;
+        c.identified = self.identities.len() as u64;
+        c.evicted_identified = self.identities.evicted;
         c.evicted_sources = self.sources.evicted;
         c.evicted_prefixes = self.prefixes.evicted;
         c.evicted_accounts = self.accounts.evicted;
@@ -182,6 +191,7 @@ impl Detection {
     pub fn memory(&self) -> usize {
         self.sources.memory()
             + self.details.memory()
+            + self.identities.memory()
             + self.details.len() * state::SAMPLES * 64
             + self.prefixes.memory()
             + self.accounts.memory()
@@ -192,7 +202,9 @@ impl Detection {
 
     /// The standing of a source, if it is tracked.
     pub fn standing(&self, ip: IpAddr) -> Option<Standing> {
-        self.sources.get(&AddrKey::of(ip)).map(standing)
+        let key = AddrKey::of(ip);
+        let ids = self.identities.get(&key);
+        self.sources.get(&key).map(|s| standing(s, ids))
     }
 
     /// Window number for distinct counts at `now_ns`.
@@ -224,14 +236,27 @@ impl Detection {
             return;
         };
         if verified {
-            src.add(&d, now, epoch, outcome, account_hash, session_hash);
-            src.proxied = tx.client != tx.peer.ip();
+            src.add(&d, now, outcome);
+            src.proxy = tx.proxy;
         } else {
             // A response without its request proves nothing about the peer.
-            src.add_packets(&d, now, epoch, Packets::default());
+            src.add_packets(&d, now, Packets::default());
         }
         // The detailed history, once the source is busy enough to need it.
         let busy = src.total >= self.cfg.limits.detail_after;
+        // Its accounts and sessions, once it has any.
+        let logs_in = account_hash.is_some() && (outcome.login_failed() || outcome.login_ok());
+        if verified
+            && (logs_in || (session_hash.is_some() && outcome.ok()))
+            && let Some(ids) = self.identities.entry(key)
+        {
+            ids.add(
+                epoch,
+                outcome,
+                account_hash.filter(|_| logs_in),
+                session_hash,
+            );
+        }
         if verified && busy {
             let path_hash = self.hasher.hash(tx.path.as_str());
             let walk = scraping::walked_id(&tx.path, &tx.route)
@@ -306,10 +331,9 @@ impl Detection {
             return;
         }
         self.start_bucket(now_ns);
-        let epoch = self.epoch(now_ns);
         let d = self.decays;
         if let Some(src) = self.sources.entry(AddrKey::of(ip)) {
-            src.add_packets(&d, now_ns, epoch, p);
+            src.add_packets(&d, now_ns, p);
         }
         self.check_source(ip, now_ns, out);
     }
@@ -422,7 +446,8 @@ impl Detection {
         let Some(s) = self.sources.entries.get_mut(slot) else {
             return;
         };
-        let mut found: Vec<(Detector, Vec<Measure>)> = bruteforce::source(&cfg.brute_force, s);
+        let ids = self.identities.get(&key);
+        let mut found: Vec<(Detector, Vec<Measure>)> = bruteforce::source(&cfg.brute_force, s, ids);
         if let Some(m) = success::source(&cfg.low_success, s) {
             found.push((Detector::LowSuccess, m));
         }
@@ -432,7 +457,7 @@ impl Detection {
         let rate = d.rates.rate(s.requests);
         let over_s = volume::sustained(
             rate >= cfg.volume.source_ceiling_rps,
-            &mut s.over_since_ns,
+            &mut s.over_since_s,
             now,
         );
         if let Some(over_s) = over_s
@@ -443,7 +468,7 @@ impl Detection {
         let syn_rate = d.rates.rate(s.syns);
         let syn_over = volume::sustained(
             syn_rate >= cfg.volume.syn_ceiling_rps,
-            &mut s.syn_over_since_ns,
+            &mut s.syn_over_since_s,
             now,
         );
         if let Some(m) = volume::flood(&cfg.volume, d.rates, s.syns, s.requests, syn_over) {
@@ -452,14 +477,14 @@ impl Detection {
         let packet_rate = d.rates.rate(s.packets);
         let packets_over = volume::sustained(
             packet_rate >= cfg.volume.packet_ceiling_pps,
-            &mut s.packets_over_since_ns,
+            &mut s.packets_over_since_s,
             now,
         );
         if let Some(m) = volume::packets(&cfg.volume, d.rates, s.packets, s.requests, packets_over)
         {
             found.push((Detector::PacketRate, m));
         }
-        let standing = standing(s);
+        let standing = standing(s, ids);
         if let Some(detail) = self.details.get(&key) {
             if let Some(m) = scraping::enumeration(&cfg.scraping, detail, now) {
                 found.push((Detector::Enumeration, m));
@@ -495,7 +520,7 @@ impl Detection {
         let rate = d.rates.rate(p.requests);
         let over_s = volume::sustained(
             rate >= cfg.volume.prefix_ceiling_rps,
-            &mut p.over_since_ns,
+            &mut p.over_since_s,
             now,
         );
         if let Some(over_s) = over_s
@@ -554,6 +579,7 @@ impl Detection {
             && let Some(detail) = self.details.get(&AddrKey::of(ip))
         {
             f.samples = detail.samples_in_order();
+            f.flows.clone_from(&detail.flows);
         }
         self.counters.findings += 1;
         out.push(f);
@@ -561,14 +587,14 @@ impl Detection {
 }
 
 /// The standing of a source.
-fn standing(s: &SourceState) -> Standing {
+fn standing(s: &SourceState, ids: Option<&Identities>) -> Standing {
     Standing {
         verified: s.verified,
-        proxied: s.proxied,
+        proxy: s.proxy,
         requests: f64::from(s.requests),
         success_share: share(s.ok, s.answered),
-        good_sessions: s.good_sessions.estimate(),
-        good_accounts: s.good_accounts.estimate(),
+        good_sessions: ids.map_or(0.0, |i| i.good_sessions.estimate()),
+        good_accounts: ids.map_or(0.0, |i| i.good_accounts.estimate()),
     }
 }
 
@@ -576,7 +602,7 @@ fn standing(s: &SourceState) -> Standing {
 fn prefix_standing(p: &PrefixState) -> Standing {
     Standing {
         verified: true,
-        proxied: false,
+        proxy: None,
         requests: f64::from(p.requests),
         success_share: share(p.ok, p.answered),
         good_sessions: p.good_sessions.estimate(),

@@ -9,18 +9,18 @@ use super::config::VolumeConfig;
 use super::counters::{Decay, NS};
 use super::finding::Measure;
 
-/// Tracks since when a rate has been over its limit: `since` is 0 while it is not. Returns
-/// how long it has been over, in seconds.
-pub(crate) fn sustained(over: bool, since: &mut u64, now_ns: u64) -> Option<f64> {
+/// Tracks since when a rate has been over its limit: `since_s` (Unix seconds) is 0 while it
+/// is not. Returns how long it has been over, in seconds.
+pub(crate) fn sustained(over: bool, since_s: &mut u32, now_ns: u64) -> Option<f64> {
     if !over {
-        *since = 0;
+        *since_s = 0;
         return None;
     }
-    if *since == 0 {
-        *since = now_ns.max(1);
+    if *since_s == 0 {
+        *since_s = super::state::secs(now_ns).max(1);
     }
     #[expect(clippy::cast_precision_loss, reason = "seconds")]
-    let secs = now_ns.saturating_sub(*since) as f64 / NS as f64;
+    let secs = now_ns.saturating_sub(u64::from(*since_s) * NS) as f64 / NS as f64;
     Some(secs)
 }
 

@@ -26,7 +26,7 @@ use super::identity::{self, BodyKind};
 use super::parser::{self, ChunkEvent, Chunked, Framing};
 use super::proxy::{self, ProxyHeader};
 use super::reuse::Pools;
-use super::transaction::{Flag, Flags, LoginOutcome, Transaction};
+use super::transaction::{Flag, Flags, LoginOutcome, ProxyVia, Transaction};
 
 /// Most header slots handed to httparse (the configured `max_headers` is clamped to this).
 pub const MAX_HEADERS: usize = 256;
@@ -687,6 +687,11 @@ impl HttpConn {
             return;
         };
         let facts = head::request(&self.cfg, &mut p.tx, start, head, out.reuse);
+        p.tx.proxy = if p.tx.client == start {
+            self.proxied.map(|_| ProxyVia::ProxyProtocol)
+        } else {
+            Some(ProxyVia::Forwarded)
+        };
         p.tx.flags.extend(mem::take(&mut self.req.flags));
         if let Some(s) = salvage {
             p.tx.flags.extend(s.flags);
@@ -750,6 +755,7 @@ impl HttpConn {
             .reuse
             .record(self.req.head_ts, self.meta.client, self.meta.server);
         tx.client = self.proxied.unwrap_or(self.meta.client.ip());
+        tx.proxy = self.proxied.map(|_| ProxyVia::ProxyProtocol);
         if let Some(method) = method {
             tx.method = parser::method_name(method).0;
         }
@@ -866,6 +872,7 @@ impl HttpConn {
             .reuse
             .record(self.resp.head_ts, self.meta.client, self.meta.server);
         tx.client = self.proxied.unwrap_or(self.meta.client.ip());
+        tx.proxy = self.proxied.map(|_| ProxyVia::ProxyProtocol);
         tx.flags.insert(Flag::UnmatchedResponse);
         let seq = self.push_entry(tx, MethodKind::Other, None, out);
         if let Some(p) = entry_mut(&mut self.pending, seq) {

@@ -44,4 +44,4 @@ pub use catalogue::{Catalogue, EndpointStats, StatusMix};
 pub use config::{HttpConfig, HttpLimits, LoginRoute};
 pub use conn::{ConnMeta, HttpConn, Reuse};
 pub use route::route_template;
-pub use transaction::{Flag, Flags, HttpVersion, LoginOutcome, NameList, Transaction};
+pub use transaction::{Flag, Flags, HttpVersion, LoginOutcome, NameList, ProxyVia, Transaction};

@@ -1565,6 +1565,16 @@ fn resolves_clients_behind_proxies() {
             f
         });
         assert_eq!(tx.flags, want, "case {name:?}");
+        let via = match name {
+            "v1 from trusted" | "v2 from trusted" | "v1 client sending its own XFF" => {
+                Some(ProxyVia::ProxyProtocol)
+            }
+            "v1 then XFF through a trusted chain"
+            | "XFF from trusted"
+            | "Forwarded from trusted" => Some(ProxyVia::Forwarded),
+            _ => None,
+        };
+        assert_eq!(tx.proxy, via, "case {name:?}: how the client was learned");
     }
     // The PROXY header is only read at the start of the stream.
     let late = run_with(

@@ -23,6 +23,10 @@ pub struct Transaction {
     /// The client after proxy resolution (PROXY protocol, `Forwarded`, `X-Forwarded-For`);
     /// the peer's address when there is no trusted proxy in front.
     pub client: IpAddr,
+    /// How `client` was learned when it is not the peer: from a trusted PROXY protocol header
+    /// (one client per connection: the connection can be blocked by itself) or from forwarded
+    /// headers (a proxy's connection may carry many clients).
+    pub proxy: Option<ProxyVia>,
     /// The server side of the connection.
     pub server: SocketAddr,
     /// Request method, empty when the request head could not be parsed.
@@ -71,6 +75,7 @@ impl Transaction {
             ts_ns,
             peer,
             client: peer.ip(),
+            proxy: None,
             server,
             method: Cow::Borrowed(""),
             version: None,
@@ -103,6 +108,7 @@ impl Transaction {
             ts_ns: ts,
             peer: direct,
             client,
+            proxy,
             server: local,
             method,
             version,
@@ -126,6 +132,7 @@ impl Transaction {
         *ts = ts_ns;
         *direct = peer;
         *client = peer.ip();
+        *proxy = None;
         *local = server;
         *method = Cow::Borrowed("");
         *version = None;
@@ -188,6 +195,16 @@ impl HttpVersion {
             HttpVersion::Http11
         }
     }
+}
+
+/// How a transaction's client was learned from a proxy in front of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyVia {
+    /// A trusted PROXY protocol header at the start of the connection.
+    ProxyProtocol,
+    /// `Forwarded` or `X-Forwarded-For` from a trusted proxy.
+    Forwarded,
 }
 
 /// Outcome of a login attempt, decided by the login route's rules.

@@ -177,6 +177,7 @@ impl JsonCache {
             ts_ns,
             peer,
             client,
+            proxy,
             server,
             method,
             version,
@@ -203,6 +204,13 @@ impl JsonCache {
         self.socket(buf, *peer);
         buf.extend_from_slice(b",\"client\":");
         self.ip(buf, *client);
+        buf.extend_from_slice(b",\"proxy\":");
+        json_opt(buf, *proxy, |buf, p| {
+            buf.extend_from_slice(match p {
+                crate::http::ProxyVia::ProxyProtocol => b"\"proxy_protocol\"",
+                crate::http::ProxyVia::Forwarded => b"\"forwarded\"",
+            });
+        });
         buf.extend_from_slice(b",\"server\":");
         self.socket(buf, *server);
         buf.extend_from_slice(b",\"method\":");
