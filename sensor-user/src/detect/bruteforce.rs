@@ -42,7 +42,10 @@ pub(crate) fn source(
             ],
         ));
     }
-    let failed_accounts = ids.map_or(0.0, |i| i.failed_accounts.estimate());
+    // Distinct counts (a logarithm each) only for sources with logins of that kind.
+    let failed_accounts = ids
+        .filter(|_| s.login_failed_slow > 0.0)
+        .map_or(0.0, |i| i.failed_accounts.estimate());
     let failure_share = fast_share.max(slow_share);
     if failed_accounts >= cfg.stuffing_min_accounts && failure_share >= cfg.min_failure_share {
         found.push((
@@ -57,7 +60,9 @@ pub(crate) fn source(
             ],
         ));
     }
-    let good_accounts = ids.map_or(0.0, |i| i.good_accounts.estimate());
+    let good_accounts = ids
+        .filter(|_| s.login_ok_slow > 0.0)
+        .map_or(0.0, |i| i.good_accounts.estimate());
     if good_accounts >= cfg.aggregation_min_accounts {
         found.push((
             Detector::AccountAggregation,

@@ -49,13 +49,22 @@ pub(crate) struct PrefixKey {
 }
 
 impl PrefixKey {
-    /// The prefix of `ip` of length `len` (within its family).
+    /// The prefix of `ip` of length `len` within its family (at most the family's length):
+    /// the address with the bits past the prefix cleared, in the 128-bit form of [`AddrKey`].
     pub(crate) fn of(ip: IpAddr, len: u8) -> Self {
-        let net = IpNet::new(ip.to_canonical(), len)
-            .map_or_else(|_| IpNet::from(ip.to_canonical()), |n| n.trunc());
+        let key = AddrKey::of(ip);
+        let v4 = matches!(ip.to_canonical(), IpAddr::V4(_));
+        let (len, bits) = if v4 {
+            let len = len.min(32);
+            (len, 96 + u32::from(len))
+        } else {
+            let len = len.min(128);
+            (len, u32::from(len))
+        };
+        let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
         Self {
-            addr: AddrKey::of(net.addr()),
-            len: net.prefix_len(),
+            addr: AddrKey((u128::from_be_bytes(key.0) & mask).to_be_bytes()),
+            len,
         }
     }
 
@@ -380,12 +389,19 @@ impl Detail {
             self.count = self.count.saturating_add(1);
         }
         self.last_request_ns = self.last_request_ns.max(tx.ts_ns);
+        // Samples are evidence: the first requests, then only those that did not succeed (a
+        // copy of every successful request of a busy source would cost more than the rest of
+        // its update, and says little).
+        let ok = tx.status.is_some_and(|s| (200..400).contains(&s));
         if self.samples.len() < SAMPLES {
             self.samples.push(SampleRequest::of(tx));
-        } else if let Some(s) = self.samples.get_mut(self.next_sample % SAMPLES) {
-            s.refill(tx);
+            self.next_sample = (self.next_sample + 1) % SAMPLES;
+        } else if !ok {
+            if let Some(s) = self.samples.get_mut(self.next_sample % SAMPLES) {
+                s.refill(tx);
+            }
+            self.next_sample = (self.next_sample + 1) % SAMPLES;
         }
-        self.next_sample = (self.next_sample + 1) % SAMPLES;
         let windows = epoch.saturating_sub(self.epoch);
         if windows > 0 {
             self.paths.roll(windows);
@@ -688,5 +704,36 @@ impl ValueHasher {
     pub(crate) fn hash<T: Hash + ?Sized>(&self, value: &T) -> u64 {
         use std::hash::BuildHasher as _;
         self.state.hash_one(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_keys_are_the_truncated_networks() {
+        let cases = [
+            ("198.51.100.77", 24, "198.51.100.0/24"),
+            ("198.51.100.77", 32, "198.51.100.77/32"),
+            ("198.51.100.77", 0, "0.0.0.0/0"),
+            ("198.51.100.77", 40, "198.51.100.77/32"),
+            ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+            ("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"),
+            ("2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6/128"),
+            ("::ffff:198.51.100.9", 24, "198.51.100.0/24"),
+        ];
+        for (ip, len, want) in cases {
+            let ip: IpAddr = ip.parse().expect("ip");
+            let got = PrefixKey::of(ip, len).net();
+            assert_eq!(got.to_string(), want, "{ip}/{len}");
+            let reference = IpNet::new(
+                ip.to_canonical(),
+                len.min(if ip.to_canonical().is_ipv4() { 32 } else { 128 }),
+            )
+            .expect("net")
+            .trunc();
+            assert_eq!(got, reference, "{ip}/{len}");
+        }
     }
 }

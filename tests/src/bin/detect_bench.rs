@@ -818,6 +818,8 @@ struct MemoryReport {
     heavy_rss: u64,
     /// CPU time of the fill.
     fill_cpu_ns: u64,
+    /// `Detection::table_memory()` after the fill.
+    tables: Vec<(&'static str, usize, usize)>,
 }
 
 /// Part 2: fills an engine with [`FILL_SOURCES`] sources, then turns [`HEAVY_EXTRA`] of them
@@ -840,6 +842,7 @@ fn memory(maker: &Maker, base_ns: u64) -> anyhow::Result<(Detection, MemoryRepor
     let rss1 = rss_bytes()?;
     let mem1 = det.memory() as u64;
     let after_fill = det.counters();
+    let tables = det.table_memory();
     eprintln!(
         "memory: {} sources from {} transactions; RSS +{} MiB",
         after_fill.sources,
@@ -879,6 +882,7 @@ fn memory(maker: &Maker, base_ns: u64) -> anyhow::Result<(Detection, MemoryRepor
         heavy_memory: (det.memory() as u64).saturating_sub(mem1),
         heavy_rss: rss3.saturating_sub(rss2),
         fill_cpu_ns,
+        tables,
     };
     Ok((det, report))
 }
@@ -941,6 +945,17 @@ fn memory_markdown(r: &MemoryReport) -> String {
         grouped(c.evicted_accounts),
         grouped(c.evicted_detailed)
     );
+    for (name, entries, bytes) in &r.tables {
+        let entries = *entries as u64;
+        let bytes = *bytes as u64;
+        let _ = writeln!(
+            md,
+            "| table `{name}`: {} entries, {} B each, {} B per tracked source |  |",
+            grouped(entries),
+            bytes / entries.max(1),
+            per(bytes),
+        );
+    }
     let _ = writeln!(
         md,
         "| A heavy source: {} light sources send 60 requests more each (detailed: {} → {}) | \
