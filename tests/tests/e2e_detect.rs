@@ -148,6 +148,33 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         );
         thread::sleep(Duration::from_millis(50));
     }
+    // tcpdump records what reaches the stack (XDP's drops never do), to replay it below
+    // through the same pipeline with the same configuration and state directory.
+    let capture = lab.tmp_dir().join("attack.pcap");
+    let tcpdump = lab.spawn(
+        &ns,
+        "tcpdump",
+        &[
+            "-i",
+            &iface,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-w",
+            capture.to_str().expect("utf-8"),
+            "tcp port 80",
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.stderr_of(tcpdump).contains("listening on") {
+        assert!(
+            Instant::now() < deadline,
+            "tcpdump did not start: {}",
+            lab.stderr_of(tcpdump)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     let server = IpAddr::V4(lab.server_v4());
     let attacker = IpAddr::V4(lab.client_v4());
     let neighbour = IpAddr::V4(lab.client_v4_alt());
@@ -268,6 +295,55 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
             .all(|e| e["target"] == "198.51.100.2/32"),
         "only the attacker is blocked: {text}"
     );
+    // The same capture and configuration give the same findings and block decisions in
+    // replay as live (the replay reads the agent's state directory: same hash key).
+    thread::sleep(Duration::from_millis(500));
+    let stopped = lab.interrupt(tcpdump);
+    assert!(
+        stopped.success() || stopped.code().is_none(),
+        "tcpdump: {stopped}"
+    );
+    let replay = Command::new(&bin)
+        .args(["replay", "--findings", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg(&capture)
+        .output()
+        .expect("apisensor replay");
+    assert!(
+        replay.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let summary = |lines: &[serde_json::Value]| {
+        let mut s: Vec<String> = lines
+            .iter()
+            .filter_map(|e| match e["type"].as_str() {
+                Some("finding") => Some(format!("finding {} {}", e["detector"], e["entity"])),
+                Some("decision") => Some(format!(
+                    "decision {} {} {} {}",
+                    e["action"], e["enforcement"], e["target"], e["reason"]
+                )),
+                _ => None,
+            })
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let live = summary(&events(&events_file));
+    assert!(!live.is_empty());
+    assert_eq!(
+        summary(&replayed),
+        live,
+        "replay --findings differs from the live agent"
+    );
+
     let listed = Command::new(&bin)
         .args(["blocks", "list", "--json", "--pin-dir", pin.as_str()])
         .output()
