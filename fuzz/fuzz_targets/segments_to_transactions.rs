@@ -1,6 +1,7 @@
 //! Fuzz target: arbitrary bytes read as a sequence of TCP segments on a few flows, fed to the
-//! analyzer (flow table, reassembly, HTTP). Covers what a capture file cannot reach directly:
-//! arbitrary sequence numbers, flag combinations, overlaps, gaps, partial captures, ticks.
+//! analyzer (flow table, reassembly, HTTP), and its transactions to the detectors and the
+//! decision policy. Covers what a capture file cannot reach directly: arbitrary sequence
+//! numbers, flag combinations, overlaps, gaps, partial captures, ticks.
 //!
 //! Each segment is an 8-byte control block followed by its captured payload:
 //! `[ctl, flags, seq_lo, seq_hi, len_lo, len_hi, captured_div_8, dt_ms]`.
@@ -12,6 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
 use sensor_user::analyzer::{Analyzer, AnalyzerConfig};
+use sensor_user::decide::{Policy, PolicyConfig};
+use sensor_user::detect::{DetectConfig, Detection, Packets};
 use sensor_user::reassembly::ReassemblyLimits;
 use sensor_user::segment::Segment;
 
@@ -33,6 +36,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut analyzer = Analyzer::new(cfg);
     let mut out = Vec::new();
+    let mut detect_cfg = DetectConfig::default();
+    detect_cfg.limits.sources = 2;
+    detect_cfg.limits.prefixes = 2;
+    detect_cfg.limits.detail_after = 1;
+    let mut detection = Detection::new(detect_cfg, [7; 16], None, 1_700_000_000_000_000_000)
+        .expect("a fresh engine needs no baselines");
+    let mut policy = Policy::new(PolicyConfig::default(), Vec::new());
+    let mut findings = Vec::new();
     // Per flow and direction: the next sequence number the generator assumes.
     let mut next_seq = [[1_000_u32; 2]; 4];
     let mut ts_ns = 1_700_000_000_000_000_000_u64;
@@ -92,6 +103,17 @@ fuzz_target!(|data: &[u8]| {
             analyzer.flow_count() <= MAX_FLOWS,
             "flow table exceeded its bound"
         );
+        if flags & 0x12 == 0x02 {
+            let syn = Packets { packets: 1, syns: 1 };
+            detection.on_packets(src.ip(), syn, ts_ns, &mut findings);
+        }
+        for tx in &out {
+            detection.on_transaction(tx, &mut findings);
+        }
+        for f in findings.drain(..) {
+            let _ = policy.on_finding(&f);
+        }
+        assert!(detection.counters().sources <= 2, "detection state exceeded its bound");
         out.clear();
     }
     analyzer.finish(&mut out);
