@@ -1,5 +1,6 @@
 //! Helpers for apisensor's privileged integration tests: the network-namespace [`lab`] that
-//! end-to-end tests (XDP, capture replay) run their traffic in.
+//! end-to-end tests (XDP, capture replay) run their traffic in, and the [`agent`] under test.
+pub mod agent;
 pub mod lab;
 pub mod packet;
 

@@ -12,33 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apisensor_tests::{apisensor_bin, lab::Lab};
-
-/// A pin directory on bpffs that is removed (unpinning every map) on drop.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new(tag: &str) -> Self {
-        let path = PathBuf::from(format!(
-            "/sys/fs/bpf/apisensor-test-{tag}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-    fn as_str(&self) -> &str {
-        self.0.to_str().expect("utf-8 path")
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        for lock in sensor_user::loader::lock_files(&self.0) {
-            let _ = std::fs::remove_file(lock);
-        }
-    }
-}
+use apisensor_tests::{agent::PinDir, apisensor_bin, lab::Lab};
 
 /// Runs the CLI in the root namespace (where bpffs is) and returns its output.
 fn cli(pin: &PinDir, args: &[&str]) -> Output {
@@ -570,5 +544,5 @@ fn cli_errors_are_one_clear_line() {
             "{args:?}: not one line: {err}"
         );
     }
-    assert!(!pin.0.exists(), "a failed command created pins");
+    assert!(!pin.path().exists(), "a failed command created pins");
 }

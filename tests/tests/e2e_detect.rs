@@ -6,39 +6,16 @@
 //! lapse at its TTL by the kernel's clock.
 use std::{
     net::IpAddr,
-    path::PathBuf,
     process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use apisensor_tests::{apisensor_bin, lab::Lab};
-
-/// A pin directory on bpffs that is removed (unpinning every map) on drop.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new(tag: &str) -> Self {
-        let path = PathBuf::from(format!(
-            "/sys/fs/bpf/apisensor-test-{tag}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-    fn as_str(&self) -> &str {
-        self.0.to_str().expect("utf-8 path")
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        for lock in sensor_user::loader::lock_files(&self.0) {
-            let _ = std::fs::remove_file(lock);
-        }
-    }
-}
+use apisensor_tests::{
+    agent::{self, AgentFiles, PinDir, json_lines},
+    apisensor_bin,
+    lab::Lab,
+};
 
 /// The TTL of the agent's blocks in this test: short, so the lapse is seen.
 const BLOCK_TTL_S: u64 = 10;
@@ -94,15 +71,6 @@ fn get(lab: &Lab, src: IpAddr, server: IpAddr, timeout: Duration) -> Option<u16>
     (out.status.success() && code != 0).then_some(code)
 }
 
-/// The agent's event lines so far.
-fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[test]
 #[expect(
     clippy::too_many_lines,
@@ -112,42 +80,13 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
     let mut lab = Lab::new("detect");
     lab.start_nginx(80);
     let pin = PinDir::new("detect");
-    let state = lab.tmp_dir().join("state");
-    let config = lab.tmp_dir().join("apisensor.toml");
-    std::fs::write(&config, format!("[policy]\nblock_ttl_s = {BLOCK_TTL_S}\n"))
-        .expect("write config");
-    let stdout = lab.tmp_dir().join("agent.out");
-    let events_file = lab.tmp_dir().join("events.jsonl");
+    let config_text = format!("[policy]\nblock_ttl_s = {BLOCK_TTL_S}\n");
+    let files = AgentFiles::in_lab(&lab, 1, &config_text);
+    let agent = agent::start(&mut lab, &pin, &files, &[]);
+    let (config, state) = (files.config.clone(), files.state.clone());
+    let (stdout, events_file) = (files.stdout.clone(), files.events.clone());
     let (ns, iface) = (lab.server_ns().to_owned(), lab.server_if().to_owned());
     let bin = apisensor_bin();
-    let args = [
-        "run",
-        "--iface",
-        &iface,
-        "--pin-dir",
-        pin.as_str(),
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--state-dir",
-        state.to_str().expect("utf-8"),
-        "--events",
-        events_file.to_str().expect("utf-8"),
-    ];
-    let agent = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.stderr_of(agent).contains("detection ready") {
-        assert!(
-            lab.is_running(agent),
-            "agent exited: {}",
-            lab.stderr_of(agent)
-        );
-        assert!(
-            Instant::now() < deadline,
-            "agent not ready: {}",
-            lab.stderr_of(agent)
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
     // tcpdump records what reaches the stack (XDP's drops never do), to replay it below
     // through the same pipeline with the same configuration and state directory.
     let capture = lab.tmp_dir().join("attack.pcap");
@@ -265,7 +204,7 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
     // kernel's block carries the decision's id.
     let deadline = Instant::now() + Duration::from_secs(3);
     let decision = loop {
-        if let Some(d) = events(&events_file).into_iter().find(|e| {
+        if let Some(d) = json_lines(&events_file).into_iter().find(|e| {
             e["type"] == "decision" && e["action"] == "block" && e["target"] == "198.51.100.2/32"
         }) {
             break d;
@@ -273,7 +212,7 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         assert!(
             Instant::now() < deadline,
             "no block decision in {:?}",
-            events(&events_file)
+            json_lines(&events_file)
         );
         thread::sleep(Duration::from_millis(50));
     };
@@ -285,11 +224,11 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
     let text = std::fs::read_to_string(&events_file).expect("events");
     assert!(!text.contains("guess"), "a password reached the event file");
     assert!(
-        events(&stdout).iter().any(|e| e["type"] == "decision"),
+        json_lines(&stdout).iter().any(|e| e["type"] == "decision"),
         "decision not on stdout"
     );
     assert!(
-        events(&events_file)
+        json_lines(&events_file)
             .iter()
             .filter(|e| e["type"] == "decision" && e["action"] == "block")
             .all(|e| e["target"] == "198.51.100.2/32"),
@@ -336,7 +275,7 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let live = summary(&events(&events_file));
+    let live = summary(&json_lines(&events_file));
     assert!(!live.is_empty());
     assert_eq!(
         summary(&replayed),
@@ -369,22 +308,8 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         assert!(Instant::now() < deadline, "agent survived SIGKILL");
         thread::sleep(Duration::from_millis(20));
     }
-    let stdout2 = lab.tmp_dir().join("agent2.out");
-    let agent2 = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout2));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.stderr_of(agent2).contains("detection ready") {
-        assert!(
-            lab.is_running(agent2),
-            "agent exited: {}",
-            lab.stderr_of(agent2)
-        );
-        assert!(
-            Instant::now() < deadline,
-            "agent not ready: {}",
-            lab.stderr_of(agent2)
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    let files2 = AgentFiles::in_lab(&lab, 2, &config_text);
+    let agent2 = agent::start(&mut lab, &pin, &files2, &[]);
     let blocked_for = blocked_at.elapsed();
     assert!(
         blocked_for < Duration::from_secs(BLOCK_TTL_S - 2),

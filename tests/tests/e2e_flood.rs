@@ -20,7 +20,6 @@ use std::{
     ffi::CString,
     net::{IpAddr, Ipv4Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::{Path, PathBuf},
     process::Command,
     sync::{
         Arc,
@@ -31,36 +30,11 @@ use std::{
 };
 
 use apisensor_tests::{
+    agent::{self, AgentFiles, PinDir, json_lines},
     apisensor_bin,
     lab::Lab,
     packet::{ETH_P_IP, Eth, Tcp, tcp_flags},
 };
-
-/// A pin directory on bpffs that is removed (unpinning every map) on drop.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new(tag: &str) -> Self {
-        let path = PathBuf::from(format!(
-            "/sys/fs/bpf/apisensor-test-{tag}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-    fn as_str(&self) -> &str {
-        self.0.to_str().expect("utf-8 path")
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        for lock in sensor_user::loader::lock_files(&self.0) {
-            let _ = std::fs::remove_file(lock);
-        }
-    }
-}
 
 /// First flooding address's last octet.
 const FIRST_FLOODER: u8 = 40;
@@ -77,15 +51,6 @@ const SYNS_PER_S: u32 = 200;
 const FLOOD: Duration = Duration::from_secs(20);
 /// Flooding sources that must be reported; every one of them floods alike.
 const MIN_FLOOD_FINDINGS: usize = 30;
-
-/// The agent's event lines so far.
-fn events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 /// `GET /` from `src`: the status, or None if it got no answer.
 fn get(lab: &Lab, src: IpAddr, server: IpAddr, timeout: Duration) -> Option<u16> {
@@ -298,45 +263,14 @@ fn syn_flood_from_many_spoofed_sources_blocks_nobody() {
     let mut lab = Lab::new("flood");
     lab.start_nginx(80);
     let pin = PinDir::new("flood");
-    let state = lab.tmp_dir().join("state");
-    let config = lab.tmp_dir().join("apisensor.toml");
-    std::fs::write(
-        &config,
-        format!("[policy]\nallowlist = [\"{ALLOWLISTED}/32\"]\n"),
-    )
-    .expect("write config");
-    let stdout = lab.tmp_dir().join("agent.out");
-    let events_file = lab.tmp_dir().join("events.jsonl");
-    let (ns, iface) = (lab.server_ns().to_owned(), lab.server_if().to_owned());
+    let files = AgentFiles::in_lab(
+        &lab,
+        1,
+        &format!("[policy]\nallowlist = [\"{ALLOWLISTED}/32\"]\n"),
+    );
+    let agent = agent::start(&mut lab, &pin, &files, &[]);
+    let events_file = files.events.clone();
     let bin = apisensor_bin();
-    let args = [
-        "run",
-        "--iface",
-        &iface,
-        "--pin-dir",
-        pin.as_str(),
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--state-dir",
-        state.to_str().expect("utf-8"),
-        "--events",
-        events_file.to_str().expect("utf-8"),
-    ];
-    let agent = lab.spawn(&ns, bin.to_str().expect("utf-8"), &args, Some(&stdout));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.stderr_of(agent).contains("detection ready") {
-        assert!(
-            lab.is_running(agent),
-            "agent exited: {}",
-            lab.stderr_of(agent)
-        );
-        assert!(
-            Instant::now() < deadline,
-            "agent not ready: {}",
-            lab.stderr_of(agent)
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
     let server = IpAddr::V4(lab.server_v4());
     let benign = IpAddr::V4(lab.client_v4());
     assert_eq!(get(&lab, benign, server, Duration::from_secs(3)), Some(200));
@@ -386,7 +320,7 @@ fn syn_flood_from_many_spoofed_sources_blocks_nobody() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(5);
     let lines = loop {
-        let lines = events(&events_file);
+        let lines = json_lines(&events_file);
         let flagged = lines
             .iter()
             .filter(|e| e["type"] == "finding" && e["detector"] == "packet_flood")

@@ -13,12 +13,15 @@
 use std::{
     fmt::Write as _,
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::Path,
     thread,
     time::{Duration, Instant},
 };
 
-use apisensor_tests::{apisensor_bin, lab::Lab};
+use apisensor_tests::{
+    agent::{self, AgentFiles, PinDir, json_lines},
+    lab::Lab,
+};
 
 /// Attempts per second.
 const RATE: u32 = 20;
@@ -26,18 +29,6 @@ const RATE: u32 = 20;
 const ATTEMPTS: u32 = 60;
 /// How long one attempt may wait for its answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Removes the pin directory even if the run panics.
-struct Pins(PathBuf);
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        for lock in sensor_user::loader::lock_files(&self.0) {
-            let _ = std::fs::remove_file(lock);
-        }
-    }
-}
 
 /// What one trial measured.
 struct Trial {
@@ -59,15 +50,6 @@ fn main() {
     assert!((1..=20).contains(&trials), "TRIALS must be 1..=20");
     let (results, benign_sent, benign_refused) = measure(trials);
     print!("{}", report(&results, benign_sent, benign_refused));
-}
-
-/// Lines of a JSON-lines file.
-fn json_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// Spawns one attempt from `src` in the background; its output file gets the HTTP status
@@ -104,18 +86,8 @@ fn attempt(lab: &mut Lab, src: IpAddr, out: &Path, account: &str) -> u32 {
 fn measure(trials: u32) -> (Vec<Trial>, u32, u32) {
     let mut lab = Lab::new("blockb");
     lab.start_nginx(80);
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/apisensor-blockbench-{}",
-        std::process::id()
-    )));
-    let tx_log = lab.tmp_dir().join("agent.out");
-    let events = lab.tmp_dir().join("events.jsonl");
-    let state = lab.tmp_dir().join("state");
-    let (ns, iface, cif) = (
-        lab.server_ns().to_owned(),
-        lab.server_if().to_owned(),
-        lab.client_if().to_owned(),
-    );
+    let pins = PinDir::new("blockbench");
+    let cif = lab.client_if().to_owned();
     let client_ns = lab.client_ns().to_owned();
     // One attacker address per trial, in the lab's /24.
     let attackers: Vec<IpAddr> = (0..trials)
@@ -130,35 +102,10 @@ fn measure(trials: u32) -> (Vec<Trial>, u32, u32) {
         );
         assert!(out.status.success(), "ip addr add {a}: {out:?}");
     }
-    let bin = apisensor_bin();
-    let pin_dir = pins.0.to_str().expect("utf-8").to_owned();
-    let agent = lab.spawn(
-        &ns,
-        bin.to_str().expect("utf-8"),
-        &[
-            "run",
-            "--iface",
-            &iface,
-            "--pin-dir",
-            &pin_dir,
-            "--log-transactions",
-            "--state-dir",
-            state.to_str().expect("utf-8"),
-            "--events",
-            events.to_str().expect("utf-8"),
-        ],
-        Some(&tx_log),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.stderr_of(agent).contains("detection ready") {
-        assert!(
-            lab.is_running(agent),
-            "agent exited: {}",
-            lab.stderr_of(agent)
-        );
-        assert!(Instant::now() < deadline, "agent not ready");
-        thread::sleep(Duration::from_millis(50));
-    }
+    // The default configuration.
+    let files = AgentFiles::in_lab(&lab, 1, "");
+    let (tx_log, events) = (files.stdout.clone(), files.events.clone());
+    let agent = agent::start(&mut lab, &pins, &files, &["--log-transactions"]);
     let neighbour = IpAddr::from(lab.client_v4_alt());
     let (mut benign_sent, mut benign_refused) = (0_u32, 0_u32);
     let mut results = Vec::new();

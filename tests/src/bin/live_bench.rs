@@ -6,13 +6,16 @@
 //! markdown section on stdout. `cargo xtask bench` runs it.
 use std::{
     fmt::Write as _,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
-    thread,
     time::{Duration, Instant},
 };
 
-use apisensor_tests::{apisensor_bin, lab::Lab};
+use apisensor_tests::{
+    agent::{self, AgentFiles, PinDir},
+    apisensor_bin,
+    lab::Lab,
+};
 
 fn stats(pin: &Path) -> serde_json::Value {
     let out = Command::new(apisensor_bin())
@@ -30,18 +33,6 @@ fn stats(pin: &Path) -> serde_json::Value {
 
 fn get(v: &serde_json::Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"))
-}
-
-/// Removes the pin directory even if the run panics.
-struct Pins(PathBuf);
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        for lock in sensor_user::loader::lock_files(&self.0) {
-            let _ = std::fs::remove_file(lock);
-        }
-    }
 }
 
 /// What one run measured.
@@ -68,38 +59,18 @@ fn main() {
 fn measure(seconds: u64) -> Measured {
     let mut lab = Lab::new("live");
     lab.start_nginx(80);
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/apisensor-livebench-{}",
-        std::process::id()
-    )));
-    let tx_log = lab.tmp_dir().join("transactions.jsonl");
-    let (ns, iface) = (lab.server_ns().to_owned(), lab.server_if().to_owned());
-    let bin = apisensor_bin();
-    let pin_dir = pins.0.to_str().expect("utf-8").to_owned();
-    let agent = lab.spawn(
-        &ns,
-        bin.to_str().expect("utf-8"),
-        &[
-            "run",
-            "--iface",
-            &iface,
-            "--pin-dir",
-            &pin_dir,
-            "--log-transactions",
-        ],
-        Some(&tx_log),
+    let pins = PinDir::new("livebench");
+    // Detection runs as it does by default, but in a dry run: wrk is one client far over the
+    // volume ceiling, and a block would end the measurement.
+    let files = AgentFiles::in_lab(&lab, 1, "");
+    let tx_log = files.stdout.clone();
+    let agent = agent::start(
+        &mut lab,
+        &pins,
+        &files,
+        &["--log-transactions", "--dry-run"],
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.stderr_of(agent).contains("ready") {
-        assert!(
-            lab.is_running(agent),
-            "agent exited: {}",
-            lab.stderr_of(agent)
-        );
-        assert!(Instant::now() < deadline, "agent not ready");
-        thread::sleep(Duration::from_millis(50));
-    }
-    let before = stats(&pins.0);
+    let before = stats(pins.path());
     let started = Instant::now();
     let duration = format!("{seconds}s");
     let client_ns = lab.client_ns().to_owned();
@@ -128,7 +99,7 @@ fn measure(seconds: u64) -> Measured {
         "agent exit: {status:?}: {}",
         lab.stderr_of(agent)
     );
-    let after = stats(&pins.0);
+    let after = stats(pins.path());
     let delta = |k: &str| get(&after, k) - get(&before, k);
     let events = delta("req_events")
         + delta("req_control_events")
@@ -138,7 +109,7 @@ fn measure(seconds: u64) -> Measured {
     let transactions = std::fs::read_to_string(&tx_log)
         .expect("transactions file")
         .lines()
-        .filter(|l| l.contains("\"method\":\"GET\""))
+        .filter(|l| l.starts_with("{\"ts_ns\":") && l.contains("\"method\":\"GET\""))
         .count();
     let wrk_out = String::from_utf8_lossy(&wrk.stdout);
     let wrk_rps = wrk_out
@@ -173,7 +144,7 @@ fn report(m: &Measured) -> String {
         md,
         "wrk (`-t2 -c32 -d{seconds}s`, keep-alive GETs) in the client namespace against nginx in \
          the server namespace, the release agent attached to the server's veth (native XDP, TCX) \
-         with `--log-transactions` to a file. nginx, wrk and the agent share the 2 cores.\n"
+         with `--log-transactions` to a file and its default detection in a dry run (`--dry-run`: it decides, it does not block wrk). nginx, wrk and the agent share the 2 cores.\n"
     );
     let _ = writeln!(md, "| measure | value |\n|---|---|");
     let _ = writeln!(md, "| wrk requests/s | {wrk_rps} |");
