@@ -125,18 +125,19 @@ impl HttpConfig {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
-    /// The login index (see [`HttpConfig::login`]) of a request with this method and path:
-    /// the first matching `login_routes` entry, else [`PATH_LOGIN`] for a `POST` to a path
-    /// ending in one of `login_path_suffixes`. `path` has no query and no `;` parameters.
-    pub(crate) fn login_route(&self, method: &str, path: &str) -> Option<usize> {
+    /// The login rule (see [`HttpConfig::login`]) of a request with this method and path:
+    /// the first matching `login_routes` entry, else [`LoginRule::Path`] for a `POST` to a
+    /// path ending in one of `login_path_suffixes`. `path` has no query and no `;` parameters.
+    pub(crate) fn login_route(&self, method: &str, path: &str) -> Option<LoginRule> {
         if let Some(i) = self
             .login_routes
             .iter()
             .position(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
         {
-            return Some(i);
+            return Some(LoginRule::Route(u32::try_from(i).unwrap_or(u32::MAX)));
         }
-        (method.eq_ignore_ascii_case("POST") && self.has_login_suffix(path)).then_some(PATH_LOGIN)
+        (method.eq_ignore_ascii_case("POST") && self.has_login_suffix(path))
+            .then_some(LoginRule::Path)
     }
 
     /// Whether `path`, less one trailing `/`, ends with one of `login_path_suffixes` (ASCII
@@ -157,14 +158,13 @@ impl HttpConfig {
         })
     }
 
-    /// What made a request a login attempt, from its login index: an index below
-    /// `login_routes.len()` names a route, [`PATH_LOGIN`] and [`BASIC_LOGIN`] the default
-    /// rules. The index travels as a plain `usize` from the head to the response.
-    pub(crate) fn login(&self, index: usize) -> Option<Login<'_>> {
-        match index {
-            PATH_LOGIN => Some(Login::Path),
-            BASIC_LOGIN => Some(Login::Basic),
-            i => self.login_routes.get(i).map(Login::Route),
+    /// What made a request a login attempt, from its rule (which travels, small and `Copy`,
+    /// from the head to the response): the configured route it names, or a default rule.
+    pub(crate) fn login(&self, rule: LoginRule) -> Option<Login<'_>> {
+        match rule {
+            LoginRule::Path => Some(Login::Path),
+            LoginRule::Basic => Some(Login::Basic),
+            LoginRule::Route(i) => self.login_routes.get(i as usize).map(Login::Route),
         }
     }
 
@@ -174,10 +174,16 @@ impl HttpConfig {
     }
 }
 
-/// The login index of a `POST` recognised by `login_path_suffixes`.
-pub(crate) const PATH_LOGIN: usize = usize::MAX;
-/// The login index of a request recognised by its Basic credential (`basic_auth_logins`).
-pub(crate) const BASIC_LOGIN: usize = usize::MAX - 1;
+/// Which rule made a request a login attempt, as it is kept with the pending request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoginRule {
+    /// The `login_routes` entry with this index.
+    Route(u32),
+    /// A `POST` recognised by `login_path_suffixes`.
+    Path,
+    /// A request recognised by its Basic credential (`basic_auth_logins`).
+    Basic,
+}
 
 /// What made a request a login attempt, which decides where its account is read and how its
 /// outcome is told.
@@ -356,7 +362,7 @@ mod tests {
     #[test]
     fn matches_login_paths() {
         #[track_caller]
-        fn check(cfg: &HttpConfig, method: &str, path: &str, expected: Option<usize>) {
+        fn check(cfg: &HttpConfig, method: &str, path: &str, expected: Option<LoginRule>) {
             assert_eq!(
                 cfg.login_route(method, path),
                 expected,
@@ -381,9 +387,9 @@ mod tests {
             "//login",
             "/a/b/c/d/e/f/sessions/",
         ] {
-            check(&cfg, "POST", path, Some(PATH_LOGIN));
+            check(&cfg, "POST", path, Some(LoginRule::Path));
         }
-        check(&cfg, "post", "/login", Some(PATH_LOGIN));
+        check(&cfg, "post", "/login", Some(LoginRule::Path));
         for path in [
             "/blogin",
             "/login/help",
@@ -421,13 +427,15 @@ mod tests {
             }],
             ..HttpConfig::default()
         };
-        check(&custom, "POST", "/api/login", Some(0));
-        check(&custom, "POST", "/fr/Connexion", Some(PATH_LOGIN));
+        check(&custom, "POST", "/api/login", Some(LoginRule::Route(0)));
+        check(&custom, "POST", "/fr/Connexion", Some(LoginRule::Path));
         check(&custom, "POST", "/login", None);
-        assert!(matches!(custom.login(0), Some(Login::Route(r)) if r.path == "/api/login"));
-        assert!(matches!(custom.login(PATH_LOGIN), Some(Login::Path)));
-        assert!(matches!(custom.login(BASIC_LOGIN), Some(Login::Basic)));
-        assert!(custom.login(1).is_none());
+        assert!(
+            matches!(custom.login(LoginRule::Route(0)), Some(Login::Route(r)) if r.path == "/api/login")
+        );
+        assert!(matches!(custom.login(LoginRule::Path), Some(Login::Path)));
+        assert!(matches!(custom.login(LoginRule::Basic), Some(Login::Basic)));
+        assert!(custom.login(LoginRule::Route(1)).is_none());
     }
 
     #[test]

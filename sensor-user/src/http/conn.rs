@@ -20,7 +20,7 @@ use std::{cmp, fmt};
 
 use crate::segment::{Chunk, Dir};
 
-use super::config::HttpConfig;
+use super::config::{HttpConfig, LoginRule};
 use super::head::{self, MethodKind, RequestHead};
 use super::identity::{self, BodyKind};
 use super::parser::{self, ChunkEvent, Chunked, Framing};
@@ -136,7 +136,7 @@ pub struct Pending {
     seq: u32,
     req_done: bool,
     resp: Progress,
-    login: Option<usize>,
+    login: Option<LoginRule>,
     kind: MethodKind,
     /// Boxed: the record is filled where it waits and handed on as a pointer, never copied
     /// (a transaction is a few hundred bytes).
@@ -916,7 +916,7 @@ impl HttpConn {
         &mut self,
         tx: Box<Transaction>,
         kind: MethodKind,
-        login: Option<usize>,
+        login: Option<LoginRule>,
         out: &mut Out<'_>,
     ) -> u32 {
         let seq = self.next_seq;

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::mem;
 use std::net::IpAddr;
 
-use super::config::HttpConfig;
+use super::config::{HttpConfig, LoginRule};
 use super::identity::{self, Authorization, BodyKind};
 use super::parser::{self, Framing};
 use super::proxy;
@@ -56,7 +56,7 @@ pub(crate) struct RequestFacts {
     /// What the method means for the response.
     pub kind: MethodKind,
     /// Index of the matching login route.
-    pub login: Option<usize>,
+    pub login: Option<LoginRule>,
     /// Encoding of the body, for login routes.
     pub body_kind: BodyKind,
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use siphasher::sip::SipHasher13;
 
-use super::config::{BASIC_LOGIN, HttpConfig, Login, LoginRoute};
+use super::config::{HttpConfig, Login, LoginRoute, LoginRule};
 use super::transaction::{LoginOutcome, NameList, push_ascii};
 
 /// Longest account name kept, in bytes.
@@ -123,20 +123,20 @@ fn is_basic(value: &[u8]) -> bool {
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
 }
 
-/// The login index [`BASIC_LOGIN`] when `basic_auth_logins` is on and the request carries a
+/// The login rule [`LoginRule::Basic`] when `basic_auth_logins` is on and the request carries a
 /// Basic credential that gave `account`. Looks at the headers only when an account was found,
 /// so requests without credentials pay one branch.
 pub(crate) fn basic_login(
     cfg: &HttpConfig,
     account: Option<&str>,
     headers: &[httparse::Header<'_>],
-) -> Option<usize> {
+) -> Option<LoginRule> {
     let basic = cfg.basic_auth_logins
         && account.is_some()
         && headers.iter().any(|h| {
             h.name.len() == 13 && h.name.eq_ignore_ascii_case("authorization") && is_basic(h.value)
         });
-    basic.then_some(BASIC_LOGIN)
+    basic.then_some(LoginRule::Basic)
 }
 
 /// The user of a Basic credential (`base64(user:password)`).
@@ -1054,7 +1054,7 @@ mod tests {
                 .collect();
             assert_eq!(
                 basic_login(cfg, account, &headers),
-                basic.then_some(BASIC_LOGIN),
+                basic.then_some(LoginRule::Basic),
                 "account {account:?} headers {headers:?}"
             );
         }
