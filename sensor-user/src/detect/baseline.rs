@@ -694,7 +694,7 @@ mod tests {
         ];
         for counts in cases {
             let mut b = Baselines::new(cfg(1, 10), MONDAY_13H);
-            let key = prefix("192.0.2.0/24");
+            let key = prefix("203.0.113.0/24");
             learn(&mut b, &key, MONDAY_13H, counts);
             let e = b.expected(&key, MONDAY_13H).expect("learned");
             let (mean, stddev) = direct(counts);
