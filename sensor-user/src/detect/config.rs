@@ -67,8 +67,8 @@ pub struct StateLimits {
     pub detailed_sources: usize,
     /// Requests after which a source's detailed history is kept.
     pub detail_after: u32,
-    /// Sources whose distinct accounts and sessions are counted (sources that log in or hold
-    /// a session).
+    /// Sources whose distinct accounts and sessions are counted (sources that log in, and
+    /// busy sources that hold a session).
     pub identified_sources: usize,
 }
 

@@ -267,10 +267,12 @@ impl Detection {
         }
         // The detailed history, once the source is busy enough to need it.
         let busy = src.total >= self.cfg.limits.detail_after;
-        // Its accounts and sessions, once it has any.
+        // Its accounts, once it logs in, and its sessions, once it is busy: the blast-radius
+        // guard asks how many sessions a busy address serves, and the many sources that
+        // send a request or two with a session need no entry.
         let logs_in = account_hash.is_some() && (outcome.login_failed() || outcome.login_ok());
         if verified
-            && (logs_in || (session_hash.is_some() && outcome.ok()))
+            && (logs_in || (busy && session_hash.is_some() && outcome.ok()))
             && let Some(ids) = self.identities.entry(key)
         {
             ids.add(
@@ -469,7 +471,15 @@ impl Detection {
         let Some(s) = self.sources.entries.get_mut(slot) else {
             return;
         };
-        let ids = self.identities.get(&key);
+        // Only a source that logged in or is busy can have an entry.
+        let ids = if s.login_failed_slow > 0.0
+            || s.login_ok_slow > 0.0
+            || s.total >= cfg.limits.detail_after
+        {
+            self.identities.get(&key)
+        } else {
+            None
+        };
         let mut found: Vec<(Detector, Vec<Measure>)> = bruteforce::source(&cfg.brute_force, s, ids);
         if let Some(m) = success::source(&cfg.low_success, s) {
             found.push((Detector::LowSuccess, m));

@@ -289,8 +289,9 @@ impl SourceState {
     }
 }
 
-/// The distinct accounts and sessions of a source: kept only for sources that log in or hold
-/// a session (a table of its own, so that the many sources with neither pay nothing).
+/// The distinct accounts and sessions of a source: kept only for sources that log in, or that
+/// are busy and hold a session (a table of its own, so that the many sources that send a
+/// request or two pay nothing).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Identities {
     /// Window number of the counts.
