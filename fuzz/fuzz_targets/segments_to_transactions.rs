@@ -37,9 +37,11 @@ fuzz_target!(|data: &[u8]| {
     let mut analyzer = Analyzer::new(cfg);
     let mut out = Vec::new();
     let mut detect_cfg = DetectConfig::default();
-    detect_cfg.limits.sources = 2;
-    detect_cfg.limits.prefixes = 2;
-    detect_cfg.limits.detail_after = 1;
+    // Tiny tables: every input reaches their eviction paths.
+    let l = &mut detect_cfg.limits;
+    (l.sources, l.prefixes, l.accounts, l.sessions) = (2, 2, 2, 2);
+    (l.endpoints, l.detailed_sources, l.identified_sources) = (2, 2, 2);
+    l.detail_after = 1;
     let mut detection = Detection::new(detect_cfg, [7; 16], None, 1_700_000_000_000_000_000)
         .expect("a fresh engine needs no baselines");
     let mut policy = Policy::new(PolicyConfig::default(), Vec::new());

@@ -11,15 +11,11 @@
 use super::config::BruteForceConfig;
 use super::counters::{events, share};
 use super::finding::{Detector, Measure};
-use super::state::{AccountState, Identities, PrefixState, SourceState};
+use super::state::{AccountState, Identities, PrefixState};
 
-/// The findings about one source: brute force, credential stuffing, account aggregation, as
-/// (detector, measures).
-pub(crate) fn source(
-    cfg: &BruteForceConfig,
-    s: &SourceState,
-    ids: Option<&Identities>,
-) -> Vec<(Detector, Vec<Measure>)> {
+/// The findings about one source, from its logins: brute force, credential stuffing, account
+/// aggregation, as (detector, measures).
+pub(crate) fn source(cfg: &BruteForceConfig, s: &Identities) -> Vec<(Detector, Vec<Measure>)> {
     let mut found = Vec::new();
     let fast_share = share(s.login_failed, s.login_failed + s.login_ok);
     let slow_share = share(s.login_failed_slow, s.login_failed_slow + s.login_ok_slow);
@@ -43,9 +39,11 @@ pub(crate) fn source(
         ));
     }
     // Distinct counts (a logarithm each) only for sources with logins of that kind.
-    let failed_accounts = ids
-        .filter(|_| s.login_failed_slow > 0.0)
-        .map_or(0.0, |i| i.failed_accounts.estimate());
+    let failed_accounts = if s.login_failed_slow > 0.0 {
+        s.failed_accounts.estimate()
+    } else {
+        0.0
+    };
     let failure_share = fast_share.max(slow_share);
     if failed_accounts >= cfg.stuffing_min_accounts && failure_share >= cfg.min_failure_share {
         found.push((
@@ -60,9 +58,11 @@ pub(crate) fn source(
             ],
         ));
     }
-    let good_accounts = ids
-        .filter(|_| s.login_ok_slow > 0.0)
-        .map_or(0.0, |i| i.good_accounts.estimate());
+    let good_accounts = if s.login_ok_slow > 0.0 {
+        s.good_accounts.estimate()
+    } else {
+        0.0
+    };
     if good_accounts >= cfg.aggregation_min_accounts {
         found.push((
             Detector::AccountAggregation,

@@ -54,19 +54,20 @@ impl Default for DetectConfig {
 pub struct StateLimits {
     /// Source addresses tracked.
     pub sources: usize,
-    /// Source prefixes tracked (/24, /64 and /48 together).
+    /// Source prefixes tracked (/24, /64 and /48 together; a prefix gets an entry once a
+    /// second source is seen in it).
     pub prefixes: usize,
     /// Accounts tracked.
     pub accounts: usize,
-    /// Sessions tracked.
+    /// Sessions tracked (a session gets an entry once a second source uses it).
     pub sessions: usize,
     /// Endpoints tracked.
     pub endpoints: usize,
     /// Sources whose detailed history (timing, samples, identifiers walked) is kept; a source
     /// gets one after `detail_after` requests.
     pub detailed_sources: usize,
-    /// Requests after which a source's detailed history is kept.
-    pub detail_after: u32,
+    /// Requests after which a source's detailed history is kept (at most 255).
+    pub detail_after: u8,
     /// Sources whose distinct accounts and sessions are counted (sources that log in, and
     /// busy sources that hold a session).
     pub identified_sources: usize,

@@ -14,6 +14,8 @@
 //! twice its bit count; two maps (the current window and the one before) make it a sliding
 //! window of one to two window lengths.
 
+use std::num::NonZeroU16;
+
 /// Nanoseconds per second.
 pub(crate) const NS: u64 = 1_000_000_000;
 
@@ -146,6 +148,52 @@ impl<const W: usize> Distinct<W> {
     }
 }
 
+/// Since when a rate has been over its limit, in two bytes: the Unix second it went over,
+/// modulo [`Since::MODULUS`], plus one (zero is "not over", and `Option`'s niche). Durations
+/// read back are exact up to [`Since::MAX_S`]; past it the start moves forward, so a rate that
+/// stays over (and is checked at least every ten hours) reads as over for that long, eight
+/// hours. A time before the start (events a little out of order) reads as just over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Since(Option<NonZeroU16>);
+
+impl Since {
+    /// Seconds are stored modulo this.
+    const MODULUS: u32 = 65_535;
+    /// Longest duration read back, in seconds.
+    pub(crate) const MAX_S: u32 = 8 * 3600;
+
+    /// The stamp of Unix second `s`.
+    fn stamp(s: u32) -> Option<NonZeroU16> {
+        NonZeroU16::new(u16::try_from(s % Self::MODULUS + 1).unwrap_or(u16::MAX))
+    }
+
+    /// Records whether the rate is `over` at `now_ns` and returns for how long it has been, in
+    /// seconds (`None` while it is not).
+    pub(crate) fn track(&mut self, over: bool, now_ns: u64) -> Option<f64> {
+        if !over {
+            self.0 = None;
+            return None;
+        }
+        let second = u32::try_from(now_ns / NS).unwrap_or(u32::MAX);
+        let start = *self
+            .0
+            .get_or_insert_with(|| Self::stamp(second).unwrap_or(NonZeroU16::MIN));
+        let start_mod = u32::from(start.get()) - 1;
+        let mut elapsed = (second % Self::MODULUS + Self::MODULUS - start_mod) % Self::MODULUS;
+        if elapsed > Self::MODULUS / 2 {
+            // Before the start.
+            return Some(0.0);
+        }
+        if elapsed > Self::MAX_S {
+            elapsed = Self::MAX_S;
+            self.0 = Self::stamp(second - Self::MAX_S);
+        }
+        #[expect(clippy::cast_precision_loss, reason = "a fraction of a second")]
+        let frac = (now_ns % NS) as f64 / NS as f64;
+        Some(f64::from(elapsed) + frac)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +253,26 @@ mod tests {
             let got = d.estimate();
             assert!((got - want).abs() <= tolerance, "{n}: estimated {got}");
         }
+    }
+
+    #[test]
+    fn since_reads_back_durations_across_its_wrap() {
+        // Starts just before the stored seconds wrap, then stays over.
+        let t0 = (65_535 * 3 - 10) * NS + NS / 4;
+        let mut since = Since::default();
+        assert_eq!(since.track(false, t0), None);
+        assert_eq!(since.track(true, t0), Some(0.25));
+        assert_eq!(since.track(true, t0 + 30 * NS), Some(30.25));
+        // A little out of order: just over.
+        assert_eq!(since.track(true, t0 - 2 * NS), Some(0.0));
+        // Longer than it can tell: it reads as the longest while it goes on.
+        let long = u64::from(Since::MAX_S);
+        let longest = Some(f64::from(Since::MAX_S) + 0.25);
+        assert_eq!(since.track(true, t0 + (long + 100) * NS), longest);
+        assert_eq!(since.track(true, t0 + (long + 160) * NS), longest);
+        assert_eq!(since.track(false, t0 + (long + 170) * NS), None);
+        assert_eq!(since.track(true, t0 + (long + 171) * NS), Some(0.25));
+        assert_eq!(size_of::<Since>(), 2);
     }
 
     #[test]

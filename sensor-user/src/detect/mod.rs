@@ -21,6 +21,7 @@ pub mod baseline;
 mod bruteforce;
 pub mod config;
 mod counters;
+mod doorkeeper;
 pub mod finding;
 mod scraping;
 mod state;
@@ -36,8 +37,9 @@ pub use state::Packets;
 
 use baseline::{BaselineKey, BaselineSnapshot, Baselines};
 use counters::{NS, share};
+use doorkeeper::Doorkeeper;
 use state::{
-    AccountState, AddrKey, Decays, Detail, EndpointState, Identities, Outcome, PrefixKey,
+    AccountState, AddrKey, Answers, Decays, Detail, EndpointState, Identities, Outcome, PrefixKey,
     PrefixState, SessionState, SourceState, Table, ValueHasher,
 };
 
@@ -108,6 +110,8 @@ pub struct Detection {
     sessions: Table<u64, SessionState>,
     /// Per endpoint (keyed by the hash of method, host and route).
     endpoints: Table<u64, EndpointState>,
+    /// Admits prefixes and sessions to their tables once they have a second source.
+    doorkeeper: Doorkeeper,
     /// Learned baselines.
     baselines: Baselines,
     /// Start of the current baseline bucket, Unix ns (0 before the first event).
@@ -143,6 +147,7 @@ impl Detection {
             accounts: Table::new(l.accounts),
             sessions: Table::new(l.sessions),
             endpoints: Table::new(l.endpoints),
+            doorkeeper: Doorkeeper::new(l.prefixes.saturating_add(l.sessions).saturating_mul(2)),
             baselines,
             bucket_start_ns: 0,
             reported: LruTable::new(),
@@ -187,39 +192,48 @@ impl Detection {
         c
     }
 
-    /// Bytes held by the state tables (not the baselines), for the memory benchmark.
+    /// Bytes held by the state tables (not the baselines) and their entries' heap, for the
+    /// memory benchmark.
     pub fn memory(&self) -> usize {
-        self.sources.memory()
-            + self.details.memory()
-            + self.identities.memory()
-            + self.details.len() * state::SAMPLES * 64
-            + self.prefixes.memory()
-            + self.accounts.memory()
-            + self.sessions.memory()
-            + self.endpoints.memory()
-            + self.reported.memory()
+        self.table_memory().iter().map(|t| t.2).sum()
     }
 
-    /// Each state table: its name, entries and bytes (the table and its values, not the
-    /// values' own heap; the detailed histories' samples are counted at 64 bytes each).
+    /// Each state table: its name, entries and bytes (the table, its values and their heap).
     pub fn table_memory(&self) -> Vec<(&'static str, usize, usize)> {
         vec![
-            ("sources", self.sources.len(), self.sources.memory()),
+            ("sources", self.sources.len(), self.sources.memory(no_heap)),
             (
                 "identities",
                 self.identities.len(),
-                self.identities.memory(),
+                self.identities.memory(no_heap),
             ),
             (
                 "details",
                 self.details.len(),
-                self.details.memory() + self.details.len() * state::SAMPLES * 64,
+                self.details.memory(Detail::heap),
             ),
-            ("prefixes", self.prefixes.len(), self.prefixes.memory()),
-            ("accounts", self.accounts.len(), self.accounts.memory()),
-            ("sessions", self.sessions.len(), self.sessions.memory()),
-            ("endpoints", self.endpoints.len(), self.endpoints.memory()),
+            (
+                "prefixes",
+                self.prefixes.len(),
+                self.prefixes.memory(no_heap),
+            ),
+            (
+                "accounts",
+                self.accounts.len(),
+                self.accounts.memory(AccountState::heap),
+            ),
+            (
+                "sessions",
+                self.sessions.len(),
+                self.sessions.memory(no_heap),
+            ),
+            (
+                "endpoints",
+                self.endpoints.len(),
+                self.endpoints.memory(EndpointState::heap),
+            ),
             ("reported", self.reported.len(), self.reported.memory()),
+            ("doorkeeper", 0, self.doorkeeper.memory()),
         ]
     }
 
@@ -227,12 +241,21 @@ impl Detection {
     pub fn standing(&self, ip: IpAddr) -> Option<Standing> {
         let key = AddrKey::of(ip);
         let ids = self.identities.get(&key);
-        self.sources.get(&key).map(|s| standing(s, ids))
+        let answers = |s: &SourceState| {
+            self.details
+                .get(&key)
+                .map_or_else(|| s.tally.answers(), Detail::answers)
+        };
+        self.sources
+            .get(&key)
+            .map(|s| standing(s, &answers(s), ids))
     }
 
-    /// Window number for distinct counts at `now_ns`.
-    fn epoch(&self, now_ns: u64) -> u64 {
-        now_ns / self.cfg.scraping.window_s.max(1).saturating_mul(NS)
+    /// Window number for distinct counts at `now_ns` (saturating: a window of a second lasts
+    /// until 2106).
+    fn epoch(&self, now_ns: u64) -> u32 {
+        let n = now_ns / self.cfg.scraping.window_s.max(1).saturating_mul(NS);
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     /// Observes one transaction and pushes the findings it completes to `out`.
@@ -258,6 +281,7 @@ impl Detection {
         let Some(src) = self.sources.entry(key) else {
             return;
         };
+        let tally = src.tally;
         if verified {
             src.add(&d, now, outcome);
             src.proxy = tx.proxy;
@@ -276,6 +300,8 @@ impl Detection {
             && let Some(ids) = self.identities.entry(key)
         {
             ids.add(
+                &d,
+                now,
                 epoch,
                 outcome,
                 account_hash.filter(|_| logs_in),
@@ -286,22 +312,24 @@ impl Detection {
             let path_hash = self.hasher.hash(tx.path.as_str());
             let walk = scraping::walked_id(&tx.path, &tx.route)
                 .map(|id| (self.hasher.hash(tx.route.as_str()), id));
+            let seen = state::Seen {
+                now_ns: now,
+                outcome,
+                tally,
+                path_hash,
+                epoch,
+                walk,
+            };
             let max_step = self.cfg.scraping.max_step;
             if let Some(detail) = self.details.entry(key) {
-                detail.add(tx, path_hash, epoch, walk, max_step);
+                detail.add(&d, tx, seen, max_step);
             }
         }
 
-        // Prefixes.
         if verified {
-            for pk in state::prefixes_of(ip) {
-                if let Some(p) = self.prefixes.entry(pk) {
-                    p.add(&d, now, epoch, outcome, source_hash, session_hash);
-                }
-            }
+            self.observe_shared(tx, now, epoch, outcome, source_hash, session_hash);
         }
-
-        // Account and session.
+        // The account.
         if let (Some(name), Some(h), true) = (tx.account.as_deref(), account_hash, verified)
             && (outcome.login_failed() || outcome.login_ok())
             && let Some(a) = self.accounts.entry(h)
@@ -310,11 +338,6 @@ impl Detection {
                 name.clone_into(&mut a.name);
             }
             a.add(&d, now, epoch, outcome, ip, source_hash);
-        }
-        if let (Some(h), true) = (session_hash, verified)
-            && let Some(s) = self.sessions.entry(h)
-        {
-            s.add(&d, now, epoch, source_hash);
         }
 
         // Endpoint.
@@ -327,16 +350,11 @@ impl Detection {
                 if e.name.is_empty() {
                     e.name = format!("{} {host} {}", tx.method, tx.route);
                 }
-                if e.last_ns != 0 {
-                    e.requests *= d.rates.factor(now.saturating_sub(e.last_ns));
-                }
-                e.last_ns = e.last_ns.max(now);
-                e.requests += 1.0;
-                e.bucket_requests = e.bucket_requests.saturating_add(1);
+                e.add(&d, now);
             }
         }
 
-        self.check_source(ip, now, out);
+        self.check_source(ip, now, logs_in, out);
         if verified {
             for pk in state::prefixes_of(ip) {
                 self.check_prefix(pk, now, out);
@@ -345,6 +363,36 @@ impl Detection {
                 && (outcome.login_failed() || outcome.login_ok())
             {
                 self.check_account(h, now, out);
+            }
+        }
+    }
+
+    /// Observes a verified transaction in the source's prefixes and its session: in those
+    /// that have an entry, and in those the doorkeeper admits (a second source seen in them).
+    fn observe_shared(
+        &mut self,
+        tx: &Transaction,
+        now: u64,
+        epoch: u32,
+        outcome: Outcome,
+        source_hash: u64,
+        session_hash: Option<u64>,
+    ) {
+        let d = self.decays;
+        let (hasher, doorkeeper) = (&self.hasher, &mut self.doorkeeper);
+        for pk in state::prefixes_of(tx.client) {
+            let admit = || {
+                let e = hasher.hash(&pk);
+                doorkeeper.admits(e, hasher.hash(&(e, source_hash)))
+            };
+            if let Some(p) = self.prefixes.entry_if(pk, admit) {
+                p.add(&d, now, epoch, outcome, source_hash, session_hash);
+            }
+        }
+        if let Some(h) = session_hash {
+            let admit = || doorkeeper.admits(h, hasher.hash(&(h, source_hash)));
+            if let Some(s) = self.sessions.entry_if(h, admit) {
+                s.add(&d, now, epoch, source_hash);
             }
         }
     }
@@ -360,7 +408,7 @@ impl Detection {
         if let Some(src) = self.sources.entry(AddrKey::of(ip)) {
             src.add_packets(&d, now_ns, p);
         }
-        self.check_source(ip, now_ns, out);
+        self.check_source(ip, now_ns, false, out);
     }
 
     /// Time passes: closes finished baseline buckets (learning, or comparing endpoints and
@@ -460,8 +508,9 @@ impl Detection {
         }
     }
 
-    /// Runs the source detectors on `ip`.
-    fn check_source(&mut self, ip: IpAddr, now: u64, out: &mut Vec<Finding>) {
+    /// Runs the source detectors on `ip`; `login` when the event was a login (only a login
+    /// can complete a brute-force finding).
+    fn check_source(&mut self, ip: IpAddr, now: u64, login: bool, out: &mut Vec<Finding>) {
         let key = AddrKey::of(ip);
         let cfg = &self.cfg;
         let d = self.decays;
@@ -471,54 +520,43 @@ impl Detection {
         let Some(s) = self.sources.entries.get_mut(slot) else {
             return;
         };
-        // Only a source that logged in or is busy can have an entry.
-        let ids = if s.login_failed_slow > 0.0
-            || s.login_ok_slow > 0.0
-            || s.total >= cfg.limits.detail_after
-        {
-            self.identities.get(&key)
-        } else {
-            None
-        };
-        let mut found: Vec<(Detector, Vec<Measure>)> = bruteforce::source(&cfg.brute_force, s, ids);
-        if let Some(m) = success::source(&cfg.low_success, s) {
+        let mut found: Vec<(Detector, Vec<Measure>)> = Vec::new();
+        let mut ids = None;
+        if login {
+            ids = self.identities.get(&key);
+            if let Some(ids) = ids {
+                found = bruteforce::source(&cfg.brute_force, ids);
+            }
+        }
+        let detail = self.details.get(&key);
+        let answers = detail.map_or_else(|| s.tally.answers(), Detail::answers);
+        if let Some(m) = success::source(&cfg.low_success, &answers) {
             found.push((Detector::LowSuccess, m));
         }
-        if let Some(m) = scraping::discovery(&cfg.scraping, s) {
+        if let Some(m) = scraping::discovery(&cfg.scraping, &answers) {
             found.push((Detector::ContentDiscovery, m));
         }
         let rate = d.rates.rate(s.requests);
-        let over_s = volume::sustained(
-            rate >= cfg.volume.source_ceiling_rps,
-            &mut s.over_since_s,
-            now,
-        );
-        if let Some(over_s) = over_s
+        if let Some(over_s) = s.over.track(rate >= cfg.volume.source_ceiling_rps, now)
             && let Some(m) = volume::over(&cfg.volume, rate, cfg.volume.source_ceiling_rps, over_s)
         {
             found.push((Detector::Volume, m));
         }
-        let syn_rate = d.rates.rate(s.syns);
-        let syn_over = volume::sustained(
-            syn_rate >= cfg.volume.syn_ceiling_rps,
-            &mut s.syn_over_since_s,
-            now,
-        );
+        let syn_over = s
+            .syn_over
+            .track(d.rates.rate(s.syns) >= cfg.volume.syn_ceiling_rps, now);
         if let Some(m) = volume::flood(&cfg.volume, d.rates, s.syns, s.requests, syn_over) {
             found.push((Detector::PacketFlood, m));
         }
-        let packet_rate = d.rates.rate(s.packets);
-        let packets_over = volume::sustained(
-            packet_rate >= cfg.volume.packet_ceiling_pps,
-            &mut s.packets_over_since_s,
+        let packets_over = s.packets_over.track(
+            d.rates.rate(s.packets) >= cfg.volume.packet_ceiling_pps,
             now,
         );
         if let Some(m) = volume::packets(&cfg.volume, d.rates, s.packets, s.requests, packets_over)
         {
             found.push((Detector::PacketRate, m));
         }
-        let standing = standing(s, ids);
-        if let Some(detail) = self.details.get(&key) {
+        if let Some(detail) = detail {
             if let Some(m) = scraping::enumeration(&cfg.scraping, detail, now) {
                 found.push((Detector::Enumeration, m));
             }
@@ -533,6 +571,11 @@ impl Detection {
                 }
             }
         }
+        if found.is_empty() {
+            return;
+        }
+        let ids = ids.or_else(|| self.identities.get(&key));
+        let standing = standing(s, &answers, ids);
         for (detector, measures) in found {
             let mut f = Finding::new(now, detector, Entity::Source(ip), measures);
             f.standing = Some(standing);
@@ -555,12 +598,7 @@ impl Detection {
             found.push((Detector::BruteForce, m));
         }
         let rate = d.rates.rate(p.requests);
-        let over_s = volume::sustained(
-            rate >= cfg.volume.prefix_ceiling_rps,
-            &mut p.over_since_s,
-            now,
-        );
-        if let Some(over_s) = over_s
+        if let Some(over_s) = p.over.track(rate >= cfg.volume.prefix_ceiling_rps, now)
             && let Some(m) = volume::over(&cfg.volume, rate, cfg.volume.prefix_ceiling_rps, over_s)
         {
             found.push((Detector::Volume, m));
@@ -624,12 +662,12 @@ impl Detection {
 }
 
 /// The standing of a source.
-fn standing(s: &SourceState, ids: Option<&Identities>) -> Standing {
+fn standing(s: &SourceState, answers: &Answers, ids: Option<&Identities>) -> Standing {
     Standing {
-        verified: s.verified,
+        verified: s.verified(),
         proxy: s.proxy,
         requests: f64::from(s.requests),
-        success_share: share(s.ok, s.answered),
+        success_share: share(answers.ok, answers.answered),
         good_sessions: ids.map_or(0.0, |i| i.good_sessions.estimate()),
         good_accounts: ids.map_or(0.0, |i| i.good_accounts.estimate()),
     }
@@ -645,6 +683,11 @@ fn prefix_standing(p: &PrefixState) -> Standing {
         good_sessions: p.good_sessions.estimate(),
         good_accounts: 0.0,
     }
+}
+
+/// The heap of a value that holds none.
+fn no_heap<V>(_: &V) -> usize {
+    0
 }
 
 /// Keys of the endpoint table in slot order.

@@ -7,7 +7,7 @@
 use super::config::ScrapingConfig;
 use super::counters::{NS, share};
 use super::finding::Measure;
-use super::state::{Detail, SourceState};
+use super::state::{Answers, Detail};
 
 /// The identifier a path carries where its route template has `{id}`: the first such segment
 /// that is a decimal number.
@@ -51,8 +51,8 @@ pub(crate) fn breadth(cfg: &ScrapingConfig, d: &Detail) -> Option<Vec<Measure>> 
     })
 }
 
-/// The measures of content discovery.
-pub(crate) fn discovery(cfg: &ScrapingConfig, s: &SourceState) -> Option<Vec<Measure>> {
+/// The measures of content discovery, from how a source's requests were answered.
+pub(crate) fn discovery(cfg: &ScrapingConfig, s: &Answers) -> Option<Vec<Measure>> {
     let answered = f64::from(s.answered);
     let not_found = share(s.not_found, s.answered);
     (answered >= cfg.discovery_min_requests && not_found >= cfg.discovery_not_found_share).then(

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::IpNet;
 
 use super::config::DetectConfig;
-use super::counters::{Decay, Distinct};
+use super::counters::{Decay, Distinct, Since};
 use super::finding::SampleRequest;
 use crate::http::{LoginOutcome, Transaction};
 use crate::lru::LruTable;
@@ -182,84 +182,28 @@ impl Outcome {
     }
 }
 
-/// Seconds since the Unix epoch of a time in ns, as stored in the compact state (until 2106).
-pub(crate) fn secs(now_ns: u64) -> u32 {
-    u32::try_from(now_ns / super::counters::NS).unwrap_or(u32::MAX)
-}
-
-/// Everything known about one source address. Kept small (72 bytes): there is one per source
-/// and a million sources are tracked by default; the distinct counts live in [`Identities`],
-/// the history of busy sources in [`Detail`].
-#[derive(Clone, Debug, Default)]
-pub(crate) struct SourceState {
-    /// Latest event, Unix ns (the time every count below is decayed to).
-    pub(crate) last_ns: u64,
-    /// First event, Unix seconds.
-    pub(crate) first_s: u32,
-    /// Requests ever (saturating): a source gets a detailed history after a few.
-    pub(crate) total: u32,
-    /// Since when the request rate has been over the ceiling, Unix seconds (0: it is not).
-    pub(crate) over_since_s: u32,
-    /// Since when the SYN rate has been over the ceiling (0: it is not).
-    pub(crate) syn_over_since_s: u32,
-    /// Since when the packet rate has been over the ceiling (0: it is not).
-    pub(crate) packets_over_since_s: u32,
-    /// Requests (any, decayed with the rate half-life): the request rate.
-    pub(crate) requests: f32,
-    /// SYNs seen (rate half-life).
-    pub(crate) syns: f32,
-    /// Packets seen by the kernel (rate half-life; live only).
-    pub(crate) packets: f32,
-    /// Answered requests (answers half-life).
+/// How a source's requests were answered: decayed counts (answers half-life) in the detailed
+/// history of a busy source, the [`Tally`] of a light one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Answers {
+    /// Answered requests.
     pub(crate) answered: f32,
-    /// Answered with 2xx or 3xx (answers half-life).
+    /// Answered with 2xx or 3xx.
     pub(crate) ok: f32,
-    /// Answered with 404 (answers half-life).
+    /// Answered with 404.
     pub(crate) not_found: f32,
-    /// Failed logins, fast half-life.
-    pub(crate) login_failed: f32,
-    /// Successful logins, fast half-life.
-    pub(crate) login_ok: f32,
-    /// Failed logins, slow half-life.
-    pub(crate) login_failed_slow: f32,
-    /// Successful logins, slow half-life.
-    pub(crate) login_ok_slow: f32,
-    /// The source completed a handshake and sent a request (a transaction with a parsed
-    /// request head exists): it owns its address.
-    pub(crate) verified: bool,
-    /// How its latest request's address was learned from a trusted proxy (a PROXY protocol
-    /// header or forwarded headers), if it was: blocking its address would block the proxy.
-    pub(crate) proxy: Option<crate::http::ProxyVia>,
 }
 
-impl SourceState {
-    /// Brings the counts to `now_ns`.
-    fn advance(&mut self, d: &Decays, now_ns: u64) {
-        if self.last_ns == 0 {
-            self.first_s = secs(now_ns);
-            self.last_ns = now_ns;
-            return;
-        }
-        let f = Factors::new(d, self.last_ns, now_ns);
-        self.requests *= f.rates;
-        self.syns *= f.rates;
-        self.packets *= f.rates;
-        self.answered *= f.answers;
-        self.ok *= f.answers;
-        self.not_found *= f.answers;
-        self.login_failed *= f.logins;
-        self.login_ok *= f.logins;
-        self.login_failed_slow *= f.slow;
-        self.login_ok_slow *= f.slow;
-        self.last_ns = self.last_ns.max(now_ns);
+impl Answers {
+    /// Multiplies every count by `factor`.
+    fn decay(&mut self, factor: f32) {
+        self.answered *= factor;
+        self.ok *= factor;
+        self.not_found *= factor;
     }
 
-    /// Adds one transaction.
-    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64, o: Outcome) {
-        self.advance(d, now_ns);
-        self.verified = true;
-        self.total = self.total.saturating_add(1);
-        self.requests += 1.0;
+    /// Adds one outcome.
+    fn add(&mut self, o: Outcome) {
         if o.answered() {
             self.answered += 1.0;
         }
@@ -269,14 +213,95 @@ impl SourceState {
         if o.not_found() {
             self.not_found += 1.0;
         }
-        if o.login_failed() {
-            self.login_failed += 1.0;
-            self.login_failed_slow += 1.0;
+    }
+}
+
+/// How a source's requests were answered, counted (saturating at 255, not decayed) in three
+/// bytes: the answers of a light source, and the first counts of its detailed history once it
+/// gets one. Every threshold on answers wants far more requests than a source sends before it
+/// is detailed (`limits.detail_after`), so no decision rests on these counts alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Answered requests.
+    answered: u8,
+    /// Answered with 2xx or 3xx.
+    ok: u8,
+    /// Answered with 404.
+    not_found: u8,
+}
+
+impl Tally {
+    /// Adds one outcome.
+    fn add(&mut self, o: Outcome) {
+        self.answered = self.answered.saturating_add(u8::from(o.answered()));
+        self.ok = self.ok.saturating_add(u8::from(o.ok()));
+        self.not_found = self.not_found.saturating_add(u8::from(o.not_found()));
+    }
+
+    /// The tally as counts.
+    pub(crate) fn answers(self) -> Answers {
+        Answers {
+            answered: f32::from(self.answered),
+            ok: f32::from(self.ok),
+            not_found: f32::from(self.not_found),
         }
-        if o.login_ok() {
-            self.login_ok += 1.0;
-            self.login_ok_slow += 1.0;
+    }
+}
+
+/// Everything known about one source address. Kept small (32 bytes): there is one per source
+/// and a million sources are tracked by default; logins and the distinct accounts and sessions
+/// live in [`Identities`], the history of busy sources (with their answers) in [`Detail`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SourceState {
+    /// Latest event, Unix ns (the time every count below is decayed to).
+    pub(crate) last_ns: u64,
+    /// Requests (any, decayed with the rate half-life): the request rate.
+    pub(crate) requests: f32,
+    /// SYNs seen (rate half-life).
+    pub(crate) syns: f32,
+    /// Packets seen by the kernel (rate half-life; live only).
+    pub(crate) packets: f32,
+    /// Since when the request rate has been over the ceiling.
+    pub(crate) over: Since,
+    /// Since when the SYN rate has been over the ceiling.
+    pub(crate) syn_over: Since,
+    /// Since when the packet rate has been over the ceiling.
+    pub(crate) packets_over: Since,
+    /// How its requests were answered, until it has a detailed history.
+    pub(crate) tally: Tally,
+    /// Requests ever, saturating at 255: a source gets a detailed history after a few, and
+    /// one that sent any completed a handshake and a request head, so it owns its address.
+    pub(crate) total: u8,
+    /// How its latest request's address was learned from a trusted proxy (a PROXY protocol
+    /// header or forwarded headers), if it was: blocking its address would block the proxy.
+    pub(crate) proxy: Option<crate::http::ProxyVia>,
+}
+
+impl SourceState {
+    /// Whether the source sent a request (see [`SourceState::total`]).
+    pub(crate) fn verified(&self) -> bool {
+        self.total > 0
+    }
+
+    /// Brings the counts to `now_ns`.
+    fn advance(&mut self, d: &Decays, now_ns: u64) {
+        if self.last_ns == 0 {
+            self.last_ns = now_ns;
+            return;
         }
+        let rates = d.rates.factor(now_ns.saturating_sub(self.last_ns));
+        self.requests *= rates;
+        self.syns *= rates;
+        self.packets *= rates;
+        self.last_ns = self.last_ns.max(now_ns);
+    }
+
+    /// Adds one transaction.
+    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64, o: Outcome) {
+        self.advance(d, now_ns);
+        self.total = self.total.saturating_add(1);
+        self.requests += 1.0;
+        self.tally.add(o);
     }
 
     /// Adds packets and SYNs seen from this source.
@@ -289,13 +314,23 @@ impl SourceState {
     }
 }
 
-/// The distinct accounts and sessions of a source: kept only for sources that log in, or that
-/// are busy and hold a session (a table of its own, so that the many sources that send a
-/// request or two pay nothing).
+/// The logins of a source and its distinct accounts and sessions: kept only for sources that
+/// log in, or that are busy and hold a session (a table of its own, so that the many sources
+/// that send a request or two pay nothing).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Identities {
-    /// Window number of the counts.
-    pub(crate) epoch: u64,
+    /// Latest login or session counted, Unix ns (the time the login counts are decayed to).
+    pub(crate) last_ns: u64,
+    /// Window number of the distinct counts.
+    pub(crate) epoch: u32,
+    /// Failed logins, fast half-life.
+    pub(crate) login_failed: f32,
+    /// Successful logins, fast half-life.
+    pub(crate) login_ok: f32,
+    /// Failed logins, slow half-life.
+    pub(crate) login_failed_slow: f32,
+    /// Successful logins, slow half-life.
+    pub(crate) login_ok_slow: f32,
     /// Accounts that failed to log in.
     pub(crate) failed_accounts: Distinct<1>,
     /// Accounts that logged in.
@@ -305,15 +340,34 @@ pub(crate) struct Identities {
 }
 
 impl Identities {
-    /// Adds the identities of one transaction.
+    /// Adds the logins and identities of one transaction.
     pub(crate) fn add(
         &mut self,
-        epoch: u64,
+        d: &Decays,
+        now_ns: u64,
+        epoch: u32,
         o: Outcome,
         account: Option<u64>,
         session: Option<u64>,
     ) {
-        let windows = epoch.saturating_sub(self.epoch);
+        if self.last_ns != 0 {
+            let dt = now_ns.saturating_sub(self.last_ns);
+            let (fast, slow) = (d.logins.factor(dt), d.slow.factor(dt));
+            self.login_failed *= fast;
+            self.login_ok *= fast;
+            self.login_failed_slow *= slow;
+            self.login_ok_slow *= slow;
+        }
+        self.last_ns = self.last_ns.max(now_ns);
+        if o.login_failed() {
+            self.login_failed += 1.0;
+            self.login_failed_slow += 1.0;
+        }
+        if o.login_ok() {
+            self.login_ok += 1.0;
+            self.login_ok_slow += 1.0;
+        }
+        let windows = u64::from(epoch.saturating_sub(self.epoch));
         if windows > 0 {
             self.failed_accounts.roll(windows);
             self.good_accounts.roll(windows);
@@ -342,6 +396,10 @@ pub(crate) const SAMPLES: usize = 3;
 /// The detailed history of a busy source.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Detail {
+    /// How its requests were answered (answers half-life), seeded from the source's tally.
+    pub(crate) answers: Answers,
+    /// Latest answer counted, Unix ns (the time `answers` is decayed to; 0 before the first).
+    pub(crate) answers_ns: u64,
     /// Time of the latest request start, Unix ns.
     pub(crate) last_request_ns: u64,
     /// Intervals between request starts, microseconds (saturating), a ring.
@@ -355,7 +413,7 @@ pub(crate) struct Detail {
     /// Distinct paths (window of `scraping.window_s`).
     pub(crate) paths: Distinct<8>,
     /// Window number of `paths`.
-    pub(crate) epoch: u64,
+    pub(crate) epoch: u32,
     /// Hash of the route of the identifier walk.
     pub(crate) walk_route: u64,
     /// Last identifier of the walk.
@@ -371,16 +429,42 @@ pub(crate) struct Detail {
 /// PROXY protocol connections kept per detailed source.
 pub(crate) const FLOWS: usize = 4;
 
+/// What [`Detail::add`] is told about a request besides the transaction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seen {
+    /// When its outcome was known, Unix ns.
+    pub(crate) now_ns: u64,
+    /// Its outcome.
+    pub(crate) outcome: Outcome,
+    /// The source's tally before it, the answers of a new history.
+    pub(crate) tally: Tally,
+    /// Hash of its path.
+    pub(crate) path_hash: u64,
+    /// Window number of distinct counts.
+    pub(crate) epoch: u32,
+    /// Its route's hash and the identifier it walked, if its route has one.
+    pub(crate) walk: Option<(u64, u64)>,
+}
+
 impl Detail {
-    /// Adds one request.
-    pub(crate) fn add(
-        &mut self,
-        tx: &Transaction,
-        path_hash: u64,
-        epoch: u64,
-        walk: Option<(u64, u64)>,
-        max_step: u64,
-    ) {
+    /// Adds one request; `max_step` is the largest identifier step of a walk.
+    pub(crate) fn add(&mut self, d: &Decays, tx: &Transaction, seen: Seen, max_step: u64) {
+        let Seen {
+            now_ns,
+            outcome,
+            tally,
+            path_hash,
+            epoch,
+            walk,
+        } = seen;
+        if self.answers_ns == 0 {
+            self.answers = tally.answers();
+        } else {
+            self.answers
+                .decay(d.answers.factor(now_ns.saturating_sub(self.answers_ns)));
+        }
+        self.answers_ns = self.answers_ns.max(now_ns);
+        self.answers.add(outcome);
         if self.last_request_ns != 0 && tx.ts_ns >= self.last_request_ns {
             let us = (tx.ts_ns - self.last_request_ns) / 1000;
             let slot = self.count as usize % INTERVALS;
@@ -403,7 +487,7 @@ impl Detail {
             }
             self.next_sample = (self.next_sample + 1) % SAMPLES;
         }
-        let windows = epoch.saturating_sub(self.epoch);
+        let windows = u64::from(epoch.saturating_sub(self.epoch));
         if windows > 0 {
             self.paths.roll(windows);
             self.epoch = epoch;
@@ -434,6 +518,25 @@ impl Detail {
         }
     }
 
+    /// Bytes on the heap: the samples and the flows.
+    pub(crate) fn heap(&self) -> usize {
+        let sample = |s: &SampleRequest| {
+            let method = match &s.method {
+                std::borrow::Cow::Owned(m) => m.capacity(),
+                std::borrow::Cow::Borrowed(_) => 0,
+            };
+            method + s.path.capacity() + s.account.as_ref().map_or(0, String::capacity)
+        };
+        self.samples.capacity() * size_of::<SampleRequest>()
+            + self.samples.iter().map(sample).sum::<usize>()
+            + self.flows.capacity() * size_of::<super::finding::Flow>()
+    }
+
+    /// The answers of a source with this history.
+    pub(crate) fn answers(&self) -> Answers {
+        self.answers
+    }
+
     /// The recorded intervals (at most [`INTERVALS`], oldest overwritten).
     pub(crate) fn intervals(&self) -> &[u32] {
         let n = (self.count as usize).min(INTERVALS);
@@ -457,8 +560,10 @@ pub(crate) const ACCOUNT_SOURCES: usize = 16;
 pub(crate) struct PrefixState {
     /// Latest event.
     pub(crate) last_ns: u64,
-    /// Window number of `sources`.
-    pub(crate) epoch: u64,
+    /// Window number of `sources` and `good_sessions`.
+    pub(crate) epoch: u32,
+    /// Requests in the current baseline bucket.
+    pub(crate) bucket_requests: u32,
     /// Requests (rate half-life).
     pub(crate) requests: f32,
     /// Answered 2xx/3xx (answers half-life).
@@ -469,14 +574,12 @@ pub(crate) struct PrefixState {
     pub(crate) login_failed: f32,
     /// Successful logins (fast).
     pub(crate) login_ok: f32,
-    /// Since when over its ceiling, Unix seconds (0: not).
-    pub(crate) over_since_s: u32,
+    /// Since when over its ceiling.
+    pub(crate) over: Since,
     /// Distinct sources.
     pub(crate) sources: Distinct<1>,
     /// Distinct sessions answered with success.
     pub(crate) good_sessions: Distinct<1>,
-    /// Requests in the current baseline bucket.
-    pub(crate) bucket_requests: u32,
 }
 
 impl PrefixState {
@@ -485,7 +588,7 @@ impl PrefixState {
         &mut self,
         d: &Decays,
         now_ns: u64,
-        epoch: u64,
+        epoch: u32,
         o: Outcome,
         source: u64,
         session: Option<u64>,
@@ -499,7 +602,7 @@ impl PrefixState {
             self.login_ok *= f.logins;
         }
         self.last_ns = self.last_ns.max(now_ns);
-        let windows = epoch.saturating_sub(self.epoch);
+        let windows = u64::from(epoch.saturating_sub(self.epoch));
         if windows > 0 {
             self.sources.roll(windows);
             self.good_sessions.roll(windows);
@@ -534,7 +637,7 @@ pub(crate) struct AccountState {
     /// Latest event.
     pub(crate) last_ns: u64,
     /// Window number of `failed_sources`.
-    pub(crate) epoch: u64,
+    pub(crate) epoch: u32,
     /// Failed logins (slow half-life).
     pub(crate) failed: f32,
     /// Successful logins (slow half-life).
@@ -546,12 +649,17 @@ pub(crate) struct AccountState {
 }
 
 impl AccountState {
+    /// Bytes on the heap: the name and the recent sources.
+    pub(crate) fn heap(&self) -> usize {
+        self.name.capacity() + self.recent_sources.capacity() * size_of::<IpAddr>()
+    }
+
     /// Adds one login attempt from `source`.
     pub(crate) fn add(
         &mut self,
         d: &Decays,
         now_ns: u64,
-        epoch: u64,
+        epoch: u32,
         o: Outcome,
         source: IpAddr,
         source_hash: u64,
@@ -562,7 +670,7 @@ impl AccountState {
             self.ok *= f.slow;
         }
         self.last_ns = self.last_ns.max(now_ns);
-        let windows = epoch.saturating_sub(self.epoch);
+        let windows = u64::from(epoch.saturating_sub(self.epoch));
         if windows > 0 {
             self.failed_sources.roll(windows);
             self.epoch = epoch;
@@ -576,6 +684,9 @@ impl AccountState {
             if !self.recent_sources.contains(&source) {
                 if self.recent_sources.len() >= ACCOUNT_SOURCES {
                     self.recent_sources.remove(0);
+                } else {
+                    // Most accounts fail from one source: grow one at a time.
+                    self.recent_sources.reserve_exact(1);
                 }
                 self.recent_sources.push(source);
             }
@@ -589,7 +700,7 @@ pub(crate) struct SessionState {
     /// Latest event.
     pub(crate) last_ns: u64,
     /// Window number of `sources`.
-    pub(crate) epoch: u64,
+    pub(crate) epoch: u32,
     /// Requests (rate half-life).
     pub(crate) requests: f32,
     /// Distinct sources that used it.
@@ -598,12 +709,12 @@ pub(crate) struct SessionState {
 
 impl SessionState {
     /// Adds one request from `source`.
-    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64, epoch: u64, source: u64) {
+    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64, epoch: u32, source: u64) {
         if self.last_ns != 0 {
             self.requests *= d.rates.factor(now_ns.saturating_sub(self.last_ns));
         }
         self.last_ns = self.last_ns.max(now_ns);
-        let windows = epoch.saturating_sub(self.epoch);
+        let windows = u64::from(epoch.saturating_sub(self.epoch));
         if windows > 0 {
             self.sources.roll(windows);
             self.epoch = epoch;
@@ -626,6 +737,23 @@ pub(crate) struct EndpointState {
     pub(crate) bucket_requests: u32,
 }
 
+impl EndpointState {
+    /// Bytes on the heap: the name.
+    pub(crate) fn heap(&self) -> usize {
+        self.name.capacity()
+    }
+
+    /// Adds one request.
+    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64) {
+        if self.last_ns != 0 {
+            self.requests *= d.rates.factor(now_ns.saturating_sub(self.last_ns));
+        }
+        self.last_ns = self.last_ns.max(now_ns);
+        self.requests += 1.0;
+        self.bucket_requests = self.bucket_requests.saturating_add(1);
+    }
+}
+
 /// A bounded table of one kind of entity, with its evictions counted.
 pub(crate) struct Table<K, V> {
     /// Entries, least recently active first out.
@@ -639,9 +767,10 @@ pub(crate) struct Table<K, V> {
 impl<K: Hash + Eq + Copy + Default, V: Default> Table<K, V> {
     /// An empty table of at most `limit` entries (at least one).
     pub(crate) fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, u32::MAX as usize / 2);
         Self {
             entries: LruTable::new(),
-            limit: limit.clamp(1, u32::MAX as usize / 2),
+            limit,
             evicted: 0,
         }
     }
@@ -649,10 +778,18 @@ impl<K: Hash + Eq + Copy + Default, V: Default> Table<K, V> {
     /// The entry of `key`, created (evicting the least recently active entry when full) if
     /// missing, and marked most recently active.
     pub(crate) fn entry(&mut self, key: K) -> Option<&mut V> {
+        self.entry_if(key, || true)
+    }
+
+    /// [`Table::entry`], but a missing entry is created only if `admit` says so.
+    pub(crate) fn entry_if(&mut self, key: K, admit: impl FnOnce() -> bool) -> Option<&mut V> {
         let slot = if let Some(slot) = self.entries.find(&key) {
             self.entries.touch(slot);
             slot
         } else {
+            if !admit() {
+                return None;
+            }
             if self.entries.len() >= self.limit
                 && let Some(oldest) = self.entries.oldest()
             {
@@ -674,9 +811,9 @@ impl<K: Hash + Eq + Copy + Default, V: Default> Table<K, V> {
         self.entries.len()
     }
 
-    /// Bytes of the table and its values (not the values' own heap).
-    pub(crate) fn memory(&self) -> usize {
-        self.entries.memory()
+    /// Bytes of the table and its values, with the values' own heap as `heap` counts it.
+    pub(crate) fn memory(&self, heap: impl Fn(&V) -> usize) -> usize {
+        self.entries.memory() + self.entries.values().map(heap).sum::<usize>()
     }
 }
 
@@ -711,6 +848,12 @@ impl ValueHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_costs_thirty_two_bytes_in_its_table() {
+        // The table stores `Option<V>`: the source's own fields must leave it a niche.
+        assert_eq!(size_of::<Option<SourceState>>(), 32);
+    }
 
     #[test]
     fn prefix_keys_are_the_truncated_networks() {

@@ -5,10 +5,10 @@
 use super::config::LowSuccessConfig;
 use super::counters::share;
 use super::finding::Measure;
-use super::state::SourceState;
+use super::state::Answers;
 
-/// The measures of a low-success source, if it is one.
-pub(crate) fn source(cfg: &LowSuccessConfig, s: &SourceState) -> Option<Vec<Measure>> {
+/// The measures of a low-success source (from how its requests were answered), if it is one.
+pub(crate) fn source(cfg: &LowSuccessConfig, s: &Answers) -> Option<Vec<Measure>> {
     let answered = f64::from(s.answered);
     let success = share(s.ok, s.answered);
     (answered >= cfg.min_requests && success <= cfg.max_success_share).then(|| {

@@ -114,6 +114,12 @@ impl Outcome {
         self.findings.iter().any(|f| f.detector == d)
     }
 
+    fn found_about(&self, entity: impl Fn(&Entity) -> bool, d: Detector) -> bool {
+        self.findings
+            .iter()
+            .any(|f| f.detector == d && entity(&f.entity))
+    }
+
     /// The time of the first block of `target`.
     fn blocked_at(&self, target: &str) -> Option<u64> {
         let net: IpNet = target.parse().expect("target");
@@ -285,6 +291,60 @@ fn an_account_attacked_from_many_sources_is_an_alert_listing_them() {
         "nobody who failed once is blocked: {:?}",
         out.blocks
     );
+}
+
+#[test]
+fn a_brute_force_spread_over_a_prefix_is_an_alert_on_the_prefix() {
+    // 12 addresses of one /24 take turns, 4 failed logins each (under the per-source
+    // threshold of 5), 48 in all within 24 s.
+    let reqs = series(48, T0, NS / 2, |i, t| {
+        Req::login(
+            t,
+            ip(&format!("198.51.100.{}", 20 + i % 12)),
+            "admin",
+            false,
+        )
+    });
+    let out = run(reqs);
+    let net: IpNet = "198.51.100.0/24".parse().expect("net");
+    let f = out
+        .findings
+        .iter()
+        .find(|f| f.detector == Detector::BruteForce && f.entity == Entity::Prefix(net))
+        .unwrap_or_else(|| panic!("no prefix finding: {:?}", out.detectors()));
+    let sources = f
+        .measures
+        .iter()
+        .find(|m| m.name == "sources")
+        .expect("sources");
+    assert!(sources.value >= 10.0, "{sources:?}");
+    assert!(
+        !out.found_about(|e| matches!(e, Entity::Source(_)), Detector::BruteForce),
+        "no source crossed on its own: {:?}",
+        out.detectors()
+    );
+    assert!(out.blocks.is_empty(), "{:?}", out.blocks);
+}
+
+#[test]
+fn a_prefix_or_session_gets_state_from_its_second_source() {
+    let mut det = Detection::new(DetectConfig::default(), [1; 16], None, T0).expect("detection");
+    let mut findings = Vec::new();
+    // One source alone in its /64 (and /48), with a session: none of them has state.
+    let first = ip("2001:db8:1:2::a");
+    for i in 0..20 {
+        let r = Req::get(T0 + i * NS, first, "/x", 200).session("s1".to_owned());
+        det.on_transaction(&r.tx(), &mut findings);
+    }
+    let c = det.counters();
+    assert_eq!((c.sources, c.prefixes, c.sessions), (1, 0, 0));
+    // A second address of the same /64 with the same session: the /64, the /48 and the
+    // session get state.
+    let second = ip("2001:db8:1:2::b");
+    let r = Req::get(T0 + 30 * NS, second, "/x", 200).session("s1".to_owned());
+    det.on_transaction(&r.tx(), &mut findings);
+    let c = det.counters();
+    assert_eq!((c.sources, c.prefixes, c.sessions), (2, 2, 1));
 }
 
 #[test]

@@ -3,26 +3,12 @@
 //! outnumber its requests, and an endpoint far above its baseline.
 //!
 //! Rates are decayed counts read back as rates (see `counters.rs`), so one burst lifts the
-//! rate for a few half-lives only, and "sustained" is the time since the rate last went over.
+//! rate for a few half-lives only, and "sustained" is the time since the rate last went over
+//! (`counters::Since`).
 
 use super::config::VolumeConfig;
-use super::counters::{Decay, NS};
+use super::counters::Decay;
 use super::finding::Measure;
-
-/// Tracks since when a rate has been over its limit: `since_s` (Unix seconds) is 0 while it
-/// is not. Returns how long it has been over, in seconds.
-pub(crate) fn sustained(over: bool, since_s: &mut u32, now_ns: u64) -> Option<f64> {
-    if !over {
-        *since_s = 0;
-        return None;
-    }
-    if *since_s == 0 {
-        *since_s = super::state::secs(now_ns).max(1);
-    }
-    #[expect(clippy::cast_precision_loss, reason = "seconds")]
-    let secs = now_ns.saturating_sub(u64::from(*since_s) * NS) as f64 / NS as f64;
-    Some(secs)
-}
 
 /// The measures of a source or prefix over its ceiling for long enough. `limit_rps` is the
 /// ceiling (or the baseline times its factor), `over_s` the time over.

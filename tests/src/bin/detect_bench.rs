@@ -902,11 +902,12 @@ fn memory_markdown(r: &MemoryReport) -> String {
          64 per /48) from {} transactions over 15 minutes of traffic time: ~97 % send 1 to 3 \
          requests, every 33rd sends 50 to 80 (so gets a detailed history); half have a \
          session, one in 20 logs in. Default `[detect]` limits except `limits.sources` = \
-         1,100,000, so no source is evicted; prefixes, sessions and accounts stay within their \
-         default bounds (200,000 each) and evict. Per source = the whole engine's bytes \
-         (sources, prefixes, sessions, accounts, endpoints, detailed histories, baselines in \
-         RSS) over tracked sources. RSS growth is the process's resident memory from before \
-         the engine was created to after the fill (allocator and table growth included).\n",
+         1,100,000, so no source is evicted; prefixes and sessions get state once a second \
+         source is seen in them (the doorkeeper, a fixed-size filter). Per source = the whole \
+         engine's bytes (every table, its entries' heap, the doorkeeper; in RSS also the \
+         baselines and the allocator's overhead) over tracked sources. RSS growth is the \
+         process's resident memory from before the engine was created to after the fill \
+         (allocator and table growth included).\n",
         grouped(c.sources),
         grouped(r.fill_tx),
     );
@@ -945,17 +946,7 @@ fn memory_markdown(r: &MemoryReport) -> String {
         grouped(c.evicted_accounts),
         grouped(c.evicted_detailed)
     );
-    for (name, entries, bytes) in &r.tables {
-        let entries = *entries as u64;
-        let bytes = *bytes as u64;
-        let _ = writeln!(
-            md,
-            "| table `{name}`: {} entries, {} B each, {} B per tracked source |  |",
-            grouped(entries),
-            bytes / entries.max(1),
-            per(bytes),
-        );
-    }
+    table_rows(&mut md, &r.tables, c.sources);
     let _ = writeln!(
         md,
         "| A heavy source: {} light sources send 60 requests more each (detailed: {} → {}) | \
@@ -980,6 +971,32 @@ fn memory_markdown(r: &MemoryReport) -> String {
         verdict(per(r.rss) <= TARGET_BYTES_PER_SOURCE && evicted_sources == 0)
     );
     md
+}
+
+/// The rows of part 2's table about each state table.
+fn table_rows(md: &mut String, tables: &[(&'static str, usize, usize)], sources: u64) {
+    let per = |bytes: u64| bytes / sources.max(1);
+    for (name, entries, bytes) in tables {
+        let entries = *entries as u64;
+        let bytes = *bytes as u64;
+        if entries == 0 {
+            let _ = writeln!(
+                md,
+                "| `{name}`: {} B, {} B per tracked source |  |",
+                grouped(bytes),
+                per(bytes),
+            );
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "| table `{name}`: {} entries, {} B each (with its heap), {} B per tracked source \
+             |  |",
+            grouped(entries),
+            bytes / entries.max(1),
+            per(bytes),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
