@@ -733,7 +733,8 @@ impl Verdicts {
 
     /// Enforces a decision of the policy: writes its block when the policy says the kernel
     /// enforces it (not for alerts, dry runs or blocks enforced upstream): an address or prefix
-    /// block, or one flow block per connection of a decision enforced by connection. The id is
+    /// block, and for a client behind a PROXY protocol proxy one flow block per connection too
+    /// (its address block then stops its new connections at their PROXY header). The id is
     /// the decision's, so `blocks list` leads back to the decision's evidence. Returns whether
     /// a block was written.
     pub fn apply(&mut self, decision: &Decision, now_boot_ns: u64) -> Result<bool, VerdictError> {
@@ -755,11 +756,15 @@ impl Verdicts {
         // An odd id, as the CLI's: zero means "none" in the kernel's notes.
         let id = decision.id | 1;
         if decision.enforcement == Enforcement::Flow {
-            // By connection: the client's address is not the TCP peer's and is not blocked.
+            // By connection: the TCP peer is the proxy, never blocked. The connections seen so
+            // far are blocked by flow key; the client's own address is blocked too, which the
+            // XDP program checks against the client a PROXY header names at the start of each
+            // new connection (so a client opening a connection per attempt gets none through).
+            self.write(|v| v.block_locked(target, ttl, reason, text, now_boot_ns, id))?;
             for flow in &decision.flows {
                 self.block_flow(flow.client, flow.server, ttl, reason, text, now_boot_ns, id)?;
             }
-            return Ok(!decision.flows.is_empty());
+            return Ok(true);
         }
         self.write(|v| v.block_locked(target, ttl, reason, text, now_boot_ns, id))?;
         Ok(true)

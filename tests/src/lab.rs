@@ -359,6 +359,22 @@ impl Lab {
     ///
     /// If nginx is missing, exits, or does not accept within 15 s (its error log is printed).
     pub fn start_nginx(&mut self, port: u16) -> u32 {
+        self.start_nginx_with(port, None)
+    }
+
+    /// [`Lab::start_nginx`], also serving the same routes on `proxy_port` to a proxy that
+    /// speaks the PROXY protocol (`listen ... proxy_protocol`: every connection there must
+    /// start with a PROXY header).
+    ///
+    /// # Panics
+    ///
+    /// As [`Lab::start_nginx`].
+    pub fn start_nginx_behind_proxy(&mut self, port: u16, proxy_port: u16) -> u32 {
+        self.start_nginx_with(port, Some(proxy_port))
+    }
+
+    /// Starts nginx on `port`, and on `proxy_port` with the PROXY protocol if given.
+    fn start_nginx_with(&mut self, port: u16, proxy_port: Option<u16>) -> u32 {
         require_tool("nginx", &["-v"]);
         self.spawn_seq += 1;
         let dir = self.tmp.path().join(format!("nginx{}", self.spawn_seq));
@@ -376,7 +392,7 @@ impl Lab {
         }
         chunked.push_str("</body></html>\n");
         write_file(&dir.join("html/chunked.html"), chunked.as_bytes());
-        let conf = nginx_conf(&dir, port);
+        let conf = nginx_conf(&dir, port, proxy_port);
         let conf_path = dir.join("nginx.conf");
         write_file(&conf_path, conf.as_bytes());
         let error_log = dir.join("logs/error.log");
@@ -411,6 +427,85 @@ impl Lab {
                 Instant::now() < deadline,
                 "nginx did not accept on {url} within {NGINX_READY_TIMEOUT:?}; error log: {}",
                 read_lossy(&error_log)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Adds `addr` (a host address, from the lab's documentation ranges) to the client
+    /// namespace's loopback: clients there can then use it as a source towards a program in
+    /// that namespace (a proxy), which sees it as the client's address.
+    ///
+    /// # Panics
+    ///
+    /// If `addr` is not a documentation address or `ip addr add` fails.
+    pub fn add_client_address(&self, addr: IpAddr) {
+        let documentation = match addr {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
+            }
+            IpAddr::V6(v6) => v6.segments()[..2] == [0x2001, 0xdb8],
+        };
+        assert!(
+            documentation,
+            "lab addresses are documentation addresses, not {addr}"
+        );
+        let host = if addr.is_ipv4() { 32 } else { 128 };
+        let net = format!("{addr}/{host}");
+        ip(&["-n", &self.client_ns, "addr", "add", &net, "dev", "lo"]);
+    }
+
+    /// Starts `haproxy` in the client namespace, in TCP mode: it accepts on `listen` and opens
+    /// one connection to `backend` per client connection, starting it with a PROXY header
+    /// naming the client (`send_proxy`: `send-proxy` for version 1, `send-proxy-v2` for 2).
+    /// Waits (bounded) until a request through it to `/` is answered. Returns its PID.
+    ///
+    /// # Panics
+    ///
+    /// If haproxy is missing, exits, or answers nothing within 15 s.
+    pub fn start_haproxy(
+        &mut self,
+        listen: std::net::SocketAddr,
+        backend: std::net::SocketAddr,
+        send_proxy: &str,
+    ) -> u32 {
+        require_tool("haproxy", &["-v"]);
+        self.spawn_seq += 1;
+        let conf = self
+            .tmp
+            .path()
+            .join(format!("haproxy{}.cfg", self.spawn_seq));
+        let text = format!(
+            "global\n    maxconn 512\ndefaults\n    mode tcp\n    timeout connect 2s\n    \
+             timeout client 10s\n    timeout server 10s\nfrontend lab\n    bind {listen}\n    \
+             default_backend server\nbackend server\n    server nginx {backend} {send_proxy}\n"
+        );
+        write_file(&conf, text.as_bytes());
+        let ns = self.client_ns.clone();
+        let conf_s = path_str(&conf);
+        let pid = self.spawn(&ns, "haproxy", &["-db", "-f", &conf_s], None);
+        let deadline = Instant::now() + NGINX_READY_TIMEOUT;
+        let url = format!("http://{listen}/");
+        loop {
+            assert!(
+                self.is_running(pid),
+                "haproxy exited at start: {}",
+                self.stderr_of(pid)
+            );
+            let out = self.curl(
+                IpAddr::V4(CLIENT_V4),
+                &url,
+                &["-o", "/dev/null", "-w", "%{http_code}"],
+                Duration::from_secs(1),
+            );
+            if out.status.success() && out.stdout.starts_with(b"200") {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing answered through haproxy on {url} within {NGINX_READY_TIMEOUT:?}: {}",
+                self.stderr_of(pid)
             );
             thread::sleep(Duration::from_millis(50));
         }
@@ -474,8 +569,11 @@ impl Drop for Lab {
 }
 
 /// The nginx configuration served by [`Lab::start_nginx`].
-fn nginx_conf(dir: &Path, port: u16) -> String {
+fn nginx_conf(dir: &Path, port: u16, proxy_port: Option<u16>) -> String {
     let d = dir.display();
+    let proxied = proxy_port.map_or_else(String::new, |p| {
+        format!("listen 0.0.0.0:{p} proxy_protocol reuseport;\n        ")
+    });
     format!(
         r#"daemon off;
 master_process on;
@@ -497,7 +595,7 @@ http {{
     server {{
         listen 0.0.0.0:{port} reuseport;
         listen [::]:{port} ipv6only=on reuseport;
-        server_name lab;
+        {proxied}server_name lab;
         location = / {{
             return 200 "hello from the apisensor lab\n";
         }}

@@ -6,8 +6,9 @@ use anyhow::Context as _;
 use crate::util::{probe, status};
 
 /// Debian packages the tests and benchmarks use.
-const APT_PACKAGES: [&str; 13] = [
+const APT_PACKAGES: [&str; 14] = [
     "nginx",
+    "haproxy",
     "curl",
     "iproute2",
     "tcpdump",

@@ -110,7 +110,8 @@ pub enum Enforcement {
     Upstream,
     /// In this host's kernel, by connection: the client reaches the server through a trusted
     /// proxy speaking the PROXY protocol (one client per proxy connection), so the client's
-    /// connections are dropped (the flow-block map) and the proxy's others are not.
+    /// connections are dropped and the proxy's others are not: the open ones by flow key (the
+    /// flow-block map), new ones at the PROXY header naming the client (its address block).
     Flow,
     /// Not enforced: an alert, a dry run, or a block the safety rules refused.
     None,
@@ -561,9 +562,7 @@ impl Policy {
         let ttl_s = self.ttl_s(offence);
         let id = self.next_id(now);
         let (enforcement, flows) = match standing.proxy {
-            Some(ProxyVia::ProxyProtocol) if !f.flows.is_empty() => {
-                (Enforcement::Flow, f.flows.clone())
-            }
+            Some(ProxyVia::ProxyProtocol) => (Enforcement::Flow, f.flows.clone()),
             Some(_) => (Enforcement::Upstream, Vec::new()),
             None => (Enforcement::Kernel, Vec::new()),
         };
@@ -586,7 +585,7 @@ impl Policy {
                     .to_owned(),
             ),
             Enforcement::Flow => notes.push(
-                "the client is behind a trusted PROXY protocol proxy: its connections are dropped, the proxy's others are not"
+                "the client is behind a trusted PROXY protocol proxy: its connections are dropped (open ones by flow key, new ones at their PROXY header), the proxy's others are not"
                     .to_owned(),
             ),
             _ => {}

@@ -306,11 +306,22 @@ fn a_client_behind_a_proxy_protocol_proxy_is_blocked_by_connection() {
         p.on_connection("198.51.100.78".parse().expect("ip"), flow(40_005), T0)
             .is_none()
     );
-    // Without a known connection, the block goes upstream.
+    // Without a known connection, it is still blocked by connection: its address block stops
+    // its new connections at their PROXY header, in the kernel.
     let mut g = finding(T0, Detector::BruteForce, "198.51.100.79");
     if let Some(s) = g.standing.as_mut() {
         s.proxy = Some(ProxyVia::ProxyProtocol);
     }
     let d = p.on_finding(&g).expect("decision");
+    assert_eq!(
+        (d.enforcement, d.flows.len(), d.blocks_in_kernel()),
+        (Enforcement::Flow, 0, true)
+    );
+    // Behind a proxy that shares its connections (forwarded headers), it goes upstream.
+    let mut forwarded = finding(T0, Detector::BruteForce, "198.51.100.80");
+    if let Some(s) = forwarded.standing.as_mut() {
+        s.proxy = Some(ProxyVia::Forwarded);
+    }
+    let d = p.on_finding(&forwarded).expect("decision");
     assert_eq!(d.enforcement, Enforcement::Upstream);
 }
