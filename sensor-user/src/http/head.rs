@@ -101,6 +101,9 @@ pub(crate) fn request<P>(
             9 if name.eq_ignore_ascii_case("forwarded") => forwarding_headers = true,
             14 if name.eq_ignore_ascii_case("content-length") => framing_headers = true,
             15 if name.eq_ignore_ascii_case("x-forwarded-for") => forwarding_headers = true,
+            15 if tx.language.is_none() && name.eq_ignore_ascii_case("accept-language") => {
+                tx.language = super::fingerprint::language_of(header.value);
+            }
             17 if name.eq_ignore_ascii_case("transfer-encoding") => framing_headers = true,
             4 if name.eq_ignore_ascii_case("host") => {
                 hosts += 1;

@@ -9,6 +9,7 @@
 //!   are parsed by `httparse`.
 //! - `head`: from a parsed head to record fields.
 //! - `route`: [`route_template`].
+//! - [`fingerprint`]: [`RequestFingerprint`], the stable hash of a client's HTTP shape.
 //! - `identity`: account (Basic, JWT `sub`, login body field), session hash, login outcome.
 //! - `proxy`: PROXY protocol v1/v2, `Forwarded` and `X-Forwarded-For`.
 //! - [`catalogue`]: the API inventory.
@@ -29,6 +30,7 @@
 pub mod catalogue;
 pub mod config;
 pub mod conn;
+pub mod fingerprint;
 mod head;
 mod identity;
 mod parser;
@@ -43,5 +45,6 @@ mod tests;
 pub use catalogue::{Catalogue, EndpointStats, StatusMix};
 pub use config::{HttpConfig, HttpLimits, LoginRoute};
 pub use conn::{ConnMeta, HttpConn, Reuse};
+pub use fingerprint::RequestFingerprint;
 pub use route::route_template;
 pub use transaction::{Flag, Flags, HttpVersion, LoginOutcome, NameList, ProxyVia, Transaction};

@@ -56,6 +56,10 @@ pub struct Transaction {
     pub user_agent: Option<String>,
     /// Lowercased header names in the order the client sent them.
     pub header_order: NameList,
+    /// The first four letters or digits of `Accept-Language`, lowercased and padded with `0`
+    /// (the language part of the request fingerprint; never written out).
+    #[serde(skip)]
+    pub language: Option<[u8; 4]>,
     /// Names of the cookies the response sets; values are never kept.
     pub set_cookies: NameList,
     /// The account the request acts for (login form field, HTTP Basic user or JWT `sub`).
@@ -90,6 +94,7 @@ impl Transaction {
             resp_bytes: 0,
             user_agent: None,
             header_order: NameList::default(),
+            language: None,
             set_cookies: NameList::default(),
             account: None,
             session: None,
@@ -123,6 +128,7 @@ impl Transaction {
             resp_bytes,
             user_agent,
             header_order,
+            language,
             set_cookies,
             account,
             session,
@@ -147,6 +153,7 @@ impl Transaction {
         *resp_bytes = 0;
         *user_agent = None;
         header_order.0.clear();
+        *language = None;
         set_cookies.0.clear();
         *account = None;
         *session = None;

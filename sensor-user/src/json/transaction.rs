@@ -134,6 +134,7 @@ impl JsonCache {
             resp_bytes,
             user_agent,
             header_order,
+            language: _,
             set_cookies,
             account,
             session,
