@@ -28,6 +28,8 @@ pub struct DetectConfig {
     pub scraping: ScrapingConfig,
     /// Bot timing.
     pub timing: TimingConfig,
+    /// Campaigns across rotating addresses.
+    pub campaign: CampaignConfig,
     /// Learned baselines (by hour of week).
     pub baseline: BaselineConfig,
 }
@@ -43,6 +45,7 @@ impl Default for DetectConfig {
             volume: VolumeConfig::default(),
             scraping: ScrapingConfig::default(),
             timing: TimingConfig::default(),
+            campaign: CampaignConfig::default(),
             baseline: BaselineConfig::default(),
         }
     }
@@ -71,6 +74,8 @@ pub struct StateLimits {
     /// Sources whose distinct accounts and sessions are counted (sources that log in, and
     /// busy sources that hold a session).
     pub identified_sources: usize,
+    /// Campaign keys tracked (a request fingerprint on a login endpoint each).
+    pub campaigns: usize,
 }
 
 impl Default for StateLimits {
@@ -84,6 +89,7 @@ impl Default for StateLimits {
             detailed_sources: 50_000,
             detail_after: 4,
             identified_sources: 200_000,
+            campaigns: 10_000,
         }
     }
 }
@@ -249,6 +255,34 @@ impl Default for TimingConfig {
         Self {
             min_samples: 16,
             max_dispersion: 0.05,
+        }
+    }
+}
+
+/// Campaigns: many sources sharing a request fingerprint, failing to log in on one endpoint.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CampaignConfig {
+    /// Distinct sources that failed to log in with one fingerprint on one endpoint within one
+    /// to two windows of `scraping.window_s` ...
+    pub min_sources: f64,
+    /// ... while at least this share of that fingerprint's logins there failed (decayed with
+    /// `half_life_s`): a campaign.
+    pub min_failure_share: f64,
+    /// Half-life of a campaign's login counts, in seconds.
+    pub half_life_s: u64,
+    /// A campaign stays active this long after its latest failing source, in seconds: while it
+    /// is, a new source that fails with its fingerprint on its endpoint joins it at once.
+    pub active_s: u64,
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        Self {
+            min_sources: 10.0,
+            min_failure_share: 0.8,
+            half_life_s: 300,
+            active_s: 600,
         }
     }
 }

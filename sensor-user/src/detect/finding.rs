@@ -42,11 +42,16 @@ pub enum Detector {
     ContentDiscovery,
     /// Request timing too regular to be human (`timing.rs`).
     BotTiming,
+    /// Many sources failing to log in with one request fingerprint on one endpoint: a
+    /// campaign rotating addresses (`campaign.rs`), reported with its members.
+    Campaign,
+    /// A source taking part in a campaign (`campaign.rs`).
+    CampaignMember,
 }
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 13] = [
+    pub const ALL: [Detector; 15] = [
         Detector::BruteForce,
         Detector::CredentialStuffing,
         Detector::AccountAggregation,
@@ -60,6 +65,8 @@ impl Detector {
         Detector::Breadth,
         Detector::ContentDiscovery,
         Detector::BotTiming,
+        Detector::Campaign,
+        Detector::CampaignMember,
     ];
 
     /// The name used in event lines and configuration.
@@ -78,6 +85,8 @@ impl Detector {
             Detector::Breadth => "breadth",
             Detector::ContentDiscovery => "content_discovery",
             Detector::BotTiming => "bot_timing",
+            Detector::Campaign => "campaign",
+            Detector::CampaignMember => "campaign_member",
         }
     }
 
@@ -90,8 +99,10 @@ impl Detector {
             | Detector::Volume
             | Detector::PacketFlood
             | Detector::Enumeration
-            | Detector::ContentDiscovery => Strength::Block,
-            Detector::AccountAggregation
+            | Detector::ContentDiscovery
+            | Detector::CampaignMember => Strength::Block,
+            Detector::Campaign
+            | Detector::AccountAggregation
             | Detector::AccountAttacked
             | Detector::EndpointRate
             | Detector::PacketRate
@@ -134,6 +145,8 @@ pub enum Entity {
     Session(String),
     /// An endpoint: method, host and route template.
     Endpoint(String),
+    /// A campaign: its request fingerprint and the endpoint it targets.
+    Campaign(String),
     /// All traffic.
     Global,
 }
@@ -146,6 +159,7 @@ impl fmt::Display for Entity {
             Entity::Account(a) => write!(f, "account {a:?}"),
             Entity::Session(s) => write!(f, "session {s}"),
             Entity::Endpoint(e) => write!(f, "endpoint {e}"),
+            Entity::Campaign(c) => write!(f, "campaign {c}"),
             Entity::Global => f.write_str("global"),
         }
     }

@@ -19,6 +19,7 @@
 
 pub mod baseline;
 mod bruteforce;
+mod campaign;
 pub mod config;
 mod counters;
 mod doorkeeper;
@@ -36,6 +37,7 @@ pub use finding::{Detector, Entity, Finding, Flow, Measure, SampleRequest, Stand
 pub use state::Packets;
 
 use baseline::{BaselineKey, BaselineSnapshot, Baselines};
+use campaign::CampaignState;
 use counters::{NS, share};
 use doorkeeper::Doorkeeper;
 use state::{
@@ -43,7 +45,7 @@ use state::{
     PrefixState, SessionState, SourceState, Table, ValueHasher,
 };
 
-use crate::http::Transaction;
+use crate::http::{RequestFingerprint, Transaction};
 use crate::lru::LruTable;
 
 /// Counts of the detection state, for logs and metrics.
@@ -110,6 +112,8 @@ pub struct Detection {
     sessions: Table<u64, SessionState>,
     /// Per endpoint (keyed by the hash of method, host and route).
     endpoints: Table<u64, EndpointState>,
+    /// Per campaign key (the hash of a request fingerprint and a login endpoint).
+    campaigns: Table<u64, CampaignState>,
     /// Admits prefixes and sessions to their tables once they have a second source.
     doorkeeper: Doorkeeper,
     /// Learned baselines.
@@ -147,6 +151,7 @@ impl Detection {
             accounts: Table::new(l.accounts),
             sessions: Table::new(l.sessions),
             endpoints: Table::new(l.endpoints),
+            campaigns: Table::new(l.campaigns),
             doorkeeper: Doorkeeper::new(l.prefixes.saturating_add(l.sessions).saturating_mul(2)),
             baselines,
             bucket_start_ns: 0,
@@ -231,6 +236,11 @@ impl Detection {
                 "endpoints",
                 self.endpoints.len(),
                 self.endpoints.memory(EndpointState::heap),
+            ),
+            (
+                "campaigns",
+                self.campaigns.len(),
+                self.campaigns.memory(CampaignState::heap),
             ),
             ("reported", self.reported.len(), self.reported.memory()),
             ("doorkeeper", 0, self.doorkeeper.memory()),
@@ -355,6 +365,9 @@ impl Detection {
         }
 
         self.check_source(ip, now, logs_in, out);
+        if verified && logs_in {
+            self.observe_campaign(tx, now, epoch, outcome, source_hash, out);
+        }
         if verified {
             for pk in state::prefixes_of(ip) {
                 self.check_prefix(pk, now, out);
@@ -395,6 +408,87 @@ impl Detection {
                 s.add(&d, now, epoch, source_hash);
             }
         }
+    }
+
+    /// Observes a login in its campaign key (its request fingerprint on its endpoint) and
+    /// pushes the campaign's findings: the campaign and all its members when it becomes one,
+    /// the source when it fails on an active campaign.
+    fn observe_campaign(
+        &mut self,
+        tx: &Transaction,
+        now: u64,
+        epoch: u32,
+        outcome: Outcome,
+        source_hash: u64,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(fp) = RequestFingerprint::of(tx) else {
+            return;
+        };
+        let host = tx.host.as_deref().unwrap_or("");
+        let key = self
+            .hasher
+            .hash(&(fp.as_str(), tx.method.as_ref(), host, tx.route.as_str()));
+        let (decay, cfg) = (self.decays.campaign, &self.cfg.campaign);
+        let Some(c) = self.campaigns.entry(key) else {
+            return;
+        };
+        if c.name.is_empty() {
+            c.name = format!("{fp} {} {host} {}", tx.method, tx.route);
+        }
+        c.add(decay, now, epoch, outcome, tx.client, source_hash);
+        let was_active = c.active(now);
+        let crossed = campaign::check(cfg, c);
+        if !outcome.login_failed() || (crossed.is_none() && !was_active) {
+            return;
+        }
+        c.active_until_ns = now.saturating_add(cfg.active_s.saturating_mul(NS));
+        let measures = crossed.unwrap_or_else(|| {
+            vec![Measure::at_least(
+                "failing_sources",
+                c.failing.estimate(),
+                cfg.min_sources,
+            )]
+        });
+        let (name, members) = (c.name.clone(), c.members.clone());
+        // At most `campaign::MEMBERS`.
+        let member_count = u32::try_from(members.len()).unwrap_or(u32::MAX);
+        // Joining an active campaign: this source only. Becoming one: every member.
+        let joining: Vec<IpAddr> = if was_active {
+            vec![tx.client]
+        } else {
+            members.clone()
+        };
+        let mut spared = 0_u32;
+        for m in joining {
+            let key = AddrKey::of(m);
+            // A member that logged in successfully is spared.
+            if self
+                .identities
+                .get(&key)
+                .is_some_and(|i| i.login_ok_slow > 0.0)
+            {
+                spared += 1;
+                continue;
+            }
+            let mut f = Finding::new(
+                now,
+                Detector::CampaignMember,
+                Entity::Source(m),
+                measures.clone(),
+            );
+            f.standing = self.standing(m);
+            self.report(f, out);
+        }
+        let mut f = Finding::new(now, Detector::Campaign, Entity::Campaign(name), measures);
+        f.measures
+            .push(Measure::at_least("members", f64::from(member_count), 0.0));
+        if spared > 0 {
+            f.measures
+                .push(Measure::at_least("spared", f64::from(spared), 0.0));
+        }
+        f.sources = members;
+        self.report(f, out);
     }
 
     /// Observes packets and SYNs from `ip` at `now_ns` (SYNs from the segments in a replay,

@@ -94,6 +94,8 @@ pub(crate) struct Decays {
     pub(crate) answers: Decay,
     /// Rates (requests, SYNs).
     pub(crate) rates: Decay,
+    /// Campaigns' login counts.
+    pub(crate) campaign: Decay,
 }
 
 impl Decays {
@@ -104,6 +106,7 @@ impl Decays {
             slow: Decay::from_secs(cfg.brute_force.slow_half_life_s),
             answers: Decay::from_secs(cfg.low_success.half_life_s),
             rates: Decay::from_secs(cfg.volume.half_life_s),
+            campaign: Decay::from_secs(cfg.campaign.half_life_s),
         }
     }
 }

@@ -30,6 +30,9 @@ struct Req {
     account: Option<String>,
     session: Option<String>,
     login: Option<LoginOutcome>,
+    /// The client program's `User-Agent` (its request fingerprint's family), `None` for the
+    /// default shape every request of these tests shares.
+    ua: Option<String>,
 }
 
 impl Req {
@@ -44,6 +47,7 @@ impl Req {
             account: None,
             session: None,
             login: None,
+            ua: None,
         }
     }
 
@@ -62,11 +66,19 @@ impl Req {
             } else {
                 LoginOutcome::Failure
             }),
+            ua: None,
         }
     }
 
     fn session(mut self, s: String) -> Self {
         self.session = Some(s);
+        self
+    }
+
+    /// The request as the client program `ua` sends it: its agent and a header order of its
+    /// own.
+    fn agent(mut self, ua: &str) -> Self {
+        self.ua = Some(ua.to_owned());
         self
     }
 
@@ -83,6 +95,11 @@ impl Req {
         tx.account.clone_from(&self.account);
         tx.session.clone_from(&self.session);
         tx.login = self.login;
+        if let Some(ua) = &self.ua {
+            tx.user_agent = Some(ua.clone());
+            tx.header_order
+                .extend_lowercase(["Host", "User-Agent", "Accept", "Content-Type"].into_iter());
+        }
         tx
     }
 }
@@ -273,9 +290,11 @@ fn credential_stuffing_and_slow_brute_force_are_blocked() {
 
 #[test]
 fn an_account_attacked_from_many_sources_is_an_alert_listing_them() {
-    // 30 sources, one failed login each on the same account, one every 3 s.
+    // 30 sources, one failed login each on the same account, one every 3 s, each from a
+    // program of its own (a shared one would make them a campaign).
     let reqs = series(30, T0, 3 * NS, |i, t| {
         Req::login(t, ip(&format!("198.51.100.{}", 10 + i)), "alice", false)
+            .agent(&format!("client{i}/1.0"))
     });
     let out = run(reqs);
     let f = out
@@ -296,7 +315,8 @@ fn an_account_attacked_from_many_sources_is_an_alert_listing_them() {
 #[test]
 fn a_brute_force_spread_over_a_prefix_is_an_alert_on_the_prefix() {
     // 12 addresses of one /24 take turns, 4 failed logins each (under the per-source
-    // threshold of 5), 48 in all within 24 s.
+    // threshold of 5), 48 in all within 24 s; each runs a program of its own (a shared
+    // fingerprint would make them a campaign).
     let reqs = series(48, T0, NS / 2, |i, t| {
         Req::login(
             t,
@@ -304,6 +324,7 @@ fn a_brute_force_spread_over_a_prefix_is_an_alert_on_the_prefix() {
             "admin",
             false,
         )
+        .agent(&format!("client{}/1.0", i % 12))
     });
     let out = run(reqs);
     let net: IpNet = "198.51.100.0/24".parse().expect("net");
@@ -345,6 +366,126 @@ fn a_prefix_or_session_gets_state_from_its_second_source() {
     det.on_transaction(&r.tx(), &mut findings);
     let c = det.counters();
     assert_eq!((c.sources, c.prefixes, c.sessions), (2, 2, 1));
+}
+
+/// A stuffing run rotating over 200 addresses (75 in each of two IPv4 /24s, 50 IPv6), each
+/// sending one to three failed logins on distinct accounts with one program, spread over 30 s,
+/// while five users of a browser in the same /24s log in (one mistypes first) and browse.
+fn rotation_run() -> (Vec<Req>, Vec<IpAddr>, Vec<IpAddr>) {
+    const BOT: &str = "python-requests/2.31.0";
+    const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0.0.0 Safari/537.36";
+    let mut reqs = Vec::new();
+    let mut attackers = Vec::new();
+    for k in 0..200_u64 {
+        let a = match k {
+            0..75 => ip(&format!("198.51.100.{}", 100 + k)),
+            75..150 => ip(&format!("203.0.113.{}", 25 + k)),
+            _ => ip(&format!("2001:db8:bad:{:x}::{:x}", k % 7, k)),
+        };
+        attackers.push(a);
+        let start = T0 + k * 150_000_000;
+        for n in 0..=(k % 3) {
+            let t = start + n * 700_000_000;
+            reqs.push(Req::login(t, a, &format!("user{k}x{n}"), false).agent(BOT));
+        }
+    }
+    let mut benign = Vec::new();
+    for u in 0..5_u64 {
+        let b = if u < 3 {
+            ip(&format!("198.51.100.{}", 10 + u))
+        } else {
+            ip(&format!("203.0.113.{}", 10 + u))
+        };
+        benign.push(b);
+        let t = T0 + u * 5 * NS;
+        if u == 0 {
+            reqs.push(Req::login(t, b, "alice", false).agent(BROWSER));
+        }
+        reqs.push(Req::login(t + NS, b, &format!("member{u}"), true).agent(BROWSER));
+        for i in 0..10 {
+            reqs.push(Req::get(t + (2 + i) * NS, b, &format!("/items/{i}"), 200).agent(BROWSER));
+        }
+    }
+    (reqs, attackers, benign)
+}
+
+#[test]
+fn a_rotation_campaign_is_found_early_and_its_members_are_blocked_but_no_user() {
+    let (reqs, attackers, benign) = rotation_run();
+    let out = run(reqs.clone());
+    let campaign = out
+        .findings
+        .iter()
+        .find(|f| f.detector == Detector::Campaign)
+        .unwrap_or_else(|| panic!("no campaign: {:?}", out.detectors()));
+    let Entity::Campaign(name) = &campaign.entity else {
+        panic!("{campaign:?}");
+    };
+    assert!(
+        name.contains("python-requests") && name.contains("/login"),
+        "{name}"
+    );
+    // Found before 20 distinct sources had tried, within 60 s of the first attempt.
+    let seen_before: std::collections::BTreeSet<IpAddr> = reqs
+        .iter()
+        .filter(|r| r.t_ns + 20_000_000 <= campaign.at_ns)
+        .map(|r| r.client)
+        .collect();
+    assert!(
+        seen_before.len() < 20,
+        "{} sources before the campaign",
+        seen_before.len()
+    );
+    assert!(campaign.at_ns < T0 + 60 * NS);
+    assert!(campaign.sources.len() >= 10, "{:?}", campaign.sources);
+    // Every attacker is blocked: those seen before the campaign when it was found, the later
+    // ones after their first attempt.
+    for a in &attackers {
+        let first = reqs
+            .iter()
+            .filter(|r| r.client == *a)
+            .map(|r| r.t_ns)
+            .min()
+            .expect("attempts");
+        let at = out
+            .blocked_at(&IpNet::from(*a).to_string())
+            .unwrap_or_else(|| panic!("{a} not blocked"));
+        assert!(
+            at <= first.max(campaign.at_ns) + 20_000_000,
+            "{a} blocked late"
+        );
+    }
+    // No user is blocked, though they share the /24s and one mistyped.
+    for b in &benign {
+        assert_eq!(
+            out.blocked_at(&IpNet::from(*b).to_string()),
+            None,
+            "{b} blocked"
+        );
+    }
+}
+
+#[test]
+fn users_of_one_browser_on_one_login_form_are_no_campaign() {
+    // 300 users of the same browser (one fingerprint) log in within 5 minutes from their own
+    // addresses; one in ten mistypes once first. A university /24 and a carrier's range.
+    const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0.0.0 Safari/537.36";
+    let mut reqs = Vec::new();
+    for u in 0..300_u64 {
+        let a = if u < 200 {
+            ip(&format!("198.51.100.{}", 1 + u))
+        } else {
+            ip(&format!("2001:db8:cafe::{u:x}"))
+        };
+        let t = T0 + u * NS;
+        if u % 10 == 0 {
+            reqs.push(Req::login(t, a, &format!("student{u}"), false).agent(BROWSER));
+        }
+        reqs.push(Req::login(t + 2 * NS, a, &format!("student{u}"), true).agent(BROWSER));
+    }
+    let out = run(reqs);
+    assert!(!out.found(Detector::Campaign), "{:?}", out.detectors());
+    assert!(out.blocks.is_empty(), "{:?}", out.blocks);
 }
 
 #[test]
