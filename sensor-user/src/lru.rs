@@ -218,6 +218,16 @@ impl<K: Hash + Eq + Copy + Default, V> LruTable<K, V> {
         })
     }
 
+    /// Keys and values, in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &V)> {
+        self.pages.iter().flat_map(|page| {
+            page.heads
+                .iter()
+                .zip(page.values.iter())
+                .filter_map(|(h, v)| v.as_ref().map(|v| (h.key, v)))
+        })
+    }
+
     /// Values, in slot order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.pages

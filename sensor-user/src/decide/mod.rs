@@ -129,6 +129,9 @@ pub enum Refusal {
     Unverified,
     /// The address or prefix is shared by many successful users.
     SharedAddress,
+    /// A campaign's prefix holds sources in good standing, which a block of the whole prefix
+    /// would refuse too: its members are blocked one by one instead.
+    GoodStanding,
     /// The cap on active blocks was reached.
     ActiveCap,
     /// The cap on new blocks per minute was reached.
@@ -139,11 +142,12 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, in report order.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::Allowlisted,
         Refusal::TrustedProxy,
         Refusal::Unverified,
         Refusal::SharedAddress,
+        Refusal::GoodStanding,
         Refusal::ActiveCap,
         Refusal::RateCap,
         Refusal::DryRun,
@@ -159,6 +163,9 @@ impl Refusal {
             }
             Refusal::SharedAddress => {
                 "not blocked as a whole: shared by many users with mostly successful traffic"
+            }
+            Refusal::GoodStanding => {
+                "not blocked as a whole: sources in good standing there (listed); the campaign's members are blocked one by one"
             }
             Refusal::ActiveCap => "not blocked: the cap on active blocks is reached",
             Refusal::RateCap => "not blocked: the cap on new blocks per minute is reached",
@@ -509,30 +516,46 @@ impl Policy {
         }
     }
 
-    fn block_or_refuse(&mut self, f: &Finding) -> Option<Decision> {
-        let now = f.at_ns;
-        let target = match &f.entity {
-            Entity::Source(ip) => IpNet::from(ip.to_canonical()),
-            // A whole prefix is blocked for volume only; other behaviour spread over a prefix
-            // is an alert, and its sources that crossed on their own are blocked one by one.
-            Entity::Prefix(net) if f.detector == Detector::Volume => *net,
-            _ => return Some(self.alert(f, None, None)),
-        };
-        if self.cfg.allowlist.iter().any(|a| overlaps(a, &target)) {
-            return Some(self.alert(f, Some(target), Some(Refusal::Allowlisted)));
+    /// The safety rule that forbids blocking `target` for `f`, in order, if one does.
+    fn unsafe_to_block(&self, f: &Finding, target: &IpNet) -> Option<Refusal> {
+        if self.cfg.allowlist.iter().any(|a| overlaps(a, target)) {
+            return Some(Refusal::Allowlisted);
         }
-        if self.trusted_proxies.iter().any(|p| overlaps(p, &target)) {
-            return Some(self.alert(f, Some(target), Some(Refusal::TrustedProxy)));
+        if self.trusted_proxies.iter().any(|p| overlaps(p, target)) {
+            return Some(Refusal::TrustedProxy);
         }
         let standing = f.standing.unwrap_or_default();
         if !standing.verified {
-            return Some(self.alert(f, Some(target), Some(Refusal::Unverified)));
+            return Some(Refusal::Unverified);
         }
         if standing.success_share >= self.cfg.shared_min_success_share
             && (standing.good_sessions >= self.cfg.shared_min_identities
                 || standing.good_accounts >= self.cfg.shared_min_identities)
         {
-            return Some(self.alert(f, Some(target), Some(Refusal::SharedAddress)));
+            return Some(Refusal::SharedAddress);
+        }
+        if f.detector == Detector::CampaignPrefix && !f.sources.is_empty() {
+            return Some(Refusal::GoodStanding);
+        }
+        None
+    }
+
+    fn block_or_refuse(&mut self, f: &Finding) -> Option<Decision> {
+        let now = f.at_ns;
+        let target = match &f.entity {
+            Entity::Source(ip) => IpNet::from(ip.to_canonical()),
+            // A whole prefix is blocked for volume, or as a campaign's; other behaviour spread
+            // over a prefix is an alert, and its sources that crossed on their own are blocked
+            // one by one.
+            Entity::Prefix(net)
+                if matches!(f.detector, Detector::Volume | Detector::CampaignPrefix) =>
+            {
+                *net
+            }
+            _ => return Some(self.alert(f, None, None)),
+        };
+        if let Some(r) = self.unsafe_to_block(f, &target) {
+            return Some(self.alert(f, Some(target), Some(r)));
         }
         if let Some(a) = self.active.get(&target).filter(|a| a.expires_ns > now) {
             if !a.due_for_renewal(now) {
@@ -561,7 +584,7 @@ impl Policy {
         let offence = self.offend(target, now);
         let ttl_s = self.ttl_s(offence);
         let id = self.next_id(now);
-        let (enforcement, flows) = match standing.proxy {
+        let (enforcement, flows) = match f.standing.unwrap_or_default().proxy {
             Some(ProxyVia::ProxyProtocol) => (Enforcement::Flow, f.flows.clone()),
             Some(_) => (Enforcement::Upstream, Vec::new()),
             None => (Enforcement::Kernel, Vec::new()),

@@ -10,8 +10,14 @@
 //! login form mostly succeed, so their failures stay a small share. From then on, for
 //! `active_s` after its latest member, every source that fails with that fingerprint there
 //! joins it on its first failure. A member that logged in successfully is spared.
+//!
+//! When enough members share a prefix, the campaign escalates to it (an IPv4 /24, an IPv6 /64,
+//! or an IPv6 /48 when they spread over several /64s of it): the prefix's next sources are
+//! refused before they send anything, and its sources in good standing are spared.
 
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use super::config::CampaignConfig;
 use super::counters::{Decay, Distinct, share};
@@ -110,4 +116,67 @@ pub(crate) fn check(cfg: &CampaignConfig, c: &CampaignState) -> Option<Vec<Measu
             Measure::at_least("failure_share", failure_share, cfg.min_failure_share),
         ]
     })
+}
+
+/// The prefix a campaign escalates to when `joined` is one of its `members`: the /24 of an
+/// IPv4 address, the /64 of an IPv6 one, or its /48 when the members there spread over
+/// several /64s, if at least `min` members are in it.
+pub(crate) fn escalation(members: &[IpAddr], joined: IpAddr, min: usize) -> Option<IpNet> {
+    let net = |len_v4: u8, len_v6: u8| {
+        let ip = joined.to_canonical();
+        let len = if ip.is_ipv4() { len_v4 } else { len_v6 };
+        IpNet::new(ip, len).ok().map(|n| n.trunc())
+    };
+    let count = |n: &IpNet| {
+        members
+            .iter()
+            .filter(|m| n.contains(&m.to_canonical()))
+            .count()
+    };
+    let narrow = net(24, 64)?;
+    if count(&narrow) >= min.max(1) {
+        return Some(narrow);
+    }
+    let wide = net(24, 48).filter(|w| w.prefix_len() == 48)?;
+    (count(&wide) >= min.max(1)).then_some(wide)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().expect("ip")).collect()
+    }
+
+    #[test]
+    fn escalation_needs_enough_members_in_one_prefix() {
+        let v4 = ips(&[
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3",
+            "203.0.113.4",
+        ]);
+        let joined: IpAddr = "198.51.100.9".parse().expect("ip");
+        assert_eq!(escalation(&v4, joined, 4), None);
+        let mut more = v4.clone();
+        more.push(joined);
+        assert_eq!(
+            escalation(&more, joined, 4),
+            Some("198.51.100.0/24".parse().expect("net"))
+        );
+        // IPv6: one /64 first; several /64s of one /48 escalate to the /48.
+        let one64 = ips(&["2001:db8:1:2::a", "2001:db8:1:2::b", "2001:db8:1:2::c"]);
+        let j: IpAddr = "2001:db8:1:2::a".parse().expect("ip");
+        assert_eq!(
+            escalation(&one64, j, 3),
+            Some("2001:db8:1:2::/64".parse().expect("net"))
+        );
+        let spread = ips(&["2001:db8:1:2::a", "2001:db8:1:3::a", "2001:db8:1:4::a"]);
+        assert_eq!(
+            escalation(&spread, j, 3),
+            Some("2001:db8:1::/48".parse().expect("net"))
+        );
+        assert_eq!(escalation(&spread, j, 4), None);
+    }
 }

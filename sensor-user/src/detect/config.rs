@@ -260,7 +260,7 @@ impl Default for TimingConfig {
 }
 
 /// Campaigns: many sources sharing a request fingerprint, failing to log in on one endpoint.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CampaignConfig {
     /// Distinct sources that failed to log in with one fingerprint on one endpoint within one
@@ -274,6 +274,10 @@ pub struct CampaignConfig {
     /// A campaign stays active this long after its latest failing source, in seconds: while it
     /// is, a new source that fails with its fingerprint on its endpoint joins it at once.
     pub active_s: u64,
+    /// Members of one campaign in one prefix (an IPv4 /24, an IPv6 /64, or an IPv6 /48 over
+    /// several /64s) that escalate it to the prefix, so that the prefix's next sources are
+    /// refused before their first attempt; its sources in good standing are spared.
+    pub prefix_members: usize,
 }
 
 impl Default for CampaignConfig {
@@ -283,6 +287,7 @@ impl Default for CampaignConfig {
             min_failure_share: 0.8,
             half_life_s: 300,
             active_s: 600,
+            prefix_members: 5,
         }
     }
 }

@@ -47,11 +47,14 @@ pub enum Detector {
     Campaign,
     /// A source taking part in a campaign (`campaign.rs`).
     CampaignMember,
+    /// A prefix where enough of a campaign's members are (`campaign.rs`), reported with its
+    /// sources in good standing, which are spared.
+    CampaignPrefix,
 }
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 15] = [
+    pub const ALL: [Detector; 16] = [
         Detector::BruteForce,
         Detector::CredentialStuffing,
         Detector::AccountAggregation,
@@ -67,6 +70,7 @@ impl Detector {
         Detector::BotTiming,
         Detector::Campaign,
         Detector::CampaignMember,
+        Detector::CampaignPrefix,
     ];
 
     /// The name used in event lines and configuration.
@@ -87,6 +91,7 @@ impl Detector {
             Detector::BotTiming => "bot_timing",
             Detector::Campaign => "campaign",
             Detector::CampaignMember => "campaign_member",
+            Detector::CampaignPrefix => "campaign_prefix",
         }
     }
 
@@ -100,7 +105,8 @@ impl Detector {
             | Detector::PacketFlood
             | Detector::Enumeration
             | Detector::ContentDiscovery
-            | Detector::CampaignMember => Strength::Block,
+            | Detector::CampaignMember
+            | Detector::CampaignPrefix => Strength::Block,
             Detector::Campaign
             | Detector::AccountAggregation
             | Detector::AccountAttacked
@@ -305,7 +311,8 @@ pub struct Finding {
     pub measures: Vec<Measure>,
     /// A few recent requests of the entity.
     pub samples: Vec<SampleRequest>,
-    /// Sources involved, for findings about accounts and prefixes (bounded).
+    /// Sources involved, for findings about accounts and campaigns (bounded); for a campaign's
+    /// prefix, its sources in good standing, which a block of the prefix spares.
     pub sources: Vec<IpAddr>,
     /// The entity's recent connections through a trusted PROXY protocol proxy (one client per
     /// connection), which can be blocked one by one without blocking the proxy.

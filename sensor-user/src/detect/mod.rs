@@ -32,6 +32,8 @@ mod volume;
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 pub use config::DetectConfig;
 pub use finding::{Detector, Entity, Finding, Flow, Measure, SampleRequest, Standing, Strength};
 pub use state::Packets;
@@ -86,6 +88,10 @@ pub struct DetectCounters {
     /// Baseline keys evicted.
     pub evicted_baselines: u64,
 }
+
+/// The success share of a long history in good standing (the source documents: normal
+/// clients succeed above 85 %).
+const GOOD_SHARE: f64 = 0.85;
 
 /// Most (entity, detector) pairs whose last report time is remembered.
 const MAX_REPORTED: usize = 100_000;
@@ -429,7 +435,7 @@ impl Detection {
         let key = self
             .hasher
             .hash(&(fp.as_str(), tx.method.as_ref(), host, tx.route.as_str()));
-        let (decay, cfg) = (self.decays.campaign, &self.cfg.campaign);
+        let (decay, cfg) = (self.decays.campaign, self.cfg.campaign);
         let Some(c) = self.campaigns.entry(key) else {
             return;
         };
@@ -438,7 +444,7 @@ impl Detection {
         }
         c.add(decay, now, epoch, outcome, tx.client, source_hash);
         let was_active = c.active(now);
-        let crossed = campaign::check(cfg, c);
+        let crossed = campaign::check(&cfg, c);
         if !outcome.login_failed() || (crossed.is_none() && !was_active) {
             return;
         }
@@ -460,6 +466,7 @@ impl Detection {
             members.clone()
         };
         let mut spared = 0_u32;
+        let joined = joining.clone();
         for m in joining {
             let key = AddrKey::of(m);
             // A member that logged in successfully is spared.
@@ -480,6 +487,7 @@ impl Detection {
             f.standing = self.standing(m);
             self.report(f, out);
         }
+        self.escalate_campaign(&members, &joined, now, out);
         let mut f = Finding::new(now, Detector::Campaign, Entity::Campaign(name), measures);
         f.measures
             .push(Measure::at_least("members", f64::from(member_count), 0.0));
@@ -489,6 +497,84 @@ impl Detection {
         }
         f.sources = members;
         self.report(f, out);
+    }
+
+    /// Reports the prefixes where enough of a campaign's `members` are, among those of the
+    /// sources that just `joined` it, with their sources in good standing.
+    fn escalate_campaign(
+        &mut self,
+        members: &[IpAddr],
+        joined: &[IpAddr],
+        now: u64,
+        out: &mut Vec<Finding>,
+    ) {
+        let cfg = self.cfg.campaign;
+        let mut escalated: Vec<IpNet> = Vec::new();
+        for &m in joined {
+            if let Some(net) = campaign::escalation(members, m, cfg.prefix_members)
+                && !escalated.contains(&net)
+            {
+                escalated.push(net);
+            }
+        }
+        for net in escalated {
+            let in_prefix = members
+                .iter()
+                .filter(|m| net.contains(&m.to_canonical()))
+                .count();
+            let mut f = Finding::new(
+                now,
+                Detector::CampaignPrefix,
+                Entity::Prefix(net),
+                vec![Measure::at_least(
+                    "campaign_members",
+                    f64::from(u32::try_from(in_prefix).unwrap_or(u32::MAX)),
+                    f64::from(u32::try_from(cfg.prefix_members).unwrap_or(u32::MAX)),
+                )],
+            );
+            f.sources = self.good_standing_in(net);
+            // Its members completed handshakes and requests: the prefix is verified.
+            let pk = state::PrefixKey::of(net.addr(), net.prefix_len());
+            let standing = self
+                .prefixes
+                .get(&pk)
+                .map_or_else(Standing::default, prefix_standing);
+            f.standing = Some(Standing {
+                verified: true,
+                ..standing
+            });
+            self.report(f, out);
+        }
+    }
+
+    /// The sources of `net` in good standing, which a campaign's block of the prefix spares:
+    /// those that logged in successfully, and those with a long, mostly successful history
+    /// (bounded: at most `campaign::MEMBERS`).
+    fn good_standing_in(&self, net: IpNet) -> Vec<IpAddr> {
+        let inside = |k: &AddrKey| net.contains(&k.ip());
+        let mut good: Vec<IpAddr> = self
+            .identities
+            .entries
+            .iter()
+            .filter(|(k, i)| inside(k) && i.login_ok_slow > 0.0)
+            .map(|(k, _)| k.ip())
+            .collect();
+        good.extend(
+            self.details
+                .entries
+                .iter()
+                .filter(|(k, d)| {
+                    let a = d.answers();
+                    inside(k)
+                        && f64::from(a.answered) >= self.cfg.low_success.min_requests
+                        && share(a.ok, a.answered) >= GOOD_SHARE
+                })
+                .map(|(k, _)| k.ip()),
+        );
+        good.sort_unstable();
+        good.dedup();
+        good.truncate(campaign::MEMBERS);
+        good
     }
 
     /// Observes packets and SYNs from `ip` at `now_ns` (SYNs from the segments in a replay,
