@@ -18,14 +18,24 @@
 //! floor are taken within a run, then their median is reported.
 //!
 //! Nothing leaves the process as traffic: every packet goes to the kernel through
-//! `BPF_PROG_TEST_RUN`, and the apisensor objects are loaded without pins and never attached.
-//! The only system changes are for the xdp-filter reference, which attaches to an interface:
-//! a private network namespace with a veth pair, xdp-filter loaded on it in skb mode, a blocked
-//! source, and a pin of its program under `/sys/fs/bpf/apisensor-bench-<pid>`. A guard unloads
-//! and removes all of it when the benchmark ends, also on error or panic.
+//! `BPF_PROG_TEST_RUN`, and the benchmark's own apisensor objects are loaded without pins and
+//! never attached. Two references attach to an interface, each in private network namespaces
+//! that the benchmark creates, and nothing is sent to them:
+//!
+//! - xdp-filter: a private namespace with a veth pair, xdp-filter loaded on it in skb mode, a
+//!   blocked source, and a pin of its program under `/sys/fs/bpf/apisensor-bench-<pid>`;
+//! - the real agent: the release `apisensor run --dry-run` (`target/release/apisensor`, built
+//!   by `cargo build --release -p sensor-user`; `cargo xtask bench` builds it) in the test lab
+//!   (`apisensor_tests::lab`: two namespaces joined by a veth pair) on the server's veth, with
+//!   its maps pinned under `/sys/fs/bpf/apisensor-test-kbench-<pid>`. The benchmark runs the
+//!   agent's own loaded XDP program, so that the agent drains and analyses the records.
+//!
+//! Guards stop the agent, unload and remove all of it when the benchmark ends, also on error
+//! or panic.
 //!
 //! Addresses in the crafted packets come only from `198.51.100.0/24` and `203.0.113.0/24`.
 use std::{
+    borrow::Cow,
     collections::HashSet,
     ffi::OsStr,
     fmt::Write as _,
@@ -36,7 +46,7 @@ use std::{
     process::{Command, Output, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
     },
     thread::{self, JoinHandle},
@@ -44,16 +54,23 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail, ensure};
+use apisensor_tests::{
+    agent::{self, AgentFiles, PinDir},
+    lab::Lab,
+};
 use aya::{
     Ebpf,
-    maps::{Map, MapData, PerCpuArray, RingBuf},
-    programs::{TestRun as _, TestRunOptions, Xdp},
+    maps::{Array, Map, MapData, PerCpuArray, RingBuf},
+    programs::{TestRun as _, TestRunOptions, Xdp, loaded_programs},
 };
 use aya_obj::programs::XdpAttachType;
 use ipnet::{IpNet, Ipv4Net};
-use sensor_common::{Counter, Reason, SensorConfig, capacity, map_names, program_names};
+use sensor_common::{
+    Counter, EventHeader, Reason, SensorConfig, capacity, data_class, map_names, program_names,
+};
 use sensor_user::{
     clock::boot_ns,
+    config::Config,
     event,
     loader::{self, LoadOptions},
     verdict::Verdicts,
@@ -109,6 +126,15 @@ __attribute__((section(\"license\"), used)) char _license[] = \"GPL\";\n";
 const FLOOR_PROGRAM: &str = "bench_floor";
 /// The C compiler for the floor program.
 const CLANG: &str = "clang-19";
+/// The real agent's configuration file: the sampled segment's port monitored (stated, so that
+/// it is whatever the default becomes); every other setting is the default.
+const AGENT_CONFIG: &str = "[sensor]\nports = [80]\n";
+/// How long the real agent may take to drain what one run left in its ring.
+const AGENT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ring bytes of one sampled-segment record: the kernel's 8-byte record header, the event
+/// header and the data area, rounded up to 8 bytes (`BPF_RINGBUF_HDR_SZ`, kernel/bpf/ringbuf.c).
+const SEGMENT_RECORD_BYTES: u64 =
+    ((8 + size_of::<EventHeader>() + data_class(SEGMENT_PAYLOAD)) as u64).next_multiple_of(8);
 
 // ---------------------------------------------------------------------------------------------
 // Options.
@@ -517,7 +543,13 @@ fn configure(ebpf: &mut Ebpf, wakeup_bytes: u32) -> anyhow::Result<()> {
 /// Sum over CPUs of every `STATS` counter.
 fn read_stats(ebpf: &Ebpf) -> anyhow::Result<[u64; Counter::COUNT]> {
     let map = ebpf.map(map_names::STATS).context("STATS map missing")?;
-    let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+    sum_stats(&PerCpuArray::try_from(map)?)
+}
+
+/// Sum over CPUs of every counter of a `STATS` map.
+fn sum_stats<T: std::borrow::Borrow<MapData>>(
+    stats: &PerCpuArray<T, u64>,
+) -> anyhow::Result<[u64; Counter::COUNT]> {
     let mut out = [0u64; Counter::COUNT];
     for (i, slot) in out.iter_mut().enumerate() {
         let values = stats.get(&(i as u32), 0)?;
@@ -672,6 +704,8 @@ struct Drained {
     wrong_payload: u64,
     /// When the last record was drained.
     last_at: Option<Instant>,
+    /// CPU time the consumer spent, ns (the stand-in's thread; every thread of the real agent).
+    cpu_ns: u64,
 }
 
 /// Drains `ring`, decoding every record as the agent does; returns the number of records.
@@ -763,6 +797,7 @@ impl DrainThread {
         let flag = Arc::clone(&stop);
         let handle = thread::spawn(move || -> anyhow::Result<(RingBuf<MapData>, Drained)> {
             let _ = prepare_thread(cpu);
+            let cpu_start = thread_cpu_ns();
             let mut d = Drained::default();
             let poller = EdgePoller::new(ring.as_raw_fd())?;
             let mut next_tick = Instant::now() + DRAIN_PERIOD;
@@ -794,6 +829,7 @@ impl DrainThread {
                     }
                 }
             }
+            d.cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
             Ok((ring, d))
         });
         Self { stop, handle }
@@ -1019,6 +1055,316 @@ impl XdpFilter {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The real agent.
+// ---------------------------------------------------------------------------------------------
+
+/// The consumer and producer positions of a ring buffer, mapped read-only: the first two pages
+/// of a ring's mapping (kernel/bpf/ringbuf.c; libbpf and aya map them the same way). The
+/// benchmark watches the agent drain without consuming anything itself.
+struct RingPositions {
+    /// The start of the mapping: the consumer position's page, then the producer's.
+    base: std::ptr::NonNull<u64>,
+    page: usize,
+    /// The ring's descriptor, kept open as long as the mapping.
+    _map: MapData,
+}
+
+impl RingPositions {
+    fn open(map: MapData) -> anyhow::Result<Self> {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .context("the page size")?;
+        // SAFETY: a new shared read-only mapping of the ring's descriptor; the kernel allows a
+        // read-only mapping of the position pages (only the consumer page may be writable).
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        ensure!(
+            ptr != libc::MAP_FAILED,
+            "mapping the agent's ring positions: {}",
+            std::io::Error::last_os_error()
+        );
+        let base = std::ptr::NonNull::new(ptr.cast::<u64>()).context("mmap returned null")?;
+        Ok(Self {
+            base,
+            page,
+            _map: map,
+        })
+    }
+
+    /// The position at the start of page `index` (0: consumer, 1: producer).
+    fn position(&self, index: usize) -> u64 {
+        // SAFETY: the mapping covers both pages while `self` lives; a page start is aligned for
+        // a u64; the kernel (and the agent's reader) only ever store whole u64 positions there,
+        // and atomic loads of lock-free sizes are allowed on read-only memory.
+        unsafe {
+            AtomicU64::from_ptr(self.base.as_ptr().add(index * self.page / size_of::<u64>()))
+                .load(Ordering::Acquire)
+        }
+    }
+
+    fn consumer(&self) -> u64 {
+        self.position(0)
+    }
+
+    fn producer(&self) -> u64 {
+        self.position(1)
+    }
+}
+
+impl Drop for RingPositions {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open`, which nothing else refers to.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), 2 * self.page) };
+    }
+}
+
+/// CPU time of every thread of process `pid` so far, ns (`/proc/PID/task/*/schedstat`, whose
+/// first field is the time on a CPU).
+fn process_cpu_ns(pid: u32) -> anyhow::Result<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for task in fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let path = task?.path().join("schedstat");
+        // A thread that exited since the listing no longer counts.
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .with_context(|| format!("bad {}", path.display()))?;
+    }
+    Ok(total)
+}
+
+/// Makes the calling thread schedule as a process started from a shell would: every CPU and
+/// nice 0, whatever the benchmark did to its own threads. Children inherit both.
+fn default_scheduling() -> anyhow::Result<()> {
+    // SAFETY: sysconf has no preconditions.
+    let ncpu = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }).unwrap_or(1);
+    // SAFETY: the set is zeroed then filled with CPU_SET within its size; sched_setaffinity on
+    // the calling thread (the kernel ignores CPUs that are not online).
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..ncpu.clamp(1, libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set)
+    };
+    ensure!(
+        rc == 0,
+        "giving a thread every CPU: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: setpriority on the calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) };
+    ensure!(
+        rc == 0,
+        "setting a thread to nice 0: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// The XDP program named [`program_names::XDP_INGRESS`] that uses the map with id `ring_id`:
+/// the agent's own program (its `REQ_EVENTS` is pinned in its pin directory alone).
+fn agent_program(ring_id: u32) -> anyhow::Result<Xdp> {
+    let mut found: Vec<_> = loaded_programs()
+        // A program unloaded while the list is walked is no candidate.
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str() == Some(program_names::XDP_INGRESS))
+        .filter(|p| {
+            p.map_ids()
+                .ok()
+                .flatten()
+                .is_some_and(|ids| ids.contains(&ring_id))
+        })
+        .collect();
+    ensure!(
+        found.len() == 1,
+        "{} loaded programs named {} use the agent's REQ_EVENTS (map id {ring_id}); expected one",
+        found.len(),
+        program_names::XDP_INGRESS
+    );
+    let info = found.pop().context("no program found")?;
+    let id = info.id();
+    Xdp::from_program_info(
+        info,
+        Cow::Borrowed(program_names::XDP_INGRESS),
+        XdpAttachType::Interface,
+    )
+    .with_context(|| format!("opening the agent's XDP program (id {id})"))
+}
+
+/// The text of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// The number that follows `key` in `text` after the first `anchor`.
+fn count_after(text: &str, anchor: &str, key: &str) -> Option<u64> {
+    let rest = &text[text.find(anchor)? + anchor.len()..];
+    let rest = &rest[rest.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// What the agent logged about its run when it stopped (`None` where its line said nothing).
+#[derive(Clone, Copy, Debug, Default)]
+struct AgentExit {
+    /// Records its reader read from `REQ_EVENTS`.
+    req_records: Option<u64>,
+    /// Segments its analyzer was given.
+    segments: Option<u64>,
+    /// Transactions its analyzer emitted.
+    transactions: Option<u64>,
+}
+
+/// `apisensor run --dry-run` in the test lab on the server's veth, and handles on what it
+/// loaded: its XDP program, its counters and its request ring's positions. Nothing is
+/// configured through these handles; the agent configured its maps itself.
+///
+/// Fields drop in order: the handles, then the lab (which stops the agent, by PID, and deletes
+/// its namespaces with the veth pair), then the pin directory (which unpins every map).
+struct RealAgent {
+    /// The agent's own XDP program.
+    prog: Xdp,
+    /// Its `STATS`.
+    stats: PerCpuArray<MapData, u64>,
+    /// Its `REQ_EVENTS` positions.
+    ring: RingPositions,
+    /// The `wakeup_bytes` in its `CONFIG`.
+    wakeup: u32,
+    /// Its reader's drain period.
+    drain_period: Duration,
+    /// Its XDP attach mode, as it logged it.
+    xdp_mode: String,
+    pid: u32,
+    lab: Lab,
+    _pins: PinDir,
+}
+
+impl RealAgent {
+    fn setup() -> anyhow::Result<Self> {
+        // Started from a thread of its own with the default CPU set and nice value, so the
+        // agent does not inherit the measuring thread's CPU 0 and nice -20 (which would place
+        // it on the producer's CPU). The lab and agent helpers panic on failure; whatever they
+        // created is removed as the panic unwinds the thread.
+        let (lab, pins, pid) = thread::Builder::new()
+            .name("agent-start".into())
+            .spawn(|| -> anyhow::Result<(Lab, PinDir, u32)> {
+                default_scheduling()?;
+                let mut lab = Lab::new("kbench");
+                let pins = PinDir::new("kbench");
+                let files = AgentFiles::in_lab(&lab, 1, AGENT_CONFIG);
+                let pid = agent::start(&mut lab, &pins, &files, &["--dry-run"]);
+                Ok((lab, pins, pid))
+            })
+            .context("starting a thread")?
+            .join()
+            .map_err(|p| anyhow!("starting the real agent: {}", panic_text(&*p)))??;
+        let ready = lab.stderr_of(pid);
+        let xdp_mode = ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("xdp="))
+            .unwrap_or("unknown")
+            .to_owned();
+        let pin = |name: &str| {
+            let path = pins.path().join(name);
+            MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))
+        };
+        let ring = pin(map_names::REQ_EVENTS)?;
+        let ring_id = ring.info().context("REQ_EVENTS info")?.id();
+        let prog = agent_program(ring_id)?;
+        let stats = PerCpuArray::try_from(Map::from_map_data(pin(map_names::STATS)?)?)?;
+        let config: Array<MapData, SensorConfig> =
+            Array::try_from(Map::from_map_data(pin(map_names::CONFIG)?)?)?;
+        let wakeup = config.get(&0, 0)?.wakeup_bytes;
+        let ports: Array<MapData, u8> =
+            Array::try_from(Map::from_map_data(pin(map_names::PORTS)?)?)?;
+        ensure!(
+            ports.get(&u32::from(HTTP_PORT), 0)? == 1,
+            "the agent does not monitor port {HTTP_PORT}"
+        );
+        let drain_period = Duration::from_millis(
+            Config::parse(AGENT_CONFIG, "the benchmark's agent configuration")?
+                .sensor
+                .drain_interval_ms,
+        );
+        Ok(Self {
+            prog,
+            stats,
+            ring: RingPositions::open(ring)?,
+            wakeup,
+            drain_period,
+            xdp_mode,
+            pid,
+            lab,
+            _pins: pins,
+        })
+    }
+
+    /// Fails if the agent is no longer running.
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        ensure!(
+            self.lab.is_running(self.pid),
+            "the agent (pid {}) exited: {}",
+            self.pid,
+            self.lab.stderr_of(self.pid)
+        );
+        Ok(())
+    }
+
+    /// Waits (bounded) until the agent has drained everything in its request ring; returns the
+    /// consumer position then.
+    fn wait_drained(&mut self) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + AGENT_DRAIN_TIMEOUT;
+        loop {
+            // The consumer first: it never passes the producer, so equal means empty.
+            let (consumer, producer) = (self.ring.consumer(), self.ring.producer());
+            if consumer == producer {
+                return Ok(consumer);
+            }
+            self.check_running()?;
+            ensure!(
+                Instant::now() < deadline,
+                "the agent left {} bytes of its ring undrained for {AGENT_DRAIN_TIMEOUT:?}",
+                producer - consumer
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops the agent (SIGTERM, by PID) and reads its last log line.
+    fn stop(&mut self) -> AgentExit {
+        let status = self.lab.stop(self.pid);
+        let log = self.lab.stderr_of(self.pid);
+        if !status.success() {
+            eprintln!("the agent exited with {status}: {log}");
+        }
+        let last = log.lines().rfind(|l| l.contains("stopped;")).unwrap_or("");
+        AgentExit {
+            req_records: count_after(last, "stats=", "req_records: "),
+            segments: count_after(last, "analyzer=", "segments: "),
+            transactions: count_after(last, "analyzer=", "transactions: "),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The cases.
 // ---------------------------------------------------------------------------------------------
 
@@ -1028,6 +1374,8 @@ enum Case {
     Floor,
     Pass,
     Sampled(u32, Consumer),
+    /// The sampled segment through the real agent's own program while the agent drains.
+    RealAgent,
     DropExact,
     DropPrefix10k,
     DropPrefix100k,
@@ -1037,10 +1385,11 @@ enum Case {
 }
 
 /// Every case, in the order of a run and of the tables.
-const CASES: [Case; 13] = [
+const CASES: [Case; 14] = [
     Case::Floor,
     Case::Pass,
     Case::Sampled(SensorConfig::DEFAULT.wakeup_bytes, Consumer::Agent),
+    Case::RealAgent,
     Case::DropExact,
     Case::DropPrefix10k,
     Case::DropPrefix100k,
@@ -1064,6 +1413,9 @@ impl Case {
             Self::Sampled(w, Consumer::Busy) => format!(
                 "apisensor sampled 1 KiB HTTP segment to :80, busy-polling consumer (wakeup_bytes {w})"
             ),
+            Self::RealAgent => "apisensor sampled 1 KiB HTTP segment to :80, real agent draining \
+                 and analysing (`apisensor run --dry-run`)"
+                .into(),
             Self::DropExact => "apisensor drop, exact block (1 entry)".into(),
             Self::DropPrefix10k => "apisensor drop, prefix block (10k prefixes)".into(),
             Self::DropPrefix100k => "apisensor drop, prefix block (100k prefixes)".into(),
@@ -1080,6 +1432,7 @@ impl Case {
             Self::Sampled(w, Consumer::Agent) if w == SensorConfig::DEFAULT.wakeup_bytes => {
                 Some(11.0)
             }
+            Self::RealAgent => Some(11.0),
             Self::DropExact => Some(2.3),
             Self::DropPrefix10k => Some(5.0),
             _ => None,
@@ -1154,6 +1507,8 @@ struct Bench {
     /// Where the prefixes of the prefix instances went: (count, (in the table, in the trie)).
     prefix_placement: [(usize, (usize, usize)); 2],
     xf: XdpFilter,
+    /// The real agent, whose own program the real-agent case runs.
+    agent: RealAgent,
     /// CPU of the `TestRun` thread and of the consumer threads.
     cpus: (Option<usize>, Option<usize>),
 }
@@ -1169,6 +1524,12 @@ impl Bench {
         // Fail early, and before loading anything, if the reference is unavailable.
         eprintln!("setting up xdp-filter in a private network namespace");
         let xf = XdpFilter::setup()?;
+        eprintln!("starting the real agent (apisensor run --dry-run) in a namespace lab");
+        let agent = RealAgent::setup()?;
+        eprintln!(
+            "agent pid {}, XDP {}, wakeup_bytes {}",
+            agent.pid, agent.xdp_mode, agent.wakeup
+        );
         eprintln!("compiling and loading the floor program");
         let floor = load_floor()?;
         eprintln!("loading apisensor (main instance)");
@@ -1200,6 +1561,7 @@ impl Bench {
             trie_large,
             prefix_placement: [(10_000, mem_small), (100_000, mem_large)],
             xf,
+            agent,
             cpus,
         })
     }
@@ -1216,6 +1578,7 @@ impl Bench {
             ),
             Case::Pass => measure(xdp(&self.main, sensor)?, &self.pkts.pass, repeat, XDP_PASS),
             Case::Sampled(wakeup, how) => self.run_sampled(wakeup, how, repeat).map(|(s, _)| s),
+            Case::RealAgent => self.run_real_agent(repeat),
             Case::DropExact => measure(
                 xdp(&self.main, sensor)?,
                 &self.pkts.blocked,
@@ -1297,6 +1660,55 @@ impl Bench {
             .last_at
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(start));
         Ok((sample, span))
+    }
+
+    /// The sampled segment `repeat` times through the real agent's own program while the
+    /// agent drains; then waits until it has drained the ring, so that nothing it does for
+    /// this run falls into the next case.
+    fn run_real_agent(&mut self, repeat: u32) -> anyhow::Result<Sample> {
+        let agent = &mut self.agent;
+        agent.check_running()?;
+        let consumed_before = agent.wait_drained()?;
+        let before = sum_stats(&agent.stats)?;
+        let cpu_before = process_cpu_ns(agent.pid)?;
+        let sample = measure(&agent.prog, &self.pkts.segment, repeat, XDP_PASS);
+        let drained = agent.wait_drained();
+        let mut sample = sample?;
+        let consumed = drained? - consumed_before;
+        let cpu_ns = process_cpu_ns(agent.pid)?.saturating_sub(cpu_before);
+        let after = sum_stats(&agent.stats)?;
+        let delta = |c: Counter| after[c as usize] - before[c as usize];
+        let run = RingRun {
+            submitted: delta(Counter::ReqEvents),
+            lost: delta(Counter::ReqRingFull),
+            wakeups: delta(Counter::ReqWakeups),
+            drained: Drained {
+                records: consumed / SEGMENT_RECORD_BYTES,
+                cpu_ns,
+                ..Drained::default()
+            },
+        };
+        ensure!(
+            run.submitted + run.lost == u64::from(repeat),
+            "{} submitted + {} lost != {repeat} packets: the agent's program did not sample \
+             every segment",
+            run.submitted,
+            run.lost
+        );
+        ensure!(
+            consumed == run.submitted * SEGMENT_RECORD_BYTES,
+            "the agent consumed {consumed} ring bytes, not {} records of {SEGMENT_RECORD_BYTES}",
+            run.submitted
+        );
+        eprintln!(
+            "real agent: {} drained, {} lost, {} wakeups, agent cpu {:.1} ms",
+            run.drained.records,
+            run.lost,
+            run.wakeups,
+            Duration::from_nanos(cpu_ns).as_secs_f64() * 1e3
+        );
+        sample.ring = Some(run);
+        Ok(sample)
     }
 
     /// Latency from the kernel's stamp to the consumer decoding a lone record.
@@ -1425,9 +1837,11 @@ fn verdict_text(ok: bool) -> &'static str {
 
 #[expect(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
 #[expect(clippy::too_many_lines, reason = "one linear report")]
+#[expect(clippy::too_many_arguments, reason = "every part of the report")]
 fn report(
     bench: &Bench,
     samples: &[Vec<Sample>],
+    agent_exit: &AgentExit,
     latencies: &[Latency],
     rate: &[RateRun],
     memory: &[MapMemory],
@@ -1478,9 +1892,10 @@ fn report(
          truncated whole-ns figure is shown beside it). The {} runs are interleaved (run 1 of every \
          case, then run 2, ...); figures are medians over runs, and the ratio is the median of the \
          per-run ratios to the floor of the same run. The `BPF_PROG_TEST_RUN` thread is pinned \
-         to CPU 0 and consumer threads to CPU 1, all at nice -20{}. Nothing is attached and no \
-         traffic is sent (xdp-filter sits on a veth pair in a private namespace; its program is \
-         run the same way).\n",
+         to CPU 0 and the benchmark's consumer threads to CPU 1, all at nice -20{}; the real \
+         agent's threads are left where the scheduler puts them, at nice 0. No traffic is sent: \
+         xdp-filter sits on a veth pair in a private namespace and the real agent on the veth of \
+         a private namespace pair, and their programs are run the same way.\n",
         o.repeat,
         o.runs,
         if machine.boosted {
@@ -1538,8 +1953,9 @@ fn report(
 
     let _ = writeln!(
         m,
-        "\nSampled segments: a thread on CPU 1 drains `REQ_EVENTS` with `RingBuf::next()` and decodes \
-         every record as the agent does. The agent-like consumer waits as the agent's reader does \
+        "\nSampled segments: in the stand-in rows a thread on CPU 1 drains `REQ_EVENTS` with \
+         `RingBuf::next()` and decodes every record as the agent does; in the real-agent row the \
+         agent drains its own ring (below). The agent-like consumer waits as the agent's reader does \
          (`epoll` on the ring's descriptor, edge-triggered as tokio's `AsyncFd` registers it: woken \
          by the kernel's forced wakeups, or by the {} ms drain period) and then drains everything; \
          the busy-polling one spins on the ring, which moves the ring's consumer position between \
@@ -1555,8 +1971,11 @@ fn report(
     );
     let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for case in CASES {
-        let Case::Sampled(w, how) = case else {
-            continue;
+        let (consumer, w) = match case {
+            Case::Sampled(w, Consumer::Agent) => ("agent-like", w),
+            Case::Sampled(w, Consumer::Busy) => ("busy-polling", w),
+            Case::RealAgent => ("real agent (`apisensor run --dry-run`)", bench.agent.wakeup),
+            _ => continue,
         };
         let runs: Vec<RingRun> = samples[idx(case)].iter().filter_map(|s| s.ring).collect();
         let mf = |f: &dyn Fn(&RingRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
@@ -1565,17 +1984,66 @@ fn report(
         let wakeups = mf(&|r| r.wakeups as f64);
         let _ = writeln!(
             m,
-            "| {} | {w} | {:.1} | {:.2} | {drained:.0} | {lost:.0} | {:.1} | {wakeups:.0} | {:.4} |",
-            match how {
-                Consumer::Agent => "agent-like",
-                Consumer::Busy => "busy-polling",
-            },
+            "| {consumer} | {w} | {:.1} | {:.2} | {drained:.0} | {lost:.0} | {:.1} | {wakeups:.0} | {:.4} |",
             med(case),
             ratio(case),
             100.0 * lost / f64::from(o.repeat),
             wakeups / f64::from(o.repeat),
         );
     }
+    let cpu_med = |c: Case| {
+        let runs: Vec<RingRun> = samples[idx(c)].iter().filter_map(|s| s.ring).collect();
+        let ms = median(
+            &runs
+                .iter()
+                .map(|r| r.drained.cpu_ns as f64 / 1e6)
+                .collect::<Vec<_>>(),
+        );
+        let per_record = median(
+            &runs
+                .iter()
+                .map(|r| r.drained.cpu_ns as f64 / r.drained.records.max(1) as f64)
+                .collect::<Vec<_>>(),
+        );
+        (ms, per_record)
+    };
+    let (agent_ms, agent_per) = cpu_med(Case::RealAgent);
+    let stand_in = Case::Sampled(SensorConfig::DEFAULT.wakeup_bytes, Consumer::Agent);
+    let (stand_ms, stand_per) = cpu_med(stand_in);
+    let drained_total: u64 = samples[idx(Case::RealAgent)]
+        .iter()
+        .filter_map(|s| s.ring)
+        .map(|r| r.drained.records)
+        .sum();
+    let said = |v: Option<u64>| v.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let _ = writeln!(
+        m,
+        "\nReal agent: the release `apisensor run --dry-run` with the configuration \
+         `[sensor] ports = [80]` (every other setting its default: wakeup_bytes {}, a {} ms drain \
+         period, detection on, deciding without blocking), started in the test lab's server \
+         namespace and attached to its veth (XDP mode {}); nothing is sent to it. The case runs the \
+         agent's own loaded XDP program (the one that uses its pinned `REQ_EVENTS`) on the same \
+         frame, so the agent drains the ring with its real reader and pipeline (decoding, flow \
+         table and reassembly, HTTP, detection). Its threads are not pinned and keep nice 0 (the \
+         scheduler places them; they share the benchmark's scheduler autogroup). Records drained \
+         are the advance of the ring's consumer position over the {SEGMENT_RECORD_BYTES} bytes of \
+         a record, once the agent has caught up after the call. A record lost to a full ring \
+         skips the copy, so a consumer that falls behind makes its row cheaper: read the row with \
+         its lost %. Consumer CPU time per run \
+         (medians, including the catching up): the real agent {agent_ms:.1} ms, {agent_per:.0} ns \
+         per record drained (every thread of the process, from `/proc/PID/task/*/schedstat`); \
+         the agent-like stand-in with the same wakeup_bytes {stand_ms:.1} ms, {stand_per:.0} ns \
+         per record. When stopped, the agent reported {} records read from `REQ_EVENTS`, {} \
+         segments given to its analyzer and {} transactions ({drained_total} drained in the {} \
+         runs).",
+        bench.agent.wakeup,
+        bench.agent.drain_period.as_millis(),
+        bench.agent.xdp_mode,
+        said(agent_exit.req_records),
+        said(agent_exit.segments),
+        said(agent_exit.transactions),
+        o.runs
+    );
     let _ = writeln!(
         m,
         "\n{WAKEUP_CONFIG_MIN} is the smallest `wakeup_bytes` the agent's configuration accepts; \
@@ -1784,6 +2252,9 @@ fn run_all(opts: Options) -> anyhow::Result<String> {
         }
         eprintln!("{line} ns");
     }
+    // The agent has nothing more to drain; stopped now, its timer cannot touch the
+    // measurements below.
+    let agent_exit = bench.agent.stop();
 
     eprintln!("measuring consumer latency");
     let latencies = vec![
@@ -1802,6 +2273,7 @@ fn run_all(opts: Options) -> anyhow::Result<String> {
     let out = report(
         &bench,
         &samples,
+        &agent_exit,
         &latencies,
         &rate,
         &memory,
