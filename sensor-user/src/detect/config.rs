@@ -30,6 +30,8 @@ pub struct DetectConfig {
     pub timing: TimingConfig,
     /// Campaigns across rotating addresses.
     pub campaign: CampaignConfig,
+    /// Sessions shared between addresses, and sources rotating sessions.
+    pub sessions: SessionConfig,
     /// Learned baselines (by hour of week).
     pub baseline: BaselineConfig,
 }
@@ -46,6 +48,7 @@ impl Default for DetectConfig {
             scraping: ScrapingConfig::default(),
             timing: TimingConfig::default(),
             campaign: CampaignConfig::default(),
+            sessions: SessionConfig::default(),
             baseline: BaselineConfig::default(),
         }
     }
@@ -288,6 +291,30 @@ impl Default for CampaignConfig {
             half_life_s: 300,
             active_s: 600,
             prefix_members: 5,
+        }
+    }
+}
+
+/// Sessions shared between addresses, and sources rotating sessions (alerts).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Distinct addresses one session is used from within one to two windows of
+    /// `scraping.window_s` that make it shared (a user who switches networks uses two or three).
+    pub shared_min_sources: f64,
+    /// Distinct sessions a busy source presents within one to two windows ...
+    pub rotation_min_sessions: f64,
+    /// ... that make it a session rotator when there are at least this many per answered
+    /// request (an office behind one address has many sessions, each used many times).
+    pub rotation_min_per_request: f64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            shared_min_sources: 5.0,
+            rotation_min_sessions: 20.0,
+            rotation_min_per_request: 0.5,
         }
     }
 }

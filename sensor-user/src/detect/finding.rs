@@ -50,11 +50,15 @@ pub enum Detector {
     /// A prefix where enough of a campaign's members are (`campaign.rs`), reported with its
     /// sources in good standing, which are spared.
     CampaignPrefix,
+    /// One session used from many addresses (`sessions.rs`).
+    SessionShared,
+    /// A source presenting many fresh sessions (`sessions.rs`).
+    SessionRotation,
 }
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 16] = [
+    pub const ALL: [Detector; 18] = [
         Detector::BruteForce,
         Detector::CredentialStuffing,
         Detector::AccountAggregation,
@@ -71,6 +75,8 @@ impl Detector {
         Detector::Campaign,
         Detector::CampaignMember,
         Detector::CampaignPrefix,
+        Detector::SessionShared,
+        Detector::SessionRotation,
     ];
 
     /// The name used in event lines and configuration.
@@ -92,6 +98,8 @@ impl Detector {
             Detector::Campaign => "campaign",
             Detector::CampaignMember => "campaign_member",
             Detector::CampaignPrefix => "campaign_prefix",
+            Detector::SessionShared => "session_shared",
+            Detector::SessionRotation => "session_rotation",
         }
     }
 
@@ -108,6 +116,8 @@ impl Detector {
             | Detector::CampaignMember
             | Detector::CampaignPrefix => Strength::Block,
             Detector::Campaign
+            | Detector::SessionShared
+            | Detector::SessionRotation
             | Detector::AccountAggregation
             | Detector::AccountAttacked
             | Detector::EndpointRate

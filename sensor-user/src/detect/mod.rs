@@ -25,6 +25,7 @@ mod counters;
 mod doorkeeper;
 pub mod finding;
 mod scraping;
+mod sessions;
 mod state;
 mod success;
 mod timing;
@@ -312,7 +313,7 @@ impl Detection {
         // send a request or two with a session need no entry.
         let logs_in = account_hash.is_some() && (outcome.login_failed() || outcome.login_ok());
         if verified
-            && (logs_in || (busy && session_hash.is_some() && outcome.ok()))
+            && (logs_in || (busy && session_hash.is_some()))
             && let Some(ids) = self.identities.entry(key)
         {
             ids.add(
@@ -343,7 +344,7 @@ impl Detection {
         }
 
         if verified {
-            self.observe_shared(tx, now, epoch, outcome, source_hash, session_hash);
+            self.observe_shared(tx, now, epoch, outcome, (source_hash, session_hash), out);
         }
         // The account.
         if let (Some(name), Some(h), true) = (tx.account.as_deref(), account_hash, verified)
@@ -394,8 +395,8 @@ impl Detection {
         now: u64,
         epoch: u32,
         outcome: Outcome,
-        source_hash: u64,
-        session_hash: Option<u64>,
+        (source_hash, session_hash): (u64, Option<u64>),
+        out: &mut Vec<Finding>,
     ) {
         let d = self.decays;
         let (hasher, doorkeeper) = (&self.hasher, &mut self.doorkeeper);
@@ -410,8 +411,19 @@ impl Detection {
         }
         if let Some(h) = session_hash {
             let admit = || doorkeeper.admits(h, hasher.hash(&(h, source_hash)));
-            if let Some(s) = self.sessions.entry_if(h, admit) {
-                s.add(&d, now, epoch, source_hash);
+            let shared = self.sessions.entry_if(h, admit).and_then(|s| {
+                s.add(&d, now, epoch, tx.client, source_hash);
+                sessions::shared(&self.cfg.sessions, s).map(|m| (m, s.recent.clone()))
+            });
+            if let (Some((measures, recent)), Some(name)) = (shared, tx.session.as_deref()) {
+                let mut f = Finding::new(
+                    now,
+                    Detector::SessionShared,
+                    Entity::Session(name.to_owned()),
+                    measures,
+                );
+                f.sources = recent;
+                self.report(f, out);
             }
         }
     }
@@ -748,6 +760,13 @@ impl Detection {
                 }
                 if let Some(m) = timing::regular(&cfg.timing, detail.intervals()) {
                     found.push((Detector::BotTiming, m));
+                }
+                // Sessions are counted for busy sources that present any.
+                if ids.is_none() {
+                    ids = self.identities.get(&key);
+                }
+                if let Some(m) = ids.and_then(|i| sessions::rotation(&cfg.sessions, i, &answers)) {
+                    found.push((Detector::SessionRotation, m));
                 }
             }
         }

@@ -340,6 +340,8 @@ pub(crate) struct Identities {
     pub(crate) good_accounts: Distinct<1>,
     /// Sessions answered with success.
     pub(crate) good_sessions: Distinct<1>,
+    /// Sessions presented, answered or not.
+    pub(crate) sessions: Distinct<1>,
 }
 
 impl Identities {
@@ -375,10 +377,14 @@ impl Identities {
             self.failed_accounts.roll(windows);
             self.good_accounts.roll(windows);
             self.good_sessions.roll(windows);
+            self.sessions.roll(windows);
             self.epoch = epoch;
         }
-        if let (true, Some(s)) = (o.ok(), session) {
-            self.good_sessions.insert(s);
+        if let Some(s) = session {
+            self.sessions.insert(s);
+            if o.ok() {
+                self.good_sessions.insert(s);
+            }
         }
         if let Some(a) = account {
             if o.login_failed() {
@@ -708,11 +714,23 @@ pub(crate) struct SessionState {
     pub(crate) requests: f32,
     /// Distinct sources that used it.
     pub(crate) sources: Distinct<1>,
+    /// The latest distinct addresses that used it, for evidence (at most
+    /// [`SESSION_SOURCES`]).
+    pub(crate) recent: Vec<IpAddr>,
 }
 
+/// Addresses kept per session for evidence.
+pub(crate) const SESSION_SOURCES: usize = 8;
+
 impl SessionState {
-    /// Adds one request from `source`.
-    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64, epoch: u32, source: u64) {
+    /// Adds one request from `ip`, whose hash is `source`.
+    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64, epoch: u32, ip: IpAddr, source: u64) {
+        if !self.recent.contains(&ip) {
+            if self.recent.len() >= SESSION_SOURCES {
+                self.recent.remove(0);
+            }
+            self.recent.push(ip);
+        }
         if self.last_ns != 0 {
             self.requests *= d.rates.factor(now_ns.saturating_sub(self.last_ns));
         }

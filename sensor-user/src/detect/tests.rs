@@ -517,6 +517,67 @@ fn users_of_one_browser_on_one_login_form_are_no_campaign() {
 }
 
 #[test]
+fn a_session_shared_by_many_addresses_is_an_alert_and_a_network_switch_is_not() {
+    // A user switches from Wi-Fi to mobile: one session, two addresses within a minute.
+    let switch = series(40, T0, NS, |i, t| {
+        let a = if i < 20 {
+            "198.51.100.20"
+        } else {
+            "203.0.113.20"
+        };
+        Req::get(t, ip(a), "/feed", 200).session("s-user".to_owned())
+    });
+    let out = run(switch);
+    assert!(!out.found(Detector::SessionShared), "{:?}", out.detectors());
+    // One session handed around six addresses.
+    let shared = series(30, T0, NS, |i, t| {
+        Req::get(t, ip(&format!("203.0.113.{}", 40 + i % 6)), "/feed", 200)
+            .session("s-stolen".to_owned())
+    });
+    let out = run(shared);
+    let f = out
+        .findings
+        .iter()
+        .find(|f| f.detector == Detector::SessionShared)
+        .unwrap_or_else(|| panic!("{:?}", out.detectors()));
+    assert!(f.sources.len() >= 5, "{:?}", f.sources);
+    assert!(out.alerts.contains(&Detector::SessionShared));
+    assert!(out.blocks.is_empty(), "{:?}", out.blocks);
+}
+
+#[test]
+fn a_source_rotating_sessions_is_an_alert_and_an_office_is_not() {
+    // A scraper presenting a fresh session on every request.
+    let rotator = series(80, T0, NS / 2, |i, t| {
+        Req::get(t, ip("203.0.113.50"), "/catalogue", 200).session(format!("fresh{i}"))
+    });
+    let out = run(rotator);
+    assert!(
+        out.found(Detector::SessionRotation),
+        "{:?}",
+        out.detectors()
+    );
+    // An office: 60 users behind one address arriving over two minutes, each with its own
+    // session, 20 requests each over the next minute.
+    let mut office = Vec::new();
+    for u in 0..60_u64 {
+        let start = T0 + u * 2 * NS;
+        for i in 0..20 {
+            let t = start + i * 3 * NS + jitter(u, i, NS);
+            office.push(
+                Req::get(t, ip("198.51.100.60"), "/dashboard", 200).session(format!("user{u}")),
+            );
+        }
+    }
+    let out = run(office);
+    assert!(
+        !out.found(Detector::SessionRotation),
+        "{:?}",
+        out.detectors()
+    );
+}
+
+#[test]
 fn content_discovery_and_low_success_are_blocked() {
     let a = ip("198.51.100.77");
     // ffuf-like: 200 guessed paths at 40 per second, all 404 but two.
