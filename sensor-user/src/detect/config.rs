@@ -32,6 +32,8 @@ pub struct DetectConfig {
     pub campaign: CampaignConfig,
     /// Sessions shared between addresses, and sources rotating sessions.
     pub sessions: SessionConfig,
+    /// Request shapes rotating within a source, and surges of new ones on an endpoint.
+    pub shapes: ShapeConfig,
     /// Learned baselines (by hour of week).
     pub baseline: BaselineConfig,
 }
@@ -49,6 +51,7 @@ impl Default for DetectConfig {
             timing: TimingConfig::default(),
             campaign: CampaignConfig::default(),
             sessions: SessionConfig::default(),
+            shapes: ShapeConfig::default(),
             baseline: BaselineConfig::default(),
         }
     }
@@ -315,6 +318,35 @@ impl Default for SessionConfig {
             shared_min_sources: 5.0,
             rotation_min_sessions: 20.0,
             rotation_min_per_request: 0.5,
+        }
+    }
+}
+
+/// Request shapes (the parts of the request fingerprint, with the whole user agent): a source
+/// that changes its shape request after request, and an endpoint that sees a surge of new ones
+/// (alerts).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShapeConfig {
+    /// Distinct shapes from one busy source within one to two windows of `scraping.window_s`
+    /// (a browser update makes two) ...
+    pub rotation_min_shapes: f64,
+    /// ... at least this many per answered request: the source rotates its fingerprint.
+    pub rotation_min_per_request: f64,
+    /// Distinct shapes on one endpoint in the current window that, at `surge_factor` times
+    /// those of the window before, make a surge of new fingerprints.
+    pub surge_min_shapes: f64,
+    /// See `surge_min_shapes`.
+    pub surge_factor: f64,
+}
+
+impl Default for ShapeConfig {
+    fn default() -> Self {
+        Self {
+            rotation_min_shapes: 5.0,
+            rotation_min_per_request: 0.3,
+            surge_min_shapes: 100.0,
+            surge_factor: 5.0,
         }
     }
 }

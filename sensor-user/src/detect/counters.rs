@@ -146,6 +146,11 @@ impl<const W: usize> Distinct<W> {
     pub(crate) fn estimate(&self) -> f64 {
         self.cur.union(&self.prev).estimate()
     }
+
+    /// Estimated distinct values of the current window, and of the one before.
+    pub(crate) fn by_window(&self) -> (f64, f64) {
+        (self.cur.estimate(), self.prev.estimate())
+    }
 }
 
 /// Since when a rate has been over its limit, in two bytes: the Unix second it went over,

@@ -54,11 +54,15 @@ pub enum Detector {
     SessionShared,
     /// A source presenting many fresh sessions (`sessions.rs`).
     SessionRotation,
+    /// A source changing its request shape request after request (`shapes.rs`).
+    FingerprintRotation,
+    /// An endpoint seeing many new request shapes at once (`shapes.rs`).
+    FingerprintSurge,
 }
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 18] = [
+    pub const ALL: [Detector; 20] = [
         Detector::BruteForce,
         Detector::CredentialStuffing,
         Detector::AccountAggregation,
@@ -77,6 +81,8 @@ impl Detector {
         Detector::CampaignPrefix,
         Detector::SessionShared,
         Detector::SessionRotation,
+        Detector::FingerprintRotation,
+        Detector::FingerprintSurge,
     ];
 
     /// The name used in event lines and configuration.
@@ -100,6 +106,8 @@ impl Detector {
             Detector::CampaignPrefix => "campaign_prefix",
             Detector::SessionShared => "session_shared",
             Detector::SessionRotation => "session_rotation",
+            Detector::FingerprintRotation => "fingerprint_rotation",
+            Detector::FingerprintSurge => "fingerprint_surge",
         }
     }
 
@@ -118,6 +126,8 @@ impl Detector {
             Detector::Campaign
             | Detector::SessionShared
             | Detector::SessionRotation
+            | Detector::FingerprintRotation
+            | Detector::FingerprintSurge
             | Detector::AccountAggregation
             | Detector::AccountAttacked
             | Detector::EndpointRate

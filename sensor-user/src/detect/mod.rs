@@ -26,6 +26,7 @@ mod doorkeeper;
 pub mod finding;
 mod scraping;
 mod sessions;
+mod shapes;
 mod state;
 mod success;
 mod timing;
@@ -325,6 +326,14 @@ impl Detection {
                 session_hash,
             );
         }
+        // The request's shape: its fingerprint's parts, with the whole user agent.
+        let shape_hash = self.hasher.hash(&(
+            tx.method.as_ref(),
+            tx.version,
+            tx.header_order.as_str(),
+            tx.user_agent.as_deref(),
+            tx.language,
+        ));
         if verified && busy {
             let path_hash = self.hasher.hash(tx.path.as_str());
             let walk = scraping::walked_id(&tx.path, &tx.route)
@@ -334,6 +343,7 @@ impl Detection {
                 outcome,
                 tally,
                 path_hash,
+                shape_hash,
                 epoch,
                 walk,
             };
@@ -357,18 +367,8 @@ impl Detection {
             a.add(&d, now, epoch, outcome, ip, source_hash);
         }
 
-        // Endpoint.
         if verified {
-            let host = tx.host.as_deref().unwrap_or("");
-            let eh = self
-                .hasher
-                .hash(&(tx.method.as_ref(), host, tx.route.as_str()));
-            if let Some(e) = self.endpoints.entry(eh) {
-                if e.name.is_empty() {
-                    e.name = format!("{} {host} {}", tx.method, tx.route);
-                }
-                e.add(&d, now);
-            }
+            self.observe_endpoint(tx, now, epoch, shape_hash, out);
         }
 
         self.check_source(ip, now, logs_in, out);
@@ -425,6 +425,43 @@ impl Detection {
                 f.sources = recent;
                 self.report(f, out);
             }
+        }
+    }
+
+    /// Observes a verified transaction in its endpoint and pushes a surge of new request
+    /// shapes there.
+    fn observe_endpoint(
+        &mut self,
+        tx: &Transaction,
+        now: u64,
+        epoch: u32,
+        shape_hash: u64,
+        out: &mut Vec<Finding>,
+    ) {
+        let d = self.decays;
+        let host = tx.host.as_deref().unwrap_or("");
+        let eh = self
+            .hasher
+            .hash(&(tx.method.as_ref(), host, tx.route.as_str()));
+        let mut surge = None;
+        if let Some(e) = self.endpoints.entry(eh) {
+            if e.name.is_empty() {
+                e.name = format!("{} {host} {}", tx.method, tx.route);
+            }
+            e.add(&d, now, epoch, shape_hash);
+            // Judged every sixteenth request (two logarithms).
+            if e.bucket_requests % 16 == 0 {
+                surge = shapes::surge(&self.cfg.shapes, e).map(|m| (e.name.clone(), m));
+            }
+        }
+        if let Some((name, measures)) = surge {
+            let f = Finding::new(
+                now,
+                Detector::FingerprintSurge,
+                Entity::Endpoint(name),
+                measures,
+            );
+            self.report(f, out);
         }
     }
 
@@ -767,6 +804,9 @@ impl Detection {
                 }
                 if let Some(m) = ids.and_then(|i| sessions::rotation(&cfg.sessions, i, &answers)) {
                     found.push((Detector::SessionRotation, m));
+                }
+                if let Some(m) = shapes::rotation(&cfg.shapes, detail, &answers) {
+                    found.push((Detector::FingerprintRotation, m));
                 }
             }
         }

@@ -433,6 +433,8 @@ pub(crate) struct Detail {
     pub(crate) walk_start_ns: u64,
     /// Its latest connections through a PROXY protocol proxy (at most [`FLOWS`]).
     pub(crate) flows: Vec<super::finding::Flow>,
+    /// Distinct request shapes (window of `scraping.window_s`, with `paths`).
+    pub(crate) shapes: Distinct<1>,
 }
 
 /// PROXY protocol connections kept per detailed source.
@@ -449,6 +451,8 @@ pub(crate) struct Seen {
     pub(crate) tally: Tally,
     /// Hash of its path.
     pub(crate) path_hash: u64,
+    /// Hash of its shape (its request fingerprint's parts, with the whole user agent).
+    pub(crate) shape_hash: u64,
     /// Window number of distinct counts.
     pub(crate) epoch: u32,
     /// Its route's hash and the identifier it walked, if its route has one.
@@ -463,6 +467,7 @@ impl Detail {
             outcome,
             tally,
             path_hash,
+            shape_hash,
             epoch,
             walk,
         } = seen;
@@ -499,9 +504,11 @@ impl Detail {
         let windows = u64::from(epoch.saturating_sub(self.epoch));
         if windows > 0 {
             self.paths.roll(windows);
+            self.shapes.roll(windows);
             self.epoch = epoch;
         }
         self.paths.insert(path_hash);
+        self.shapes.insert(shape_hash);
         if tx.proxy == Some(crate::http::ProxyVia::ProxyProtocol) {
             let flow = super::finding::Flow {
                 client: tx.peer,
@@ -756,6 +763,10 @@ pub(crate) struct EndpointState {
     pub(crate) requests: f32,
     /// Requests in the current baseline bucket.
     pub(crate) bucket_requests: u32,
+    /// Window number of `shapes`.
+    pub(crate) epoch: u32,
+    /// Distinct request shapes (window of `scraping.window_s`).
+    pub(crate) shapes: Distinct<4>,
 }
 
 impl EndpointState {
@@ -764,8 +775,14 @@ impl EndpointState {
         self.name.capacity()
     }
 
-    /// Adds one request.
-    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64) {
+    /// Adds one request of shape `shape_hash`.
+    pub(crate) fn add(&mut self, d: &Decays, now_ns: u64, epoch: u32, shape_hash: u64) {
+        let windows = u64::from(epoch.saturating_sub(self.epoch));
+        if windows > 0 {
+            self.shapes.roll(windows);
+            self.epoch = epoch;
+        }
+        self.shapes.insert(shape_hash);
         if self.last_ns != 0 {
             self.requests *= d.rates.factor(now_ns.saturating_sub(self.last_ns));
         }

@@ -578,6 +578,64 @@ fn a_source_rotating_sessions_is_an_alert_and_an_office_is_not() {
 }
 
 #[test]
+fn a_source_rotating_its_fingerprint_is_an_alert_and_a_browser_update_is_not() {
+    let rotator = series(60, T0, NS, |i, t| {
+        Req::get(t, ip("203.0.113.70"), "/catalogue", 200).agent(&format!("agent{}/1.{i}", i % 17))
+    });
+    let out = run(rotator);
+    assert!(
+        out.found(Detector::FingerprintRotation),
+        "{:?}",
+        out.detectors()
+    );
+    assert!(out.blocks.is_empty(), "an alert only: {:?}", out.blocks);
+    let update = series(60, T0, NS, |i, t| {
+        let version = if i < 30 { "126.0.0.0" } else { "127.0.0.0" };
+        Req::get(t, ip("198.51.100.70"), "/catalogue", 200).agent(&format!(
+            "Mozilla/5.0 (X11; Linux x86_64) Chrome/{version} Safari/537.36"
+        ))
+    });
+    let out = run(update);
+    assert!(
+        !out.found(Detector::FingerprintRotation),
+        "{:?}",
+        out.detectors()
+    );
+}
+
+#[test]
+fn a_surge_of_new_fingerprints_on_an_endpoint_is_an_alert_and_steady_traffic_is_not() {
+    // One window of 10 programs, then one of 150 (a campaign rotating fingerprints), each
+    // from its own address.
+    let run_of = |second: u64| {
+        let mut reqs = Vec::new();
+        for (w, programs) in [(0_u64, 10_u64), (1, second)] {
+            for p in 0..programs {
+                for n in 0..2 {
+                    let t = T0 + w * 300 * NS + (p * 2 + n) * NS;
+                    let a = ip(&format!("2001:db8:{w}:{p:x}::{n}"));
+                    reqs.push(Req::get(t, a, "/search", 200).agent(&format!("tool{p}/{w}")));
+                }
+            }
+        }
+        run(reqs)
+    };
+    let out = run_of(150);
+    assert!(
+        out.found(Detector::FingerprintSurge),
+        "{:?}",
+        out.detectors()
+    );
+    // The same 10 programs again: no surge.
+    let out = run_of(10);
+    assert!(
+        !out.found(Detector::FingerprintSurge),
+        "{:?}",
+        out.detectors()
+    );
+}
+
+#[test]
 fn content_discovery_and_low_success_are_blocked() {
     let a = ip("198.51.100.77");
     // ffuf-like: 200 guessed paths at 40 per second, all 404 but two.
