@@ -1059,6 +1059,9 @@ fn latency(
     let mut policy = Policy::new(policy_cfg, Vec::new());
     let attackers: Vec<IpAddr> = (0..BURST).map(|i| burst_attacker(run, i)).collect();
     let accounts: Vec<String> = (0..BURST).map(|i| format!("acct{run}-{i}")).collect();
+    // Each attacker is a program of its own (its own user agent): 10,000 brute forcers, not
+    // one campaign, which would block them all on their first failure.
+    let agents: Vec<String> = (0..BURST).map(|i| format!("bruteforcer{i}/1.0")).collect();
     let mut out = LatencyRun {
         label,
         sources_before: det.counters().sources,
@@ -1078,7 +1081,8 @@ fn latency(
     let mut first_stamp = None;
     let mut last_done = 0;
     for round in 1..=5 {
-        for (ip, account) in attackers.iter().zip(&accounts) {
+        for ((ip, account), agent) in attackers.iter().zip(&accounts).zip(&agents) {
+            set(&mut tx.user_agent, Some(agent));
             Maker::write(
                 &mut tx,
                 &Req {
@@ -1166,8 +1170,10 @@ fn latency_markdown(runs: &[LatencyRun]) -> String {
         md,
         "The engine of the memory measurement (over 1,000,000 tracked sources) and apisensor's \
          eBPF object loaded unpinned and unattached. A burst of {} attackers (127 IPv4 in \
-         203.0.113.0/24, the rest IPv6, one /48 each), each sending failed logins on its own \
-         account, round by round, until the fifth crosses the brute-force threshold. Each \
+         203.0.113.0/24, the rest IPv6, one /48 each), each a program of its own (its own \
+         user agent: one shared program would be a campaign, blocked at its first failures) \
+         sending failed logins on its own account, round by round, until the fifth crosses \
+         the brute-force threshold. Each \
          decision is timed from `clock::unix_ns()` taken when its crossing transaction is \
          handed to detection (it stands for the kernel's timestamp of the response) to just \
          after `Verdicts::apply` returned. Not included: the ring transport and the agent's \
