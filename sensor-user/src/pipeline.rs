@@ -387,7 +387,14 @@ mod tests {
             d.reason, "apisensor: brute_force+credential_stuffing",
             "{d:?}"
         );
-        assert_eq!(d.findings.len(), 2);
+        // Its two findings, and the context that came with them (a source busy for a second).
+        let detectors: Vec<_> = d.findings.iter().map(|f| f.detector.name()).collect();
+        assert_eq!(
+            detectors,
+            ["brute_force", "credential_stuffing", "short_lived"],
+            "{d:?}"
+        );
+        assert!(d.score > d.findings[0].score, "{d:?}");
         // The fifth answer, 4 x 50 ms + 8 ms after the first SYN.
         assert_eq!(d.at_ns, T0 + 4 * 50 * MS + 8 * MS);
         let text = serde_json::to_string(&out.decisions).expect("json");

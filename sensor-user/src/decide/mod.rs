@@ -117,6 +117,9 @@ pub enum Enforcement {
     None,
 }
 
+/// How much each piece of context raises a decision's score.
+const CONTEXT_WEIGHT: f64 = 0.25;
+
 /// Why a block-worthy finding did not become a kernel block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -207,6 +210,9 @@ pub struct Decision {
     pub notes: Vec<String>,
     /// The findings behind it.
     pub findings: Vec<Finding>,
+    /// How far over its thresholds: the leading finding's score, raised by a quarter for each
+    /// piece of context that came with it (a short-lived source, an unusual hour or route).
+    pub score: f64,
 }
 
 impl Decision {
@@ -348,8 +354,31 @@ impl Policy {
                 .then(j.cmp(i))
         })?;
         let mut d = self.decide_one(lead.1)?;
+        let context: Vec<Detector> = group
+            .iter()
+            .filter(|f| f.detector.strength() == Strength::Context)
+            .map(|f| f.detector)
+            .collect();
+        if !context.is_empty() {
+            #[expect(clippy::cast_precision_loss, reason = "a handful")]
+            let raise = 1.0 + CONTEXT_WEIGHT * context.len() as f64;
+            d.score = lead.1.score * raise;
+            d.notes.push(format!(
+                "context: {}",
+                context
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         if group.len() > 1 {
-            let mut detectors: Vec<Detector> = group.iter().map(|f| f.detector).collect();
+            // The reason names what decided; context is in the notes.
+            let mut detectors: Vec<Detector> = group
+                .iter()
+                .map(|f| f.detector)
+                .filter(|det| det.strength() != Strength::Context)
+                .collect();
             detectors.sort_by_key(|det| std::cmp::Reverse(det.strength()));
             detectors.dedup();
             d.reason = format!(
@@ -444,6 +473,7 @@ impl Policy {
                 "the client is blocked by connection; this connection joins the block".to_owned(),
             ],
             findings: Vec::new(),
+            score: 0.0,
         })
     }
 
@@ -513,6 +543,7 @@ impl Policy {
             refused,
             notes,
             findings: vec![f.clone()],
+            score: f.score,
         }
     }
 
@@ -631,6 +662,7 @@ impl Policy {
             refused: None,
             notes,
             findings: vec![f.clone()],
+            score: f.score,
         })
     }
 
@@ -670,6 +702,7 @@ impl Policy {
             refused: Some(Refusal::DryRun),
             notes: vec![Refusal::DryRun.note().to_owned()],
             findings: vec![f.clone()],
+            score: f.score,
         }
     }
 
@@ -711,6 +744,7 @@ impl Policy {
             reason,
             refused: dry.then_some(Refusal::DryRun),
             notes: vec!["renewed: the behaviour goes on".to_owned()],
+            score: findings.first().map_or(0.0, |f| f.score),
             findings,
         }
     }

@@ -429,6 +429,22 @@ impl Baselines {
         (stats.samples >= self.cfg.min_samples).then(|| stats.expected())
     }
 
+    /// Whether `key` is usually active in the hour of week of `now_ns`: `None` while learning
+    /// or for a key not learned; `Some(false)` when it was learned but never seen in that hour.
+    pub fn usual_hour(&self, key: &BaselineKey, now_ns: u64) -> Option<bool> {
+        if self.learning(now_ns) {
+            return None;
+        }
+        let entry = self.entries.get(key)?;
+        let slot = hour_of_week(now_ns);
+        Some(entry.slots.binary_search_by_key(&slot, |&(s, _)| s).is_ok())
+    }
+
+    /// Whether `key` was seen while the baselines learned: `None` while they still learn.
+    pub fn learned(&self, key: &BaselineKey, now_ns: u64) -> Option<bool> {
+        (!self.learning(now_ns)).then(|| self.entries.contains_key(key))
+    }
+
     /// The expectation when `observed_per_bucket` is above `factor` times
     /// `max(mean + 3 * stddev, 1)`; `None` when it is not, or when there is no expectation yet.
     pub fn exceeds(

@@ -34,6 +34,8 @@ pub struct DetectConfig {
     pub sessions: SessionConfig,
     /// Request shapes rotating within a source, and surges of new ones on an endpoint.
     pub shapes: ShapeConfig,
+    /// Context that raises a decision's score but never decides alone.
+    pub context: ContextConfig,
     /// Learned baselines (by hour of week).
     pub baseline: BaselineConfig,
 }
@@ -52,6 +54,7 @@ impl Default for DetectConfig {
             campaign: CampaignConfig::default(),
             sessions: SessionConfig::default(),
             shapes: ShapeConfig::default(),
+            context: ContextConfig::default(),
             baseline: BaselineConfig::default(),
         }
     }
@@ -348,5 +351,20 @@ impl Default for ShapeConfig {
             surge_min_shapes: 100.0,
             surge_factor: 5.0,
         }
+    }
+}
+
+/// Context reported with a source's findings: it raises the decision's score and is listed
+/// in it, and never decides anything alone.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContextConfig {
+    /// A busy source whose history started less than this many seconds ago is short-lived.
+    pub short_lived_s: u64,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self { short_lived_s: 120 }
     }
 }

@@ -58,11 +58,17 @@ pub enum Detector {
     FingerprintRotation,
     /// An endpoint seeing many new request shapes at once (`shapes.rs`).
     FingerprintSurge,
+    /// Context: a source that appeared shortly before (`context.rs`).
+    ShortLived,
+    /// Context: a request to an endpoint outside the hours it is usually active in.
+    OffHours,
+    /// Context: a request to an endpoint never seen while the baselines learned.
+    UnseenRoute,
 }
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 20] = [
+    pub const ALL: [Detector; 23] = [
         Detector::BruteForce,
         Detector::CredentialStuffing,
         Detector::AccountAggregation,
@@ -83,6 +89,9 @@ impl Detector {
         Detector::SessionRotation,
         Detector::FingerprintRotation,
         Detector::FingerprintSurge,
+        Detector::ShortLived,
+        Detector::OffHours,
+        Detector::UnseenRoute,
     ];
 
     /// The name used in event lines and configuration.
@@ -108,6 +117,9 @@ impl Detector {
             Detector::SessionRotation => "session_rotation",
             Detector::FingerprintRotation => "fingerprint_rotation",
             Detector::FingerprintSurge => "fingerprint_surge",
+            Detector::ShortLived => "short_lived",
+            Detector::OffHours => "off_hours",
+            Detector::UnseenRoute => "unseen_route",
         }
     }
 
@@ -133,7 +145,10 @@ impl Detector {
             | Detector::EndpointRate
             | Detector::PacketRate
             | Detector::Breadth => Strength::Alert,
-            Detector::BotTiming => Strength::Context,
+            Detector::BotTiming
+            | Detector::ShortLived
+            | Detector::OffHours
+            | Detector::UnseenRoute => Strength::Context,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod baseline;
 mod bruteforce;
 mod campaign;
 pub mod config;
+mod context;
 mod counters;
 mod doorkeeper;
 pub mod finding;
@@ -371,7 +372,11 @@ impl Detection {
             self.observe_endpoint(tx, now, epoch, shape_hash, out);
         }
 
+        let before = out.len();
         self.check_source(ip, now, logs_in, out);
+        if verified {
+            self.add_context(tx, now, before, out);
+        }
         if verified && logs_in {
             self.observe_campaign(tx, now, epoch, outcome, source_hash, out);
         }
@@ -425,6 +430,27 @@ impl Detection {
                 f.sources = recent;
                 self.report(f, out);
             }
+        }
+    }
+
+    /// Pushes the context of the findings about `tx`'s source among those pushed from
+    /// `out[from]` on, if there are any (context alone is not reported).
+    fn add_context(&mut self, tx: &Transaction, now: u64, from: usize, out: &mut Vec<Finding>) {
+        let source = Entity::Source(tx.client);
+        let found_any = out.get(from..).is_some_and(|new| {
+            new.iter()
+                .any(|f| f.entity == source && f.detector.strength() != Strength::Context)
+        });
+        if !found_any {
+            return;
+        }
+        let host = tx.host.as_deref().unwrap_or("");
+        let endpoint = BaselineKey::Endpoint(format!("{} {host} {}", tx.method, tx.route));
+        let detail = self.details.get(&AddrKey::of(tx.client));
+        let found = context::of(self.cfg.context, detail, &self.baselines, &endpoint, now);
+        for (detector, measures) in found {
+            let f = Finding::new(now, detector, Entity::Source(tx.client), measures);
+            self.report(f, out);
         }
     }
 

@@ -409,6 +409,8 @@ pub(crate) struct Detail {
     pub(crate) answers: Answers,
     /// Latest answer counted, Unix ns (the time `answers` is decayed to; 0 before the first).
     pub(crate) answers_ns: u64,
+    /// When the history started (the source's `limits.detail_after`th request), Unix ns.
+    pub(crate) first_ns: u64,
     /// Time of the latest request start, Unix ns.
     pub(crate) last_request_ns: u64,
     /// Intervals between request starts, microseconds (saturating), a ring.
@@ -472,6 +474,7 @@ impl Detail {
             walk,
         } = seen;
         if self.answers_ns == 0 {
+            self.first_ns = now_ns;
             self.answers = tally.answers();
         } else {
             self.answers

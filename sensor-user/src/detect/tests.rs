@@ -935,3 +935,76 @@ fn an_endpoint_far_above_its_learned_hour_is_an_alert() {
     assert!(out.alerts.contains(&Detector::EndpointRate));
     assert!(out.blocks.is_empty(), "{:?}", out.blocks);
 }
+
+#[test]
+fn context_raises_a_decision_and_never_decides_alone() {
+    let mut cfg = DetectConfig::default();
+    cfg.baseline.warmup_s = 600;
+    let mut det = Detection::new(cfg, [3; 16], None, T0).expect("detection");
+    let mut findings = Vec::new();
+    // Warm-up: users browse /search for ten minutes; /login is never used.
+    for i in 0..200_u64 {
+        let r = Req::get(
+            T0 + i * 3 * NS,
+            ip(&format!("198.51.100.{}", 1 + i % 40)),
+            "/search",
+            200,
+        );
+        det.on_transaction(&r.tx(), &mut findings);
+        det.on_tick(T0 + i * 3 * NS, &mut findings);
+    }
+    findings.clear();
+    // After it, at the same hour a day later (an hour /search was seen in): a new source
+    // browses a little, then brute-forces /login, which was never seen.
+    let day = 24 * 3600 * NS;
+    let a = ip("203.0.113.77");
+    for i in 0..5 {
+        let r = Req::get(T0 + day + i * NS, a, "/search", 200);
+        det.on_transaction(&r.tx(), &mut findings);
+    }
+    assert!(
+        findings.is_empty(),
+        "browsing makes no finding: {findings:?}"
+    );
+    let mut group = Vec::new();
+    for i in 0..5 {
+        let r = Req::login(T0 + day + (10 + i) * NS, a, "admin", false);
+        det.on_transaction(&r.tx(), &mut findings);
+        if findings.iter().any(|f| f.detector == Detector::BruteForce) {
+            group = std::mem::take(&mut findings);
+            break;
+        }
+    }
+    let detectors: Vec<Detector> = group.iter().map(|f| f.detector).collect();
+    assert!(detectors.contains(&Detector::ShortLived), "{detectors:?}");
+    assert!(detectors.contains(&Detector::UnseenRoute), "{detectors:?}");
+    assert!(!detectors.contains(&Detector::OffHours), "{detectors:?}");
+    let mut pol = Policy::new(PolicyConfig::default(), Vec::new());
+    let d = pol.on_findings(&group).expect("decision");
+    let lead = group
+        .iter()
+        .find(|f| f.detector == Detector::BruteForce)
+        .expect("lead");
+    assert_eq!(d.action, Action::Block);
+    assert!(
+        (d.score - lead.score * 1.5).abs() < 1e-9,
+        "{} vs {}",
+        d.score,
+        lead.score
+    );
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.contains("short_lived") && n.contains("unseen_route")),
+        "{:?}",
+        d.notes
+    );
+    // Context alone decides nothing.
+    let context_only: Vec<Finding> = group
+        .iter()
+        .filter(|f| f.detector.strength() == Strength::Context)
+        .cloned()
+        .collect();
+    assert!(!context_only.is_empty());
+    assert_eq!(pol.on_findings(&context_only), None);
+}
