@@ -27,6 +27,9 @@ pub enum ConfigError {
         /// Why.
         source: toml::de::Error,
     },
+    /// The OpenAPI document named by `detect.context.openapi` cannot be used.
+    #[error("config: detect.context.openapi: {0}")]
+    ApiSpec(#[from] crate::detect::api_spec::ApiSpecError),
     /// A share out of 0..=1 (or a factor out of its range).
     #[error("config {path}: {field} = {value} is out of range")]
     Share {
@@ -133,7 +136,14 @@ impl Config {
                     path: name.clone(),
                     source,
                 })?;
-                Self::parse(&text, &name)
+                let mut cfg = Self::parse(&text, &name)?;
+                // The OpenAPI document, relative to the configuration file's directory.
+                if let Some(doc) = cfg.detect.context.openapi.clone() {
+                    let doc = p.parent().map_or(doc.clone(), |dir| dir.join(&doc));
+                    let spec = crate::detect::api_spec::ApiSpec::load(&doc)?;
+                    cfg.detect.context.api_spec = Some(std::sync::Arc::new(spec));
+                }
+                Ok(cfg)
             }
         }
     }
@@ -344,6 +354,34 @@ mod tests {
         assert_eq!(empty.detect, cfg.detect);
         assert_eq!(empty.policy, cfg.policy);
         assert_eq!(empty.sensor, cfg.sensor);
+    }
+
+    #[test]
+    fn an_openapi_document_is_read_beside_the_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let doc = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /login:\n    post: {responses: {'200': {description: ok}}}\n";
+        std::fs::write(dir.path().join("api.yaml"), doc).expect("write doc");
+        let cfg_path = dir.path().join("apisensor.toml");
+        std::fs::write(&cfg_path, "[detect.context]\nopenapi = \"api.yaml\"\n").expect("write cfg");
+        let cfg = Config::load(Some(&cfg_path)).expect("config");
+        let spec = cfg.detect.context.api_spec.expect("spec read");
+        assert!(spec.documents("POST", "/login"));
+        assert!(!spec.documents("GET", "/admin"));
+        // A missing or broken document is a clear error, not a silent default.
+        std::fs::write(&cfg_path, "[detect.context]\nopenapi = \"missing.yaml\"\n").expect("write");
+        let err = Config::load(Some(&cfg_path))
+            .expect_err("missing document")
+            .to_string();
+        assert!(
+            err.contains("detect.context.openapi") && err.contains("missing.yaml"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("api.yaml"), "openapi: [").expect("write");
+        std::fs::write(&cfg_path, "[detect.context]\nopenapi = \"api.yaml\"\n").expect("write");
+        let err = Config::load(Some(&cfg_path))
+            .expect_err("broken document")
+            .to_string();
+        assert!(err.contains("not an OpenAPI 3 document"), "{err}");
     }
 
     #[test]

@@ -356,15 +356,25 @@ impl Default for ShapeConfig {
 
 /// Context reported with a source's findings: it raises the decision's score and is listed
 /// in it, and never decides anything alone.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ContextConfig {
     /// A busy source whose history started less than this many seconds ago is short-lived.
     pub short_lived_s: u64,
+    /// An OpenAPI 3 document (YAML, or JSON when its name ends in `.json`): a request to an
+    /// operation it does not declare is context. Read when the configuration is loaded.
+    pub openapi: Option<std::path::PathBuf>,
+    /// The operations of `openapi`, as the loader read them.
+    #[serde(skip)]
+    pub api_spec: Option<std::sync::Arc<super::api_spec::ApiSpec>>,
 }
 
 impl Default for ContextConfig {
     fn default() -> Self {
-        Self { short_lived_s: 120 }
+        Self {
+            short_lived_s: 120,
+            openapi: None,
+            api_spec: None,
+        }
     }
 }

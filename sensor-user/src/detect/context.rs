@@ -1,7 +1,8 @@
 //! Context: facts about a source or its request that make its other findings more credible but
 //! prove nothing alone. A source that appeared a minute ago, a request at an hour its endpoint
 //! is never used, a route never seen while the baselines learned (a scanner's guess, or an
-//! undocumented endpoint): each is common enough in honest traffic that it never decides, but
+//! undocumented endpoint), an operation the API's OpenAPI document does not declare: each is
+//! common enough in honest traffic that it never decides, but
 //! with a finding it raises the decision's score and is listed in it.
 
 use super::baseline::{BaselineKey, Baselines};
@@ -13,10 +14,10 @@ use super::state::Detail;
 /// The context of a source's findings at `now_ns`, from its detailed history (if any) and the
 /// endpoint of the request that made them.
 pub(crate) fn of(
-    cfg: ContextConfig,
+    cfg: &ContextConfig,
     detail: Option<&Detail>,
     baselines: &Baselines,
-    endpoint: &BaselineKey,
+    (method, route, endpoint): (&str, &str, &BaselineKey),
     now_ns: u64,
 ) -> Vec<(Detector, Vec<Measure>)> {
     let mut found = Vec::new();
@@ -42,6 +43,14 @@ pub(crate) fn of(
             vec![Measure::at_most("periods_learned_this_hour", 0.0, 0.0)],
         )),
         _ => {}
+    }
+    if let Some(spec) = &cfg.api_spec
+        && !spec.documents(method, route)
+    {
+        found.push((
+            Detector::Undocumented,
+            vec![Measure::at_most("documented_operations_matched", 0.0, 0.0)],
+        ));
     }
     found
 }

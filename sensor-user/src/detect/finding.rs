@@ -64,11 +64,13 @@ pub enum Detector {
     OffHours,
     /// Context: a request to an endpoint never seen while the baselines learned.
     UnseenRoute,
+    /// Context: a request to an operation the API's OpenAPI document does not declare.
+    Undocumented,
 }
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 23] = [
+    pub const ALL: [Detector; 24] = [
         Detector::BruteForce,
         Detector::CredentialStuffing,
         Detector::AccountAggregation,
@@ -92,6 +94,7 @@ impl Detector {
         Detector::ShortLived,
         Detector::OffHours,
         Detector::UnseenRoute,
+        Detector::Undocumented,
     ];
 
     /// The name used in event lines and configuration.
@@ -120,6 +123,7 @@ impl Detector {
             Detector::ShortLived => "short_lived",
             Detector::OffHours => "off_hours",
             Detector::UnseenRoute => "unseen_route",
+            Detector::Undocumented => "undocumented",
         }
     }
 
@@ -148,7 +152,8 @@ impl Detector {
             Detector::BotTiming
             | Detector::ShortLived
             | Detector::OffHours
-            | Detector::UnseenRoute => Strength::Context,
+            | Detector::UnseenRoute
+            | Detector::Undocumented => Strength::Context,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! touches, runs the detectors on those entities, and reports a finding at most once per
 //! `repeat_s` per entity and detector while the behaviour goes on.
 
+pub mod api_spec;
 pub mod baseline;
 mod bruteforce;
 mod campaign;
@@ -447,7 +448,8 @@ impl Detection {
         let host = tx.host.as_deref().unwrap_or("");
         let endpoint = BaselineKey::Endpoint(format!("{} {host} {}", tx.method, tx.route));
         let detail = self.details.get(&AddrKey::of(tx.client));
-        let found = context::of(self.cfg.context, detail, &self.baselines, &endpoint, now);
+        let request = (tx.method.as_ref(), tx.route.as_str(), &endpoint);
+        let found = context::of(&self.cfg.context, detail, &self.baselines, request, now);
         for (detector, measures) in found {
             let f = Finding::new(now, detector, Entity::Source(tx.client), measures);
             self.report(f, out);

@@ -1008,3 +1008,27 @@ fn context_raises_a_decision_and_never_decides_alone() {
     assert!(!context_only.is_empty());
     assert_eq!(pol.on_findings(&context_only), None);
 }
+
+#[test]
+fn a_request_the_openapi_document_does_not_declare_is_context() {
+    let doc = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /items/{itemId}:\n    get: {responses: {'200': {description: ok}}}\n";
+    let spec = super::api_spec::ApiSpec::parse(doc, false).expect("spec");
+    let mut cfg = DetectConfig::default();
+    cfg.context.api_spec = Some(std::sync::Arc::new(spec));
+    let mut det = Detection::new(cfg, [3; 16], None, T0).expect("detection");
+    let mut findings = Vec::new();
+    // A documented route browsed, then logins on /login, which the document does not declare.
+    let a = ip("203.0.113.78");
+    for i in 0..5 {
+        let r = Req::get(T0 + i * NS, a, &format!("/items/{}", 100 + i * 7), 200);
+        det.on_transaction(&r.tx(), &mut findings);
+    }
+    assert!(findings.is_empty(), "{findings:?}");
+    for i in 0..5 {
+        let r = Req::login(T0 + (10 + i) * NS, a, "admin", false);
+        det.on_transaction(&r.tx(), &mut findings);
+    }
+    let detectors: Vec<Detector> = findings.iter().map(|f| f.detector).collect();
+    assert!(detectors.contains(&Detector::BruteForce), "{detectors:?}");
+    assert!(detectors.contains(&Detector::Undocumented), "{detectors:?}");
+}
