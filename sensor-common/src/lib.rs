@@ -302,6 +302,15 @@ impl MapsInUse {
         allow: 1,
         flow: 1,
     };
+
+    /// Whether any exact or prefix block map of either family may have entries (the IPv4
+    /// table's lengths, the overflow maps, the IPv6 maps): one test of the OR of the flags.
+    #[inline(always)]
+    pub const fn address_blocks(&self) -> bool {
+        self.table_lens_v4
+            | (self.exact_v4 | self.exact_v6 | self.prefix_v4 | self.prefix_v6) as u64
+            != 0
+    }
 }
 
 /// Value of an allowlist entry.
@@ -477,11 +486,14 @@ pub enum Counter {
     CopyFailed = 25,
     /// XDP: dropped by a flow block (one TCP connection).
     XdpDropFlow = 26,
+    /// XDP: a segment to a monitored port whose payload starts with a PROXY protocol header
+    /// naming a client that an exact or prefix block drops, dropped.
+    XdpDropProxied = 27,
 }
 
 impl Counter {
     /// Number of counters.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 28;
     /// Every counter, in index order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::XdpPass,
@@ -511,7 +523,22 @@ impl Counter {
         Self::RespWakeups,
         Self::CopyFailed,
         Self::XdpDropFlow,
+        Self::XdpDropProxied,
     ];
+
+    /// The counter whose index is `i`, if there is one. No branch per value: the kernel turns
+    /// the number a BPF function returns back into a counter with it, and the verifier goes on
+    /// with one state, not one per counter the number could be.
+    #[inline(always)]
+    pub const fn from_index(i: u32) -> Option<Self> {
+        if i < Self::COUNT as u32 {
+            // SAFETY: `Counter` is `repr(u32)` and its discriminants are exactly 0..COUNT (the
+            // assertion below `Counter`).
+            Some(unsafe { core::mem::transmute::<u32, Self>(i) })
+        } else {
+            None
+        }
+    }
 
     /// Stable snake-case name, used by the CLI and metrics.
     pub const fn name(self) -> &'static str {
@@ -543,10 +570,20 @@ impl Counter {
             Self::RespWakeups => "resp_wakeups",
             Self::CopyFailed => "copy_failed",
             Self::XdpDropFlow => "xdp_drop_flow_block",
+            Self::XdpDropProxied => "xdp_drop_proxied_client",
         }
     }
 }
 const _: () = assert!(Counter::COUNT <= capacity::STATS as usize);
+// `ALL` lists every counter once, in index order: the discriminants are exactly 0..COUNT, which
+// `Counter::from_index` relies on.
+const _: () = {
+    let mut i = 0;
+    while i < Counter::COUNT {
+        assert!(Counter::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 /// Kind of a ring-buffer record, the first field of every [`EventHeader`].
 #[repr(u32)]

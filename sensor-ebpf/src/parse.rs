@@ -1,9 +1,10 @@
 //! Bounds-checked packet parsing shared by the XDP and TC programs.
 //!
 //! Both program types expose the packet as a `[data, data_end)` window, so one parser serves
-//! both. Every read goes through [`Packet::load`], the single place that proves to the verifier
-//! that an access stays inside the packet. Loops are bounded by constants. A failure returns the
-//! [`Counter`] that names why, and the caller lets the packet pass.
+//! both. Every read goes through [`Packet::get`] (or [`Packet::load`], which names the failure),
+//! the single place that proves to the verifier that an access stays inside the packet. Loops
+//! are bounded by constants. A failure returns the [`Counter`] that names why, and the caller
+//! lets the packet pass.
 //!
 //! Headers are read as `#[repr(C)]` structs with their fields in network byte order, and
 //! addresses go straight into 8-byte aligned map keys ([`AddrKey`]): the eBPF object is built
@@ -176,12 +177,19 @@ impl Packet {
     /// field's address from a register the verifier has not range-checked.
     #[inline(always)]
     fn load<T: Copy>(&self, offset: usize, on_short: Counter) -> Result<T, Counter> {
+        self.get(offset).ok_or(on_short)
+    }
+
+    /// Reads the `T` at `offset`, or `None` if it does not fit in the window: [`Packet::load`]
+    /// for reads whose failure needs no reason.
+    #[inline(always)]
+    fn get<T: Copy>(&self, offset: usize) -> Option<T> {
         let p = self.start + offset;
         if p + size_of::<T>() > self.end {
-            return Err(on_short);
+            return None;
         }
         // SAFETY: the bounds were checked just above; the read tolerates any alignment.
-        Ok(unsafe { (p as *const T).read_unaligned() })
+        Some(unsafe { (p as *const T).read_unaligned() })
     }
 }
 
@@ -451,4 +459,164 @@ pub fn parse_tcp(pkt: &Packet, l3: &L3) -> Result<Tcp, Counter> {
 pub fn check_udp(pkt: &Packet, l3: &L3) -> Result<(), Counter> {
     pkt.load::<[u64; 1]>(l3.l4_off, Counter::XdpPassTruncatedL4)?;
     Ok(())
+}
+
+// PROXY protocol headers (HAProxy's `proxy-protocol.txt`). Header bytes are compared as
+// little-endian words: each load is converted with `from_le`, a no-op on `bpfel`.
+
+/// The first four bytes of a PROXY protocol v1 header (`PROX`), as a little-endian word.
+const PROXY_V1_WORD: u32 = u32::from_le_bytes(*b"PROX");
+/// The first four bytes of the PROXY protocol v2 signature (`\r\n\r\n`), likewise.
+const PROXY_V2_WORD: u32 = u32::from_le_bytes([0x0D, 0x0A, 0x0D, 0x0A]);
+/// Bytes 0..8 of the v2 signature, likewise.
+const PROXY_V2_SIG_LO: u64 = u64::from_le_bytes([0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51]);
+/// Bytes 8..12 of the v2 signature, likewise.
+const PROXY_V2_SIG_HI: u32 = u32::from_le_bytes([0x55, 0x49, 0x54, 0x0A]);
+/// v2 version and command byte: version 2, command `PROXY` (`LOCAL`, 0x20, names no client).
+const PROXY_V2_CMD_PROXY: u8 = 0x21;
+/// v2 family and transport byte: TCP over IPv4.
+const PROXY_V2_TCP4: u8 = 0x11;
+/// v2 family and transport byte: TCP over IPv6.
+const PROXY_V2_TCP6: u8 = 0x21;
+/// v2 address block of TCP over IPv4 (source, destination, ports), which the length must cover.
+const PROXY_V2_TCP4_LEN: u16 = 12;
+/// v2 address block of TCP over IPv6.
+const PROXY_V2_TCP6_LEN: u16 = 36;
+/// Bytes 0..8 of a v1 `PROXY TCP4 ` line, as a little-endian word.
+const PROXY_V1_TCP4_LO: u64 = u64::from_le_bytes(*b"PROXY TC");
+/// Bytes 8..11 of it (`P4 `), the low three bytes of a little-endian word.
+const PROXY_V1_TCP4_HI: u32 = u32::from_le_bytes(*b"P4 \0");
+/// Where a v1 `TCP4` source address starts.
+const PROXY_V1_ADDR_OFF: usize = 11;
+/// Bytes of a v1 source address read: the longest dotted quad (15) and the space after it.
+const PROXY_V1_ADDR_WINDOW: usize = 16;
+
+/// The fixed 16 bytes of a PROXY protocol v2 header; the length in network order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ProxyV2Hdr {
+    sig_lo: u64,
+    sig_hi: u32,
+    ver_cmd: u8,
+    family: u8,
+    len: u16,
+}
+
+const _: () = assert!(size_of::<ProxyV2Hdr>() == 16);
+
+/// Payload bytes that the shortest header [`proxy_source`] reads takes: a v2 fixed header and
+/// its IPv4 source address. A v1 `TCP4` source takes 27, a v2 IPv6 one 32.
+const PROXY_MIN_LEN: usize = size_of::<ProxyV2Hdr>() + 4;
+
+/// Whether the payload at `off` may start a PROXY protocol header: its first four bytes are
+/// `PROX` (v1) or `\r\n\r\n` (v2). One bounds check, one load and two compares: all that a
+/// payload that is no PROXY header costs. False when the four bytes are not in the window.
+#[inline(always)]
+pub fn may_start_proxy_header(pkt: &Packet, off: usize) -> bool {
+    pkt.get::<u32>(off)
+        .is_some_and(|w| u32::from_le(w) == PROXY_V1_WORD || u32::from_le(w) == PROXY_V2_WORD)
+}
+
+/// The client that a PROXY protocol header at the start of a TCP payload (at `off`, `len`
+/// bytes long by the IP header) names: v2 `PROXY` over TCP and IPv4 or IPv6 (an IPv4-mapped
+/// source is the IPv4 client, as user space canonicalises it), and v1 `TCP4`. `None` for
+/// anything else: no header, v2 `LOCAL`, other v2 families, v1 `TCP6` (textual IPv6 is left to
+/// user space) and `UNKNOWN`, and every malformed or cut header. Every byte read is inside the
+/// window and inside the payload's `len`; only the fields up to the source address are read.
+///
+/// A proxy sends its header at once (the specification requires it, so that a receiver gets it
+/// whole from one read), so a header that does not fit in the segment is no header here.
+#[inline(always)]
+pub fn proxy_source(pkt: &Packet, off: usize, len: usize) -> Option<Source> {
+    if len < PROXY_MIN_LEN {
+        return None;
+    }
+    let h: ProxyV2Hdr = pkt.get(off)?;
+    let (lo, hi) = (u64::from_le(h.sig_lo), u32::from_le(h.sig_hi));
+    if lo == PROXY_V2_SIG_LO && hi == PROXY_V2_SIG_HI {
+        return proxy_v2_source(pkt, off, len, &h);
+    }
+    if lo != PROXY_V1_TCP4_LO
+        || hi & 0x00ff_ffff != PROXY_V1_TCP4_HI
+        || len < PROXY_V1_ADDR_OFF + PROXY_V1_ADDR_WINDOW
+    {
+        return None;
+    }
+    let a: [u64; 2] = pkt.get(off + PROXY_V1_ADDR_OFF)?;
+    let addr = dotted_quad(u64::from_le(a[0]), u64::from_le(a[1]))?;
+    // The address as loaded from a packet: its bytes in network order in memory.
+    Some(Source::V4(addr.to_be()))
+}
+
+/// The source address of the v2 header `h` (signature checked) at `off`.
+#[inline(always)]
+fn proxy_v2_source(pkt: &Packet, off: usize, len: usize, h: &ProxyV2Hdr) -> Option<Source> {
+    if h.ver_cmd != PROXY_V2_CMD_PROXY {
+        return None;
+    }
+    let body = u16::from_be(h.len);
+    let src = off + size_of::<ProxyV2Hdr>();
+    match h.family {
+        PROXY_V2_TCP4 if body >= PROXY_V2_TCP4_LEN => Some(Source::V4(pkt.get(src)?)),
+        PROXY_V2_TCP6 if body >= PROXY_V2_TCP6_LEN && len >= size_of::<ProxyV2Hdr>() + 16 => {
+            let words: [u64; 2] = pkt.get(src)?;
+            // `::ffff:a.b.c.d`: the high half of the second word is the IPv4 address as
+            // loaded (see `AddrKey::v4`).
+            let mapped = AddrKey::v4(0).words;
+            if words[0] == mapped[0] && words[1] as u32 == mapped[1] as u32 {
+                return Some(Source::V4((words[1] >> 32) as u32));
+            }
+            Some(Source::V6(AddrKey { words }))
+        }
+        _ => None,
+    }
+}
+
+/// The IPv4 address, as a host-order number, of a v1 dotted quad followed by a space at the
+/// start of the 16 bytes `lo` (bytes 0..8, the first in the low byte) and `hi` (bytes 8..16).
+/// Rejects what user space's parser (`Ipv4Addr::from_str`) rejects: an octet above 255, an
+/// empty one, a leading zero (`01`), fewer or more than four octets, any other byte, and no
+/// space within the 16 bytes. Without leading zeros an octet of more than three digits is above
+/// 255, so the digit count needs no test of its own. The bytes are shifted out of the two
+/// registers, one per turn of a loop of constant bound: no byte array on the stack.
+#[inline(always)]
+fn dotted_quad(mut lo: u64, mut hi: u64) -> Option<u32> {
+    let mut addr = 0u32;
+    let mut octet = 0u32;
+    let mut digits = 0u32;
+    let mut dots = 0u32;
+    for _ in 0..PROXY_V1_ADDR_WINDOW {
+        let c = lo as u8;
+        lo = (lo >> 8) | (hi << 56);
+        hi >>= 8;
+        match c {
+            b'0'..=b'9' => {
+                if digits != 0 && octet == 0 {
+                    return None;
+                }
+                octet = octet * 10 + u32::from(c - b'0');
+                if octet > 255 {
+                    return None;
+                }
+                digits += 1;
+            }
+            b'.' | b' ' => {
+                if digits == 0 {
+                    return None;
+                }
+                addr = (addr << 8) | octet;
+                if c == b' ' {
+                    return (dots == 3).then_some(addr);
+                }
+                if dots == 3 {
+                    return None;
+                }
+                dots += 1;
+                octet = 0;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    None
 }

@@ -17,9 +17,21 @@
 //! `XdpPassExpired`; a source the allowlist already let past an address block is not looked up
 //! again (its allowlist entry counts the packet once). Only segments whose TCP header is read
 //! are matched: a later IP fragment of a blocked connection passes as `XdpPassFragment`.
+//!
+//! Behind a proxy that speaks the PROXY protocol, every connection comes from the proxy, and the
+//! first data segment of each starts with a header naming the real client. While address blocks
+//! exist, a segment to a monitored port whose payload starts with one (v2 over TCP, either
+//! family; v1 `TCP4`) is enforced on as if it came from that client, by the same rules, and
+//! dropped as `XdpDropProxied` (no per-source update, no record) when a block of the client
+//! drops. That one segment is enough: the server never gets the header, the proxy's
+//! retransmissions of it are dropped alike, and what the connection sends after it waits
+//! behind the hole and never reaches the server application, so no flow entry is needed and a
+//! blocked client's every new connection is refused. No trust check is needed either: a client
+//! that sends a header itself only gets its own connection dropped. v1 `TCP6` headers pass
+//! unparsed; the agent blocks those clients by connection (`FLOW_BLOCKS`).
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, xdp_action},
+    bindings::{BPF_NOEXIST, xdp_action, xdp_md},
     helpers::generated::bpf_ktime_get_boot_ns,
     maps::lpm_trie::Key,
     programs::XdpContext,
@@ -36,7 +48,8 @@ use crate::{
         FLOW_BLOCKS, MAPS_IN_USE, PORTS, REQ_EVENTS, RingWake, SOURCES,
     },
     parse::{
-        self, AddrKey, FlowLookup, IPPROTO_TCP, IPPROTO_UDP, LpmLookup, LpmLookupV4, Packet, Source,
+        self, AddrKey, FlowLookup, IPPROTO_TCP, IPPROTO_UDP, LpmLookup, LpmLookupV4, Packet,
+        Source, Tcp,
     },
 };
 
@@ -63,6 +76,13 @@ impl Verdict {
             counter,
         }
     }
+
+    const fn drop(counter: Counter) -> Self {
+        Self {
+            action: xdp_action::XDP_DROP,
+            counter,
+        }
+    }
 }
 
 /// Body of the program. `Err` carries the reason a packet could not be parsed; it passes.
@@ -80,10 +100,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     // dropped once its IP header checks out, whatever follows it.
     let (enforced, now) = enforce(src, &in_use);
     if let Some(c @ (Counter::XdpDropExact | Counter::XdpDropPrefix)) = enforced {
-        return Ok(Verdict {
-            action: xdp_action::XDP_DROP,
-            counter: c,
-        });
+        return Ok(Verdict::drop(c));
     }
     // The verdict of a block that matched and let the packet pass (`XdpPassExpired` or
     // `XdpPassAllowlisted`), `XdpPass` while none did: a plain counter rather than an `Option`,
@@ -96,10 +113,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     if in_use.flow != 0 && decided != Counter::XdpPassAllowlisted {
         let c = flow_block(&pkt, ethertype, l3_off, &in_use, now);
         if c == Counter::XdpDropFlow {
-            return Ok(Verdict {
-                action: xdp_action::XDP_DROP,
-                counter: c,
-            });
+            return Ok(Verdict::drop(c));
         }
         if c != Counter::XdpPass {
             decided = c;
@@ -152,6 +166,12 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
         };
         return Ok(Verdict::pass(verdict_for_pass(counter)));
     }
+    // The client a PROXY protocol header names is enforced on as a packet of its own; a drop,
+    // as the other drops, touches only the block entry and one counter.
+    let sampled = proxy_verdict(ctx, &pkt, &tcp, &in_use);
+    if sampled == Counter::XdpDropProxied {
+        return Ok(Verdict::drop(sampled));
+    }
     // The exact clock, read once, for the record and the source: request timing (latencies,
     // inter-arrival regularity) comes from it. Packets that emit nothing make do with the
     // per-jiffy clock; reading the exact one costs about 40 ns here.
@@ -181,7 +201,80 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     } else {
         emit::emit_control(&REQ_EVENTS, &header, cfg.wakeup_bytes, &COUNTERS);
     }
-    Ok(Verdict::pass(verdict_for_pass(Counter::XdpPassSampled)))
+    Ok(Verdict::pass(verdict_for_pass(sampled)))
+}
+
+/// The verdict of a segment that emits, as a PROXY protocol header at the start of its payload
+/// decides: `XdpPassSampled` unless [`apisensor_proxied_client`] says otherwise. The header is
+/// looked for only while address blocks exist (with none, this costs one test, of five flags
+/// of `in_use` together), and only past a four-byte compare: a payload that is no PROXY header
+/// costs that much more while blocks exist. The payload's length is left to the function:
+/// tested here, it gave the verifier one more range of it (a copy length, so tracked exactly)
+/// to walk the rest of the path with, which cost some 150k more instructions verified than
+/// the compare alone.
+#[inline(always)]
+fn proxy_verdict(ctx: &XdpContext, pkt: &Packet, tcp: &Tcp, in_use: &MapsInUse) -> Counter {
+    if !in_use.address_blocks() || !parse::may_start_proxy_header(pkt, tcp.payload_off) {
+        return Counter::XdpPassSampled;
+    }
+    // A global function's answer is a number the verifier knows nothing of, and it stays one:
+    // turned back into a counter without a branch per value, it leaves the rest of the path one
+    // state to be verified with, not one per counter it could be.
+    let c = apisensor_proxied_client(ctx.ctx, tcp.payload_off as u64, tcp.payload_len as u64);
+    Counter::from_index(c).unwrap_or(Counter::XdpPassSampled)
+}
+
+/// Largest payload offset [`apisensor_proxied_client`] reads at (no frame here has headers
+/// that long): it gets the offset as an unknown number, and the verifier tracks a packet
+/// pointer's range only while its variable offset is below `MAX_PACKET_OFF` (0xffff,
+/// `include/linux/bpf.h`).
+const MAX_PAYLOAD_OFF: u64 = 0x3fff;
+
+/// Enforces the blocks of the client that a PROXY protocol header at the start of the TCP
+/// payload (at `off`, `len` bytes by the IP header) names, as `enforce` does for a packet's own
+/// source: exact, then prefix, unexpired, the allowlist (of the client's address) winning, a
+/// drop counted on the block entry. Returns the index of a counter: `XdpDropProxied` for a
+/// drop, `XdpPassExpired` or `XdpPassAllowlisted` when a block matched and let the segment
+/// pass, and `XdpPassSampled` for no header, a header naming no address `parse::proxy_source`
+/// reads (v1 `TCP6` and `UNKNOWN`, v2 `LOCAL`, other families) or a client no block matches.
+///
+/// Dropping the one segment that starts with the header refuses the connection: the server
+/// never receives the header, the proxy's retransmissions of it start with the same header and
+/// are dropped too, and the connection's later segments sit behind the hole and never reach the
+/// server application. So no flow entry is needed, and a client that opens a connection per
+/// attempt is refused on every one. The header is not checked for coming from a trusted proxy:
+/// a client that sends one itself can only get its own connection dropped. A header in `TCP6`
+/// text passes here; the agent still blocks such a client by connection (`FLOW_BLOCKS`) once
+/// it has seen a transaction on it.
+///
+/// A global BPF function (`BTF_FUNC_GLOBAL`: exported, in `.text`, not `#[cold]`, see
+/// `flow_block`), so that the verifier checks it once, its arguments unknown, and each call
+/// only for the argument types. As a static subprogram it was verified again for each of the
+/// dozens of register states the emit path is reached with, and the program went past the
+/// verifier's million instructions (the address lookups alone are some 150k a time). So it
+/// takes only the context and two numbers, reads the packet window from the context and
+/// `MAPS_IN_USE` itself, and checks every bound again.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn apisensor_proxied_client(ctx: *mut xdp_md, off: u64, len: u64) -> u32 {
+    if off > MAX_PAYLOAD_OFF {
+        return Counter::XdpPassSampled as u32;
+    }
+    let ctx = XdpContext::new(ctx);
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let Some(client) = parse::proxy_source(&pkt, off as usize, len as usize) else {
+        return Counter::XdpPassSampled as u32;
+    };
+    let in_use = match MAPS_IN_USE.get(0) {
+        Some(m) => *m,
+        None => MapsInUse::ALL,
+    };
+    let c = match enforce(client, &in_use).0 {
+        Some(Counter::XdpDropExact | Counter::XdpDropPrefix) => Counter::XdpDropProxied,
+        Some(c) => c,
+        None => Counter::XdpPassSampled,
+    };
+    c as u32
 }
 
 /// Looks the packet's TCP connection up in `FLOW_BLOCKS`: parses the IP and TCP headers at
@@ -233,13 +326,19 @@ fn flow_block(
 /// plain word, not an `Option`: in one layout of the flow lookup LLVM spilled the unset payload
 /// of `None` across its subprogram call, which the verifier rejects as a read of an
 /// uninitialised register.
+///
+/// The IPv4 lookups are closures marked `#[inline(always)]`: with two callers of `enforce` (the
+/// program and `apisensor_proxied_client`), LLVM otherwise kept the exact one, its probe loop
+/// and all, as a subprogram, and the exact drop paid a call and a return.
 #[inline(always)]
 fn enforce(src: Source, in_use: &MapsInUse) -> (Option<Counter>, u64) {
     match src {
         Source::V4(raw) => enforce_with(
             src,
             in_use,
+            #[inline(always)]
             || exact_v4(raw, in_use),
+            #[inline(always)]
             || prefix_v4(raw, in_use),
         ),
         Source::V6(key) => enforce_with(

@@ -1554,6 +1554,344 @@ fn flow_fixtures() -> Vec<Fixture> {
     ]
 }
 
+/// The client behind the proxy that the fixtures' PROXY headers name (the packets come from
+/// the proxy, `C4` or `C6`).
+const REAL4: &str = "203.0.113.50";
+/// The IPv6 client behind the proxy.
+const REAL6: &str = "2001:db8:3::7";
+
+/// A v1 PROXY header line for `src` (to the server, port to port), then the request.
+fn proxy_v1(family: &str, src: &str) -> Vec<u8> {
+    let dst = if family == "TCP6" { S6 } else { "203.0.113.1" };
+    let mut p = format!("PROXY {family} {src} {dst} {CLIENT_PORT} {PORT}\r\n").into_bytes();
+    p.extend_from_slice(HTTP_GET);
+    p
+}
+
+/// The v2 PROXY signature.
+const PROXY_V2_SIG: [u8; 12] = [
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+];
+
+/// A v2 PROXY header (`ver_cmd`, `family`, an address block of `body_len` bytes claimed, of
+/// which `addrs` is written: source, destination, ports), then the request.
+fn proxy_v2(ver_cmd: u8, family: u8, body_len: u16, addrs: &[u8]) -> Vec<u8> {
+    let mut p = PROXY_V2_SIG.to_vec();
+    p.extend_from_slice(&[ver_cmd, family]);
+    p.extend_from_slice(&body_len.to_be_bytes());
+    p.extend_from_slice(addrs);
+    p.extend_from_slice(HTTP_GET);
+    p
+}
+
+/// The address block of TCP over IPv4 from `src` to the server.
+fn v2_addrs4(src: [u8; 4]) -> Vec<u8> {
+    [
+        &src[..],
+        &S4,
+        &CLIENT_PORT.to_be_bytes(),
+        &PORT.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// The address block of TCP over IPv6 from `src` to the server.
+fn v2_addrs6(src: Ipv6Addr) -> Vec<u8> {
+    [
+        &src.octets()[..],
+        &s6().octets(),
+        &CLIENT_PORT.to_be_bytes(),
+        &PORT.to_be_bytes(),
+    ]
+    .concat()
+}
+
+fn real4() -> [u8; 4] {
+    REAL4.parse::<Ipv4Addr>().expect("address literal").octets()
+}
+
+fn real6() -> Ipv6Addr {
+    REAL6.parse().expect("address literal")
+}
+
+/// PROXY protocol v2 headers naming the IPv4 client, the IPv6 client and the IPv4 client
+/// IPv4-mapped, with the bytes of payload up to the end of the source address.
+fn v2_headers() -> [(Vec<u8>, usize); 3] {
+    let mapped = Ipv4Addr::from(real4()).to_ipv6_mapped();
+    [
+        (proxy_v2(0x21, 0x11, 12, &v2_addrs4(real4())), 16 + 4),
+        (proxy_v2(0x21, 0x21, 36, &v2_addrs6(real6())), 16 + 16),
+        (proxy_v2(0x21, 0x21, 36, &v2_addrs6(mapped)), 16 + 16),
+    ]
+}
+
+/// PROXY protocol headers at the start of a segment from a proxy: the client they name is
+/// enforced on as the packet's own source is, and a drop refuses the segment.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a fixture table is data, one entry per case"
+)]
+fn proxy_fixtures() -> Vec<Fixture> {
+    let four = Ends::request4();
+    let six = Ends::request6();
+    let http = req(PORT);
+    let v1 = proxy_v1("TCP4", REAL4);
+    let [v2_4, v2_6, v2_mapped] = v2_headers().map(|(h, _)| h);
+    let v1_with = |line: &str| {
+        let mut p = line.as_bytes().to_vec();
+        p.extend_from_slice(HTTP_GET);
+        p
+    };
+    // Each malformed header sits beside a block of the whole /24 of the client it would name,
+    // so that a misparse into it would show as a drop.
+    let malformed_v1 = [
+        (
+            "v1 octet 256",
+            v1_with("PROXY TCP4 203.0.113.256 203.0.113.1 1 2\r\n"),
+        ),
+        (
+            "v1 three octets",
+            v1_with("PROXY TCP4 203.0.113 203.0.113.1 1 2\r\n"),
+        ),
+        (
+            "v1 five octets",
+            v1_with("PROXY TCP4 203.0.113.50.1 203.0.113.1 1 2\r\n"),
+        ),
+        (
+            "v1 empty octet",
+            v1_with("PROXY TCP4 203.0..50 203.0.113.1 1 2\r\n"),
+        ),
+        (
+            "v1 four-digit octet",
+            v1_with("PROXY TCP4 203.0.1130.5 203.0.113.1 1 2\r\n"),
+        ),
+        (
+            "v1 leading zero",
+            v1_with("PROXY TCP4 203.0.113.050 203.0.113.1 1 2\r\n"),
+        ),
+        (
+            "v1 no space after the address",
+            v1_with("PROXY TCP4 203.0.113.50\r\nGET"),
+        ),
+        (
+            "v1 two spaces before the address",
+            v1_with("PROXY TCP4  203.0.113.50 203.0.113.1 1 2\r\n"),
+        ),
+        (
+            "v1 lowercase",
+            v1_with("proxy tcp4 203.0.113.50 203.0.113.1 1 2\r\n"),
+        ),
+        (
+            "v1 truncated payload",
+            b"PROXY TCP4 203.0.113.50 20".to_vec(),
+        ),
+        ("v1 UNKNOWN", v1_with("PROXY UNKNOWN\r\n")),
+        (
+            "v1 TCP6 (textual ipv6 is not parsed)",
+            proxy_v1("TCP6", REAL6),
+        ),
+        (
+            "not a PROXY header, starts with PROX",
+            v1_with("PROXIMITY 203.0.113.50 \r\n"),
+        ),
+        ("starts like a v2 signature", {
+            let mut p = b"\r\n\r\nHTTP-ish 203.0.113.50 ".to_vec();
+            p.extend_from_slice(HTTP_GET);
+            p
+        }),
+    ];
+    let malformed_v2 = [
+        (
+            "v2 LOCAL command",
+            proxy_v2(0x20, 0x11, 12, &v2_addrs4(real4())),
+        ),
+        (
+            "v2 version 1",
+            proxy_v2(0x11, 0x11, 12, &v2_addrs4(real4())),
+        ),
+        (
+            "v2 UDP over IPv4",
+            proxy_v2(0x21, 0x12, 12, &v2_addrs4(real4())),
+        ),
+        (
+            "v2 length short of the IPv4 addresses",
+            proxy_v2(0x21, 0x11, 11, &v2_addrs4(real4())),
+        ),
+        (
+            "v2 length short of the IPv6 addresses",
+            proxy_v2(0x21, 0x21, 35, &v2_addrs6(real6())),
+        ),
+        ("v2 signature off by one byte", {
+            let mut p = proxy_v2(0x21, 0x11, 12, &v2_addrs4(real4()));
+            p[11] ^= 1;
+            p
+        }),
+        (
+            "v2 truncated before the source address",
+            PROXY_V2_SIG
+                .iter()
+                .chain(&[0x21, 0x11, 0, 12, 203, 0, 113])
+                .copied()
+                .collect(),
+        ),
+    ];
+    let mut fixtures = vec![
+        Fixture::xdp(
+            "proxy v1 naming an exact-blocked ipv4 client",
+            v4().tcp(&http, &v1),
+        )
+        .block(REAL4, false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "proxy v2 naming an exact-blocked ipv4 client",
+            v4().tcp(&http, &v2_4),
+        )
+        .block(REAL4, false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "proxy v2 naming an exact-blocked ipv6 client",
+            v4().tcp(&http, &v2_6),
+        )
+        .block(REAL6, false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "proxy v2 over ipv6 naming an exact-blocked ipv6 client",
+            v6().tcp(&http, &v2_6),
+        )
+        .block(REAL6, false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "proxy v2 naming an ipv4-mapped client: its ipv4 block applies",
+            v4().tcp(&http, &v2_mapped),
+        )
+        .block(REAL4, false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "proxy v1 naming a prefix-blocked client",
+            v4().tcp(&http, &v1),
+        )
+        .block("203.0.113.0/24", false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "proxy v2 naming a prefix-blocked ipv6 client",
+            v6().tcp(&http, &v2_6),
+        )
+        .block("2001:db8:3::/48", false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "proxy v1 behind vlan and ipv4 and tcp options",
+            Eth::new()
+                .vlan(ETH_P_8021Q, 7)
+                .ipv4(C4, S4)
+                .options(&[1; 8])
+                .tcp(&req(PORT).options(&[1, 1, 1, 1]), &v1),
+        )
+        .block(REAL4, false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp("proxy v1 naming an unblocked client", v4().tcp(&http, &v1))
+            .block("203.0.113.51", false, 0)
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4()
+            .event(four.request(&http, &v1)),
+        Fixture::xdp(
+            "proxy v2 naming an unblocked ipv6 client",
+            v6().tcp(&http, &v2_6),
+        )
+        .block("2001:db8:3::8", false, 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v6()
+        .event(six.request(&http, &v2_6)),
+        Fixture::xdp(
+            "proxy v1 without any address block: not looked for",
+            v4().tcp(&http, &v1),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, &v1)),
+        Fixture::xdp(
+            "proxy v1 naming a blocked but allowlisted client",
+            v4().tcp(&http, &v1),
+        )
+        .block(REAL4, false, 0)
+        .allow("203.0.113.0/24", 1)
+        .verdict(Counter::XdpPassAllowlisted)
+        .counts_v4()
+        .event(four.request(&http, &v1)),
+        Fixture::xdp(
+            "proxy v2 naming a blocked ipv6 client, allowlisted",
+            v4().tcp(&http, &v2_6),
+        )
+        .block(REAL6, false, 0)
+        .allow(REAL6, 1)
+        .verdict(Counter::XdpPassAllowlisted)
+        .counts_v4()
+        .event(four.request(&http, &v2_6)),
+        Fixture::xdp(
+            "an allowlisted proxy does not cover the blocked client it names",
+            v4().tcp(&http, &v1),
+        )
+        .block(REAL4, false, 1)
+        .allow("198.51.100.2", 0)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "proxy v1 naming a client whose block expired",
+            v4().tcp(&http, &v1),
+        )
+        .block(REAL4, true, 0)
+        .verdict(Counter::XdpPassExpired)
+        .counts_v4()
+        .event(four.request(&http, &v1)),
+        Fixture::xdp(
+            "proxy v1 naming a client whose exact block expired, its prefix block active",
+            v4().tcp(&http, &v1),
+        )
+        .block(REAL4, true, 0)
+        .block("203.0.113.0/25", false, 1)
+        .dropped_by(Counter::XdpDropProxied),
+        Fixture::xdp(
+            "a blocked proxy is dropped as itself, before its header is read",
+            v4().tcp(&http, &v1),
+        )
+        .block("198.51.100.2", false, 1)
+        .block(REAL4, false, 0)
+        .dropped_by(Counter::XdpDropExact),
+        Fixture::xdp(
+            "proxy v1 to an unmonitored port is not parsed",
+            v4().tcp(&req(OTHER_PORT), &v1),
+        )
+        .block(REAL4, false, 0)
+        .counts_v4(),
+        Fixture::xdp(
+            "a PROXY header not at the start of the payload passes",
+            v4().tcp(&http, &[b"GET / HTTP/1.1\r\n".as_slice(), &v1].concat()),
+        )
+        .block(REAL4, false, 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.request(&http, &[b"GET / HTTP/1.1\r\n".as_slice(), &v1].concat())),
+        Fixture::xdp("proxy v1 payload cut by the frame (ip length beyond it)", {
+            let mut f = v4().tcp(&http, &v1);
+            f.truncate(v4().l4_offset() + 20 + 20);
+            f
+        })
+        .block(REAL4, false, 0)
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.segment(Direction::Ingress, &http, v1.len(), &v1[..20])),
+    ];
+    for (name, payload) in malformed_v1.into_iter().chain(malformed_v2) {
+        fixtures.push(
+            Fixture::xdp(name, v4().tcp(&http, &payload))
+                .block("203.0.113.0/24", false, 0)
+                .block("2001:db8:3::/48", false, 0)
+                .verdict(Counter::XdpPassSampled)
+                .counts_v4()
+                .event(four.request(&http, &payload)),
+        );
+    }
+    fixtures
+}
+
 /// TC egress: responses from monitored ports.
 fn tc_fixtures() -> Vec<Fixture> {
     let out4 = Ends::V4(S4, C4);
@@ -1647,6 +1985,57 @@ fn xdp_enforces_blocks_expiry_and_allowlist() {
 #[test]
 fn xdp_enforces_flow_blocks() {
     run_table(&flow_fixtures());
+}
+
+#[test]
+fn xdp_enforces_blocks_on_clients_named_by_proxy_headers() {
+    run_table(&proxy_fixtures());
+}
+
+#[test]
+fn proxy_headers_cut_at_every_length() {
+    // A header naming a blocked client, in frames cut at every length: the segment drops once
+    // the frame holds the bytes the kernel reads (up to the end of the source address; for v1,
+    // the 16 bytes an address and its space may take), passes before, with one verdict each.
+    let mut sensor = Sensor::load();
+    sensor.configure(None, None, &[PORT]);
+    let now = clock::boot_ns();
+    for net in [REAL4, REAL6] {
+        let net = verdict::parse_net(net).expect("valid net");
+        sensor
+            .verdicts
+            .block(net, TTL, Reason::Manual, "proxied", now)
+            .unwrap_or_else(|e| panic!("blocking {net}: {e}"));
+    }
+    let payload_off = v4().l4_offset() + 20;
+    let headers = v2_headers()
+        .into_iter()
+        .chain([(proxy_v1("TCP4", REAL4), 11 + 16)]);
+    let mut failures = Vec::new();
+    for (i, (payload, reads)) in headers.enumerate() {
+        let frame = v4().tcp(&req(PORT), &payload);
+        for len in 0..=frame.len() {
+            let before = sensor.counters();
+            let action = sensor.run_xdp(&frame[..len], 1);
+            let after = sensor.counters();
+            let verdicts: u64 = XDP_VERDICTS
+                .iter()
+                .map(|c| after[*c as usize] - before[*c as usize])
+                .sum();
+            let want = if len >= payload_off + reads {
+                XDP_DROP
+            } else {
+                XDP_PASS
+            };
+            if action != want || verdicts != 1 {
+                failures.push(format!(
+                    "header {i} cut at {len}: action {action}, want {want}, {verdicts} verdicts"
+                ));
+            }
+        }
+        sensor.drain_all();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// The published `MAPS_IN_USE` flag of `FLOW_BLOCKS`.
@@ -2249,7 +2638,7 @@ fn large_thresholds_are_checked_sparsely_and_wake_once_per_crossing() {
 }
 
 /// Every XDP verdict counter.
-const XDP_VERDICTS: [Counter; 14] = [
+const XDP_VERDICTS: [Counter; 15] = [
     Counter::XdpPass,
     Counter::XdpPassSampled,
     Counter::XdpPassAllowlisted,
@@ -2264,6 +2653,7 @@ const XDP_VERDICTS: [Counter; 14] = [
     Counter::XdpPassTruncatedL4,
     Counter::XdpPassExtHdrLimit,
     Counter::XdpDropFlow,
+    Counter::XdpDropProxied,
 ];
 
 /// Flow blocks of both families that no test frame matches (a mutation would have to rewrite
@@ -2338,6 +2728,56 @@ fn mutated_frames_pass_with_exactly_one_verdict() {
                 if let Err(e) = event::decode(&rec) {
                     failures.push(format!(
                         "seed {si} round {round}: record does not decode: {e}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn mutated_proxy_headers_pass_with_exactly_one_verdict() {
+    // Flips in the PROXY headers themselves, with an address block in place (so that the kernel
+    // parses them) that no header with up to three bytes changed can name: every frame passes
+    // with one verdict, and every record decodes.
+    let mut sensor = Sensor::load();
+    sensor.configure(None, None, &[PORT]);
+    let net = verdict::parse_net("2001:db8:ffff:ffff::1").expect("valid net");
+    sensor
+        .verdicts
+        .block(net, TTL, Reason::Manual, "unrelated", clock::boot_ns())
+        .unwrap_or_else(|e| panic!("blocking {net}: {e}"));
+    let payload_off = v4().l4_offset() + 20;
+    let headers = v2_headers()
+        .into_iter()
+        .chain([(proxy_v1("TCP4", REAL4), 11 + 16)]);
+    let mut failures = Vec::new();
+    for (si, (payload, reads)) in headers.enumerate() {
+        let seed = v4().tcp(&req(PORT), &payload);
+        for round in 0..200u64 {
+            let r = noise(0x9000 + si as u64 * 1000 + round, 8);
+            let mut frame = seed.clone();
+            for k in 0..=usize::from(r[0] % 3) {
+                let at = payload_off + usize::from(r[1 + k]) % (reads + 4);
+                frame[at] ^= r[4 + k] | 1;
+            }
+            let before = sensor.counters();
+            let action = sensor.run_xdp(&frame, 1);
+            let after = sensor.counters();
+            let verdicts: u64 = XDP_VERDICTS
+                .iter()
+                .map(|c| after[*c as usize] - before[*c as usize])
+                .sum();
+            if action != XDP_PASS || verdicts != 1 {
+                failures.push(format!(
+                    "header {si} round {round}: action {action}, {verdicts} verdicts"
+                ));
+            }
+            for rec in Sensor::drain(&mut sensor.req) {
+                if let Err(e) = event::decode(&rec) {
+                    failures.push(format!(
+                        "header {si} round {round}: record does not decode: {e}"
                     ));
                 }
             }
