@@ -56,6 +56,8 @@ pub enum BaselineKey {
     Endpoint(String),
     /// A source prefix: a /24 for IPv4, a /64 or /48 for IPv6, truncated by the caller.
     Prefix(ipnet::IpNet),
+    /// All traffic.
+    Global,
 }
 
 impl fmt::Display for BaselineKey {
@@ -63,6 +65,7 @@ impl fmt::Display for BaselineKey {
         match self {
             Self::Endpoint(endpoint) => write!(f, "endpoint {endpoint}"),
             Self::Prefix(prefix) => write!(f, "prefix {prefix}"),
+            Self::Global => f.write_str("global"),
         }
     }
 }
@@ -487,7 +490,7 @@ impl Baselines {
             .map(|(key, entry)| {
                 let key_heap = match &**key {
                     BaselineKey::Endpoint(s) => s.capacity(),
-                    BaselineKey::Prefix(_) => 0,
+                    BaselineKey::Prefix(_) | BaselineKey::Global => 0,
                 };
                 per_key + key_heap + entry.slots.capacity() * size_of::<(u8, SlotStats)>()
             })

@@ -32,7 +32,7 @@ pub enum Detector {
     PacketFlood,
     /// Packets from a source (the kernel's counters) far above its requests (`volume.rs`).
     PacketRate,
-    /// An endpoint's rate far from its hour-of-week baseline (`volume.rs`).
+    /// An endpoint's rate, or all traffic's, far above its hour-of-week baseline.
     EndpointRate,
     /// Sequential identifiers walked on one route (`scraping.rs`).
     Enumeration,

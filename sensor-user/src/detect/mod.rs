@@ -126,6 +126,9 @@ pub struct Detection {
     campaigns: Table<u64, CampaignState>,
     /// Admits prefixes and sessions to their tables once they have a second source.
     doorkeeper: Doorkeeper,
+    /// All traffic: requests in the current baseline bucket, and failed logins (decayed with
+    /// the fast login half-life) with the time they are decayed to.
+    global: GlobalState,
     /// Learned baselines.
     baselines: Baselines,
     /// Start of the current baseline bucket, Unix ns (0 before the first event).
@@ -163,6 +166,7 @@ impl Detection {
             endpoints: Table::new(l.endpoints),
             campaigns: Table::new(l.campaigns),
             doorkeeper: Doorkeeper::new(l.prefixes.saturating_add(l.sessions).saturating_mul(2)),
+            global: GlobalState::default(),
             baselines,
             bucket_start_ns: 0,
             reported: LruTable::new(),
@@ -370,6 +374,7 @@ impl Detection {
         }
 
         if verified {
+            self.global.bucket_requests = self.global.bucket_requests.saturating_add(1);
             self.observe_endpoint(tx, now, epoch, shape_hash, out);
         }
 
@@ -721,6 +726,28 @@ impl Detection {
                 );
             }
         }
+        // All traffic, the same way (an alert: a site-wide surge blocks no one by itself).
+        let count = std::mem::take(&mut self.global.bucket_requests);
+        if count > 0 {
+            let key = BaselineKey::Global;
+            if learning {
+                self.baselines.record(&key, at, count);
+            } else if let Some(exp) =
+                self.baselines
+                    .exceeds(&key, at, f64::from(count), self.cfg.volume.endpoint_factor)
+            {
+                let measures = vec![
+                    Measure::at_least(
+                        "requests_per_bucket",
+                        f64::from(count),
+                        self.cfg.volume.endpoint_factor * exp.mean.max(1.0),
+                    ),
+                    Measure::at_least("baseline_mean", exp.mean, 0.0),
+                ];
+                let f = Finding::new(now_ns, Detector::EndpointRate, Entity::Global, measures);
+                self.report(f, out);
+            }
+        }
         // Prefixes: learned during the warm-up, compared afterwards.
         let mut prefix_counts = Vec::new();
         for pk in prefix_keys(&self.prefixes) {
@@ -926,6 +953,13 @@ impl Detection {
         self.counters.findings += 1;
         out.push(f);
     }
+}
+
+/// What is known about all traffic.
+#[derive(Clone, Copy, Debug, Default)]
+struct GlobalState {
+    /// Requests in the current baseline bucket.
+    bucket_requests: u32,
 }
 
 /// The standing of a source.

@@ -927,11 +927,15 @@ fn an_endpoint_far_above_its_learned_hour_is_an_alert() {
         .filter(|f| f.detector == Detector::EndpointRate)
         .collect();
     assert!(!rate.is_empty(), "{:?}", out.detectors());
+    // /search, and all traffic with it; not /about.
+    let search = Entity::Endpoint("GET api.example.test /search".into());
     assert!(
         rate.iter()
-            .all(|f| f.entity == Entity::Endpoint("GET api.example.test /search".into())),
+            .all(|f| f.entity == search || f.entity == Entity::Global),
         "{rate:?}"
     );
+    assert!(rate.iter().any(|f| f.entity == search), "{rate:?}");
+    assert!(rate.iter().any(|f| f.entity == Entity::Global), "{rate:?}");
     assert!(out.alerts.contains(&Detector::EndpointRate));
     assert!(out.blocks.is_empty(), "{:?}", out.blocks);
 }
