@@ -684,7 +684,6 @@ impl Detection {
             return;
         }
         let at = self.bucket_start_ns;
-        let learning = self.baselines.learning(at);
         // Endpoints, in slot order (deterministic).
         let mut endpoint_counts = Vec::new();
         let keys: Vec<u64> = endpoint_keys(&self.endpoints);
@@ -699,54 +698,27 @@ impl Detection {
                 e.bucket_requests = 0;
             }
         }
+        let endpoint_factor = self.cfg.volume.endpoint_factor;
         for (name, count) in endpoint_counts {
             let key = BaselineKey::Endpoint(name.clone());
-            if learning {
-                self.baselines.record(&key, at, count);
-            } else if let Some(exp) =
-                self.baselines
-                    .exceeds(&key, at, f64::from(count), self.cfg.volume.endpoint_factor)
-            {
-                let measures = vec![
-                    Measure::at_least(
-                        "requests_per_bucket",
-                        f64::from(count),
-                        self.cfg.volume.endpoint_factor * exp.mean.max(1.0),
-                    ),
-                    Measure::at_least("baseline_mean", exp.mean, 0.0),
-                ];
-                self.report(
-                    Finding::new(
-                        now_ns,
-                        Detector::EndpointRate,
-                        Entity::Endpoint(name),
-                        measures,
-                    ),
-                    out,
+            if let Some(measures) = self.learn_or_compare(&key, at, count, endpoint_factor) {
+                let f = Finding::new(
+                    now_ns,
+                    Detector::EndpointRate,
+                    Entity::Endpoint(name),
+                    measures,
                 );
+                self.report(f, out);
             }
         }
         // All traffic, the same way (an alert: a site-wide surge blocks no one by itself).
         let count = std::mem::take(&mut self.global.bucket_requests);
-        if count > 0 {
-            let key = BaselineKey::Global;
-            if learning {
-                self.baselines.record(&key, at, count);
-            } else if let Some(exp) =
-                self.baselines
-                    .exceeds(&key, at, f64::from(count), self.cfg.volume.endpoint_factor)
-            {
-                let measures = vec![
-                    Measure::at_least(
-                        "requests_per_bucket",
-                        f64::from(count),
-                        self.cfg.volume.endpoint_factor * exp.mean.max(1.0),
-                    ),
-                    Measure::at_least("baseline_mean", exp.mean, 0.0),
-                ];
-                let f = Finding::new(now_ns, Detector::EndpointRate, Entity::Global, measures);
-                self.report(f, out);
-            }
+        if count > 0
+            && let Some(measures) =
+                self.learn_or_compare(&BaselineKey::Global, at, count, endpoint_factor)
+        {
+            let f = Finding::new(now_ns, Detector::EndpointRate, Entity::Global, measures);
+            self.report(f, out);
         }
         // Prefixes: learned during the warm-up, compared afterwards.
         let mut prefix_counts = Vec::new();
@@ -759,22 +731,10 @@ impl Detection {
                 p.bucket_requests = 0;
             }
         }
+        let prefix_factor = self.cfg.volume.baseline_factor;
         for (pk, count) in prefix_counts {
             let key = BaselineKey::Prefix(pk.net());
-            if learning {
-                self.baselines.record(&key, at, count);
-            } else if let Some(exp) =
-                self.baselines
-                    .exceeds(&key, at, f64::from(count), self.cfg.volume.baseline_factor)
-            {
-                let measures = vec![
-                    Measure::at_least(
-                        "requests_per_bucket",
-                        f64::from(count),
-                        self.cfg.volume.baseline_factor * exp.mean.max(1.0),
-                    ),
-                    Measure::at_least("baseline_mean", exp.mean, 0.0),
-                ];
+            if let Some(measures) = self.learn_or_compare(&key, at, count, prefix_factor) {
                 let mut f =
                     Finding::new(now_ns, Detector::Volume, Entity::Prefix(pk.net()), measures);
                 f.standing = self.prefixes.get(&pk).map(prefix_standing);
@@ -783,6 +743,31 @@ impl Detection {
         }
         self.baselines.tick(now_ns);
         self.bucket_start_ns = now_ns - (now_ns - at) % bucket_ns;
+    }
+
+    /// Records `count` requests of the bucket that started at `at` for `key` while the
+    /// baselines learn; afterwards, the measures of a count over `factor` times what was
+    /// learned for that hour of week.
+    fn learn_or_compare(
+        &mut self,
+        key: &BaselineKey,
+        at: u64,
+        count: u32,
+        factor: f64,
+    ) -> Option<Vec<Measure>> {
+        if self.baselines.learning(at) {
+            self.baselines.record(key, at, count);
+            return None;
+        }
+        let exp = self.baselines.exceeds(key, at, f64::from(count), factor)?;
+        Some(vec![
+            Measure::at_least(
+                "requests_per_bucket",
+                f64::from(count),
+                factor * exp.mean.max(1.0),
+            ),
+            Measure::at_least("baseline_mean", exp.mean, 0.0),
+        ])
     }
 
     /// Starts the baseline buckets at the first event.
