@@ -72,6 +72,9 @@ pub struct Config {
     /// The decision policy: TTLs, caps, allowlist, blast-radius guard, dry run.
     #[serde(default)]
     pub policy: crate::decide::PolicyConfig,
+    /// Reputation lists kept in the block maps.
+    #[serde(default)]
+    pub lists: crate::lists::ListsConfig,
 }
 
 /// Kernel-side settings.
@@ -137,6 +140,11 @@ impl Config {
                     source,
                 })?;
                 let mut cfg = Self::parse(&text, &name)?;
+                if let Some(dir) = p.parent() {
+                    for file in &mut cfg.lists.files {
+                        *file = dir.join(&*file);
+                    }
+                }
                 // The OpenAPI document, relative to the configuration file's directory.
                 if let Some(doc) = cfg.detect.context.openapi.clone() {
                     let doc = p.parent().map_or(doc.clone(), |dir| dir.join(&doc));
@@ -239,6 +247,18 @@ impl Config {
             "1..=7776000",
         )?;
         range("policy.max_ttl_s", p.max_ttl_s, 1, max_ttl, "1..=7776000")?;
+        let l = &self.lists;
+        range("lists.refresh_s", l.refresh_s, 1, 86_400, "1..=86400")?;
+        range("lists.ttl_s", l.ttl_s, 1, max_ttl, "1..=7776000")?;
+        if l.ttl_s < 2 * l.refresh_s {
+            range(
+                "lists.ttl_s (at least twice lists.refresh_s)",
+                l.ttl_s,
+                2 * l.refresh_s,
+                max_ttl,
+                "2 * refresh_s..",
+            )?;
+        }
         let share = |field: &'static str, value: f64| {
             if (0.0..=1.0).contains(&value) {
                 Ok(())
@@ -382,6 +402,32 @@ mod tests {
             .expect_err("broken document")
             .to_string();
         assert!(err.contains("not an OpenAPI 3 document"), "{err}");
+    }
+
+    #[test]
+    fn list_files_are_taken_from_the_configuration_directory_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("apisensor.toml");
+        std::fs::write(
+            &cfg_path,
+            "[lists]\nfiles = [\"drop.txt\", \"/etc/x.txt\"]\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&cfg_path)).expect("config");
+        assert_eq!(
+            cfg.lists.files,
+            [
+                dir.path().join("drop.txt"),
+                std::path::PathBuf::from("/etc/x.txt")
+            ]
+        );
+        for (text, field) in [
+            ("[lists]\nrefresh_s = 0\n", "lists.refresh_s"),
+            ("[lists]\nrefresh_s = 60\nttl_s = 100\n", "lists.ttl_s"),
+        ] {
+            let err = Config::parse(text, "t.toml").expect_err(text).to_string();
+            assert!(err.contains(field), "{err}");
+        }
     }
 
     #[test]

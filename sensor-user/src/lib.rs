@@ -26,6 +26,7 @@ pub mod event;
 pub mod http;
 pub mod json;
 mod keyed_hash;
+pub mod lists;
 pub mod loader;
 mod lru;
 pub mod maps;

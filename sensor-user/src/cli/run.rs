@@ -12,6 +12,7 @@ use clap::Args;
 use sensor_common::map_names;
 use tokio::sync::broadcast;
 
+mod lists;
 mod sink;
 
 use crate::{
@@ -123,6 +124,12 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         Duration::from_secs(config.sensor.purge_interval_s),
         shutdown_tx.subscribe(),
     ));
+    let lists = tokio::spawn(lists::keep(
+        pin_dir.to_path_buf(),
+        config.lists.clone(),
+        config.policy.dry_run,
+        shutdown_tx.subscribe(),
+    ));
     let mut sink = AgentSink::open(args, pin_dir, config)?;
     let stats = reader::run(
         req,
@@ -136,6 +143,7 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     sink.finish();
     signals.abort();
     let _ = purge.await;
+    let _ = lists.await;
     // Dropping `ebpf` detaches both programs; the pinned maps (and blocks) remain.
     drop(ebpf);
     sink.log_stopped(&stats);

@@ -1,0 +1,144 @@
+//! The agent's side of the reputation lists (`crate::lists`): reads the list files at start
+//! and whenever one changes, and keeps the block maps equal to what they list, renewing each
+//! block's TTL while it is listed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use sensor_common::Reason;
+use tokio::sync::broadcast;
+
+use crate::clock;
+use crate::lists::{self, ListsConfig, Plan};
+use crate::verdict::{VerdictError, Verdicts};
+
+/// One list file as last read.
+struct File {
+    /// Its path.
+    path: PathBuf,
+    /// Its modification time when last read (`None`: never read).
+    modified: Option<SystemTime>,
+    /// Its entries when it last parsed.
+    entries: BTreeMap<IpNet, String>,
+}
+
+/// Keeps the lists' blocks until shutdown. In a dry run, reports what it would write.
+pub(super) async fn keep(
+    pin_dir: PathBuf,
+    cfg: ListsConfig,
+    dry_run: bool,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    if cfg.files.is_empty() {
+        return;
+    }
+    let mut files: Vec<File> = cfg
+        .files
+        .iter()
+        .map(|path| File {
+            path: path.clone(),
+            modified: None,
+            entries: BTreeMap::new(),
+        })
+        .collect();
+    // The blocks this agent wrote for lists, with their notes.
+    let mut written: BTreeMap<IpNet, String> = BTreeMap::new();
+    let ttl = Duration::from_secs(cfg.ttl_s);
+    let renew_every = ttl / 2;
+    let mut renewed = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.refresh_s));
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            _ = tick.tick() => {}
+        }
+        let changed = files.iter_mut().map(reread).fold(false, |a, b| a | b);
+        let renew_all = renewed.elapsed() >= renew_every;
+        if !changed && !renew_all {
+            continue;
+        }
+        let wanted = lists::merge(files.iter().map(|f| f.entries.clone()));
+        let plan = Plan::between(&written, &wanted, renew_all);
+        if renew_all {
+            renewed = tokio::time::Instant::now();
+        }
+        if dry_run {
+            tracing::info!(
+                listed = wanted.len(),
+                would_write = plan.write.len(),
+                would_remove = plan.remove.len(),
+                "lists (dry run: nothing written)"
+            );
+            continue;
+        }
+        match apply(&pin_dir, &plan, ttl, &mut written) {
+            Ok(()) => tracing::info!(
+                listed = wanted.len(),
+                written = plan.write.len(),
+                removed = plan.remove.len(),
+                "lists applied"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "applying the lists failed; retrying at the next check");
+            }
+        }
+    }
+}
+
+/// Reads `f` again if it changed since it was last read; returns whether its entries did.
+fn reread(f: &mut File) -> bool {
+    let modified = std::fs::metadata(&f.path).and_then(|m| m.modified()).ok();
+    if modified.is_some() && modified == f.modified {
+        return false;
+    }
+    let origin = origin_of(&f.path);
+    let parsed = std::fs::read_to_string(&f.path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| lists::parse(&text, &origin).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(entries) => {
+            f.modified = modified;
+            let changed = entries != f.entries;
+            f.entries = entries;
+            changed
+        }
+        Err(e) => {
+            // Its last good version stays; it is read again at the next check.
+            tracing::warn!(list = %f.path.display(), error = %e, "list not used");
+            false
+        }
+    }
+}
+
+/// A list's name in its blocks' notes: its file name.
+fn origin_of(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Writes `plan` and records what was written in `written`.
+fn apply(
+    pin_dir: &Path,
+    plan: &Plan,
+    ttl: Duration,
+    written: &mut BTreeMap<IpNet, String>,
+) -> Result<(), VerdictError> {
+    let mut v = Verdicts::open_pinned(pin_dir)?;
+    for net in &plan.remove {
+        match v.unblock(*net) {
+            Ok(()) | Err(VerdictError::NotFound { .. }) => {
+                written.remove(net);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for (net, text) in &plan.write {
+        v.block(*net, ttl, Reason::Manual, text, clock::boot_ns())?;
+        written.insert(*net, text.clone());
+    }
+    Ok(())
+}
