@@ -27,6 +27,22 @@ pub enum ConfigError {
         /// Why.
         source: toml::de::Error,
     },
+    /// Settings that do not go together.
+    #[error("config {path}: {what}")]
+    Invalid {
+        /// File.
+        path: String,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// Not an ISO 3166-1 alpha-2 code.
+    #[error("config {path}: lists.deny_countries: {code:?} is not a two-letter country code")]
+    Country {
+        /// File.
+        path: String,
+        /// The code.
+        code: String,
+    },
     /// The OpenAPI document named by `detect.context.openapi` cannot be used.
     #[error("config: detect.context.openapi: {0}")]
     ApiSpec(#[from] crate::detect::api_spec::ApiSpecError),
@@ -141,7 +157,7 @@ impl Config {
                 })?;
                 let mut cfg = Self::parse(&text, &name)?;
                 if let Some(dir) = p.parent() {
-                    for file in &mut cfg.lists.files {
+                    for file in cfg.lists.files.iter_mut().chain(cfg.lists.mmdb.as_mut()) {
                         *file = dir.join(&*file);
                     }
                 }
@@ -248,6 +264,22 @@ impl Config {
         )?;
         range("policy.max_ttl_s", p.max_ttl_s, 1, max_ttl, "1..=7776000")?;
         let l = &self.lists;
+        if !l.deny_countries.is_empty() && l.mmdb.is_none() {
+            return Err(ConfigError::Invalid {
+                path: name.to_owned(),
+                what: "lists.deny_countries needs lists.mmdb, the database to find them in",
+            });
+        }
+        if let Some(bad) = l
+            .deny_countries
+            .iter()
+            .find(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            return Err(ConfigError::Country {
+                path: name.to_owned(),
+                code: bad.clone(),
+            });
+        }
         range("lists.refresh_s", l.refresh_s, 1, 86_400, "1..=86400")?;
         range("lists.ttl_s", l.ttl_s, 1, max_ttl, "1..=7776000")?;
         if l.ttl_s < 2 * l.refresh_s {
@@ -422,6 +454,11 @@ mod tests {
             ]
         );
         for (text, field) in [
+            ("[lists]\ndeny_countries = [\"XA\"]\n", "lists.mmdb"),
+            (
+                "[lists]\nmmdb = \"c.mmdb\"\ndeny_countries = [\"XAB\"]\n",
+                "\"XAB\"",
+            ),
             ("[lists]\nrefresh_s = 0\n", "lists.refresh_s"),
             ("[lists]\nrefresh_s = 60\nttl_s = 100\n", "lists.ttl_s"),
         ] {

@@ -1,5 +1,5 @@
-//! The agent's side of the reputation lists (`crate::lists`): reads the list files at start
-//! and whenever one changes, and keeps the block maps equal to what they list, renewing each
+//! The agent's side of the reputation lists (`crate::lists`): reads the list files (and the
+//! country database) at start and whenever one changes, and keeps the block maps equal to what they list, renewing each
 //! block's TTL while it is listed.
 
 use std::collections::BTreeMap;
@@ -14,8 +14,19 @@ use crate::clock;
 use crate::lists::{self, ListsConfig, Plan};
 use crate::verdict::{VerdictError, Verdicts};
 
+/// What a file holds.
+#[derive(Clone)]
+enum Kind {
+    /// A list of addresses and prefixes.
+    List,
+    /// A country database, read for these denied countries.
+    Countries(Vec<String>),
+}
+
 /// One list file as last read.
 struct File {
+    /// What it holds.
+    kind: Kind,
     /// Its path.
     path: PathBuf,
     /// Its modification time when last read (`None`: never read).
@@ -31,18 +42,26 @@ pub(super) async fn keep(
     dry_run: bool,
     mut shutdown: broadcast::Receiver<()>,
 ) {
-    if cfg.files.is_empty() {
-        return;
-    }
+    let countries = cfg
+        .mmdb
+        .iter()
+        .filter(|_| !cfg.deny_countries.is_empty())
+        .map(|path| (Kind::Countries(cfg.deny_countries.clone()), path));
     let mut files: Vec<File> = cfg
         .files
         .iter()
-        .map(|path| File {
+        .map(|path| (Kind::List, path))
+        .chain(countries)
+        .map(|(kind, path)| File {
+            kind,
             path: path.clone(),
             modified: None,
             entries: BTreeMap::new(),
         })
         .collect();
+    if files.is_empty() {
+        return;
+    }
     // The blocks this agent wrote for lists, with their notes.
     let mut written: BTreeMap<IpNet, String> = BTreeMap::new();
     let ttl = Duration::from_secs(cfg.ttl_s);
@@ -94,9 +113,14 @@ fn reread(f: &mut File) -> bool {
         return false;
     }
     let origin = origin_of(&f.path);
-    let parsed = std::fs::read_to_string(&f.path)
+    let parsed = std::fs::read(&f.path)
         .map_err(|e| e.to_string())
-        .and_then(|text| lists::parse(&text, &origin).map_err(|e| e.to_string()));
+        .and_then(|bytes| match &f.kind {
+            Kind::List => String::from_utf8(bytes)
+                .map_err(|e| format!("{origin}: {e}"))
+                .and_then(|text| lists::parse(&text, &origin).map_err(|e| e.to_string())),
+            Kind::Countries(deny) => lists::countries::denied(bytes, &origin, deny),
+        });
     match parsed {
         Ok(entries) => {
             f.modified = modified;
@@ -141,4 +165,52 @@ fn apply(
         written.insert(*net, text.clone());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lists::test_mmdb;
+
+    #[test]
+    fn files_are_read_when_they_change_and_a_broken_one_keeps_its_last_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("countries.mmdb");
+        let net: IpNet = "203.0.113.0/24".parse().expect("net");
+        std::fs::write(&db, test_mmdb::write(&[(net, "XA")])).expect("db");
+        let mut f = File {
+            kind: Kind::Countries(vec!["XA".to_owned()]),
+            path: db.clone(),
+            modified: None,
+            entries: BTreeMap::new(),
+        };
+        assert!(reread(&mut f), "first read");
+        assert_eq!(
+            f.entries,
+            BTreeMap::from([(net, "country XA countries.mmdb".to_owned())])
+        );
+        assert!(!reread(&mut f), "unchanged");
+        // Broken: its last good entries stay.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&db, b"garbage").expect("db");
+        assert!(!reread(&mut f));
+        assert_eq!(f.entries.len(), 1);
+        // A list file, and one that is gone.
+        let list = dir.path().join("bad.txt");
+        std::fs::write(&list, "198.51.100.7 ; SBL9\n").expect("list");
+        let mut l = File {
+            kind: Kind::List,
+            path: list.clone(),
+            modified: None,
+            entries: BTreeMap::new(),
+        };
+        assert!(reread(&mut l));
+        assert_eq!(
+            l.entries.values().next().map(String::as_str),
+            Some("list bad.txt SBL9")
+        );
+        std::fs::remove_file(&list).expect("rm");
+        assert!(!reread(&mut l));
+        assert_eq!(l.entries.len(), 1);
+    }
 }

@@ -5,6 +5,8 @@
 //! again when one changes; a file that does not parse is reported and the blocks of its last
 //! good version stay.
 //!
+//! Denied countries (`countries`) come from a MaxMind-format database the same way.
+//!
 //! This module is pure: it parses texts and plans the map writes ([`Plan`]); `cli/run.rs`
 //! reads the files and applies the plan with the map writer.
 
@@ -12,12 +14,21 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
+pub mod countries;
+#[cfg(test)]
+pub(crate) mod test_mmdb;
+
 /// The `[lists]` table.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListsConfig {
     /// List files (a relative path is taken from the configuration file's directory).
     pub files: Vec<std::path::PathBuf>,
+    /// A MaxMind-format country database (GeoLite2 or GeoIP2 Country or City), for
+    /// `deny_countries`.
+    pub mmdb: Option<std::path::PathBuf>,
+    /// ISO 3166-1 alpha-2 codes whose networks (in `mmdb`) are blocked like a list's.
+    pub deny_countries: Vec<String>,
     /// How often the files are checked for changes, in seconds.
     pub refresh_s: u64,
     /// TTL of a list's blocks, in seconds: renewed while listed, so they lapse in the kernel
@@ -29,6 +40,8 @@ impl Default for ListsConfig {
     fn default() -> Self {
         Self {
             files: Vec::new(),
+            mmdb: None,
+            deny_countries: Vec::new(),
             refresh_s: 60,
             ttl_s: 3600,
         }
