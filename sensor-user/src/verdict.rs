@@ -761,7 +761,9 @@ impl Verdicts {
     /// Enforces a decision of the policy: writes its block when the policy says the kernel
     /// enforces it (not for alerts, dry runs or blocks enforced upstream): an address or prefix
     /// block, and for a client behind a PROXY protocol proxy one flow block per connection too
-    /// (its address block then stops its new connections at their PROXY header). The id is
+    /// (its address block then stops its new connections at their PROXY header). A prefix
+    /// block's exceptions (addresses it spares) are allowlisted first, for the same TTL, under
+    /// the same id; a host block withdraws the host's own exception, if it had one. The id is
     /// the decision's, so `blocks list` leads back to the decision's evidence. Returns whether
     /// a block was written.
     pub fn apply(&mut self, decision: &Decision, now_boot_ns: u64) -> Result<bool, VerdictError> {
@@ -793,7 +795,21 @@ impl Verdicts {
             }
             return Ok(true);
         }
-        self.write(|v| v.block_locked(target, ttl, reason, text, now_boot_ns, id))?;
+        // A prefix block's exceptions first, with the block's TTL and the decision's id: a
+        // spared source is allowlisted before the block can refuse it, and the kernel stops
+        // honouring both at the same time. A failed exception leaves the block unwritten (the
+        // policy then forgets it and tries again).
+        for net in decision.exceptions.iter().filter(|n| target.contains(*n)) {
+            self.allow_exception(*net, ttl, id, now_boot_ns)?;
+        }
+        self.write(|v| {
+            if is_host(target) {
+                // An address blocked on its own loses an exception that spared it from its
+                // prefix's block: the exception would let it past its own block too.
+                v.withdraw_exception_locked(target)?;
+            }
+            v.block_locked(target, ttl, reason, text, now_boot_ns, id)
+        })?;
         Ok(true)
     }
 
