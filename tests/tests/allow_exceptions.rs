@@ -165,7 +165,10 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
     );
 
     // A spared source that turns bad is blocked on its own: its exception goes with it.
-    assert!(v.apply(&block(0x31, "198.51.100.8/32", &[], false), now).expect("applying"));
+    assert!(
+        v.apply(&block(0x31, "198.51.100.8/32", &[], false), now)
+            .expect("applying")
+    );
     let nets: Vec<String> = listed(&pin).into_iter().map(|e| e.0).collect();
     assert_eq!(nets, ["198.51.100.7/32", "198.51.100.64/28"]);
 
@@ -183,13 +186,14 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
     assert_eq!(seven.ttl_left_s, Some(300 + TTL_S));
 
     // The purge deletes lapsed exceptions (and blocks); the operator's entry stays.
-    assert_eq!(v.purge_expired(later + 200 * S).expect("purge"), 0, "nothing lapsed yet");
+    assert_eq!(
+        v.purge_expired(later + 200 * S).expect("purge"),
+        0,
+        "nothing lapsed yet"
+    );
     let removed = v.purge_expired(later + (TTL_S + 1) * S).expect("purge");
     assert_eq!(removed, 3, "the /24 block, .8's block and .7's exception");
-    assert_eq!(
-        listed(&pin),
-        [("198.51.100.64/28".to_owned(), None, None)]
-    );
+    assert_eq!(listed(&pin), [("198.51.100.64/28".to_owned(), None, None)]);
     assert!(v.blocks(now).expect("blocks").is_empty());
     cli_ok(&pin, &["allow", "rm", "198.51.100.64/28"]);
     assert_eq!(v.refresh_in_use().expect("refresh").allow, 0);

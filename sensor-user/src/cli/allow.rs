@@ -36,15 +36,17 @@ pub fn main(cmd: &AllowCommand, pin_dir: &Path) -> anyhow::Result<()> {
             println!("allowlisted {net}");
         }
         AllowCommand::List { json } => {
-            let mut entries =
-                verdict::Verdicts::open_pinned(pin_dir)?.allows(clock::boot_ns())?;
+            let mut entries = verdict::Verdicts::open_pinned(pin_dir)?.allows(clock::boot_ns())?;
             entries.sort_by_key(|e| e.net);
             if *json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
                 // An operator's entry is permanent; an exception (spared from a prefix block)
                 // shows its TTL left and the decision it came with.
-                println!("{:<43} {:>12} {:>10} {:<16}", "PREFIX", "HITS", "TTL_LEFT", "ORIGIN");
+                println!(
+                    "{:<43} {:>12} {:>10} {:<16}",
+                    "PREFIX", "HITS", "TTL_LEFT", "ORIGIN"
+                );
                 for e in &entries {
                     let (ttl, origin) = match (e.ttl_left_s, e.verdict_id) {
                         (Some(t), Some(id)) => (format!("{t}s"), format!("{id:016x}")),

@@ -668,24 +668,7 @@ impl Policy {
         );
         self.recent_blocks.push_back(now);
         self.counters.block += 1;
-        let mut notes = Vec::new();
-        if !exceptions.is_empty() {
-            notes.push(spared_note(exceptions.len()));
-        }
-        match enforcement {
-            Enforcement::Upstream => notes.push(
-                "the client is behind a trusted proxy that shares its connections: reported for enforcement upstream, the proxy is not blocked"
-                    .to_owned(),
-            ),
-            Enforcement::Flow => notes.push(
-                "the client is behind a trusted PROXY protocol proxy: its connections are dropped (open ones by flow key, new ones at their PROXY header), the proxy's others are not"
-                    .to_owned(),
-            ),
-            _ => {}
-        }
-        if offence > 1 {
-            notes.push(format!("repeat offence {offence}: TTL escalated"));
-        }
+        let notes = block_notes(enforcement, offence, exceptions.len());
         Some(Decision {
             id,
             at_ns: now,
@@ -769,7 +752,12 @@ impl Policy {
                 a.expires_ns = now.saturating_add(ttl_ns);
                 (a.id, a.enforcement, a.flows.clone(), a.exceptions.clone())
             }
-            None => (self.next_id(now), Enforcement::Kernel, Vec::new(), Vec::new()),
+            None => (
+                self.next_id(now),
+                Enforcement::Kernel,
+                Vec::new(),
+                Vec::new(),
+            ),
         };
         self.counters.block += 1;
         self.counters.renewed += 1;
@@ -816,7 +804,7 @@ impl Policy {
             .iter()
             .map(|ip| IpNet::from(ip.to_canonical()))
             .filter(|n| target.contains(n) && n != target)
-            .filter(|n| !self.active.get(n).is_some_and(|a| a.expires_ns > now))
+            .filter(|n| self.active.get(n).is_none_or(|a| a.expires_ns <= now))
             .collect();
         out.sort_unstable();
         out.dedup();
@@ -867,6 +855,29 @@ impl Policy {
         let ttl = ttl.min(self.cfg.max_ttl_s.max(base) as f64) as u64;
         ttl
     }
+}
+
+/// The notes of a new block: how it is enforced, how many sources it spares, escalation.
+fn block_notes(enforcement: Enforcement, offence: u32, spared: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    if spared > 0 {
+        notes.push(spared_note(spared));
+    }
+    match enforcement {
+        Enforcement::Upstream => notes.push(
+            "the client is behind a trusted proxy that shares its connections: reported for enforcement upstream, the proxy is not blocked"
+                .to_owned(),
+        ),
+        Enforcement::Flow => notes.push(
+            "the client is behind a trusted PROXY protocol proxy: its connections are dropped (open ones by flow key, new ones at their PROXY header), the proxy's others are not"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    if offence > 1 {
+        notes.push(format!("repeat offence {offence}: TTL escalated"));
+    }
+    notes
 }
 
 /// The note of a prefix block that spares `n` sources.

@@ -329,10 +329,7 @@ fn a_client_behind_a_proxy_protocol_proxy_is_blocked_by_connection() {
 /// A campaign's prefix finding listing its sources in good standing.
 fn campaign_prefix(at: u64, prefix: &str, spared: &[&str]) -> Finding {
     let mut f = finding(at, Detector::CampaignPrefix, prefix);
-    f.sources = spared
-        .iter()
-        .map(|s| s.parse().expect("address"))
-        .collect();
+    f.sources = spared.iter().map(|s| s.parse().expect("address")).collect();
     f
 }
 
@@ -348,7 +345,12 @@ fn a_campaign_prefix_is_blocked_with_its_sources_in_good_standing_as_exceptions(
         T0 + NS,
         "198.51.100.0/24",
         // The blocked one, a duplicate and an IPv4-mapped form are all handled.
-        &["198.51.100.7", "198.51.100.9", "::ffff:198.51.100.8", "198.51.100.7"],
+        &[
+            "198.51.100.7",
+            "198.51.100.9",
+            "::ffff:198.51.100.8",
+            "198.51.100.7",
+        ],
     );
     let d = p.on_finding(&f).expect("a decision");
     assert_eq!((d.action, d.refused), (Action::Block, None));
@@ -360,7 +362,9 @@ fn a_campaign_prefix_is_blocked_with_its_sources_in_good_standing_as_exceptions(
         [net("198.51.100.7/32"), net("198.51.100.8/32")]
     );
     assert!(
-        d.notes.iter().any(|n| n.starts_with("2 sources in good standing spared")),
+        d.notes
+            .iter()
+            .any(|n| n.starts_with("2 sources in good standing spared")),
         "{:?}",
         d.notes
     );
@@ -393,7 +397,11 @@ fn a_campaign_prefix_is_blocked_with_its_sources_in_good_standing_as_exceptions(
 
     // A spared source that turns bad is blocked on its own and stops being an exception.
     let turned = p
-        .on_finding(&finding(T0 + 802 * NS, Detector::BruteForce, "198.51.100.8"))
+        .on_finding(&finding(
+            T0 + 802 * NS,
+            Detector::BruteForce,
+            "198.51.100.8",
+        ))
         .expect("block");
     assert!(turned.blocks_in_kernel());
     let hit = p
@@ -452,9 +460,8 @@ fn the_other_safety_rules_still_hold_for_a_campaign_prefix() {
         ..PolicyConfig::default()
     };
     let mut p = Policy::new(cfg, vec![net("203.0.113.1/32")]);
-    let spared = ["198.51.100.7"];
     let d = p
-        .on_finding(&campaign_prefix(T0, "198.51.100.0/24", &spared))
+        .on_finding(&campaign_prefix(T0, "198.51.100.0/24", &["198.51.100.7"]))
         .expect("a decision");
     assert_eq!(d.refused, Some(Refusal::Allowlisted));
     let d = p

@@ -506,7 +506,9 @@ fn a_rotation_campaign_is_found_early_and_its_members_are_blocked_but_no_user() 
         .collect();
     // Only users are spared; no attacker ever is.
     assert!(
-        spared.iter().all(|s| benign.iter().any(|b| IpNet::from(*b) == *s)),
+        spared
+            .iter()
+            .all(|s| benign.iter().any(|b| IpNet::from(*b) == *s)),
         "spared {spared:?}"
     );
     assert!(
