@@ -374,6 +374,9 @@ pub enum ExceptionWrite {
     /// it would shadow it once expired, the kernel honouring only the longest match), or an
     /// exception of the same net lasts longer already.
     Covered,
+    /// Not written: the address has an unexpired block of its own (an operator's, or one the
+    /// policy made since), which the exception would lift too.
+    Blocked,
 }
 
 /// Bits naming the enforcement maps that have an in-use flag in `MAPS_IN_USE`.
@@ -763,7 +766,8 @@ impl Verdicts {
     /// block, and for a client behind a PROXY protocol proxy one flow block per connection too
     /// (its address block then stops its new connections at their PROXY header). A prefix
     /// block's exceptions (addresses it spares) are allowlisted first, for the same TTL, under
-    /// the same id; a host block withdraws the host's own exception, if it had one. The id is
+    /// the same id; a host block withdraws the host's own exception, if it had one (as every
+    /// host block does, [`Self::block`] too). The id is
     /// the decision's, so `blocks list` leads back to the decision's evidence. Returns whether
     /// a block was written.
     pub fn apply(&mut self, decision: &Decision, now_boot_ns: u64) -> Result<bool, VerdictError> {
@@ -802,14 +806,7 @@ impl Verdicts {
         for net in decision.exceptions.iter().filter(|n| target.contains(*n)) {
             self.allow_exception(*net, ttl, id, now_boot_ns)?;
         }
-        self.write(|v| {
-            if is_host(target) {
-                // An address blocked on its own loses an exception that spared it from its
-                // prefix's block: the exception would let it past its own block too.
-                v.withdraw_exception_locked(target)?;
-            }
-            v.block_locked(target, ttl, reason, text, now_boot_ns, id)
-        })?;
+        self.write(|v| v.block_locked(target, ttl, reason, text, now_boot_ns, id))?;
         Ok(true)
     }
 
@@ -830,6 +827,11 @@ impl Verdicts {
             verdict_id,
             u32::from(net.prefix_len()),
         );
+        if is_host(net) {
+            // An address blocked on its own (by the policy or the operator) loses an exception
+            // that spared it from its prefix's block: it would let it past this block too.
+            self.withdraw_exception_locked(net)?;
+        }
         self.with_note(verdict_id, note, |v| v.insert_block(net, value))?;
         Ok(verdict_id)
     }
@@ -1034,6 +1036,9 @@ impl Verdicts {
     ) -> Result<ExceptionWrite, VerdictError> {
         let ttl_ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
         let expires_ns = now_boot_ns.saturating_add(ttl_ns).max(1);
+        if self.own_block_expires(net)? > now_boot_ns {
+            return Ok(ExceptionWrite::Blocked);
+        }
         let key = net_key(net);
         // The longest entry that covers `net` (a trie lookup matches entries of the key's
         // length or shorter): an operator's, or an exception that outlasts this one, covers it.
@@ -1056,6 +1061,26 @@ impl Verdicts {
             .insert(&key, value, 0)
             .map_err(map_err("insert", map_names::ALLOW))?;
         Ok(ExceptionWrite::Written)
+    }
+
+    /// The expiry of the exact block of the host `net` (zero when it has none, or `net` is no
+    /// host).
+    fn own_block_expires(&self, net: IpNet) -> Result<u64, VerdictError> {
+        if !is_host(net) {
+            return Ok(0);
+        }
+        let value = match net {
+            IpNet::V4(n) => {
+                let octets = n.addr().octets();
+                let seed = self.current_seed()?;
+                match self.table_v4.find(u32::from_ne_bytes(octets), 32, seed) {
+                    Some(i) if seed != 0 => Some(self.table_v4.read(i).value),
+                    _ => self.exact_v4.get(&octets, 0).ok(),
+                }
+            }
+            IpNet::V6(n) => self.exact_v6.get(&n.addr().octets(), 0).ok(),
+        };
+        Ok(value.map_or(0, |v| v.expires_at_ns))
     }
 
     /// Removes the exception (not an operator's entry) of exactly `net`, if there is one:

@@ -171,6 +171,44 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
     );
     let nets: Vec<String> = listed(&pin).into_iter().map(|e| e.0).collect();
     assert_eq!(nets, ["198.51.100.7/32", "198.51.100.64/28"]);
+    // Nor is one written for it while its own block lasts (it would lift that block too).
+    assert_eq!(
+        v.allow_exception(net("198.51.100.8/32"), Duration::from_secs(60), 0x99, now)
+            .expect("write"),
+        ExceptionWrite::Blocked
+    );
+    let six = "2001:db8:9::8/128";
+    assert!(
+        v.apply(&block(0x33, six, &[], false), now)
+            .expect("applying")
+    );
+    assert_eq!(
+        v.allow_exception(net(six), Duration::from_secs(60), 0x99, now)
+            .expect("write"),
+        ExceptionWrite::Blocked
+    );
+
+    // The operator's block of an address withdraws its exception the same way.
+    assert_eq!(
+        v.allow_exception(net("198.51.100.9/32"), Duration::from_secs(60), 0x99, now)
+            .expect("write"),
+        ExceptionWrite::Written
+    );
+    cli_ok(
+        &pin,
+        &[
+            "blocks",
+            "add",
+            "198.51.100.9",
+            "--ttl",
+            "1m",
+            "--reason",
+            "by hand",
+        ],
+    );
+    let nets: Vec<String> = listed(&pin).into_iter().map(|e| e.0).collect();
+    assert_eq!(nets, ["198.51.100.7/32", "198.51.100.64/28"]);
+    cli_ok(&pin, &["blocks", "rm", "198.51.100.9"]);
 
     // A renewal of the prefix block renews its exceptions (the same id, TTL from the renewal).
     let later = now + 300 * S;
@@ -192,7 +230,10 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
         "nothing lapsed yet"
     );
     let removed = v.purge_expired(later + (TTL_S + 1) * S).expect("purge");
-    assert_eq!(removed, 3, "the /24 block, .8's block and .7's exception");
+    assert_eq!(
+        removed, 4,
+        "the /24 block, .8's and the IPv6 host's blocks and .7's exception"
+    );
     assert_eq!(listed(&pin), [("198.51.100.64/28".to_owned(), None, None)]);
     assert!(v.blocks(now).expect("blocks").is_empty());
     cli_ok(&pin, &["allow", "rm", "198.51.100.64/28"]);

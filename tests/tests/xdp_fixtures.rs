@@ -1439,16 +1439,6 @@ fn enforcement_fixtures() -> Vec<Fixture> {
         .exception("198.51.100.3", false, 0)
         .counts_v4()
         .dropped_by(Counter::XdpDropPrefix),
-        Fixture::xdp(
-            "an exception lifts an exact block too (the policy withdraws it when it blocks the source)",
-            v4().tcp(&http, HTTP_GET),
-        )
-        .block("198.51.100.2", false, 0)
-        .block("198.51.100.0/24", false, 0)
-        .exception("198.51.100.2", false, 1)
-        .verdict(Counter::XdpPassAllowlisted)
-        .counts_v4()
-        .event(four.request(&http, HTTP_GET)),
     ]
 }
 
