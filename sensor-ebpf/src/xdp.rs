@@ -506,8 +506,9 @@ fn apply(
 /// Returns true, and counts a hit, when `src` falls in an allowlisted prefix whose entry has not
 /// expired at `t` (the block's time: an exception lapses with the block it pierces, to a jiffy).
 /// Only the longest match counts, as for prefix blocks: an expired exception inside an
-/// operator's entry does not allow until the agent's purge deletes it, which is why the policy
-/// writes no exception where an operator's entry already covers the source.
+/// operator's entry would not allow until the agent's purge deleted it, which is why
+/// `verdict.rs` writes no exception inside an operator's entry and removes those inside one
+/// the operator adds.
 #[inline(always)]
 fn allowlisted(src: &AddrKey, t: u64) -> bool {
     match ALLOW.get(lpm_key(&LpmLookup::new(src))) {

@@ -997,7 +997,7 @@ impl Verdicts {
         Ok(())
     }
 
-    /// Allowlists `net`.
+    /// Allowlists `net` for good (the operator's entry), removing the exceptions inside it.
     pub fn allow(&mut self, net: IpNet, now_boot_ns: u64) -> Result<(), VerdictError> {
         // Permanent, the operator's: no expiry, no originating decision.
         let value = AllowValue {
@@ -1008,7 +1008,25 @@ impl Verdicts {
             v.touched.added |= map_bit::ALLOW;
             v.allow
                 .insert(&net_key(net), value, 0)
-                .map_err(map_err("insert", map_names::ALLOW))
+                .map_err(map_err("insert", map_names::ALLOW))?;
+            // Exceptions strictly inside it are redundant now, and the kernel honours only the
+            // longest match: once lapsed, one would hide this entry from its address until
+            // the purge. They go.
+            let inside: Vec<IpNet> = v
+                .allow
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|(k, a)| a.expires_ns != 0 && k.prefix_len() > net_key(net).prefix_len())
+                .map(|(k, _)| key_net(&k))
+                .filter(|e| net.contains(e))
+                .collect();
+            for e in inside {
+                match v.unallow_locked(e) {
+                    Ok(()) | Err(VerdictError::NotFound { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(())
         })
     }
 

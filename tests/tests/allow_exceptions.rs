@@ -22,6 +22,9 @@ use sensor_user::{
 
 const S: u64 = 1_000_000_000;
 const TTL_S: u64 = 600;
+const MINUTE: Duration = Duration::from_mins(1);
+/// The id of the prefix block decision the tests apply.
+const ID: u64 = 0x0123_4567_89ab_cdef;
 
 fn net(s: &str) -> IpNet {
     s.parse().expect("net")
@@ -86,9 +89,16 @@ fn listed(pin: &PinDir) -> Vec<(String, Option<u64>, Option<u64>)> {
         .collect()
 }
 
-#[test]
-fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged() {
-    let pin = PinDir::new("exceptions");
+/// `allow list --json`'s networks.
+fn nets(pin: &PinDir) -> Vec<String> {
+    listed(pin).into_iter().map(|e| e.0).collect()
+}
+
+/// Pins the maps in a private pin directory (loaded once, nothing attached) and opens them;
+/// adds the operator's entry 198.51.100.64/28 and applies the block of 198.51.100.0/24 sparing
+/// .7, .8 and .70 (inside the operator's entry).
+fn setup(tag: &str) -> (PinDir, Verdicts, u64) {
+    let pin = PinDir::new(tag);
     {
         let _lock = loader::lock_pin_dir(pin.path()).expect("agent lock");
         drop(
@@ -101,17 +111,22 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
     }
     let mut v = Verdicts::open_pinned(pin.path()).expect("pinned maps");
     let now = clock::boot_ns();
-
     // The operator's entry, permanent.
     cli_ok(&pin, &["allow", "add", "198.51.100.64/28"]);
-    let id = 0x0123_4567_89ab_cdef_u64;
     let d = block(
-        id,
+        ID,
         "198.51.100.0/24",
         &["198.51.100.7/32", "198.51.100.8/32", "198.51.100.70/32"],
         false,
     );
     assert!(v.apply(&d, now).expect("applying"));
+    (pin, v, now)
+}
+
+#[test]
+fn exceptions_are_written_with_their_block_and_listed() {
+    let (pin, mut v, now) = setup("exceptions-list");
+    let id = ID;
     // Written with the block's TTL and the decision's (odd) id, except inside the operator's
     // entry, which already spares .70 (and for ever).
     let origin = Some(id | 1);
@@ -163,17 +178,21 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
             .expect("write"),
         ExceptionWrite::Covered
     );
+}
 
+#[test]
+fn exceptions_are_withdrawn_renewed_replaced_and_purged() {
+    let (pin, mut v, now) = setup("exceptions-life");
+    let (id, origin) = (ID, Some(ID | 1));
     // A spared source that turns bad is blocked on its own: its exception goes with it.
     assert!(
         v.apply(&block(0x31, "198.51.100.8/32", &[], false), now)
             .expect("applying")
     );
-    let nets: Vec<String> = listed(&pin).into_iter().map(|e| e.0).collect();
-    assert_eq!(nets, ["198.51.100.7/32", "198.51.100.64/28"]);
+    assert_eq!(nets(&pin), ["198.51.100.7/32", "198.51.100.64/28"]);
     // Nor is one written for it while its own block lasts (it would lift that block too).
     assert_eq!(
-        v.allow_exception(net("198.51.100.8/32"), Duration::from_secs(60), 0x99, now)
+        v.allow_exception(net("198.51.100.8/32"), MINUTE, 0x99, now)
             .expect("write"),
         ExceptionWrite::Blocked
     );
@@ -183,14 +202,14 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
             .expect("applying")
     );
     assert_eq!(
-        v.allow_exception(net(six), Duration::from_secs(60), 0x99, now)
+        v.allow_exception(net(six), MINUTE, 0x99, now)
             .expect("write"),
         ExceptionWrite::Blocked
     );
 
     // The operator's block of an address withdraws its exception the same way.
     assert_eq!(
-        v.allow_exception(net("198.51.100.9/32"), Duration::from_secs(60), 0x99, now)
+        v.allow_exception(net("198.51.100.9/32"), MINUTE, 0x99, now)
             .expect("write"),
         ExceptionWrite::Written
     );
@@ -206,8 +225,7 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
             "by hand",
         ],
     );
-    let nets: Vec<String> = listed(&pin).into_iter().map(|e| e.0).collect();
-    assert_eq!(nets, ["198.51.100.7/32", "198.51.100.64/28"]);
+    assert_eq!(nets(&pin), ["198.51.100.7/32", "198.51.100.64/28"]);
     cli_ok(&pin, &["blocks", "rm", "198.51.100.9"]);
 
     // A renewal of the prefix block renews its exceptions (the same id, TTL from the renewal).
@@ -222,6 +240,20 @@ fn exceptions_are_written_before_their_block_listed_withdrawn_renewed_and_purged
         .expect("still there");
     assert_eq!(seven.verdict_id, origin);
     assert_eq!(seven.ttl_left_s, Some(300 + TTL_S));
+
+    // An operator's entry added over an exception replaces it: a lapsed exception, the
+    // longest match, would otherwise hide the operator's entry from its address.
+    assert_eq!(
+        v.allow_exception(net("203.0.113.5/32"), MINUTE, 0x99, now)
+            .expect("write"),
+        ExceptionWrite::Written
+    );
+    cli_ok(&pin, &["allow", "add", "203.0.113.0/24"]);
+    assert_eq!(
+        nets(&pin),
+        ["198.51.100.7/32", "198.51.100.64/28", "203.0.113.0/24"]
+    );
+    cli_ok(&pin, &["allow", "rm", "203.0.113.0/24"]);
 
     // The purge deletes lapsed exceptions (and blocks); the operator's entry stays.
     assert_eq!(
