@@ -313,7 +313,12 @@ impl MapsInUse {
     }
 }
 
-/// Value of an allowlist entry.
+/// Value of an allowlist entry: an operator's entry (permanent) or an exception the policy
+/// wrote beside a prefix block to spare a source in good standing inside it (it expires with
+/// the block).
+///
+/// 32 bytes since exceptions exist (16 before): the loader refuses an `ALLOW` pin of the older
+/// layout by name, as for any persistent map whose layout changed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AllowValue {
@@ -321,8 +326,21 @@ pub struct AllowValue {
     pub added_at_ns: u64,
     /// Packets that a block would have dropped but this entry let pass.
     pub hits: u64,
+    /// `CLOCK_BOOTTIME` nanoseconds after which the entry no longer allows (compared as block
+    /// expiries are); zero for a permanent entry (the operator's).
+    pub expires_ns: u64,
+    /// The decision whose prefix block this exception pierces; zero for an operator's entry.
+    pub verdict_id: u64,
 }
-const _: () = assert!(size_of::<AllowValue>() == 16);
+const _: () = assert!(size_of::<AllowValue>() == 32);
+
+impl AllowValue {
+    /// Whether the entry allows at `now` (`CLOCK_BOOTTIME` ns).
+    #[inline(always)]
+    pub const fn allows_at(&self, now: u64) -> bool {
+        self.expires_ns == 0 || self.expires_ns > now
+    }
+}
 
 /// Bytes of reason text kept per verdict.
 pub const NOTE_TEXT_LEN: usize = 96;

@@ -492,7 +492,7 @@ fn apply(
     if unsafe { (*b).expires_at_ns } <= t {
         return None;
     }
-    if in_use.allow != 0 && allowlisted(&src.key()) {
+    if in_use.allow != 0 && allowlisted(&src.key(), t) {
         return Some(Counter::XdpPassAllowlisted);
     }
     // SAFETY: as above; `last_hit_ns` is a plain store, the last writer wins.
@@ -503,15 +503,20 @@ fn apply(
     Some(drop)
 }
 
-/// Returns true, and counts a hit, when `src` falls in an allowlisted prefix.
+/// Returns true, and counts a hit, when `src` falls in an allowlisted prefix whose entry has not
+/// expired at `t` (the block's time: an exception lapses with the block it pierces, to a jiffy).
+/// Only the longest match counts, as for prefix blocks: an expired exception inside an
+/// operator's entry would not allow until the agent's purge deleted it, which is why
+/// `verdict.rs` writes no exception inside an operator's entry and removes those inside one
+/// the operator adds.
 #[inline(always)]
-fn allowlisted(src: &AddrKey) -> bool {
+fn allowlisted(src: &AddrKey, t: u64) -> bool {
     match ALLOW.get(lpm_key(&LpmLookup::new(src))) {
-        Some(a) => {
+        Some(a) if a.allows_at(t) => {
             atomic_add((&raw const a.hits).cast_mut(), 1);
             true
         }
-        None => false,
+        _ => false,
     }
 }
 

@@ -16,6 +16,13 @@
 //! behind a trusted proxy that speaks the PROXY protocol, the proxy's connection that carries
 //! it, so the client stops and the proxy's other connections go on. It is written like an
 //! address block (note first, a TTL the kernel checks, `MAPS_IN_USE` flag).
+//!
+//! The allowlist holds the operator's entries (permanent) and exceptions
+//! ([`Verdicts::allow_exception`]): a source in good standing inside a prefix the policy blocks
+//! is allowlisted for the block's TTL, under the decision's id, before the block is written
+//! (so it is never refused in between); the kernel stops honouring it at the same time as the
+//! block, and the agent's purge deletes it like an expired block. An exception never replaces
+//! or shortens an operator's entry, nor an exception that lasts longer.
 mod table;
 
 use std::{
@@ -347,6 +354,29 @@ pub struct AllowEntry {
     pub net: IpNet,
     /// Blocked packets this entry let pass.
     pub hits: u64,
+    /// For an exception, the decision whose prefix block it pierces; `None` for an operator's
+    /// (permanent) entry.
+    pub verdict_id: Option<u64>,
+    /// For an exception, seconds until it lapses (zero once it has: the kernel ignores it and
+    /// the agent's purge deletes it); `None` for a permanent entry.
+    pub ttl_left_s: Option<u64>,
+    /// For an exception, `CLOCK_BOOTTIME` ns when it lapses; `None` for a permanent entry.
+    #[serde(skip)]
+    pub expires_ns: Option<u64>,
+}
+
+/// What [`Verdicts::allow_exception`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExceptionWrite {
+    /// Written (new, or an exception of the same net extended and given this origin).
+    Written,
+    /// Not written: an operator's permanent entry already covers the net (an exception inside
+    /// it would shadow it once expired, the kernel honouring only the longest match), or an
+    /// exception of the same net lasts longer already.
+    Covered,
+    /// Not written: the address has an unexpired block of its own (an operator's, or one the
+    /// policy made since), which the exception would lift too.
+    Blocked,
 }
 
 /// Bits naming the enforcement maps that have an in-use flag in `MAPS_IN_USE`.
@@ -734,7 +764,10 @@ impl Verdicts {
     /// Enforces a decision of the policy: writes its block when the policy says the kernel
     /// enforces it (not for alerts, dry runs or blocks enforced upstream): an address or prefix
     /// block, and for a client behind a PROXY protocol proxy one flow block per connection too
-    /// (its address block then stops its new connections at their PROXY header). The id is
+    /// (its address block then stops its new connections at their PROXY header). A prefix
+    /// block's exceptions (addresses it spares) are allowlisted first, for the same TTL, under
+    /// the same id; a host block withdraws the host's own exception, if it had one (as every
+    /// host block does, [`Self::block`] too). The id is
     /// the decision's, so `blocks list` leads back to the decision's evidence. Returns whether
     /// a block was written.
     pub fn apply(&mut self, decision: &Decision, now_boot_ns: u64) -> Result<bool, VerdictError> {
@@ -766,6 +799,13 @@ impl Verdicts {
             }
             return Ok(true);
         }
+        // A prefix block's exceptions first, with the block's TTL and the decision's id: a
+        // spared source is allowlisted before the block can refuse it, and the kernel stops
+        // honouring both at the same time. A failed exception leaves the block unwritten (the
+        // policy then forgets it and tries again).
+        for net in decision.exceptions.iter().filter(|n| target.contains(*n)) {
+            self.allow_exception(*net, ttl, id, now_boot_ns)?;
+        }
         self.write(|v| v.block_locked(target, ttl, reason, text, now_boot_ns, id))?;
         Ok(true)
     }
@@ -787,6 +827,11 @@ impl Verdicts {
             verdict_id,
             u32::from(net.prefix_len()),
         );
+        if is_host(net) {
+            // An address blocked on its own (by the policy or the operator) loses an exception
+            // that spared it from its prefix's block: it would let it past this block too.
+            self.withdraw_exception_locked(net)?;
+        }
         self.with_note(verdict_id, note, |v| v.insert_block(net, value))?;
         Ok(verdict_id)
     }
@@ -952,18 +997,127 @@ impl Verdicts {
         Ok(())
     }
 
-    /// Allowlists `net`.
+    /// Allowlists `net` for good (the operator's entry), removing the exceptions inside it.
     pub fn allow(&mut self, net: IpNet, now_boot_ns: u64) -> Result<(), VerdictError> {
+        // Permanent, the operator's: no expiry, no originating decision.
         let value = AllowValue {
             added_at_ns: now_boot_ns,
-            hits: 0,
+            ..AllowValue::default()
         };
         self.write(|v| {
             v.touched.added |= map_bit::ALLOW;
             v.allow
                 .insert(&net_key(net), value, 0)
-                .map_err(map_err("insert", map_names::ALLOW))
+                .map_err(map_err("insert", map_names::ALLOW))?;
+            // Exceptions strictly inside it are redundant now, and the kernel honours only the
+            // longest match: once lapsed, one would hide this entry from its address until
+            // the purge. They go.
+            let inside: Vec<IpNet> = v
+                .allow
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|(k, a)| a.expires_ns != 0 && k.prefix_len() > net_key(net).prefix_len())
+                .map(|(k, _)| key_net(&k))
+                .filter(|e| net.contains(e))
+                .collect();
+            for e in inside {
+                match v.unallow_locked(e) {
+                    Ok(()) | Err(VerdictError::NotFound { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(())
         })
+    }
+
+    /// Allowlists `net` as an exception to the prefix block of decision `verdict_id`, for `ttl`
+    /// from `now_boot_ns` (the kernel stops honouring it then, as it stops enforcing the block
+    /// written with the same TTL). An operator's entry that covers `net` is left alone (see
+    /// [`ExceptionWrite::Covered`]); an exception of the same net is extended, never shortened.
+    pub fn allow_exception(
+        &mut self,
+        net: IpNet,
+        ttl: Duration,
+        verdict_id: u64,
+        now_boot_ns: u64,
+    ) -> Result<ExceptionWrite, VerdictError> {
+        check_ttl(ttl)?;
+        self.write(|v| v.allow_exception_locked(net, ttl, verdict_id, now_boot_ns))
+    }
+
+    fn allow_exception_locked(
+        &mut self,
+        net: IpNet,
+        ttl: Duration,
+        verdict_id: u64,
+        now_boot_ns: u64,
+    ) -> Result<ExceptionWrite, VerdictError> {
+        let ttl_ns = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+        let expires_ns = now_boot_ns.saturating_add(ttl_ns).max(1);
+        if self.own_block_expires(net)? > now_boot_ns {
+            return Ok(ExceptionWrite::Blocked);
+        }
+        let key = net_key(net);
+        // The longest entry that covers `net` (a trie lookup matches entries of the key's
+        // length or shorter): an operator's, or an exception that outlasts this one, covers it.
+        let cover = self.allow.get(&key, 0).ok();
+        if let Some(c) = cover
+            && (c.expires_ns == 0 || c.expires_ns >= expires_ns)
+        {
+            return Ok(ExceptionWrite::Covered);
+        }
+        let value = AllowValue {
+            added_at_ns: now_boot_ns,
+            // An exception renewed keeps its count (a covering shorter exception's count is
+            // taken over too: exceptions are hosts, so that does not happen in practice).
+            hits: cover.map_or(0, |c| c.hits),
+            expires_ns,
+            verdict_id,
+        };
+        self.touched.added |= map_bit::ALLOW;
+        self.allow
+            .insert(&key, value, 0)
+            .map_err(map_err("insert", map_names::ALLOW))?;
+        Ok(ExceptionWrite::Written)
+    }
+
+    /// The expiry of the exact block of the host `net` (zero when it has none, or `net` is no
+    /// host).
+    fn own_block_expires(&self, net: IpNet) -> Result<u64, VerdictError> {
+        if !is_host(net) {
+            return Ok(0);
+        }
+        let value = match net {
+            IpNet::V4(n) => {
+                let octets = n.addr().octets();
+                let seed = self.current_seed()?;
+                match self.table_v4.find(u32::from_ne_bytes(octets), 32, seed) {
+                    Some(i) if seed != 0 => Some(self.table_v4.read(i).value),
+                    _ => self.exact_v4.get(&octets, 0).ok(),
+                }
+            }
+            IpNet::V6(n) => self.exact_v6.get(&n.addr().octets(), 0).ok(),
+        };
+        Ok(value.map_or(0, |v| v.expires_at_ns))
+    }
+
+    /// Removes the exception (not an operator's entry) of exactly `net`, if there is one:
+    /// an address the policy blocks on its own loses the exception that spared it from its
+    /// prefix's block, which would otherwise let it past its own block too.
+    fn withdraw_exception_locked(&mut self, net: IpNet) -> Result<(), VerdictError> {
+        // The longest match at `net`'s own length: the entry of exactly `net` if there is one.
+        let is_exception = self
+            .allow
+            .get(&net_key(net), 0)
+            .is_ok_and(|a| a.expires_ns != 0);
+        if is_exception {
+            match self.unallow_locked(net) {
+                // The match was a shorter exception covering `net`, not an entry of `net`.
+                Ok(()) | Err(VerdictError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Removes the allowlist entry of exactly `net`.
@@ -1065,22 +1219,32 @@ impl Verdicts {
         Ok(out)
     }
 
-    /// Lists allowlist entries.
-    pub fn allows(&self) -> Result<Vec<AllowEntry>, VerdictError> {
-        self.allow
-            .iter()
-            .map(|item| {
-                let (key, v) = item.map_err(map_err("iterate", map_names::ALLOW))?;
-                Ok(AllowEntry {
-                    net: key_net(&key),
-                    hits: v.hits,
-                })
-            })
-            .collect()
+    /// Lists allowlist entries, exceptions with their TTL left relative to `now_boot_ns`.
+    pub fn allows(&self, now_boot_ns: u64) -> Result<Vec<AllowEntry>, VerdictError> {
+        let mut out = Vec::new();
+        for item in &self.allow {
+            let (key, v) = match item {
+                Ok(kv) => kv,
+                // An entry removed while iterating (the agent's purge) is not an error.
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(map_err("iterate", map_names::ALLOW)(e)),
+            };
+            let exception = v.expires_ns != 0;
+            out.push(AllowEntry {
+                net: key_net(&key),
+                hits: v.hits,
+                verdict_id: exception.then_some(v.verdict_id),
+                ttl_left_s: exception
+                    .then(|| v.expires_ns.saturating_sub(now_boot_ns) / 1_000_000_000),
+                expires_ns: exception.then_some(v.expires_ns),
+            });
+        }
+        Ok(out)
     }
 
     /// Deletes blocks that expired before `now_boot_ns` (the kernel already ignores them) and
-    /// their notes. Returns how many were removed.
+    /// their notes, and allowlist exceptions that lapsed (operator entries never do). Returns
+    /// how many were removed.
     pub fn purge_expired(&mut self, now_boot_ns: u64) -> Result<usize, VerdictError> {
         let expired: Vec<BlockEntry> = self
             .blocks(now_boot_ns)?
@@ -1098,11 +1262,33 @@ impl Verdicts {
         for f in &expired_flows {
             self.unblock_flow(f.client, f.server)?;
         }
+        let expired_allows: Vec<IpNet> = self
+            .allows(now_boot_ns)?
+            .into_iter()
+            .filter(|a| a.expires_ns.is_some_and(|e| e <= now_boot_ns))
+            .map(|a| a.net)
+            .collect();
+        for net in &expired_allows {
+            // Re-checked under the lock: a writer may have extended it since the listing.
+            self.write(|v| {
+                let still = v
+                    .allow
+                    .get(&net_key(*net), 0)
+                    .is_ok_and(|a| a.expires_ns != 0 && a.expires_ns <= now_boot_ns);
+                if !still {
+                    return Ok(());
+                }
+                match v.unallow_locked(*net) {
+                    Ok(()) | Err(VerdictError::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })?;
+        }
         // Re-derive the in-use flags and table lengths even when nothing expired, so a stale
         // flag (a writer that died between its write and its refresh, or lengths whose last
         // block went) heals within one period.
         self.refresh_in_use()?;
-        Ok(expired.len() + expired_flows.len())
+        Ok(expired.len() + expired_flows.len() + expired_allows.len())
     }
 }
 

@@ -112,3 +112,34 @@ fn a_pin_directory_from_before_flow_blocks_is_reused() {
             .is_empty()
     );
 }
+
+#[test]
+fn an_allowlist_pin_from_before_exceptions_is_refused_by_name() {
+    let dir = PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/apisensor-test-pins-allow-{}",
+        std::process::id()
+    )));
+    drop(load(&dir.0).unwrap_or_else(|e| panic!("first load: {e}")));
+    // Before exceptions, an allowlist value was 16 bytes (when added, hits): no expiry for
+    // the kernel to check, so it is not reused.
+    let pin = dir.0.join(map_names::ALLOW);
+    std::fs::remove_file(&pin).expect("removing the pin");
+    let pin_str = pin.to_str().expect("utf-8 path");
+    let entries = capacity::ALLOW.to_string();
+    bpftool(&[
+        "map", "create", pin_str, "type", "lpm_trie", "key", "20", "value", "16", "entries",
+        &entries, "flags", "1", "name", "ALLOW",
+    ]);
+    match load(&dir.0) {
+        Err(e @ LoadError::IncompatiblePin { .. }) => {
+            let msg = e.to_string();
+            let want = format!("value {} B", size_of::<sensor_common::AllowValue>());
+            assert!(
+                msg.contains(pin_str) && msg.contains("value 16 B") && msg.contains(&want),
+                "the error names the pin and both layouts: {msg}"
+            );
+        }
+        Err(e) => panic!("expected an incompatible-pin error, got: {e}"),
+        Ok(_) => panic!("an ALLOW pin of the old layout was reused"),
+    }
+}

@@ -135,11 +135,17 @@ fn flow_verdict_id(i: usize) -> u64 {
     0xf10_0001 + 2 * i as u64
 }
 
-/// An allowlist entry to insert before the run and the hits it must show after it.
+/// An allowlist entry to insert before the run and the hits it must show after it: an
+/// operator's (permanent) entry, or an exception written with a TTL as the policy writes one
+/// beside a prefix block (`Some(expired)`).
 struct AllowSpec {
     net: &'static str,
     hits: u64,
+    exception: Option<bool>,
 }
+
+/// The decision id the fixtures' exceptions are written under.
+const EXCEPTION_VERDICT_ID: u64 = 0xe0e0_0001;
 
 /// The expected change of one `SOURCES` entry: `packets` +1 and the others as given. Every
 /// other entry must stay as it was.
@@ -340,7 +346,21 @@ impl Fixture {
     }
 
     fn allow(mut self, net: &'static str, hits: u64) -> Self {
-        self.allows.push(AllowSpec { net, hits });
+        self.allows.push(AllowSpec {
+            net,
+            hits,
+            exception: None,
+        });
+        self
+    }
+
+    /// An exception to a prefix block, lapsed a moment ago when `expired`.
+    fn exception(mut self, net: &'static str, expired: bool, hits: u64) -> Self {
+        self.allows.push(AllowSpec {
+            net,
+            hits,
+            exception: Some(expired),
+        });
         self
     }
 }
@@ -558,9 +578,16 @@ impl Sensor {
         }
         for a in &f.allows {
             let net = verdict::parse_net(a.net).expect("fixture allow is a valid net");
-            self.verdicts
-                .allow(net, now)
-                .unwrap_or_else(|e| panic!("{}: allowing {net}: {e}", f.name));
+            match a.exception {
+                None => self.verdicts.allow(net, now),
+                Some(expired) => {
+                    let (at, ttl) = written(expired);
+                    self.verdicts
+                        .allow_exception(net, ttl, EXCEPTION_VERDICT_ID, at)
+                        .map(|w| assert_eq!(w, verdict::ExceptionWrite::Written, "{}", f.name))
+                }
+            }
+            .unwrap_or_else(|e| panic!("{}: allowing {net}: {e}", f.name));
         }
         self.drain_all();
 
@@ -746,10 +773,13 @@ impl Sensor {
                 None => errors.push(format!("flow block {name} is gone")),
             }
         }
-        let allows = self.verdicts.allows().expect("listing allows");
+        let allows = self.verdicts.allows(now).expect("listing allows");
         for spec in &f.allows {
             let net = verdict::parse_net(spec.net).expect("valid net");
             match allows.iter().find(|a| a.net == net) {
+                Some(a) if spec.exception.is_some() != a.verdict_id.is_some() => errors.push(
+                    format!("allow {net} is listed with origin {:?}", a.verdict_id),
+                ),
                 Some(a) if a.hits == spec.hits => {}
                 Some(a) => errors.push(format!(
                     "allow {net} has {} hits, want {}",
@@ -1358,6 +1388,57 @@ fn enforcement_fixtures() -> Vec<Fixture> {
         .allow("203.0.113.0/24", 0)
         .counts_v4()
         .dropped_by(Counter::XdpDropExact),
+        Fixture::xdp(
+            "an unexpired exception inside a blocked ipv4 prefix passes",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.0/24", false, 0)
+        .exception("198.51.100.2", false, 1)
+        .verdict(Counter::XdpPassAllowlisted)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "an unexpired exception inside a blocked ipv6 /64 passes",
+            v6().tcp(&http, HTTP_GET),
+        )
+        .block("2001:db8:1::/64", false, 0)
+        .exception(C6, false, 1)
+        .verdict(Counter::XdpPassAllowlisted)
+        .counts_v6()
+        .event(six.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "an expired exception inside a blocked ipv4 prefix drops",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.0/24", false, 1)
+        .exception("198.51.100.2", true, 0)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropPrefix),
+        Fixture::xdp(
+            "an expired exception inside a blocked ipv6 /48 drops",
+            v6().tcp(&http, HTTP_GET),
+        )
+        .block("2001:db8:1::/48", false, 1)
+        .exception(C6, true, 0)
+        .counts_v6()
+        .dropped_by(Counter::XdpDropPrefix),
+        Fixture::xdp(
+            "a permanent operator entry inside a blocked ipv4 prefix still passes",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.0/24", false, 0)
+        .allow("198.51.100.2", 1)
+        .verdict(Counter::XdpPassAllowlisted)
+        .counts_v4()
+        .event(four.request(&http, HTTP_GET)),
+        Fixture::xdp(
+            "an exception for a neighbour does not spare the source",
+            v4().tcp(&http, HTTP_GET),
+        )
+        .block("198.51.100.0/24", false, 1)
+        .exception("198.51.100.3", false, 0)
+        .counts_v4()
+        .dropped_by(Counter::XdpDropPrefix),
     ]
 }
 

@@ -13,7 +13,8 @@ pub enum AllowCommand {
         /// Address or prefix.
         net: String,
     },
-    /// List allowlist entries with the blocked packets they let pass.
+    /// List allowlist entries with the blocked packets they let pass; exceptions the policy
+    /// wrote beside a prefix block show their TTL left and the decision they came with.
     List {
         /// JSON output.
         #[arg(long)]
@@ -35,14 +36,29 @@ pub fn main(cmd: &AllowCommand, pin_dir: &Path) -> anyhow::Result<()> {
             println!("allowlisted {net}");
         }
         AllowCommand::List { json } => {
-            let mut entries = verdict::Verdicts::open_pinned(pin_dir)?.allows()?;
+            let mut entries = verdict::Verdicts::open_pinned(pin_dir)?.allows(clock::boot_ns())?;
             entries.sort_by_key(|e| e.net);
             if *json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
-                println!("{:<43} {:>12}", "PREFIX", "HITS");
+                // An operator's entry is permanent; an exception (spared from a prefix block)
+                // shows its TTL left and the decision it came with.
+                println!(
+                    "{:<43} {:>12} {:>10} {:<16}",
+                    "PREFIX", "HITS", "TTL_LEFT", "ORIGIN"
+                );
                 for e in &entries {
-                    println!("{:<43} {:>12}", e.net.to_string(), e.hits);
+                    let (ttl, origin) = match (e.ttl_left_s, e.verdict_id) {
+                        (Some(t), Some(id)) => (format!("{t}s"), format!("{id:016x}")),
+                        _ => ("permanent".to_owned(), "operator".to_owned()),
+                    };
+                    println!(
+                        "{:<43} {:>12} {:>10} {:<16}",
+                        e.net.to_string(),
+                        e.hits,
+                        ttl,
+                        origin
+                    );
                 }
             }
         }

@@ -5,7 +5,7 @@
 //!
 //! Safety rules, checked in this order before a block:
 //! - only a finding whose detector may block (see [`Strength`]) leads to one, and a whole
-//!   prefix is blocked only for volume;
+//!   prefix is blocked only for volume or as a campaign's;
 //! - allowlisted prefixes and trusted proxies are never blocked;
 //! - a source must have completed a TCP handshake and sent a request (`Standing::verified`):
 //!   spoofed packets cannot get an innocent address blocked;
@@ -15,6 +15,14 @@
 //!   for many distinct sessions or accounts (an office behind NAT) is not blocked as a whole;
 //! - caps on active blocks and on new blocks per minute; beyond them the policy alerts and
 //!   counts what it did not block.
+//!
+//! A campaign's prefix (`Detector::CampaignPrefix`) is blocked with its sources in good
+//! standing as exceptions ([`Decision::exceptions`]): the map writer allowlists each for the
+//! block's TTL, before it writes the block, and the kernel lets both lapse at the same time. A
+//! source the policy blocks on its own is never an exception (and loses one it had: the map
+//! writer withdraws it with the address block). Only when a prefix holds more sources in good
+//! standing than [`MAX_EXCEPTIONS`] (the detector lists one more to say so) is the prefix not
+//! blocked as a whole (`Refusal::GoodStanding`): some would be refused without an exception.
 //!
 //! A block lasts its TTL. While the behaviour goes on (new findings, or the kernel still
 //! dropping the source's packets) a block in its second half is renewed with the same TTL; when
@@ -35,6 +43,10 @@ use crate::http::ProxyVia;
 
 /// Nanoseconds per second.
 const NS: u64 = 1_000_000_000;
+
+/// Most exceptions one prefix block carries (a campaign's member count): a prefix with more
+/// sources in good standing is not blocked as a whole.
+pub const MAX_EXCEPTIONS: usize = crate::detect::campaign::MEMBERS;
 
 /// The `[policy]` table of the configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -132,8 +144,9 @@ pub enum Refusal {
     Unverified,
     /// The address or prefix is shared by many successful users.
     SharedAddress,
-    /// A campaign's prefix holds sources in good standing, which a block of the whole prefix
-    /// would refuse too: its members are blocked one by one instead.
+    /// A campaign's prefix holds more sources in good standing than a block carries exceptions
+    /// for ([`MAX_EXCEPTIONS`]): some would be refused too, so its members are blocked one by
+    /// one instead.
     GoodStanding,
     /// The cap on active blocks was reached.
     ActiveCap,
@@ -168,7 +181,7 @@ impl Refusal {
                 "not blocked as a whole: shared by many users with mostly successful traffic"
             }
             Refusal::GoodStanding => {
-                "not blocked as a whole: sources in good standing there (listed); the campaign's members are blocked one by one"
+                "not blocked as a whole: more sources in good standing there than a block spares; the campaign's members are blocked one by one"
             }
             Refusal::ActiveCap => "not blocked: the cap on active blocks is reached",
             Refusal::RateCap => "not blocked: the cap on new blocks per minute is reached",
@@ -196,6 +209,10 @@ pub struct Decision {
     pub target: Option<IpNet>,
     /// The connections a block by connection drops.
     pub flows: Vec<Flow>,
+    /// Addresses inside `target` a prefix block spares (a campaign's prefix, its sources in
+    /// good standing): the map writer allowlists each for `ttl_s` under this decision's id
+    /// before it writes the block, and a renewal renews them.
+    pub exceptions: Vec<IpNet>,
     /// Block duration in seconds (0 for alerts).
     pub ttl_s: u64,
     /// A renewal of an active block (the behaviour goes on).
@@ -276,6 +293,8 @@ struct Active {
     enforcement: Enforcement,
     /// For a block by connection, the connections blocked so far.
     flows: Vec<Flow>,
+    /// For a prefix block, the addresses it spares (renewed with it).
+    exceptions: Vec<IpNet>,
     /// Expiry, Unix ns.
     expires_ns: u64,
     /// Its TTL, ns.
@@ -464,6 +483,7 @@ impl Policy {
             entity: Entity::Source(client),
             target: Some(target),
             flows: vec![flow],
+            exceptions: Vec::new(),
             ttl_s: left_ns.div_ceil(NS).max(1),
             renewal: false,
             offence: self.offences.get(&target).map_or(1, |o| o.0),
@@ -536,6 +556,7 @@ impl Policy {
             entity: f.entity.clone(),
             target,
             flows: Vec::new(),
+            exceptions: Vec::new(),
             ttl_s: 0,
             renewal: false,
             offence: 0,
@@ -565,7 +586,7 @@ impl Policy {
         {
             return Some(Refusal::SharedAddress);
         }
-        if f.detector == Detector::CampaignPrefix && !f.sources.is_empty() {
+        if f.detector == Detector::CampaignPrefix && f.sources.len() > MAX_EXCEPTIONS {
             return Some(Refusal::GoodStanding);
         }
         None
@@ -588,7 +609,15 @@ impl Policy {
         if let Some(r) = self.unsafe_to_block(f, &target) {
             return Some(self.alert(f, Some(target), Some(r)));
         }
-        if let Some(a) = self.active.get(&target).filter(|a| a.expires_ns > now) {
+        let exceptions = self.exceptions_for(f, &target, now);
+        if let Some(a) = self.active.get_mut(&target).filter(|a| a.expires_ns > now) {
+            // Sources in good standing seen since join the block's exceptions (written with
+            // its next renewal).
+            for e in exceptions {
+                if !a.exceptions.contains(&e) {
+                    a.exceptions.push(e);
+                }
+            }
             if !a.due_for_renewal(now) {
                 return None;
             }
@@ -604,7 +633,7 @@ impl Policy {
             ));
         }
         if self.cfg.dry_run {
-            return Some(self.dry_run_block(f, target));
+            return Some(self.dry_run_block(f, target, exceptions));
         }
         if self.active.len() >= self.cfg.max_active_blocks {
             return Some(self.alert(f, Some(target), Some(Refusal::ActiveCap)));
@@ -620,33 +649,26 @@ impl Policy {
             Some(_) => (Enforcement::Upstream, Vec::new()),
             None => (Enforcement::Kernel, Vec::new()),
         };
+        let exceptions = if enforcement == Enforcement::Kernel {
+            exceptions
+        } else {
+            Vec::new()
+        };
+        self.withdraw_exception(target);
         self.active.insert(
             target,
             Active {
                 id,
                 enforcement,
                 flows: flows.clone(),
+                exceptions: exceptions.clone(),
                 expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
                 ttl_ns: ttl_s.saturating_mul(NS),
             },
         );
         self.recent_blocks.push_back(now);
         self.counters.block += 1;
-        let mut notes = Vec::new();
-        match enforcement {
-            Enforcement::Upstream => notes.push(
-                "the client is behind a trusted proxy that shares its connections: reported for enforcement upstream, the proxy is not blocked"
-                    .to_owned(),
-            ),
-            Enforcement::Flow => notes.push(
-                "the client is behind a trusted PROXY protocol proxy: its connections are dropped (open ones by flow key, new ones at their PROXY header), the proxy's others are not"
-                    .to_owned(),
-            ),
-            _ => {}
-        }
-        if offence > 1 {
-            notes.push(format!("repeat offence {offence}: TTL escalated"));
-        }
+        let notes = block_notes(enforcement, offence, exceptions.len());
         Some(Decision {
             id,
             at_ns: now,
@@ -655,6 +677,7 @@ impl Policy {
             entity: f.entity.clone(),
             target: Some(target),
             flows,
+            exceptions,
             ttl_s,
             renewal: false,
             offence,
@@ -668,18 +691,20 @@ impl Policy {
 
     /// A block decided in a dry run: reported with its TTL, enforced nowhere, remembered so
     /// that the dry run reports what a real one would (renewals, escalation, caps).
-    fn dry_run_block(&mut self, f: &Finding, target: IpNet) -> Decision {
+    fn dry_run_block(&mut self, f: &Finding, target: IpNet, exceptions: Vec<IpNet>) -> Decision {
         let now = f.at_ns;
         let offence = self.offend(target, now);
         let ttl_s = self.ttl_s(offence);
         let id = self.next_id(now);
         let (enforcement, flows) = (Enforcement::None, f.flows.clone());
+        self.withdraw_exception(target);
         self.active.insert(
             target,
             Active {
                 id,
                 enforcement,
                 flows: flows.clone(),
+                exceptions: exceptions.clone(),
                 expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
                 ttl_ns: ttl_s.saturating_mul(NS),
             },
@@ -687,6 +712,10 @@ impl Policy {
         self.recent_blocks.push_back(now);
         self.counters.block += 1;
         *self.counters.refused.entry("dry_run".into()).or_default() += 1;
+        let mut notes = vec![Refusal::DryRun.note().to_owned()];
+        if !exceptions.is_empty() {
+            notes.push(spared_note(exceptions.len()));
+        }
         Decision {
             id,
             at_ns: now,
@@ -695,12 +724,13 @@ impl Policy {
             entity: f.entity.clone(),
             target: Some(target),
             flows,
+            exceptions,
             ttl_s,
             renewal: false,
             offence,
             reason: reason_text(f.detector),
             refused: Some(Refusal::DryRun),
-            notes: vec![Refusal::DryRun.note().to_owned()],
+            notes,
             findings: vec![f.clone()],
             score: f.score,
         }
@@ -717,12 +747,17 @@ impl Policy {
         findings: Vec<Finding>,
         reason: String,
     ) -> Decision {
-        let (id, enforcement, flows) = match self.active.get_mut(&target) {
+        let (id, enforcement, flows, exceptions) = match self.active.get_mut(&target) {
             Some(a) => {
                 a.expires_ns = now.saturating_add(ttl_ns);
-                (a.id, a.enforcement, a.flows.clone())
+                (a.id, a.enforcement, a.flows.clone(), a.exceptions.clone())
             }
-            None => (self.next_id(now), Enforcement::Kernel, Vec::new()),
+            None => (
+                self.next_id(now),
+                Enforcement::Kernel,
+                Vec::new(),
+                Vec::new(),
+            ),
         };
         self.counters.block += 1;
         self.counters.renewed += 1;
@@ -743,9 +778,53 @@ impl Policy {
             offence,
             reason,
             refused: dry.then_some(Refusal::DryRun),
-            notes: vec!["renewed: the behaviour goes on".to_owned()],
+            notes: if exceptions.is_empty() {
+                vec!["renewed: the behaviour goes on".to_owned()]
+            } else {
+                vec![
+                    "renewed: the behaviour goes on".to_owned(),
+                    spared_note(exceptions.len()),
+                ]
+            },
+            exceptions,
             score: findings.first().map_or(0.0, |f| f.score),
             findings,
+        }
+    }
+
+    /// The exceptions a block of `target` for `f` carries: for a campaign's prefix, its sources
+    /// in good standing inside it, as host networks, except any the policy blocks on its own
+    /// (an exception would let such a source past its own block too).
+    fn exceptions_for(&self, f: &Finding, target: &IpNet, now: u64) -> Vec<IpNet> {
+        if f.detector != Detector::CampaignPrefix {
+            return Vec::new();
+        }
+        let mut out: Vec<IpNet> = f
+            .sources
+            .iter()
+            .map(|ip| IpNet::from(ip.to_canonical()))
+            .filter(|n| target.contains(n) && n != target)
+            .filter(|n| self.active.get(n).is_none_or(|a| a.expires_ns <= now))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// `host` is blocked on its own: it stops being an exception of any active prefix block
+    /// (so a renewal does not write it again; the map writer removes the entry itself).
+    fn withdraw_exception(&mut self, host: IpNet) {
+        let max = host.max_prefix_len();
+        if host.prefix_len() != max {
+            return;
+        }
+        for len in 0..max {
+            let Ok(net) = IpNet::new(host.addr(), len) else {
+                continue;
+            };
+            if let Some(a) = self.active.get_mut(&net.trunc()) {
+                a.exceptions.retain(|e| *e != host);
+            }
         }
     }
 
@@ -776,6 +855,36 @@ impl Policy {
         let ttl = ttl.min(self.cfg.max_ttl_s.max(base) as f64) as u64;
         ttl
     }
+}
+
+/// The notes of a new block: how it is enforced, how many sources it spares, escalation.
+fn block_notes(enforcement: Enforcement, offence: u32, spared: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    if spared > 0 {
+        notes.push(spared_note(spared));
+    }
+    match enforcement {
+        Enforcement::Upstream => notes.push(
+            "the client is behind a trusted proxy that shares its connections: reported for enforcement upstream, the proxy is not blocked"
+                .to_owned(),
+        ),
+        Enforcement::Flow => notes.push(
+            "the client is behind a trusted PROXY protocol proxy: its connections are dropped (open ones by flow key, new ones at their PROXY header), the proxy's others are not"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    if offence > 1 {
+        notes.push(format!("repeat offence {offence}: TTL escalated"));
+    }
+    notes
+}
+
+/// The note of a prefix block that spares `n` sources.
+fn spared_note(n: usize) -> String {
+    format!(
+        "{n} sources in good standing spared: allowlisted for the block's TTL (exceptions written before the block)"
+    )
 }
 
 /// Whether two networks share an address.

@@ -325,3 +325,171 @@ fn a_client_behind_a_proxy_protocol_proxy_is_blocked_by_connection() {
     let d = p.on_finding(&forwarded).expect("decision");
     assert_eq!(d.enforcement, Enforcement::Upstream);
 }
+
+/// A campaign's prefix finding listing its sources in good standing.
+fn campaign_prefix(at: u64, prefix: &str, spared: &[&str]) -> Finding {
+    let mut f = finding(at, Detector::CampaignPrefix, prefix);
+    f.sources = spared.iter().map(|s| s.parse().expect("address")).collect();
+    f
+}
+
+#[test]
+fn a_campaign_prefix_is_blocked_with_its_sources_in_good_standing_as_exceptions() {
+    let mut p = Policy::new(PolicyConfig::default(), Vec::new());
+    // One of the prefix's sources turned bad and is blocked on its own first.
+    let bad = p
+        .on_finding(&finding(T0, Detector::BruteForce, "198.51.100.9"))
+        .expect("block");
+    assert!(bad.blocks_in_kernel() && bad.exceptions.is_empty());
+    let f = campaign_prefix(
+        T0 + NS,
+        "198.51.100.0/24",
+        // The blocked one, a duplicate and an IPv4-mapped form are all handled.
+        &[
+            "198.51.100.7",
+            "198.51.100.9",
+            "::ffff:198.51.100.8",
+            "198.51.100.7",
+        ],
+    );
+    let d = p.on_finding(&f).expect("a decision");
+    assert_eq!((d.action, d.refused), (Action::Block, None));
+    assert!(d.blocks_in_kernel());
+    assert_eq!(d.target, Some(net("198.51.100.0/24")));
+    // The blocked source is no exception: it would pass its own block too.
+    assert_eq!(
+        d.exceptions,
+        [net("198.51.100.7/32"), net("198.51.100.8/32")]
+    );
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.starts_with("2 sources in good standing spared")),
+        "{:?}",
+        d.notes
+    );
+    // The event line carries them.
+    let line = serde_json::to_string(&d).expect("serializes");
+    assert!(
+        line.contains(r#""exceptions":["198.51.100.7/32","198.51.100.8/32"]"#),
+        "{line}"
+    );
+
+    // A source in good standing seen later joins, and a renewal renews them all with the
+    // block's id and TTL.
+    let later = campaign_prefix(T0 + 400 * NS, "198.51.100.0/24", &["198.51.100.20"]);
+    let r = p.on_finding(&later).expect("renewal");
+    assert!(r.renewal && r.blocks_in_kernel());
+    assert_eq!((r.id, r.ttl_s), (d.id, d.ttl_s));
+    assert_eq!(
+        r.exceptions,
+        [
+            net("198.51.100.7/32"),
+            net("198.51.100.8/32"),
+            net("198.51.100.20/32")
+        ]
+    );
+    // A renewal by the kernel's drop hits renews them too.
+    let hit = p
+        .on_block_hit(net("198.51.100.0/24"), T0 + 800 * NS, T0 + 801 * NS)
+        .expect("hit renewal");
+    assert_eq!(hit.exceptions, r.exceptions);
+
+    // A spared source that turns bad is blocked on its own and stops being an exception.
+    let turned = p
+        .on_finding(&finding(
+            T0 + 802 * NS,
+            Detector::BruteForce,
+            "198.51.100.8",
+        ))
+        .expect("block");
+    assert!(turned.blocks_in_kernel());
+    let hit = p
+        .on_block_hit(net("198.51.100.0/24"), T0 + 1150 * NS, T0 + 1151 * NS)
+        .expect("hit renewal");
+    assert_eq!(
+        hit.exceptions,
+        [net("198.51.100.7/32"), net("198.51.100.20/32")]
+    );
+}
+
+#[test]
+fn a_campaign_prefix_is_refused_only_with_more_sources_in_good_standing_than_it_spares() {
+    let mut p = Policy::new(PolicyConfig::default(), Vec::new());
+    // An IPv6 /64 with one more source in good standing than a block carries exceptions for.
+    let many: Vec<String> = (0..=MAX_EXCEPTIONS)
+        .map(|i| format!("2001:db8:5::{:x}", i + 1))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let d = p
+        .on_finding(&campaign_prefix(T0, "2001:db8:5::/64", &many))
+        .expect("a decision");
+    assert_eq!(
+        (d.action, d.refused),
+        (Action::Alert, Some(Refusal::GoodStanding))
+    );
+    assert!(d.exceptions.is_empty() && !d.blocks_in_kernel());
+    // Exactly as many as it spares: blocked, every one an exception.
+    let d = p
+        .on_finding(&campaign_prefix(
+            T0,
+            "2001:db8:6::/64",
+            &many[..MAX_EXCEPTIONS]
+                .iter()
+                .map(|s| s.replace(":5::", ":6::"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        ))
+        .expect("a decision");
+    assert!(d.blocks_in_kernel());
+    assert_eq!(d.exceptions.len(), MAX_EXCEPTIONS);
+    // Without sources in good standing, a plain prefix block with no exceptions.
+    let d = p
+        .on_finding(&campaign_prefix(T0, "203.0.113.0/24", &[]))
+        .expect("a decision");
+    assert!(d.blocks_in_kernel() && d.exceptions.is_empty());
+    assert!(!d.notes.iter().any(|n| n.contains("spared")));
+}
+
+#[test]
+fn the_other_safety_rules_still_hold_for_a_campaign_prefix() {
+    let cfg = PolicyConfig {
+        allowlist: vec![net("198.51.100.64/28")],
+        ..PolicyConfig::default()
+    };
+    let mut p = Policy::new(cfg, vec![net("203.0.113.1/32")]);
+    let d = p
+        .on_finding(&campaign_prefix(T0, "198.51.100.0/24", &["198.51.100.7"]))
+        .expect("a decision");
+    assert_eq!(d.refused, Some(Refusal::Allowlisted));
+    let d = p
+        .on_finding(&campaign_prefix(T0, "203.0.113.0/24", &["203.0.113.7"]))
+        .expect("a decision");
+    assert_eq!(d.refused, Some(Refusal::TrustedProxy));
+    let mut shared = campaign_prefix(T0, "2001:db8:7::/64", &["2001:db8:7::1"]);
+    shared.standing = Some(Standing {
+        verified: true,
+        success_share: 0.97,
+        good_sessions: 250.0,
+        ..Standing::default()
+    });
+    let d = p.on_finding(&shared).expect("a decision");
+    assert_eq!(d.refused, Some(Refusal::SharedAddress));
+    assert!(d.exceptions.is_empty());
+    // A dry run reports the exceptions it would write, and writes nothing.
+    let mut p = Policy::new(
+        PolicyConfig {
+            dry_run: true,
+            ..PolicyConfig::default()
+        },
+        Vec::new(),
+    );
+    let d = p
+        .on_finding(&campaign_prefix(T0, "2001:db8:8::/64", &["2001:db8:8::1"]))
+        .expect("a decision");
+    assert_eq!(d.refused, Some(Refusal::DryRun));
+    assert!(!d.blocks_in_kernel());
+    assert_eq!(d.exceptions, [net("2001:db8:8::1/128")]);
+}

@@ -20,7 +20,7 @@
 pub mod api_spec;
 pub mod baseline;
 mod bruteforce;
-mod campaign;
+pub(crate) mod campaign;
 pub mod config;
 mod context;
 mod counters;
@@ -631,7 +631,8 @@ impl Detection {
 
     /// The sources of `net` in good standing, which a campaign's block of the prefix spares:
     /// those that logged in successfully, and those with a long, mostly successful history
-    /// (bounded: at most `campaign::MEMBERS`).
+    /// (bounded: at most `campaign::MEMBERS`, plus one to tell the policy there were more than
+    /// it spares, in which case it does not block the prefix).
     fn good_standing_in(&self, net: IpNet) -> Vec<IpAddr> {
         let inside = |k: &AddrKey| net.contains(&k.ip());
         let mut good: Vec<IpAddr> = self
@@ -655,7 +656,7 @@ impl Detection {
         );
         good.sort_unstable();
         good.dedup();
-        good.truncate(campaign::MEMBERS);
+        good.truncate(campaign::MEMBERS + 1);
         good
     }
 

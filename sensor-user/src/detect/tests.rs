@@ -109,6 +109,8 @@ impl Req {
 struct Outcome {
     findings: Vec<Finding>,
     blocks: Vec<(IpNet, u64)>,
+    /// Every kernel block decision (renewals too) with the exceptions it carries.
+    block_decisions: Vec<(IpNet, Vec<IpNet>)>,
     refused: Vec<(Detector, Refusal)>,
     alerts: Vec<Detector>,
 }
@@ -215,6 +217,9 @@ fn run_with(
 fn decide(pol: &mut Policy, findings: &mut Vec<Finding>, out: &mut Outcome) {
     for f in findings.drain(..) {
         if let Some(d) = pol.on_finding(&f) {
+            if let (true, Some(t)) = (d.blocks_in_kernel(), d.target) {
+                out.block_decisions.push((t, d.exceptions.clone()));
+            }
             match (d.action, d.refused, d.target) {
                 (Action::Block, None, Some(t)) => out.blocks.push((t, d.at_ns)),
                 (_, Some(r), _) => out.refused.push((f.detector, r)),
@@ -372,6 +377,10 @@ fn a_prefix_or_session_gets_state_from_its_second_source() {
 /// /64s), each sending one to three failed logins on distinct accounts with one program, spread
 /// over 30 s, while five users of a browser in the same /24s, there from the start, log in
 /// (one mistypes first) and browse.
+/// When the rotation campaign of [`rotation_run`] starts: after the users of its /24s have
+/// logged in (they are the prefixes' customers in good standing when it is escalated to).
+const ROTATION_START: u64 = T0 + 30 * NS;
+
 fn rotation_run() -> (Vec<Req>, Vec<IpAddr>, Vec<IpAddr>) {
     const BOT: &str = "python-requests/2.31.0";
     const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0.0.0 Safari/537.36";
@@ -384,7 +393,7 @@ fn rotation_run() -> (Vec<Req>, Vec<IpAddr>, Vec<IpAddr>) {
             _ => ip(&format!("2001:db8:bad:{:x}::{:x}", k % 7, k)),
         };
         attackers.push(a);
-        let start = T0 + k * 150_000_000;
+        let start = ROTATION_START + k * 150_000_000;
         for n in 0..=(k % 3) {
             let t = start + n * 700_000_000;
             reqs.push(Req::login(t, a, &format!("user{k}x{n}"), false).agent(BOT));
@@ -403,7 +412,7 @@ fn rotation_run() -> (Vec<Req>, Vec<IpAddr>, Vec<IpAddr>) {
             reqs.push(Req::login(t, b, "alice", false).agent(BROWSER));
         }
         reqs.push(Req::login(t + NS, b, &format!("member{u}"), true).agent(BROWSER));
-        for i in 0..30_u64 {
+        for i in 0..60_u64 {
             let page = ["/", "/items", "/cart", "/help", "/items/42", "/account"][(i % 6) as usize];
             let t = t + (2 + i) * NS + jitter(u, i, NS / 2);
             reqs.push(Req::get(t, b, page, 200).agent(BROWSER));
@@ -428,7 +437,8 @@ fn a_rotation_campaign_is_found_early_and_its_members_are_blocked_but_no_user() 
         name.contains("python-requests") && name.contains("/login"),
         "{name}"
     );
-    // Found before 20 distinct sources had tried, within 60 s of the first attempt.
+    // Found before 20 distinct sources had tried (the 5 users among them), within 60 s of the
+    // first attempt.
     let seen_before: std::collections::BTreeSet<IpAddr> = reqs
         .iter()
         .filter(|r| r.t_ns + 20_000_000 <= campaign.at_ns)
@@ -439,7 +449,7 @@ fn a_rotation_campaign_is_found_early_and_its_members_are_blocked_but_no_user() 
         "{} sources before the campaign",
         seen_before.len()
     );
-    assert!(campaign.at_ns < T0 + 60 * NS);
+    assert!(campaign.at_ns < ROTATION_START + 60 * NS);
     assert!(campaign.sources.len() >= 10, "{:?}", campaign.sources);
     // Every attacker is blocked: those seen before the campaign when it was found, the later
     // ones after their first attempt.
@@ -458,29 +468,51 @@ fn a_rotation_campaign_is_found_early_and_its_members_are_blocked_but_no_user() 
             "{a} blocked late"
         );
     }
-    // No user is blocked, though they share the /24s and one mistyped: their /24s are not
-    // blocked as a whole (they are in good standing there), the attackers' IPv6 /64s are.
-    for b in &benign {
-        assert!(
-            out.blocks.iter().all(|(net, _)| !net.contains(b)),
-            "{b} blocked: {:?}",
-            out.blocks
-        );
-    }
-    let spared: Vec<IpAddr> = out
-        .findings
+    // No user is refused, though they share the /24s and one mistyped: the /24s are blocked
+    // as a whole with the users in good standing there as exceptions (written before the
+    // block), and no user is blocked on its own. Every block decision covering a user, its
+    // first as well as its renewals, carries the user's exception.
+    let v4_prefixes: Vec<IpNet> = out
+        .blocks
         .iter()
-        .filter(|f| f.detector == Detector::CampaignPrefix)
-        .filter(|f| matches!(f.entity, Entity::Prefix(n) if n.prefix_len() == 24))
-        .flat_map(|f| f.sources.clone())
+        .filter(|(n, _)| n.prefix_len() == 24)
+        .map(|(n, _)| *n)
         .collect();
-    // Those in good standing when their /24 escalated are spared; no attacker ever is.
     assert!(
-        !spared.is_empty() && spared.iter().all(|s| benign.contains(s)),
+        v4_prefixes.contains(&"198.51.100.0/24".parse().expect("net"))
+            && v4_prefixes.contains(&"203.0.113.0/24".parse().expect("net")),
+        "{:?}",
+        out.blocks
+    );
+    for b in &benign {
+        let host = IpNet::from(*b);
+        let covering: Vec<&(IpNet, Vec<IpNet>)> = out
+            .block_decisions
+            .iter()
+            .filter(|(net, _)| net.contains(b))
+            .collect();
+        assert!(!covering.is_empty(), "{b}'s /24 is not blocked");
+        for (net, exceptions) in covering {
+            assert!(
+                *net != host && exceptions.contains(&host),
+                "{b} covered by the block of {net} without its exception: {exceptions:?}"
+            );
+        }
+    }
+    let spared: Vec<IpNet> = out
+        .block_decisions
+        .iter()
+        .flat_map(|(_, e)| e.clone())
+        .collect();
+    // Only users are spared; no attacker ever is.
+    assert!(
+        spared
+            .iter()
+            .all(|s| benign.iter().any(|b| IpNet::from(*b) == *s)),
         "spared {spared:?}"
     );
     assert!(
-        out.refused
+        !out.refused
             .contains(&(Detector::CampaignPrefix, Refusal::GoodStanding)),
         "{:?}",
         out.refused
