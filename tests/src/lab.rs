@@ -456,6 +456,91 @@ impl Lab {
         ip(&["-n", &self.client_ns, "addr", "add", &net, "dev", "lo"]);
     }
 
+    /// Adds `addr` to the client's veth, on the link as a `/len` network, and routes that
+    /// network to the veth in the server namespace (so the server answers it): a client
+    /// address from another documentation prefix than the lab's own.
+    ///
+    /// # Panics
+    ///
+    /// If `addr` is not a documentation address or an `ip` command fails.
+    pub fn add_client_address_on_link(&self, addr: IpAddr, len: u8) {
+        let documentation = match addr {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
+            }
+            IpAddr::V6(v6) => v6.segments()[..2] == [0x2001, 0xdb8],
+        };
+        assert!(
+            documentation,
+            "lab addresses are documentation addresses, not {addr}"
+        );
+        let with_len = format!("{addr}/{len}");
+        let net = ipnet::IpNet::new(addr, len)
+            .unwrap_or_else(|e| panic!("{with_len}: {e}"))
+            .trunc()
+            .to_string();
+        if addr.is_ipv4() {
+            ip(&[
+                "-n",
+                &self.client_ns,
+                "addr",
+                "add",
+                &with_len,
+                "dev",
+                &self.client_if,
+            ]);
+            ip(&[
+                "-n",
+                &self.server_ns,
+                "route",
+                "replace",
+                &net,
+                "dev",
+                &self.server_if,
+            ]);
+        } else {
+            ip(&[
+                "-n",
+                &self.client_ns,
+                "-6",
+                "addr",
+                "add",
+                &with_len,
+                "dev",
+                &self.client_if,
+                "nodad",
+            ]);
+            ip(&[
+                "-n",
+                &self.server_ns,
+                "-6",
+                "route",
+                "replace",
+                &net,
+                "dev",
+                &self.server_if,
+            ]);
+        }
+    }
+
+    /// Starts a command in the client namespace without waiting for it (its output
+    /// discarded but for stdout, which is returned by [`Child::wait_with_output`]); the caller
+    /// waits for it, and bounds it itself (curl's `--max-time`).
+    ///
+    /// # Panics
+    ///
+    /// If it cannot be started.
+    pub fn start_in_client(&self, program: &str, args: &[&str]) -> Child {
+        let mut cmd = ns_command(&self.client_ns, program, args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0);
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
+    }
+
     /// Starts `haproxy` in the client namespace, in TCP mode: it accepts on `listen` and opens
     /// one connection to `backend` per client connection, starting it with a PROXY header
     /// naming the client (`send_proxy`: `send-proxy` for version 1, `send-proxy-v2` for 2).
