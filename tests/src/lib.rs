@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod lab;
 pub mod packet;
+pub mod rotation;
 
 /// Path of the `apisensor` binary built in the same target directory as the running test or
 /// benchmark (`target/<profile>/apisensor`).

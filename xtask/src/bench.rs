@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: the kernel benchmark (`BPF_PROG_TEST_RUN`), the live path, the closed
-//! loop in the lab, the detection engine in process, the replay benchmark, and an optional long
+//! loop in the lab, the detection engine in process, the rotation run in the lab, the replay benchmark, and an optional long
 //! fuzz run; writes docs/BENCHMARKS.md.
 use std::{fmt::Write as _, process::Command};
 
@@ -71,7 +71,11 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
     }
     md.push_str(&String::from_utf8_lossy(&out.stdout));
     md.push('\n');
-    for (bin, args) in [("block_bench", &["5"][..]), ("detect_bench", &[][..])] {
+    for (bin, args) in [
+        ("block_bench", &["5"][..]),
+        ("detect_bench", &[][..]),
+        ("rotation_bench", &[][..]),
+    ] {
         let exe = root().join("target/release").join(bin);
         let out = Command::new(&exe)
             .args(args)
