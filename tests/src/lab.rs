@@ -440,17 +440,7 @@ impl Lab {
     ///
     /// If `addr` is not a documentation address or `ip addr add` fails.
     pub fn add_client_address(&self, addr: IpAddr) {
-        let documentation = match addr {
-            IpAddr::V4(v4) => {
-                let [a, b, c, _] = v4.octets();
-                (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
-            }
-            IpAddr::V6(v6) => v6.segments()[..2] == [0x2001, 0xdb8],
-        };
-        assert!(
-            documentation,
-            "lab addresses are documentation addresses, not {addr}"
-        );
+        assert_documentation(addr);
         let host = if addr.is_ipv4() { 32 } else { 128 };
         let net = format!("{addr}/{host}");
         ip(&["-n", &self.client_ns, "addr", "add", &net, "dev", "lo"]);
@@ -464,17 +454,7 @@ impl Lab {
     ///
     /// If `addr` is not a documentation address or an `ip` command fails.
     pub fn add_client_address_on_link(&self, addr: IpAddr, len: u8) {
-        let documentation = match addr {
-            IpAddr::V4(v4) => {
-                let [a, b, c, _] = v4.octets();
-                (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
-            }
-            IpAddr::V6(v6) => v6.segments()[..2] == [0x2001, 0xdb8],
-        };
-        assert!(
-            documentation,
-            "lab addresses are documentation addresses, not {addr}"
-        );
+        assert_documentation(addr);
         let with_len = format!("{addr}/{len}");
         let net = ipnet::IpNet::new(addr, len)
             .unwrap_or_else(|e| panic!("{with_len}: {e}"))
@@ -725,6 +705,22 @@ http {{
 }}
 "#
     )
+}
+
+/// Panics unless `addr` is in a documentation range the lab may use (198.51.100.0/24,
+/// 203.0.113.0/24, 2001:db8::/32).
+fn assert_documentation(addr: IpAddr) {
+    let documentation = match addr {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
+        }
+        IpAddr::V6(v6) => v6.segments()[..2] == [0x2001, 0xdb8],
+    };
+    assert!(
+        documentation,
+        "lab addresses are documentation addresses, not {addr}"
+    );
 }
 
 /// A command that runs `program` inside network namespace `ns` through nsenter.

@@ -51,13 +51,8 @@ pub fn denied(
         let net = IpNet::new(network.network(), network.prefix())
             .map_err(|e| format!("{origin}: {network}: {e}"))?
             .trunc();
-        let mut text = format!("country {} {origin}", code.to_ascii_uppercase());
-        let mut end = text.len().min(sensor_common::NOTE_TEXT_LEN);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        out.insert(net, text);
+        let text = format!("country {} {origin}", code.to_ascii_uppercase());
+        out.insert(net, super::fit_note(text));
     }
     Ok(out)
 }

@@ -115,6 +115,11 @@ fn note_text(origin: &str, reference: &str) -> String {
         text.push(' ');
         text.push_str(reference);
     }
+    fit_note(text)
+}
+
+/// `text` cut to the kernel's note length, at a character boundary.
+pub(crate) fn fit_note(mut text: String) -> String {
     let mut end = text.len().min(TEXT_LEN);
     while !text.is_char_boundary(end) {
         end -= 1;
