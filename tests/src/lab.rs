@@ -707,8 +707,8 @@ http {{
     )
 }
 
-/// Panics unless `addr` is in a documentation range the lab may use (198.51.100.0/24,
-/// 203.0.113.0/24, 2001:db8::/32).
+/// Panics unless `addr` is in a documentation range the lab may use (`198.51.100.0/24`,
+/// `203.0.113.0/24`, `2001:db8::/32`).
 fn assert_documentation(addr: IpAddr) {
     let documentation = match addr {
         IpAddr::V4(v4) => {
