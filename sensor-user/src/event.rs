@@ -2,12 +2,13 @@
 //!
 //! The kernel writes segment records (an [`EventHeader`] and a data area of the size class of
 //! the captured bytes, `sensor_common::data_class`, at most `RequestEvent`/`ResponseEvent`) or
-//! a bare [`EventHeader`] for SYN/FIN/RST; nothing about a record is trusted before it is
-//! checked.
+//! a [`ControlEvent`] for SYN/FIN/RST (a bare [`EventHeader`] is still accepted, as a control
+//! record without SYN fields); nothing about a record is trusted before it is checked.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use sensor_common::{
-    Addr, Direction, EventHeader, EventKind, REQ_DATA_LEN, RESP_DATA_LEN, is_v4_mapped,
+    Addr, ControlEvent, Direction, EventHeader, EventKind, REQ_DATA_LEN, RESP_DATA_LEN,
+    SynOptions, is_v4_mapped, syn_flags, tcp_flags,
 };
 
 use crate::segment::Segment;
@@ -64,6 +65,9 @@ pub struct Event<'a> {
     pub direction: Direction,
     /// Captured payload.
     pub payload: &'a [u8],
+    /// A client SYN's fields from a control record (`syn_flags::PARSED` set, the segment a SYN
+    /// without ACK, ingress); `None` otherwise.
+    pub syn: Option<SynOptions>,
 }
 
 /// Decodes one record.
@@ -107,10 +111,23 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
             payload_len: header.payload_len,
         });
     }
+    let syn = if kind == EventKind::Control
+        && direction == Direction::Ingress
+        && header.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+        && record.len() >= size_of::<ControlEvent>()
+    {
+        // SAFETY: the length was checked; SynOptions is Pod, and the read is unaligned-safe.
+        let syn: SynOptions =
+            unsafe { std::ptr::read_unaligned(record.as_ptr().add(HEADER_LEN).cast::<SynOptions>()) };
+        (syn.flags & syn_flags::PARSED != 0).then_some(syn)
+    } else {
+        None
+    };
     Ok(Event {
         header,
         direction,
         payload: &record[HEADER_LEN..HEADER_LEN + captured],
+        syn,
     })
 }
 
@@ -144,6 +161,7 @@ impl<'a> Event<'a> {
             flags: h.tcp_flags,
             payload_len: h.payload_len,
             payload: self.payload,
+            syn: self.syn,
         }
     }
 }

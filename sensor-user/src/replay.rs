@@ -27,8 +27,11 @@ use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 
+use sensor_common::tcp_flags;
+
 use crate::analyzer::Analyzer;
 use crate::http::Transaction;
+use crate::http::transport::read_syn;
 use crate::segment::Segment;
 
 /// Capture time between two [`ReplayEvent::Tick`]s: one second.
@@ -756,6 +759,11 @@ fn plain_ethernet_tcp(ts_ns: u64, data: &[u8]) -> Option<Segment<'_>> {
     if header_len < 20 {
         return None;
     }
+    // A client SYN goes through etherparse, which reads its TTL and options
+    // (`syn_of`); SYNs are few.
+    if tcp[13] & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+        return None;
+    }
     let payload = ip_payload.get(header_len..)?;
     Some(Segment {
         ts_ns,
@@ -767,6 +775,7 @@ fn plain_ethernet_tcp(ts_ns: u64, data: &[u8]) -> Option<Segment<'_>> {
         flags: tcp[13],
         payload_len: u32::try_from(payload.len()).ok()?,
         payload,
+        syn: None,
     })
 }
 
@@ -816,7 +825,8 @@ fn be16_at(data: &[u8], at: usize) -> Option<u16> {
 fn segment_of<'a>(p: &LaxSlicedPacket<'a>, ts_ns: u64, missing_tail: usize) -> Decoded<'a> {
     // The IP payload's declared length (after extension headers), the addresses and the
     // payload slice.
-    let (src_ip, dst_ip, ip_payload, declared): (IpAddr, IpAddr, _, Option<usize>) = match &p.net {
+    let (src_ip, dst_ip, ip_payload, declared, ttl): (IpAddr, IpAddr, _, Option<usize>, u8) =
+        match &p.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
             let ext = v4.extensions().auth.map_or(0, |a| a.slice().len());
@@ -828,6 +838,7 @@ fn segment_of<'a>(p: &LaxSlicedPacket<'a>, ts_ns: u64, missing_tail: usize) -> D
                 IpAddr::V4(h.destination_addr()),
                 v4.payload(),
                 declared,
+                h.ttl(),
             )
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
@@ -839,6 +850,7 @@ fn segment_of<'a>(p: &LaxSlicedPacket<'a>, ts_ns: u64, missing_tail: usize) -> D
                 IpAddr::V6(h.destination_addr()),
                 v6.payload(),
                 declared,
+                h.hop_limit(),
             )
         }
         None if p.stop_err.is_some() => return Decoded::Malformed,
@@ -890,6 +902,10 @@ fn segment_of<'a>(p: &LaxSlicedPacket<'a>, ts_ns: u64, missing_tail: usize) -> D
         flags,
         payload_len,
         payload: captured,
+        // A client SYN's fields, read as XDP reads them from the same headers (XDP reads them
+        // for a SYN without payload only: one with data, TCP Fast Open's, is a segment record).
+        syn: (tcp.syn() && !tcp.ack() && payload_len == 0)
+            .then(|| read_syn(ttl, tcp.window_size(), tcp.options())),
     })
 }
 

@@ -119,6 +119,7 @@ fn segment(f: u16, ms: u64, to_server: bool, flags: u8, rel_seq: u32, data: &[u8
         flags,
         payload_len: data.len() as u32,
         payload: data,
+        syn: None,
     }
 }
 
@@ -534,6 +535,7 @@ fn many_flows_stay_bounded() {
                     flags,
                     payload_len: payload.len() as u32,
                     payload,
+                    syn: None,
                 },
                 &mut out,
             );
@@ -650,6 +652,7 @@ fn idle_flow_memory_is_small() {
             flags,
             payload_len: payload.len() as u32,
             payload: payload.as_bytes(),
+            syn: None,
         };
         for s in [
             seg(client, server, 0, SYN, ""),
@@ -663,7 +666,9 @@ fn idle_flow_memory_is_small() {
     assert_eq!(out.len(), usize::from(FLOWS), "one transaction per flow");
     assert_eq!(analyzer.flow_count(), usize::from(FLOWS), "flows kept open");
     let per_flow = (analyzer.memory() - empty) / usize::from(FLOWS);
-    assert!(per_flow < 512, "idle flow holds {per_flow} bytes");
+    // 544: the flow's transport fingerprint (24 bytes with its padding) took the flow past the
+    // 512 it stayed under before.
+    assert!(per_flow < 544, "idle flow holds {per_flow} bytes");
 }
 
 /// One request and its response, for the conversation property.
@@ -771,6 +776,7 @@ fn conversation(
                 flags: flags | ACK,
                 payload_len: data.len() as u32,
                 payload: data,
+                syn: None,
             },
             &mut out,
         );
