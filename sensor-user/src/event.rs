@@ -205,6 +205,49 @@ mod tests {
         .to_vec()
     }
 
+    /// A control record of `h` (made a control header) with `syn` after it.
+    fn control(mut h: EventHeader, flags: u8, syn: SynOptions) -> Vec<u8> {
+        h.kind = EventKind::Control as u32;
+        h.captured_len = 0;
+        h.payload_len = 0;
+        h.tcp_flags = flags;
+        let ev = ControlEvent { header: h, syn };
+        // SAFETY: ControlEvent is plain data without padding.
+        unsafe {
+            std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<ControlEvent>())
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_the_syn_fields_of_a_client_syn_only() {
+        let linux = crate::http::transport::read_syn(
+            64,
+            64240,
+            &[2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7],
+        );
+        let syn = tcp_flags::SYN;
+        let rec = control(header(), syn, linux);
+        assert_eq!(rec.len(), 96);
+        let ev = decode(&rec).expect("valid control record");
+        assert_eq!(ev.syn, Some(linux));
+        assert_eq!(ev.segment(|t| t).syn, Some(linux));
+        // Not parsed by the kernel, a SYN-ACK, a FIN, an egress record: none.
+        assert_eq!(decode(&control(header(), syn, SynOptions::default())).unwrap().syn, None);
+        for flags in [syn | tcp_flags::ACK, tcp_flags::FIN] {
+            assert_eq!(decode(&control(header(), flags, linux)).unwrap().syn, None);
+        }
+        let mut egress = header();
+        egress.direction = Direction::Egress as u8;
+        assert_eq!(decode(&control(egress, syn, linux)).unwrap().syn, None);
+        // A bare 72-byte control header (the layout before the SYN fields) still decodes.
+        let short = &rec[..HEADER_LEN];
+        let ev = decode(short).expect("a bare header is a control record");
+        assert_eq!((ev.syn, ev.payload.len()), (None, 0));
+        // A segment record never has them.
+        assert_eq!(decode(&record(header(), b"GET /")).unwrap().syn, None);
+    }
+
     #[test]
     fn decodes_a_segment() {
         let rec = record(header(), b"GET /");

@@ -1915,6 +1915,63 @@ mod tests {
     }
 
     #[test]
+    fn a_captured_syn_gives_every_transaction_its_transport_fingerprint() {
+        // The connection of `http_connection`, its SYN from a Linux stack (TTL 61 after three
+        // hops, window 64240, MSS 1460, SACK permitted, timestamp, NOP, window scale 7).
+        const LINUX: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(CLIENT4, SERVER4, 61)
+            .tcp(40000, 80, 1000, 64240)
+            .syn()
+            .options_raw(&LINUX)
+            .expect("options fit")
+            .write(&mut syn, &[])
+            .expect("build");
+        // The SYN decodes to the fields XDP reads (`xdp_fixtures` holds the two equal).
+        let Decoded::Tcp(seg) = decode(Link::Ethernet, 0, &syn, syn.len() as u32) else {
+            panic!("the SYN decodes");
+        };
+        assert_eq!(seg.syn, Some(read_syn(61, 64240, &LINUX)));
+        let mut frames = http_connection();
+        frames[0] = syn;
+        let base = 1_700_000_000_000_000_000_u64;
+        let frames = frames
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (base + i as u64 * 1_000_000, f))
+            .collect();
+        let file = write_pcap(
+            Endianness::Little,
+            TsResolution::NanoSecond,
+            DataLink::ETHERNET,
+            &pkts(frames),
+        );
+        let (txs, result) = replay_bytes(&file);
+        result.expect("a valid capture replays");
+        let fps: Vec<String> = txs
+            .iter()
+            .filter_map(|t| t.transport_fingerprint.map(|f| f.to_string()))
+            .collect();
+        assert_eq!(fps, vec!["tcp1_64_m44_1460_7_M-S-T-N-W"; 2], "{txs:?}");
+        // Without its SYN (picked up mid-stream) the connection has none.
+        let mid: Vec<(u64, Vec<u8>)> = http_connection()
+            .into_iter()
+            .enumerate()
+            .skip(2)
+            .map(|(i, f)| (base + i as u64 * 1_000_000, f))
+            .collect();
+        let file = write_pcap(
+            Endianness::Little,
+            TsResolution::NanoSecond,
+            DataLink::ETHERNET,
+            &pkts(mid),
+        );
+        let (txs, _) = replay_bytes(&file);
+        assert!(!txs.is_empty() && txs.iter().all(|t| t.transport_fingerprint.is_none()));
+    }
+
+    #[test]
     fn replay_file_names_the_file() {
         let dir = std::env::temp_dir().join(format!("apisensor-replay-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
