@@ -575,7 +575,9 @@ pub fn syn_options(hdr: &SynHeader, opts: &[u8; 128], copied: usize, out: &mut S
     out.option_count = count as u8;
     let lo = lo.to_le_bytes();
     let hi = hi.to_le_bytes();
-    out.kinds = [lo[0], lo[1], lo[2], lo[3], lo[4], lo[5], lo[6], lo[7], hi[0], hi[1]];
+    out.kinds = [
+        lo[0], lo[1], lo[2], lo[3], lo[4], lo[5], lo[6], lo[7], hi[0], hi[1],
+    ];
     out.reserved = [0; 6];
 }
 

@@ -276,7 +276,12 @@ pub extern "C" fn apisensor_syn_options(ctx: *mut xdp_md, ttl_off: u64, l4_off: 
         let len = ((want - 1) & 63) + 1;
         // SAFETY: `opts` holds 128 bytes.
         let rc = unsafe {
-            bpf_xdp_load_bytes(ctx.cast(), hdr.opt_off as u32, opts.as_mut_ptr().cast(), len as u32)
+            bpf_xdp_load_bytes(
+                ctx.cast(),
+                hdr.opt_off as u32,
+                opts.as_mut_ptr().cast(),
+                len as u32,
+            )
         };
         if rc == 0 {
             copied = len as usize;

@@ -7,8 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use sensor_common::{
-    Addr, ControlEvent, Direction, EventHeader, EventKind, REQ_DATA_LEN, RESP_DATA_LEN,
-    SynOptions, is_v4_mapped, syn_flags, tcp_flags,
+    Addr, ControlEvent, Direction, EventHeader, EventKind, REQ_DATA_LEN, RESP_DATA_LEN, SynOptions,
+    is_v4_mapped, syn_flags, tcp_flags,
 };
 
 use crate::segment::Segment;
@@ -117,8 +117,9 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
         && record.len() >= size_of::<ControlEvent>()
     {
         // SAFETY: the length was checked; SynOptions is Pod, and the read is unaligned-safe.
-        let syn: SynOptions =
-            unsafe { std::ptr::read_unaligned(record.as_ptr().add(HEADER_LEN).cast::<SynOptions>()) };
+        let syn: SynOptions = unsafe {
+            std::ptr::read_unaligned(record.as_ptr().add(HEADER_LEN).cast::<SynOptions>())
+        };
         (syn.flags & syn_flags::PARSED != 0).then_some(syn)
     } else {
         None
@@ -224,7 +225,9 @@ mod tests {
         let linux = crate::http::transport::read_syn(
             64,
             64240,
-            &[2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7],
+            &[
+                2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+            ],
         );
         let syn = tcp_flags::SYN;
         let rec = control(header(), syn, linux);
@@ -233,7 +236,12 @@ mod tests {
         assert_eq!(ev.syn, Some(linux));
         assert_eq!(ev.segment(|t| t).syn, Some(linux));
         // Not parsed by the kernel, a SYN-ACK, a FIN, an egress record: none.
-        assert_eq!(decode(&control(header(), syn, SynOptions::default())).unwrap().syn, None);
+        assert_eq!(
+            decode(&control(header(), syn, SynOptions::default()))
+                .unwrap()
+                .syn,
+            None
+        );
         for flags in [syn | tcp_flags::ACK, tcp_flags::FIN] {
             assert_eq!(decode(&control(header(), flags, linux)).unwrap().syn, None);
         }

@@ -827,35 +827,35 @@ fn segment_of<'a>(p: &LaxSlicedPacket<'a>, ts_ns: u64, missing_tail: usize) -> D
     // payload slice.
     let (src_ip, dst_ip, ip_payload, declared, ttl): (IpAddr, IpAddr, _, Option<usize>, u8) =
         match &p.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            let ext = v4.extensions().auth.map_or(0, |a| a.slice().len());
-            let declared = usize::from(h.total_len())
-                .checked_sub(h.slice().len())
-                .and_then(|n| n.checked_sub(ext));
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                v4.payload(),
-                declared,
-                h.ttl(),
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            let declared =
-                usize::from(h.payload_length()).checked_sub(v6.extensions().slice().len());
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                v6.payload(),
-                declared,
-                h.hop_limit(),
-            )
-        }
-        None if p.stop_err.is_some() => return Decoded::Malformed,
-        Some(LaxNetSlice::Arp(_)) | None => return Decoded::NotTcp,
-    };
+            Some(LaxNetSlice::Ipv4(v4)) => {
+                let h = v4.header();
+                let ext = v4.extensions().auth.map_or(0, |a| a.slice().len());
+                let declared = usize::from(h.total_len())
+                    .checked_sub(h.slice().len())
+                    .and_then(|n| n.checked_sub(ext));
+                (
+                    IpAddr::V4(h.source_addr()),
+                    IpAddr::V4(h.destination_addr()),
+                    v4.payload(),
+                    declared,
+                    h.ttl(),
+                )
+            }
+            Some(LaxNetSlice::Ipv6(v6)) => {
+                let h = v6.header();
+                let declared =
+                    usize::from(h.payload_length()).checked_sub(v6.extensions().slice().len());
+                (
+                    IpAddr::V6(h.source_addr()),
+                    IpAddr::V6(h.destination_addr()),
+                    v6.payload(),
+                    declared,
+                    h.hop_limit(),
+                )
+            }
+            None if p.stop_err.is_some() => return Decoded::Malformed,
+            Some(LaxNetSlice::Arp(_)) | None => return Decoded::NotTcp,
+        };
     if ip_payload.fragmented {
         return Decoded::Fragment;
     }
@@ -1918,7 +1918,9 @@ mod tests {
     fn a_captured_syn_gives_every_transaction_its_transport_fingerprint() {
         // The connection of `http_connection`, its SYN from a Linux stack (TTL 61 after three
         // hops, window 64240, MSS 1460, SACK permitted, timestamp, NOP, window scale 7).
-        const LINUX: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+        const LINUX: [u8; 20] = [
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
         let mut syn = Vec::new();
         PacketBuilder::ethernet2(MAC_A, MAC_B)
             .ipv4(CLIENT4, SERVER4, 61)

@@ -34,8 +34,8 @@ use sensor_common::{
 use sensor_user::{
     clock, event,
     http::TransportFingerprint,
-    replay,
     loader::{self, LoadOptions},
+    replay,
     verdict::{self, Verdicts},
 };
 
@@ -740,7 +740,10 @@ impl Sensor {
             ));
         }
         if ev.syn != want.syn {
-            errors.push(format!("event syn fields {:?}, want {:?}", ev.syn, want.syn));
+            errors.push(format!(
+                "event syn fields {:?}, want {:?}",
+                ev.syn, want.syn
+            ));
         }
         if !(t0..=t1).contains(&h.ts_ns) {
             errors.push(format!(
@@ -1100,7 +1103,11 @@ fn sampling_fixtures() -> Vec<Fixture> {
     ]
 }
 
-/// SYN, FIN, RST and bare ACKs on a monitored port.
+/// SYN (with the fields of a client SYN's options), FIN, RST and bare ACKs on a monitored port.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a fixture table is data, one entry per case"
+)]
 fn control_fixtures() -> Vec<Fixture> {
     let four = Ends::request4();
     let six = Ends::request6();
@@ -1143,11 +1150,17 @@ fn control_fixtures() -> Vec<Fixture> {
             .counts_v6()
             .syn()
             .event(six.control(Direction::Ingress, &syn).with_syn(no_options)),
-        Fixture::xdp("linux syn: ttl, mss, sack, timestamp, nop, wscale", v4().tcp(&linux, b""))
-            .verdict(Counter::XdpPassSampled)
-            .counts_v4()
-            .syn()
-            .event(four.control(Direction::Ingress, &linux).with_syn(linux_fields)),
+        Fixture::xdp(
+            "linux syn: ttl, mss, sack, timestamp, nop, wscale",
+            v4().tcp(&linux, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(
+            four.control(Direction::Ingress, &linux)
+                .with_syn(linux_fields),
+        ),
         Fixture::xdp(
             "ipv6 linux syn: the hop limit",
             v6().hop_limit(57).tcp(&linux, b""),
@@ -1155,10 +1168,13 @@ fn control_fixtures() -> Vec<Fixture> {
         .verdict(Counter::XdpPassSampled)
         .counts_v6()
         .syn()
-        .event(six.control(Direction::Ingress, &linux).with_syn(SynOptions {
-            ttl: 57,
-            ..linux_fields
-        })),
+        .event(
+            six.control(Direction::Ingress, &linux)
+                .with_syn(SynOptions {
+                    ttl: 57,
+                    ..linux_fields
+                }),
+        ),
         Fixture::xdp(
             "windows syn: ttl 128, mss, nop, wscale, nop, nop, sack",
             Eth::new().ipv4(C4, S4).ttl(128).tcp(&windows, b""),
@@ -1191,7 +1207,13 @@ fn control_fixtures() -> Vec<Fixture> {
             .syn()
             .event(
                 four.control(Direction::Ingress, &overrun)
-                    .with_syn(syn_fields(64, &[2, 8], Some(1460), None, syn_flags::MALFORMED)),
+                    .with_syn(syn_fields(
+                        64,
+                        &[2, 8],
+                        Some(1460),
+                        None,
+                        syn_flags::MALFORMED,
+                    )),
             ),
         Fixture::xdp("syn option of length zero", v4().tcp(&zero_len, b""))
             .verdict(Counter::XdpPassSampled)
@@ -1201,22 +1223,31 @@ fn control_fixtures() -> Vec<Fixture> {
                 four.control(Direction::Ingress, &zero_len)
                     .with_syn(syn_fields(64, &[1, 4], None, None, syn_flags::MALFORMED)),
             ),
-        Fixture::xdp("syn with eleven nops then mss: ten kinds kept", v4().tcp(&nops, b""))
-            .verdict(Counter::XdpPassSampled)
-            .counts_v4()
-            .syn()
-            .event(
-                four.control(Direction::Ingress, &nops)
-                    .with_syn(syn_fields(64, &[1; 11], Some(1460), None, syn_flags::MORE)),
-            ),
+        Fixture::xdp(
+            "syn with eleven nops then mss: ten kinds kept",
+            v4().tcp(&nops, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(four.control(Direction::Ingress, &nops).with_syn(syn_fields(
+            64,
+            &[1; 11],
+            Some(1460),
+            None,
+            syn_flags::MORE,
+        ))),
         Fixture::xdp("syn with eol then padding", v4().tcp(&eol, b""))
             .verdict(Counter::XdpPassSampled)
             .counts_v4()
             .syn()
-            .event(
-                four.control(Direction::Ingress, &eol)
-                    .with_syn(syn_fields(64, &[2, 0], Some(1460), None, 0)),
-            ),
+            .event(four.control(Direction::Ingress, &eol).with_syn(syn_fields(
+                64,
+                &[2, 0],
+                Some(1460),
+                None,
+                0,
+            ))),
         Fixture::xdp(
             "syn-ack with options: not a client syn, no option parse",
             v4().tcp(&synack_linux, b""),
@@ -2145,10 +2176,11 @@ fn syn_fields_of_xdp_and_of_the_replay_agree() {
         let live = event::decode(record)
             .unwrap_or_else(|e| panic!("{}: {e}", f.name))
             .syn;
-        let replayed = match replay::decode(replay::Link::Ethernet, 0, &f.frame, f.frame.len() as u32) {
-            replay::Decoded::Tcp(seg) => seg.syn,
-            other => panic!("{}: the replay decoded {other:?}", f.name),
-        };
+        let replayed =
+            match replay::decode(replay::Link::Ethernet, 0, &f.frame, f.frame.len() as u32) {
+                replay::Decoded::Tcp(seg) => seg.syn,
+                other => panic!("{}: the replay decoded {other:?}", f.name),
+            };
         assert_eq!(live, replayed, "{}", f.name);
         assert_eq!(
             live.as_ref().and_then(TransportFingerprint::of),

@@ -483,18 +483,14 @@ impl Analyzer {
         };
         flow.last_seen = flow.last_seen.max(seg.ts_ns);
         let s = side(dir);
-        if syn && dir == Dir::ToServer && !has(tcp_flags::ACK) {
-            if let Some(fp) = seg.syn.as_ref().and_then(TransportFingerprint::of) {
-                flow.transport = Some(fp);
-            }
+        if syn
+            && dir == Dir::ToServer
+            && let Some(fp) = seg.syn.as_ref().and_then(TransportFingerprint::of)
+        {
+            flow.transport = Some(fp);
         }
-        let first_new = out.len();
-        let Flow {
-            streams,
-            http,
-            transport,
-            ..
-        } = flow;
+        let (first_new, transport) = (out.len(), flow.transport);
+        let Flow { streams, http, .. } = flow;
         let stream = &mut streams[s];
         if rst {
             let in_window = stream.next_seq().is_none_or(|next| {
@@ -534,7 +530,7 @@ impl Analyzer {
         if fin {
             stream.set_fin(data_seq.wrapping_add(seg.payload_len));
         }
-        stamp(out, first_new, *transport);
+        stamp(out, first_new, transport);
         if streams.iter().all(Stream::is_complete) {
             self.close(slot, seg.ts_ns, CloseReason::Fin, out);
         }

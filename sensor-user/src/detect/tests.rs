@@ -511,7 +511,9 @@ fn a_rotation_campaign_is_found_early_and_its_members_are_blocked_but_no_user() 
 fn one_program_on_two_tcp_stacks_is_two_campaigns_named_by_their_stacks() {
     // The rotation run's bot, half of its addresses on a Linux stack, half on a Windows one:
     // the same request fingerprint, two transport fingerprints, two campaigns.
-    const LINUX: [u8; 20] = [2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+    const LINUX: [u8; 20] = [
+        2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
     const WINDOWS: [u8; 12] = [2, 4, 5, 180, 1, 3, 3, 8, 1, 1, 4, 2];
     let (reqs, _, _) = rotation_run();
     let reqs: Vec<Req> = reqs
@@ -534,7 +536,10 @@ fn one_program_on_two_tcp_stacks_is_two_campaigns_named_by_their_stacks() {
             _ => None,
         })
         .collect();
-    for stack in ["tcp1_64_m44_1460_7_M-S-T-N-W", "tcp1_128_m44_1460_8_M-N-W-N-N-S"] {
+    for stack in [
+        "tcp1_64_m44_1460_7_M-S-T-N-W",
+        "tcp1_128_m44_1460_8_M-N-W-N-N-S",
+    ] {
         assert!(
             names
                 .iter()

@@ -49,5 +49,5 @@ pub use config::{HttpConfig, HttpLimits, LoginRoute};
 pub use conn::{ConnMeta, HttpConn, Reuse};
 pub use fingerprint::RequestFingerprint;
 pub use route::route_template;
-pub use transport::TransportFingerprint;
 pub use transaction::{Flag, Flags, HttpVersion, LoginOutcome, NameList, ProxyVia, Transaction};
+pub use transport::TransportFingerprint;

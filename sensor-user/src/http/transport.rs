@@ -138,7 +138,7 @@ impl fmt::Display for TransportFingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tcp1_{}_", self.ittl)?;
         match self.mss {
-            Some(m) if m != 0 && self.window != 0 && self.window % m == 0 => {
+            Some(m) if m != 0 && self.window != 0 && self.window.is_multiple_of(m) => {
                 write!(f, "m{}", self.window / m)?;
             }
             _ => write!(f, "{}", self.window)?,
@@ -151,7 +151,10 @@ impl fmt::Display for TransportFingerprint {
             Some(w) => write!(f, "{w}_")?,
             None => f.write_str("x_")?,
         }
-        let kinds = self.kinds.get(..usize::from(self.count)).unwrap_or_default();
+        let kinds = self
+            .kinds
+            .get(..usize::from(self.count))
+            .unwrap_or_default();
         if kinds.is_empty() {
             f.write_str("none")?;
         }
@@ -303,12 +306,18 @@ mod tests {
         check(&s, "tcp1_64_1000_256_x_M-E");
         // A length below 2, or past the options, ends it with a mark.
         check(&read_syn(64, 1000, &[1, 2, 1, 5]), "tcp1_64_1000_x_x_N-M!");
-        check(&read_syn(64, 1000, &[3, 3, 5, 2, 8, 1]), "tcp1_64_1000_x_5_W-M!");
+        check(
+            &read_syn(64, 1000, &[3, 3, 5, 2, 8, 1]),
+            "tcp1_64_1000_x_5_W-M!",
+        );
         check(&read_syn(64, 1000, &[1, 1, 2]), "tcp1_64_1000_x_x_N-N-M!");
         // An MSS of the wrong length is kept as a kind, not a value.
         check(&read_syn(64, 1000, &[2, 3, 5]), "tcp1_64_1000_x_x_M");
         // Eleven NOPs: ten kept.
-        check(&read_syn(64, 1000, &[1; 11]), "tcp1_64_1000_x_x_N-N-N-N-N-N-N-N-N-N+");
+        check(
+            &read_syn(64, 1000, &[1; 11]),
+            "tcp1_64_1000_x_x_N-N-N-N-N-N-N-N-N-N+",
+        );
         check(&read_syn(64, 1000, &[]), "tcp1_64_1000_x_x_none");
     }
 
