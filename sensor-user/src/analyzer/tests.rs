@@ -666,9 +666,7 @@ fn idle_flow_memory_is_small() {
     assert_eq!(out.len(), usize::from(FLOWS), "one transaction per flow");
     assert_eq!(analyzer.flow_count(), usize::from(FLOWS), "flows kept open");
     let per_flow = (analyzer.memory() - empty) / usize::from(FLOWS);
-    // 544: the flow's transport fingerprint (24 bytes with its padding) took the flow past the
-    // 512 it stayed under before.
-    assert!(per_flow < 544, "idle flow holds {per_flow} bytes");
+    assert!(per_flow < 512, "idle flow holds {per_flow} bytes");
 }
 
 /// One request and its response, for the conversation property.

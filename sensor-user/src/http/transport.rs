@@ -30,32 +30,47 @@
 //! SYN), both through [`TransportFingerprint::of`].
 
 use std::fmt;
+use std::num::NonZeroU8;
 
 use sensor_common::{MAX_SYN_OPTIONS, SynOptions, syn_flags};
 
 /// The initial TTLs stacks use, smallest first.
 const INITIAL_TTLS: [u8; 4] = [32, 64, 128, 255];
 
-/// A transport fingerprint; see the module docs for its text form. Plain data (no heap), so a
-/// transaction carries it by value.
+/// A transport fingerprint; see the module docs for its text form. Plain data in 16 bytes (no
+/// heap, and `Option<Self>` is no larger), so a flow and each of its transactions carry it by
+/// value: at 24 bytes it took an idle flow past its 512-byte budget.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransportFingerprint {
-    /// The guessed initial TTL.
-    ittl: u8,
     /// The window as sent.
     window: u16,
-    /// The MSS value, when the option was present.
-    mss: Option<u16>,
-    /// The window scale shift, when the option was present.
-    wscale: Option<u8>,
-    /// Option kinds, the first `count` valid.
+    /// The MSS value (meaningful with [`meta::MSS`]).
+    mss: u16,
+    /// Option kinds: the kinds before an EOL are never 0, an EOL is the last one kept, and
+    /// unused slots are 0.
     kinds: [u8; MAX_SYN_OPTIONS],
-    /// Valid entries of `kinds`.
-    count: u8,
+    /// The window scale shift (meaningful with [`meta::WSCALE`]).
+    wscale: u8,
+    /// The [`meta`] bits; never zero (`ONE` is always set), which gives `Option<Self>` a niche.
+    meta: NonZeroU8,
+}
+
+/// Bits of [`TransportFingerprint::meta`].
+mod meta {
+    /// Index of the guessed initial TTL in `INITIAL_TTLS` (two bits).
+    pub const ITTL: u8 = 0x03;
+    /// The MSS option was present.
+    pub const MSS: u8 = 0x04;
+    /// The window scale option was present.
+    pub const WSCALE: u8 = 0x08;
     /// More options than `kinds` holds.
-    more: bool,
+    pub const MORE: u8 = 0x10;
     /// Options cut short.
-    malformed: bool,
+    pub const MALFORMED: u8 = 0x20;
+    /// The last kind kept is an EOL (0).
+    pub const EOL: u8 = 0x40;
+    /// Always set.
+    pub const ONE: u8 = 0x80;
 }
 
 impl TransportFingerprint {
@@ -65,19 +80,53 @@ impl TransportFingerprint {
             return None;
         }
         let ittl = INITIAL_TTLS
-            .into_iter()
-            .find(|&t| t >= syn.ttl)
-            .unwrap_or(255);
+            .iter()
+            .position(|&t| t >= syn.ttl)
+            .unwrap_or(INITIAL_TTLS.len() - 1);
+        let mut bits = meta::ONE | (ittl as u8 & meta::ITTL);
+        let mut kinds = [0; MAX_SYN_OPTIONS];
+        let count = usize::from(syn.option_count).min(MAX_SYN_OPTIONS);
+        for (slot, &kind) in kinds.iter_mut().zip(&syn.kinds[..count]) {
+            *slot = kind;
+            if kind == 0 {
+                // The walk ends at an EOL: nothing is kept after it.
+                bits |= meta::EOL;
+                break;
+            }
+        }
+        for (flag, bit) in [
+            (syn_flags::MSS, meta::MSS),
+            (syn_flags::WSCALE, meta::WSCALE),
+            (syn_flags::MORE, meta::MORE),
+            (syn_flags::MALFORMED, meta::MALFORMED),
+        ] {
+            if syn.flags & flag != 0 {
+                bits |= bit;
+            }
+        }
         Some(Self {
-            ittl,
             window: syn.window,
-            mss: (syn.flags & syn_flags::MSS != 0).then_some(syn.mss),
-            wscale: (syn.flags & syn_flags::WSCALE != 0).then_some(syn.wscale),
-            kinds: syn.kinds,
-            count: syn.option_count.min(MAX_SYN_OPTIONS as u8),
-            more: syn.flags & syn_flags::MORE != 0,
-            malformed: syn.flags & syn_flags::MALFORMED != 0,
+            mss: if bits & meta::MSS != 0 { syn.mss } else { 0 },
+            kinds,
+            wscale: if bits & meta::WSCALE != 0 {
+                syn.wscale
+            } else {
+                0
+            },
+            meta: NonZeroU8::new(bits)?,
         })
+    }
+
+    /// A [`meta`] bit.
+    fn has(self, bit: u8) -> bool {
+        self.meta.get() & bit != 0
+    }
+
+    /// The option kinds kept, in order.
+    fn kinds(&self) -> &[u8] {
+        let n = self.kinds.iter().take_while(|&&k| k != 0).count();
+        let n = n + usize::from(self.has(meta::EOL));
+        self.kinds.get(..n).unwrap_or(&self.kinds)
     }
 }
 
@@ -136,25 +185,28 @@ pub fn read_syn(ttl: u8, window: u16, options: &[u8]) -> SynOptions {
 
 impl fmt::Display for TransportFingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tcp1_{}_", self.ittl)?;
-        match self.mss {
+        let ittl = INITIAL_TTLS
+            .get(usize::from(self.meta.get() & meta::ITTL))
+            .copied()
+            .unwrap_or(255);
+        write!(f, "tcp1_{ittl}_")?;
+        let mss = self.has(meta::MSS).then_some(self.mss);
+        match mss {
             Some(m) if m != 0 && self.window != 0 && self.window.is_multiple_of(m) => {
                 write!(f, "m{}", self.window / m)?;
             }
             _ => write!(f, "{}", self.window)?,
         }
-        match self.mss {
+        match mss {
             Some(m) => write!(f, "_{m}_")?,
             None => f.write_str("_x_")?,
         }
-        match self.wscale {
-            Some(w) => write!(f, "{w}_")?,
-            None => f.write_str("x_")?,
+        if self.has(meta::WSCALE) {
+            write!(f, "{}_", self.wscale)?;
+        } else {
+            f.write_str("x_")?;
         }
-        let kinds = self
-            .kinds
-            .get(..usize::from(self.count))
-            .unwrap_or_default();
+        let kinds = self.kinds();
         if kinds.is_empty() {
             f.write_str("none")?;
         }
@@ -172,10 +224,10 @@ impl fmt::Display for TransportFingerprint {
                 k => write!(f, "{k}")?,
             }
         }
-        if self.more {
+        if self.has(meta::MORE) {
             f.write_str("+")?;
         }
-        if self.malformed {
+        if self.has(meta::MALFORMED) {
             f.write_str("!")?;
         }
         Ok(())
@@ -319,6 +371,22 @@ mod tests {
             "tcp1_64_1000_x_x_N-N-N-N-N-N-N-N-N-N+",
         );
         check(&read_syn(64, 1000, &[]), "tcp1_64_1000_x_x_none");
+    }
+
+    #[test]
+    fn it_is_small_and_canonical() {
+        assert_eq!(size_of::<Option<TransportFingerprint>>(), 16);
+        // Bytes the fingerprint does not show do not make another one.
+        let mut a = syn(64, 1000, &[2, 0], Some(1460), None);
+        let mut b = a;
+        a.kinds[5] = 9;
+        b.wscale = 3;
+        b.ttl = 60;
+        assert_eq!(TransportFingerprint::of(&a), TransportFingerprint::of(&b));
+        // An EOL in the middle of the count (never written by the kernel) ends the kinds.
+        a.kinds = [1, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+        a.option_count = 3;
+        check(&a, "tcp1_64_1000_1460_x_N-E");
     }
 
     #[test]
