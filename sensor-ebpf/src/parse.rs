@@ -16,7 +16,8 @@ use core::mem::size_of;
 use sensor_common::{Addr, Counter, FlowKey, MAX_SYN_OPTIONS, SynOptions, syn_flags};
 
 const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
+/// `EtherType` of IPv4.
+pub const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;

@@ -175,10 +175,11 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     // A client SYN's TTL, window and options are read only here, in a global function, into
     // this CPU's `CpuState::syn`, which `emit_control` copies into the SYN's record: no other
     // packet pays for the walk. Nothing is handed back: a value kept live from here to the
-    // record grew the program's stack past the verifier's limit on its deepest call chain.
+    // record grew the program's stack past the verifier's limit on its deepest call chain. Nor
+    // is the TTL's offset passed: computed here, LLVM hoisted it into the IP parsers (a
+    // constant per family, spilled), two instructions on every passing packet.
     if is_syn && tcp.payload_len == 0 {
-        let ttl_off = l3_off + if l3.version == 4 { 8 } else { 7 };
-        apisensor_syn_options(ctx.ctx, ttl_off as u64, l3.l4_off as u64);
+        apisensor_syn_options(ctx.ctx, l3.l4_off as u64);
     }
     // The exact clock, read once, for the record and the source: request timing (latencies,
     // inter-arrival regularity) comes from it. Packets that emit nothing make do with the
@@ -233,7 +234,7 @@ fn proxy_verdict(ctx: &XdpContext, pkt: &Packet, tcp: &Tcp, in_use: &MapsInUse) 
 }
 
 /// Reads a client SYN's TTL, window and TCP options (`parse::syn_options`) from the IP header
-/// byte at `ttl_off` and the TCP header at `l4_off` into this CPU's `CpuState::syn`; returns 1
+/// and the TCP header at `l4_off` into this CPU's `CpuState::syn`; returns 1
 /// when it did, 0 (with `CpuState::syn` zero: not `PARSED`) when the headers were not in the
 /// window.
 ///
@@ -242,14 +243,18 @@ fn proxy_verdict(ctx: &XdpContext, pkt: &Packet, tcp: &Tcp, in_use: &MapsInUse) 
 /// again for every register state the emit path is reached with.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn apisensor_syn_options(ctx: *mut xdp_md, ttl_off: u64, l4_off: u64) -> u32 {
-    if ttl_off > MAX_PAYLOAD_OFF || l4_off > MAX_PAYLOAD_OFF {
+pub extern "C" fn apisensor_syn_options(ctx: *mut xdp_md, l4_off: u64) -> u32 {
+    if l4_off > MAX_PAYLOAD_OFF {
         return 0;
     }
-    // LLVM merges the two checks into one of `ttl_off | l4_off`, which bounds neither register
-    // for the verifier; a mask on each, behind an opaque move, bounds both.
-    let ttl_off = emit::opaque(ttl_off) & MAX_PAYLOAD_OFF;
-    let l4_off = emit::opaque(l4_off) & MAX_PAYLOAD_OFF;
+    let xdp = XdpContext::new(ctx);
+    let pkt = Packet::new(xdp.data(), xdp.data_end());
+    // The IP header is found again (Ethernet and VLAN tags, constant offsets): its TTL or hop
+    // limit is byte 8 of an IPv4 header, byte 7 of an IPv6 one.
+    let Ok((ethertype, l3_off)) = parse::parse_eth(&pkt) else {
+        return 0;
+    };
+    let ttl_off = l3_off + if ethertype == parse::ETH_P_IP { 8 } else { 7 };
     let Some(state) = CPU_STATE.get_ptr_mut(0) else {
         return 0;
     };
@@ -264,8 +269,6 @@ pub extern "C" fn apisensor_syn_options(ctx: *mut xdp_md, ttl_off: u64, l4_off: 
         return 0;
     }
     let ttl = opts[0];
-    let xdp = XdpContext::new(ctx);
-    let pkt = Packet::new(xdp.data(), xdp.data_end());
     let Some(hdr) = parse::syn_header(&pkt, ttl, l4_off as usize) else {
         return 0;
     };

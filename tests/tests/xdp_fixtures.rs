@@ -1162,6 +1162,21 @@ fn control_fixtures() -> Vec<Fixture> {
                 .with_syn(linux_fields),
         ),
         Fixture::xdp(
+            "linux syn under two vlan tags",
+            Eth::new()
+                .vlan(ETH_P_8021AD, 7)
+                .vlan(ETH_P_8021Q, 5)
+                .ipv4(C4, S4)
+                .tcp(&linux, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(
+            four.control(Direction::Ingress, &linux)
+                .with_syn(linux_fields),
+        ),
+        Fixture::xdp(
             "ipv6 linux syn: the hop limit",
             v6().hop_limit(57).tcp(&linux, b""),
         )
