@@ -244,6 +244,12 @@ fn proxy_verdict(ctx: &XdpContext, pkt: &Packet, tcp: &Tcp, in_use: &MapsInUse) 
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn apisensor_syn_options(ctx: *mut xdp_md, l4_off: u64) -> u32 {
+    let Some(state) = CPU_STATE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // Not `PARSED` until the walk is done: no return below leaves an earlier SYN's fields.
+    // SAFETY: this CPU's slot; programs do not migrate while running.
+    unsafe { (*state).syn.flags = 0 };
     if l4_off > MAX_PAYLOAD_OFF {
         return 0;
     }
@@ -255,11 +261,6 @@ pub extern "C" fn apisensor_syn_options(ctx: *mut xdp_md, l4_off: u64) -> u32 {
         return 0;
     };
     let ttl_off = l3_off + if ethertype == parse::ETH_P_IP { 8 } else { 7 };
-    let Some(state) = CPU_STATE.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: this CPU's slot; programs do not migrate while running.
-    unsafe { (*state).syn.flags = 0 };
     // SAFETY: as above.
     let opts = unsafe { &mut (*state).opts };
     // The TTL byte is copied with the helper: read through a packet pointer next to the TCP
