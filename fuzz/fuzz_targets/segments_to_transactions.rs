@@ -99,6 +99,11 @@ fuzz_target!(|data: &[u8]| {
             flags,
             payload_len,
             payload,
+            // A client SYN's fields, its option bytes taken from the payload's: the option walk
+            // and the transport fingerprint are fuzzed along.
+            syn: (dir == 0 && flags & 0x12 == 0x02).then(|| {
+                sensor_user::http::transport::read_syn(s0, u16::from_le_bytes([s1, s0]), payload)
+            }),
         };
         analyzer.on_segment(&seg, &mut out);
         assert!(

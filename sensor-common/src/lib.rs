@@ -609,7 +609,7 @@ const _: () = {
 pub enum EventKind {
     /// A TCP segment with payload; the header is followed by its first bytes.
     Segment = 1,
-    /// A TCP segment with SYN, FIN or RST and no payload sampled; header only.
+    /// A TCP segment with SYN, FIN or RST and no payload sampled: a [`ControlEvent`].
     Control = 2,
 }
 
@@ -697,6 +697,65 @@ pub const fn data_class(captured: usize) -> usize {
     }
 }
 
+/// Most TCP option kinds a [`SynOptions`] records, in the order they appear.
+pub const MAX_SYN_OPTIONS: usize = 10;
+
+/// Bits of [`SynOptions::flags`].
+pub mod syn_flags {
+    /// The record carries a client SYN's fields (a SYN without ACK seen by XDP); every other
+    /// field is zero without it.
+    pub const PARSED: u8 = 0x01;
+    /// An MSS option (kind 2, length 4) was present; `mss` holds its value.
+    pub const MSS: u8 = 0x02;
+    /// A window scale option (kind 3, length 3) was present; `wscale` holds its shift.
+    pub const WSCALE: u8 = 0x04;
+    /// A timestamp option (kind 8) was present.
+    pub const TIMESTAMP: u8 = 0x08;
+    /// The options ended early: an option length below 2 or past the TCP header, or bytes past
+    /// the end of the frame. The kinds read before that are kept.
+    pub const MALFORMED: u8 = 0x10;
+    /// More than [`super::MAX_SYN_OPTIONS`] options: the later kinds were not recorded.
+    pub const MORE: u8 = 0x20;
+}
+
+/// What a client's SYN says about its TCP stack (the input of the transport fingerprint), read
+/// by XDP from the IP and TCP headers and the TCP options. All zero unless
+/// `flags & syn_flags::PARSED`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynOptions {
+    /// The TCP window (unscaled, as on the wire).
+    pub window: u16,
+    /// The MSS option's value, when `flags & syn_flags::MSS`.
+    pub mss: u16,
+    /// The IPv4 TTL or the IPv6 hop limit.
+    pub ttl: u8,
+    /// The window scale option's shift, when `flags & syn_flags::WSCALE`.
+    pub wscale: u8,
+    /// [`syn_flags`] bits.
+    pub flags: u8,
+    /// How many entries of `kinds` are valid (at most [`MAX_SYN_OPTIONS`]).
+    pub option_count: u8,
+    /// Option kinds in order (EOL 0, NOP 1, MSS 2, window scale 3, SACK permitted 4,
+    /// timestamp 8, ...).
+    pub kinds: [u8; MAX_SYN_OPTIONS],
+    /// Zero.
+    pub reserved: [u8; 6],
+}
+const _: () = assert!(size_of::<SynOptions>() == 24);
+
+/// A control record: the header (`kind` [`EventKind::Control`], `captured_len` zero) and, for a
+/// client SYN, its [`SynOptions`] (zero otherwise, and in every egress record).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlEvent {
+    /// Header.
+    pub header: EventHeader,
+    /// The SYN's fields, or zero.
+    pub syn: SynOptions,
+}
+const _: () = assert!(size_of::<ControlEvent>() == 96);
+
 /// The largest ingress segment record: header plus the first payload bytes.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -728,6 +787,8 @@ mod pod {
     unsafe impl aya::Pod for super::SourceStats {}
     unsafe impl aya::Pod for super::SensorConfig {}
     unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::SynOptions {}
+    unsafe impl aya::Pod for super::ControlEvent {}
     unsafe impl aya::Pod for super::VerdictNote {}
     unsafe impl aya::Pod for super::MapsInUse {}
     unsafe impl aya::Pod for super::BlockSlotV4 {}

@@ -26,7 +26,9 @@ use aya_ebpf::{
     maps::RingBuf,
     programs::{TcContext, XdpContext},
 };
-use sensor_common::{Counter, Direction, EventHeader, EventKind, SensorConfig};
+use sensor_common::{
+    ControlEvent, Counter, Direction, EventHeader, EventKind, SensorConfig, SynOptions,
+};
 
 use crate::{
     maps::{CONFIG, CPU_STATE, STATS},
@@ -120,7 +122,7 @@ impl LoadBytes for TcContext {
 /// applied to the register actually used (LLVM otherwise folds the clamp into the copy length
 /// in a form the verifier cannot track).
 #[inline(always)]
-fn opaque(mut v: u64) -> u64 {
+pub fn opaque(mut v: u64) -> u64 {
     // SAFETY: an empty asm block that only claims to modify `v`.
     unsafe { core::arch::asm!("{0} = {0}", inout(reg) v) };
     v
@@ -249,16 +251,32 @@ pub fn header<'a>(
     }
 }
 
-/// Emits a header-only record (SYN/FIN/RST).
+/// Emits a control record (SYN/FIN/RST), with the client SYN's fields that
+/// `xdp::apisensor_syn_options` left in this CPU's `CpuState::syn` when `syn` (zero otherwise;
+/// a SYN whose headers it could not read has them zero there too).
 #[inline(always)]
-pub fn emit_control(ring: &RingBuf, header: &Header<'_>, threshold: u32, counters: &RingCounters) {
-    let Some(mut entry) = ring.reserve::<EventHeader>(0) else {
+pub fn emit_control(
+    ring: &RingBuf,
+    header: &Header<'_>,
+    syn: bool,
+    threshold: u32,
+    counters: &RingCounters,
+) {
+    let Some(mut entry) = ring.reserve::<ControlEvent>(0) else {
         count(counters.full);
         return;
     };
-    // SAFETY: the reservation holds one EventHeader, 8-byte aligned.
-    unsafe { header.write(entry.as_mut_ptr(), EventKind::Control, 0) };
-    let flags = submit_flags(ring, size_of::<EventHeader>() as u64, threshold, counters);
+    let rec = entry.as_mut_ptr();
+    // SAFETY: the reservation holds one ControlEvent, 8-byte aligned.
+    unsafe {
+        header.write(&raw mut (*rec).header, EventKind::Control, 0);
+        let state = if syn { CPU_STATE.get_ptr(0) } else { None };
+        (&raw mut (*rec).syn).write(match state {
+            Some(s) => (*s).syn,
+            None => SynOptions::default(),
+        });
+    }
+    let flags = submit_flags(ring, size_of::<ControlEvent>() as u64, threshold, counters);
     entry.submit(flags);
     count(counters.control);
 }

@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
-    Addr, AllowValue, BlockSlotV4, BlockValue, MapsInUse, SensorConfig, SourceStats, VerdictNote,
-    block_table, capacity,
+    Addr, AllowValue, BlockSlotV4, BlockValue, MapsInUse, SensorConfig, SourceStats, SynOptions,
+    VerdictNote, block_table, capacity,
 };
 
 /// Exact IPv4 blocks, open-addressed (`sensor_common::block_table`): slots written by user
@@ -126,6 +126,12 @@ pub struct CpuState {
     pub boot_ns: u64,
     /// Wakeup checks of the request ring (`RingWake::REQ`) and of the response ring.
     pub wake: [RingWake; 2],
+    /// The options of the last client SYN `xdp::apisensor_syn_options` read, for the caller to
+    /// copy into its record (a global function returns only a number).
+    pub syn: SynOptions,
+    /// A copy of the option bytes of the SYN being read (`xdp::apisensor_syn_options`; 40 at
+    /// most, the rest keeps the walk's reads in bounds).
+    pub opts: [u8; 128],
 }
 
 /// What one CPU knows about the pending data of one ring.

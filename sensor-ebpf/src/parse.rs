@@ -13,10 +13,11 @@
 
 use core::mem::size_of;
 
-use sensor_common::{Addr, Counter, FlowKey};
+use sensor_common::{Addr, Counter, FlowKey, MAX_SYN_OPTIONS, SynOptions, syn_flags};
 
 const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
+/// `EtherType` of IPv4.
+pub const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
@@ -452,6 +453,133 @@ pub fn parse_tcp(pkt: &Packet, l3: &L3) -> Result<Tcp, Counter> {
         dport: u16::from_be(h.dport),
         flags: h.flags,
     })
+}
+
+/// Most option bytes a TCP header holds (a data offset of 15 words).
+pub const MAX_TCP_OPTION_BYTES: usize = 40;
+
+/// Where a SYN's TCP options are (`parse::syn_header`): the TTL or hop limit, the window, and
+/// the offset and length of the option bytes.
+pub struct SynHeader {
+    /// The IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// The window, host order.
+    pub window: u16,
+    /// Offset of the first option byte.
+    pub opt_off: usize,
+    /// Option bytes (at most [`MAX_TCP_OPTION_BYTES`]).
+    pub opt_len: usize,
+}
+
+/// Reads the TCP header at `l4_off` of a SYN whose TTL or hop limit is `ttl`. `None` if the
+/// header is not in the window.
+#[inline(always)]
+pub fn syn_header(pkt: &Packet, ttl: u8, l4_off: usize) -> Option<SynHeader> {
+    let h: TcpHdr = pkt.get(l4_off)?;
+    let doff = usize::from(h.data_off >> 4) * 4;
+    Some(SynHeader {
+        ttl,
+        window: u16::from_be(h.window),
+        opt_off: l4_off + size_of::<TcpHdr>(),
+        opt_len: doff.saturating_sub(size_of::<TcpHdr>()),
+    })
+}
+
+/// Hides a value from the optimiser (see `emit::opaque`), so that the mask after it stays and
+/// is applied to the register the verifier then tracks.
+#[inline(always)]
+fn opaque_usize(mut v: usize) -> usize {
+    // SAFETY: an empty asm block that only claims to modify `v`.
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) v) };
+    v
+}
+
+/// Walks the TCP options of a SYN, copied to `opts` (`copied` bytes of the header's `opt_len`:
+/// fewer when the frame ends inside the header), into its [`SynOptions`].
+///
+/// The walk reads a copy in a map value, not the packet, so the verifier checks no packet pointer in the loop (read from the packet, byte
+/// by byte, LLVM merged the bounds checks into a form it rejected), at a position kept in
+/// `0..64`, so that `at + 3` stays inside the 128-byte copy. At most 40 steps, each
+/// consuming at least one byte. A length below 2 or past the options, or an option past the
+/// copied bytes, ends the walk with `MALFORMED`; EOL ends it. The result goes to `out`. `sensor-user`'s
+/// `http::transport::read_syn` is the same walk for the replay.
+#[inline(always)]
+pub fn syn_options(hdr: &SynHeader, opts: &[u8; 128], copied: usize, out: &mut SynOptions) {
+    let opt_len = hdr.opt_len.min(MAX_TCP_OPTION_BYTES);
+    let avail = copied.min(opt_len);
+    let mut flags = syn_flags::PARSED;
+    let mut mss = 0u16;
+    let mut wscale = 0u8;
+    let mut count = 0u64;
+    let mut lo = 0u64;
+    let mut hi = 0u64;
+    let mut next = 0usize;
+    for _ in 0..MAX_TCP_OPTION_BYTES {
+        // Opaque and masked, so that the verifier sees the position in 0..64 on every path
+        // (LLVM drops a mask it can prove idle) and `at + 3` inside the 128-byte copy.
+        let at = opaque_usize(next) & 63;
+        if at >= opt_len {
+            break;
+        }
+        if at >= avail {
+            flags |= syn_flags::MALFORMED;
+            break;
+        }
+        let kind = opts[at];
+        if count < 8 {
+            lo |= u64::from(kind) << (count * 8);
+            count += 1;
+        } else if count < MAX_SYN_OPTIONS as u64 {
+            hi |= u64::from(kind) << ((count - 8) * 8);
+            count += 1;
+        } else {
+            flags |= syn_flags::MORE;
+        }
+        if kind == 0 {
+            break;
+        }
+        if kind == 1 {
+            next = at + 1;
+            continue;
+        }
+        if at + 1 >= avail {
+            flags |= syn_flags::MALFORMED;
+            break;
+        }
+        let len = usize::from(opts[at + 1]);
+        if len < 2 || at + len > opt_len {
+            flags |= syn_flags::MALFORMED;
+            break;
+        }
+        if at + len > avail {
+            flags |= syn_flags::MALFORMED;
+            break;
+        }
+        if kind == 2 && len == 4 {
+            mss = u16::from_be_bytes([opts[at + 2], opts[at + 3]]);
+            flags |= syn_flags::MSS;
+        } else if kind == 3 && len == 3 {
+            wscale = opts[at + 2];
+            flags |= syn_flags::WSCALE;
+        } else if kind == 8 {
+            flags |= syn_flags::TIMESTAMP;
+        }
+        next = at + len;
+    }
+    // Written field by field into the map value: a struct built on the stack first pushed the
+    // program's deepest call chain past the verifier's 512 bytes of stack.
+    out.window = hdr.window;
+    out.mss = mss;
+    out.ttl = hdr.ttl;
+    out.wscale = wscale;
+    out.flags = flags;
+    out.option_count = count as u8;
+    let lo = lo.to_le_bytes();
+    let hi = hi.to_le_bytes();
+    out.kinds = [
+        lo[0], lo[1], lo[2], lo[3], lo[4], lo[5], lo[6], lo[7], hi[0], hi[1],
+    ];
+    out.reserved = [0; 6];
 }
 
 /// Checks that a UDP header is present.

@@ -61,7 +61,7 @@ pub fn try_egress(ctx: &TcContext) -> Result<Counter, Counter> {
             &COUNTERS,
         );
     } else {
-        emit::emit_control(&RESP_EVENTS, &header, cfg.wakeup_bytes, &COUNTERS);
+        emit::emit_control(&RESP_EVENTS, &header, false, cfg.wakeup_bytes, &COUNTERS);
     }
     Ok(Counter::TcPassSampled)
 }

@@ -32,7 +32,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action, xdp_md},
-    helpers::generated::bpf_ktime_get_boot_ns,
+    helpers::generated::{bpf_ktime_get_boot_ns, bpf_xdp_load_bytes},
     maps::lpm_trie::Key,
     programs::XdpContext,
 };
@@ -45,7 +45,7 @@ use crate::{
     emit::{self, RingCounters, atomic_add},
     maps::{
         ALLOW, BLOCK_EXACT_V4, BLOCK_EXACT_V6, BLOCK_PREFIX_V4, BLOCK_PREFIX_V6, BLOCK_TABLE_V4,
-        FLOW_BLOCKS, MAPS_IN_USE, PORTS, REQ_EVENTS, RingWake, SOURCES,
+        CPU_STATE, FLOW_BLOCKS, MAPS_IN_USE, PORTS, REQ_EVENTS, RingWake, SOURCES,
     },
     parse::{
         self, AddrKey, FlowLookup, IPPROTO_TCP, IPPROTO_UDP, LpmLookup, LpmLookupV4, Packet,
@@ -172,6 +172,15 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
     if sampled == Counter::XdpDropProxied {
         return Ok(Verdict::drop(sampled));
     }
+    // A client SYN's TTL, window and options are read only here, in a global function, into
+    // this CPU's `CpuState::syn`, which `emit_control` copies into the SYN's record: no other
+    // packet pays for the walk. Nothing is handed back: a value kept live from here to the
+    // record grew the program's stack past the verifier's limit on its deepest call chain. Nor
+    // is the TTL's offset passed: computed here, LLVM hoisted it into the IP parsers (a
+    // constant per family, spilled), two instructions on every passing packet.
+    if is_syn && tcp.payload_len == 0 {
+        apisensor_syn_options(ctx.ctx, l3.l4_off as u64);
+    }
     // The exact clock, read once, for the record and the source: request timing (latencies,
     // inter-arrival regularity) comes from it. Packets that emit nothing make do with the
     // per-jiffy clock; reading the exact one costs about 40 ns here.
@@ -199,7 +208,7 @@ pub fn try_ingress(ctx: &XdpContext) -> Result<Verdict, Counter> {
             &COUNTERS,
         );
     } else {
-        emit::emit_control(&REQ_EVENTS, &header, cfg.wakeup_bytes, &COUNTERS);
+        emit::emit_control(&REQ_EVENTS, &header, is_syn, cfg.wakeup_bytes, &COUNTERS);
     }
     Ok(Verdict::pass(verdict_for_pass(sampled)))
 }
@@ -222,6 +231,69 @@ fn proxy_verdict(ctx: &XdpContext, pkt: &Packet, tcp: &Tcp, in_use: &MapsInUse) 
     // state to be verified with, not one per counter it could be.
     let c = apisensor_proxied_client(ctx.ctx, tcp.payload_off as u64, tcp.payload_len as u64);
     Counter::from_index(c).unwrap_or(Counter::XdpPassSampled)
+}
+
+/// Reads a client SYN's TTL, window and TCP options (`parse::syn_options`) from the IP header
+/// and the TCP header at `l4_off` into this CPU's `CpuState::syn`; returns 1
+/// when it did, 0 (with `CpuState::syn` zero: not `PARSED`) when the headers were not in the
+/// window.
+///
+/// A global BPF function, as [`apisensor_proxied_client`] is and for the same reason: the
+/// option walk (a loop of up to 40 steps) is verified once, with its arguments unknown, not
+/// again for every register state the emit path is reached with.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn apisensor_syn_options(ctx: *mut xdp_md, l4_off: u64) -> u32 {
+    let Some(state) = CPU_STATE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // Not `PARSED` until the walk is done: no return below leaves an earlier SYN's fields.
+    // SAFETY: this CPU's slot; programs do not migrate while running.
+    unsafe { (*state).syn.flags = 0 };
+    if l4_off > MAX_PAYLOAD_OFF {
+        return 0;
+    }
+    let xdp = XdpContext::new(ctx);
+    let pkt = Packet::new(xdp.data(), xdp.data_end());
+    // The IP header is found again (Ethernet and VLAN tags, constant offsets): its TTL or hop
+    // limit is byte 8 of an IPv4 header, byte 7 of an IPv6 one.
+    let Ok((ethertype, l3_off)) = parse::parse_eth(&pkt) else {
+        return 0;
+    };
+    let ttl_off = l3_off + if ethertype == parse::ETH_P_IP { 8 } else { 7 };
+    // SAFETY: as above.
+    let opts = unsafe { &mut (*state).opts };
+    // The TTL byte is copied with the helper: read through a packet pointer next to the TCP
+    // header's, LLVM re-derived its address past the bounds check and the verifier refused it.
+    // SAFETY: `opts` holds 128 bytes.
+    if unsafe { bpf_xdp_load_bytes(ctx.cast(), ttl_off as u32, opts.as_mut_ptr().cast(), 1) } != 0 {
+        return 0;
+    }
+    let ttl = opts[0];
+    let Some(hdr) = parse::syn_header(&pkt, ttl, l4_off as usize) else {
+        return 0;
+    };
+    let mut copied = 0;
+    if hdr.opt_len > 0 {
+        // A length the verifier sees in 1..=64 (within the buffer), as `emit` bounds its copies.
+        let want = emit::opaque(hdr.opt_len.min(parse::MAX_TCP_OPTION_BYTES) as u64);
+        let len = ((want - 1) & 63) + 1;
+        // SAFETY: `opts` holds 128 bytes.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.cast(),
+                hdr.opt_off as u32,
+                opts.as_mut_ptr().cast(),
+                len as u32,
+            )
+        };
+        if rc == 0 {
+            copied = len as usize;
+        }
+    }
+    // SAFETY: as above.
+    parse::syn_options(&hdr, opts, copied, unsafe { &mut (*state).syn });
+    1
 }
 
 /// Largest payload offset [`apisensor_proxied_client`] reads at (no frame here has headers

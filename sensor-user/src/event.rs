@@ -2,12 +2,13 @@
 //!
 //! The kernel writes segment records (an [`EventHeader`] and a data area of the size class of
 //! the captured bytes, `sensor_common::data_class`, at most `RequestEvent`/`ResponseEvent`) or
-//! a bare [`EventHeader`] for SYN/FIN/RST; nothing about a record is trusted before it is
-//! checked.
+//! a [`ControlEvent`] for SYN/FIN/RST (a bare [`EventHeader`] is still accepted, as a control
+//! record without SYN fields); nothing about a record is trusted before it is checked.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use sensor_common::{
-    Addr, Direction, EventHeader, EventKind, REQ_DATA_LEN, RESP_DATA_LEN, is_v4_mapped,
+    Addr, ControlEvent, Direction, EventHeader, EventKind, REQ_DATA_LEN, RESP_DATA_LEN, SynOptions,
+    is_v4_mapped, syn_flags, tcp_flags,
 };
 
 use crate::segment::Segment;
@@ -64,6 +65,9 @@ pub struct Event<'a> {
     pub direction: Direction,
     /// Captured payload.
     pub payload: &'a [u8],
+    /// A client SYN's fields from a control record (`syn_flags::PARSED` set, the segment a SYN
+    /// without ACK, ingress); `None` otherwise.
+    pub syn: Option<SynOptions>,
 }
 
 /// Decodes one record.
@@ -107,10 +111,24 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
             payload_len: header.payload_len,
         });
     }
+    let syn = if kind == EventKind::Control
+        && direction == Direction::Ingress
+        && header.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+        && record.len() >= size_of::<ControlEvent>()
+    {
+        // SAFETY: the length was checked; SynOptions is Pod, and the read is unaligned-safe.
+        let syn: SynOptions = unsafe {
+            std::ptr::read_unaligned(record.as_ptr().add(HEADER_LEN).cast::<SynOptions>())
+        };
+        (syn.flags & syn_flags::PARSED != 0).then_some(syn)
+    } else {
+        None
+    };
     Ok(Event {
         header,
         direction,
         payload: &record[HEADER_LEN..HEADER_LEN + captured],
+        syn,
     })
 }
 
@@ -144,6 +162,7 @@ impl<'a> Event<'a> {
             flags: h.tcp_flags,
             payload_len: h.payload_len,
             payload: self.payload,
+            syn: self.syn,
         }
     }
 }
@@ -185,6 +204,56 @@ mod tests {
             std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<RequestEvent>())
         }
         .to_vec()
+    }
+
+    /// A control record of `h` (made a control header) with `syn` after it.
+    fn control(mut h: EventHeader, flags: u8, syn: SynOptions) -> Vec<u8> {
+        h.kind = EventKind::Control as u32;
+        h.captured_len = 0;
+        h.payload_len = 0;
+        h.tcp_flags = flags;
+        let ev = ControlEvent { header: h, syn };
+        // SAFETY: ControlEvent is plain data without padding.
+        unsafe {
+            std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<ControlEvent>())
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_the_syn_fields_of_a_client_syn_only() {
+        let linux = crate::http::transport::read_syn(
+            64,
+            64240,
+            &[
+                2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+            ],
+        );
+        let syn = tcp_flags::SYN;
+        let rec = control(header(), syn, linux);
+        assert_eq!(rec.len(), 96);
+        let ev = decode(&rec).expect("valid control record");
+        assert_eq!(ev.syn, Some(linux));
+        assert_eq!(ev.segment(|t| t).syn, Some(linux));
+        // Not parsed by the kernel, a SYN-ACK, a FIN, an egress record: none.
+        assert_eq!(
+            decode(&control(header(), syn, SynOptions::default()))
+                .unwrap()
+                .syn,
+            None
+        );
+        for flags in [syn | tcp_flags::ACK, tcp_flags::FIN] {
+            assert_eq!(decode(&control(header(), flags, linux)).unwrap().syn, None);
+        }
+        let mut egress = header();
+        egress.direction = Direction::Egress as u8;
+        assert_eq!(decode(&control(egress, syn, linux)).unwrap().syn, None);
+        // A bare 72-byte control header (the layout before the SYN fields) still decodes.
+        let short = &rec[..HEADER_LEN];
+        let ev = decode(short).expect("a bare header is a control record");
+        assert_eq!((ev.syn, ev.payload.len()), (None, 0));
+        // A segment record never has them.
+        assert_eq!(decode(&record(header(), b"GET /")).unwrap().syn, None);
     }
 
     #[test]

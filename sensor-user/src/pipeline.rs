@@ -289,6 +289,7 @@ mod tests {
             flags,
             payload_len: u32::try_from(payload.len()).expect("small"),
             payload,
+            syn: None,
         }
     }
 
@@ -437,6 +438,7 @@ mod tests {
                 flags: SYN,
                 payload_len: 0,
                 payload: b"",
+                syn: None,
             };
             p.on_segment(&syn, &mut out);
         }
@@ -464,6 +466,7 @@ mod tests {
                 flags: SYN,
                 payload_len: 0,
                 payload: b"",
+                syn: None,
             };
             live.on_segment(&syn, &mut out);
         }

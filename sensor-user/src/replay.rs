@@ -27,8 +27,11 @@ use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 
+use sensor_common::tcp_flags;
+
 use crate::analyzer::Analyzer;
 use crate::http::Transaction;
+use crate::http::transport::read_syn;
 use crate::segment::Segment;
 
 /// Capture time between two [`ReplayEvent::Tick`]s: one second.
@@ -756,6 +759,11 @@ fn plain_ethernet_tcp(ts_ns: u64, data: &[u8]) -> Option<Segment<'_>> {
     if header_len < 20 {
         return None;
     }
+    // A client SYN goes through etherparse, which reads its TTL and options
+    // (`syn_of`); SYNs are few.
+    if tcp[13] & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+        return None;
+    }
     let payload = ip_payload.get(header_len..)?;
     Some(Segment {
         ts_ns,
@@ -767,6 +775,7 @@ fn plain_ethernet_tcp(ts_ns: u64, data: &[u8]) -> Option<Segment<'_>> {
         flags: tcp[13],
         payload_len: u32::try_from(payload.len()).ok()?,
         payload,
+        syn: None,
     })
 }
 
@@ -816,34 +825,37 @@ fn be16_at(data: &[u8], at: usize) -> Option<u16> {
 fn segment_of<'a>(p: &LaxSlicedPacket<'a>, ts_ns: u64, missing_tail: usize) -> Decoded<'a> {
     // The IP payload's declared length (after extension headers), the addresses and the
     // payload slice.
-    let (src_ip, dst_ip, ip_payload, declared): (IpAddr, IpAddr, _, Option<usize>) = match &p.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            let ext = v4.extensions().auth.map_or(0, |a| a.slice().len());
-            let declared = usize::from(h.total_len())
-                .checked_sub(h.slice().len())
-                .and_then(|n| n.checked_sub(ext));
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                v4.payload(),
-                declared,
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            let declared =
-                usize::from(h.payload_length()).checked_sub(v6.extensions().slice().len());
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                v6.payload(),
-                declared,
-            )
-        }
-        None if p.stop_err.is_some() => return Decoded::Malformed,
-        Some(LaxNetSlice::Arp(_)) | None => return Decoded::NotTcp,
-    };
+    let (src_ip, dst_ip, ip_payload, declared, ttl): (IpAddr, IpAddr, _, Option<usize>, u8) =
+        match &p.net {
+            Some(LaxNetSlice::Ipv4(v4)) => {
+                let h = v4.header();
+                let ext = v4.extensions().auth.map_or(0, |a| a.slice().len());
+                let declared = usize::from(h.total_len())
+                    .checked_sub(h.slice().len())
+                    .and_then(|n| n.checked_sub(ext));
+                (
+                    IpAddr::V4(h.source_addr()),
+                    IpAddr::V4(h.destination_addr()),
+                    v4.payload(),
+                    declared,
+                    h.ttl(),
+                )
+            }
+            Some(LaxNetSlice::Ipv6(v6)) => {
+                let h = v6.header();
+                let declared =
+                    usize::from(h.payload_length()).checked_sub(v6.extensions().slice().len());
+                (
+                    IpAddr::V6(h.source_addr()),
+                    IpAddr::V6(h.destination_addr()),
+                    v6.payload(),
+                    declared,
+                    h.hop_limit(),
+                )
+            }
+            None if p.stop_err.is_some() => return Decoded::Malformed,
+            Some(LaxNetSlice::Arp(_)) | None => return Decoded::NotTcp,
+        };
     if ip_payload.fragmented {
         return Decoded::Fragment;
     }
@@ -890,6 +902,10 @@ fn segment_of<'a>(p: &LaxSlicedPacket<'a>, ts_ns: u64, missing_tail: usize) -> D
         flags,
         payload_len,
         payload: captured,
+        // A client SYN's fields, read as XDP reads them from the same headers (XDP reads them
+        // for a SYN without payload only: one with data, TCP Fast Open's, is a segment record).
+        syn: (tcp.syn() && !tcp.ack() && payload_len == 0)
+            .then(|| read_syn(ttl, tcp.window_size(), tcp.options())),
     })
 }
 
@@ -1896,6 +1912,65 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(cut_txs, txs, "same transactions before the damage");
+    }
+
+    #[test]
+    fn a_captured_syn_gives_every_transaction_its_transport_fingerprint() {
+        // The connection of `http_connection`, its SYN from a Linux stack (TTL 61 after three
+        // hops, window 64240, MSS 1460, SACK permitted, timestamp, NOP, window scale 7).
+        const LINUX: [u8; 20] = [
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(CLIENT4, SERVER4, 61)
+            .tcp(40000, 80, 1000, 64240)
+            .syn()
+            .options_raw(&LINUX)
+            .expect("options fit")
+            .write(&mut syn, &[])
+            .expect("build");
+        // The SYN decodes to the fields XDP reads (`xdp_fixtures` holds the two equal).
+        let Decoded::Tcp(seg) = decode(Link::Ethernet, 0, &syn, syn.len() as u32) else {
+            panic!("the SYN decodes");
+        };
+        assert_eq!(seg.syn, Some(read_syn(61, 64240, &LINUX)));
+        let mut frames = http_connection();
+        frames[0] = syn;
+        let base = 1_700_000_000_000_000_000_u64;
+        let frames = frames
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (base + i as u64 * 1_000_000, f))
+            .collect();
+        let file = write_pcap(
+            Endianness::Little,
+            TsResolution::NanoSecond,
+            DataLink::ETHERNET,
+            &pkts(frames),
+        );
+        let (txs, result) = replay_bytes(&file);
+        result.expect("a valid capture replays");
+        let fps: Vec<String> = txs
+            .iter()
+            .filter_map(|t| t.transport_fingerprint.map(|f| f.to_string()))
+            .collect();
+        assert_eq!(fps, vec!["tcp1_64_m44_1460_7_M-S-T-N-W"; 2], "{txs:?}");
+        // Without its SYN (picked up mid-stream) the connection has none.
+        let mid: Vec<(u64, Vec<u8>)> = http_connection()
+            .into_iter()
+            .enumerate()
+            .skip(2)
+            .map(|(i, f)| (base + i as u64 * 1_000_000, f))
+            .collect();
+        let file = write_pcap(
+            Endianness::Little,
+            TsResolution::NanoSecond,
+            DataLink::ETHERNET,
+            &pkts(mid),
+        );
+        let (txs, _) = replay_bytes(&file);
+        assert!(!txs.is_empty() && txs.iter().all(|t| t.transport_fingerprint.is_none()));
     }
 
     #[test]

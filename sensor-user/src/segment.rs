@@ -25,6 +25,10 @@ pub struct Segment<'a> {
     /// The captured prefix of the payload, `payload.len() <= payload_len`. The bytes between
     /// `payload.len()` and `payload_len` were not captured: a known hole, not a loss.
     pub payload: &'a [u8],
+    /// For a client SYN (SYN without ACK, to the server), what its IP and TCP headers say about
+    /// the client's TCP stack (`syn_flags::PARSED` set): the kernel's control record carries it
+    /// live, the replay reads it from the captured headers. `None` for every other segment.
+    pub syn: Option<sensor_common::SynOptions>,
 }
 
 /// A piece of one direction of a reassembled TCP stream, delivered in stream order.

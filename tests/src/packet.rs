@@ -154,6 +154,13 @@ impl Ipv4 {
         self
     }
 
+    /// Sets the TTL.
+    #[must_use]
+    pub fn ttl(mut self, ttl: u8) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
     /// Makes this a fragment at `offset_units` (units of eight bytes), with More Fragments set
     /// if `more`.
     #[must_use]
@@ -322,6 +329,13 @@ pub struct Ipv6 {
 }
 
 impl Ipv6 {
+    /// Sets the hop limit.
+    #[must_use]
+    pub fn hop_limit(mut self, hop_limit: u8) -> Self {
+        self.hop_limit = hop_limit;
+        self
+    }
+
     /// Appends an extension header (after those added before).
     #[must_use]
     pub fn ext(mut self, ext: Ext) -> Self {

@@ -93,6 +93,7 @@ fn captures_from_real_tools_replay_to_what_the_tools_sent() {
     let diags = stop_captures(&mut lab, &mut captures);
 
     let mut baseline: Option<(&str, Vec<Summary>)> = None;
+    let mut stacks_seen = None;
     for (cap, diag) in captures.iter().zip(&diags) {
         let (txs, summary) = replay(&cap.path);
         let ctx = format!("capture {} ({diag})", cap.name);
@@ -104,6 +105,24 @@ fn captures_from_real_tools_replay_to_what_the_tools_sent() {
         );
         for s in &sent {
             check_family(&txs, s, &ctx);
+        }
+        // Every connection's SYN was captured: each transaction carries the transport
+        // fingerprint of curl's Linux stack (initial TTL 64), the same in every capture format
+        // and link type.
+        let stacks: std::collections::BTreeSet<String> = txs
+            .iter()
+            .map(|t| {
+                t.transport_fingerprint
+                    .map_or_else(|| "none".to_owned(), |f| f.to_string())
+            })
+            .collect();
+        assert!(
+            !stacks.is_empty() && stacks.iter().all(|f| f.starts_with("tcp1_64_")),
+            "{ctx}: transport fingerprints {stacks:?}"
+        );
+        match &stacks_seen {
+            None => stacks_seen = Some(stacks),
+            Some(want) => assert_eq!(&stacks, want, "{ctx}: transport fingerprints differ"),
         }
         // Every capture of the same traffic yields the same transactions (times aside).
         let seen = summarize(&txs);

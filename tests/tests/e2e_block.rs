@@ -261,6 +261,13 @@ fn scenario(f: &Family) {
     assert_eq!(tx["query_keys"], serde_json::json!(["q"]), "{tx}");
     assert_eq!(tx["client"], f.client.to_string(), "{tx}");
     assert!(tx["latency_ns"].as_u64().is_some_and(|l| l > 0), "{tx}");
+    // curl's SYN, read by XDP: a Linux stack one hop away (the replay below must agree).
+    assert!(
+        tx["transport_fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("tcp1_64_")),
+        "{tx}"
+    );
 
     // Replaying tcpdump's capture of that request gives the same transaction, up to the
     // clocks (capture stamps versus kernel stamps) and the session key (random per agent).

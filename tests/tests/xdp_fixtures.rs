@@ -27,12 +27,15 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use sensor_common::{
-    Addr, Counter, Direction, EventKind, REQ_DATA_LEN, RESP_DATA_LEN, Reason, SensorConfig,
-    SourceStats, block_table, capacity, map_names, program_names, v4_mapped,
+    Addr, Counter, Direction, EventKind, MAX_SYN_OPTIONS, REQ_DATA_LEN, RESP_DATA_LEN, Reason,
+    SensorConfig, SourceStats, SynOptions, block_table, capacity, map_names, program_names,
+    syn_flags, v4_mapped,
 };
 use sensor_user::{
     clock, event,
+    http::TransportFingerprint,
     loader::{self, LoadOptions},
+    replay,
     verdict::{self, Verdicts},
 };
 
@@ -165,7 +168,49 @@ struct ExpectedEvent {
     tcp: Tcp,
     payload_len: u32,
     captured: Vec<u8>,
+    /// The client SYN's fields the record must carry (`None`: none, as for every record but a
+    /// client SYN's).
+    syn: Option<SynOptions>,
 }
+
+impl ExpectedEvent {
+    /// The record with a client SYN's fields.
+    fn with_syn(mut self, syn: SynOptions) -> Self {
+        self.syn = Some(syn);
+        self
+    }
+}
+
+/// A client SYN's expected fields: the TTL, the window every test frame has (64240), the option
+/// kinds in order (at most ten kept), the MSS and window scale values, and further
+/// `syn_flags` (`TIMESTAMP`, `MALFORMED`, `MORE`).
+fn syn_fields(ttl: u8, kinds: &[u8], mss: Option<u16>, ws: Option<u8>, flags: u8) -> SynOptions {
+    let mut s = SynOptions {
+        window: 64_240,
+        ttl,
+        flags: syn_flags::PARSED | flags,
+        ..SynOptions::default()
+    };
+    let kept = kinds.len().min(MAX_SYN_OPTIONS);
+    s.kinds[..kept].copy_from_slice(&kinds[..kept]);
+    s.option_count = kept as u8;
+    if let Some(m) = mss {
+        s.mss = m;
+        s.flags |= syn_flags::MSS;
+    }
+    if let Some(w) = ws {
+        s.wscale = w;
+        s.flags |= syn_flags::WSCALE;
+    }
+    s
+}
+
+/// TCP options of a Linux SYN: MSS 1460, SACK permitted, timestamp, NOP, window scale 7.
+const LINUX_SYN_OPTIONS: [u8; 20] = [
+    2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 1, 2, 3, 0, 0, 0, 0, 1, 3, 3, 7,
+];
+/// TCP options of a Windows SYN: MSS 1460, NOP, window scale 8, NOP, NOP, SACK permitted.
+const WINDOWS_SYN_OPTIONS: [u8; 12] = [2, 4, 0x05, 0xb4, 1, 3, 3, 8, 1, 1, 4, 2];
 
 /// Both ends of a fixture's IP layer, for the expected event.
 #[derive(Clone, Copy)]
@@ -208,6 +253,7 @@ impl Ends {
             tcp: tcp.clone(),
             payload_len: payload_len as u32,
             captured: captured.to_vec(),
+            syn: None,
         }
     }
 
@@ -720,6 +766,12 @@ impl Sensor {
                 event::addr_to_ip(&want.dst)
             ));
         }
+        if ev.syn != want.syn {
+            errors.push(format!(
+                "event syn fields {:?}, want {:?}",
+                ev.syn, want.syn
+            ));
+        }
         if !(t0..=t1).contains(&h.ts_ns) {
             errors.push(format!(
                 "event timestamp {} outside the run [{t0}, {t1}]",
@@ -1081,7 +1133,11 @@ fn sampling_fixtures() -> Vec<Fixture> {
     ]
 }
 
-/// SYN, FIN, RST and bare ACKs on a monitored port.
+/// SYN (with the fields of a client SYN's options), FIN, RST and bare ACKs on a monitored port.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a fixture table is data, one entry per case"
+)]
 fn control_fixtures() -> Vec<Fixture> {
     let four = Ends::request4();
     let six = Ends::request6();
@@ -1092,6 +1148,24 @@ fn control_fixtures() -> Vec<Fixture> {
     let rst = with(tcp_flags::RST);
     let ack = with(tcp_flags::ACK);
     let fin_data = with(tcp_flags::FIN | tcp_flags::PSH | tcp_flags::ACK);
+    let no_options = syn_fields(64, &[], None, None, 0);
+    let linux = syn.clone().options(&LINUX_SYN_OPTIONS);
+    let linux_fields = syn_fields(
+        64,
+        &[2, 4, 8, 1, 3],
+        Some(1460),
+        Some(7),
+        syn_flags::TIMESTAMP,
+    );
+    let windows = syn.clone().options(&WINDOWS_SYN_OPTIONS);
+    // A timestamp option claiming 30 bytes where 4 are left.
+    let overrun = syn.clone().options(&[2, 4, 0x05, 0xb4, 8, 30, 0, 0]);
+    let zero_len = syn.clone().options(&[1, 4, 0, 0]);
+    let mut eleven_nops = vec![1; 11];
+    eleven_nops.extend_from_slice(&[2, 4, 0x05, 0xb4]);
+    let nops = syn.clone().options(&eleven_nops);
+    let eol = syn.clone().options(&[2, 4, 0x05, 0xb4, 0, 3, 3, 7]);
+    let synack_linux = synack.clone().options(&LINUX_SYN_OPTIONS);
     vec![
         Fixture::xdp(
             "syn to a monitored port (ethernet-padded)",
@@ -1100,12 +1174,132 @@ fn control_fixtures() -> Vec<Fixture> {
         .verdict(Counter::XdpPassSampled)
         .counts_v4()
         .syn()
-        .event(four.control(Direction::Ingress, &syn)),
+        .event(four.control(Direction::Ingress, &syn).with_syn(no_options)),
         Fixture::xdp("ipv6 syn", v6().tcp(&syn, b""))
             .verdict(Counter::XdpPassSampled)
             .counts_v6()
             .syn()
-            .event(six.control(Direction::Ingress, &syn)),
+            .event(six.control(Direction::Ingress, &syn).with_syn(no_options)),
+        Fixture::xdp(
+            "linux syn: ttl, mss, sack, timestamp, nop, wscale",
+            v4().tcp(&linux, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(
+            four.control(Direction::Ingress, &linux)
+                .with_syn(linux_fields),
+        ),
+        Fixture::xdp(
+            "linux syn under two vlan tags",
+            Eth::new()
+                .vlan(ETH_P_8021AD, 7)
+                .vlan(ETH_P_8021Q, 5)
+                .ipv4(C4, S4)
+                .tcp(&linux, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(
+            four.control(Direction::Ingress, &linux)
+                .with_syn(linux_fields),
+        ),
+        Fixture::xdp(
+            "ipv6 linux syn: the hop limit",
+            v6().hop_limit(57).tcp(&linux, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v6()
+        .syn()
+        .event(
+            six.control(Direction::Ingress, &linux)
+                .with_syn(SynOptions {
+                    ttl: 57,
+                    ..linux_fields
+                }),
+        ),
+        Fixture::xdp(
+            "windows syn: ttl 128, mss, nop, wscale, nop, nop, sack",
+            Eth::new().ipv4(C4, S4).ttl(128).tcp(&windows, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(
+            four.control(Direction::Ingress, &windows)
+                .with_syn(syn_fields(128, &[2, 1, 3, 1, 1, 4], Some(1460), Some(8), 0)),
+        ),
+        Fixture::xdp(
+            "syn options cut by the end of the frame: no kinds, malformed",
+            {
+                let mut f = v4().tcp(&linux, b"");
+                f.truncate(v4().l4_offset() + 20 + 6);
+                f
+            },
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(
+            four.control(Direction::Ingress, &linux)
+                .with_syn(syn_fields(64, &[], None, None, syn_flags::MALFORMED)),
+        ),
+        Fixture::xdp("syn option longer than the header", v4().tcp(&overrun, b""))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4()
+            .syn()
+            .event(
+                four.control(Direction::Ingress, &overrun)
+                    .with_syn(syn_fields(
+                        64,
+                        &[2, 8],
+                        Some(1460),
+                        None,
+                        syn_flags::MALFORMED,
+                    )),
+            ),
+        Fixture::xdp("syn option of length zero", v4().tcp(&zero_len, b""))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4()
+            .syn()
+            .event(
+                four.control(Direction::Ingress, &zero_len)
+                    .with_syn(syn_fields(64, &[1, 4], None, None, syn_flags::MALFORMED)),
+            ),
+        Fixture::xdp(
+            "syn with eleven nops then mss: ten kinds kept",
+            v4().tcp(&nops, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .syn()
+        .event(four.control(Direction::Ingress, &nops).with_syn(syn_fields(
+            64,
+            &[1; 11],
+            Some(1460),
+            None,
+            syn_flags::MORE,
+        ))),
+        Fixture::xdp("syn with eol then padding", v4().tcp(&eol, b""))
+            .verdict(Counter::XdpPassSampled)
+            .counts_v4()
+            .syn()
+            .event(four.control(Direction::Ingress, &eol).with_syn(syn_fields(
+                64,
+                &[2, 0],
+                Some(1460),
+                None,
+                0,
+            ))),
+        Fixture::xdp(
+            "syn-ack with options: not a client syn, no option parse",
+            v4().tcp(&synack_linux, b""),
+        )
+        .verdict(Counter::XdpPassSampled)
+        .counts_v4()
+        .event(four.control(Direction::Ingress, &synack_linux)),
         Fixture::xdp(
             "syn to an unmonitored port still counts a syn",
             v4().tcp(&req(OTHER_PORT).flags(tcp_flags::SYN), b""),
@@ -2051,6 +2245,48 @@ fn xdp_samples_monitored_tcp_over_every_encapsulation() {
 #[test]
 fn xdp_emits_control_records() {
     run_table(&control_fixtures());
+}
+
+#[test]
+fn syn_fields_of_xdp_and_of_the_replay_agree() {
+    // Every client SYN of the control table, through XDP (the live path: record, decode) and
+    // through the replay's decoder of a captured frame: the same fields, so the same transport
+    // fingerprint. (The frame cut inside its options is left out: a capture holding that frame
+    // has no complete TCP header for the replay to read.)
+    let mut sensor = Sensor::load();
+    sensor.configure(None, None, &[PORT]);
+    let mut checked = 0;
+    for f in control_fixtures() {
+        let Some(want) = f.event.as_ref().and_then(|e| e.syn) else {
+            continue;
+        };
+        if want.flags & syn_flags::MALFORMED != 0 && want.option_count == 0 {
+            continue;
+        }
+        Sensor::drain(&mut sensor.req);
+        sensor.run_xdp(&f.frame, 1);
+        let records = Sensor::drain(&mut sensor.req);
+        let [record] = records.as_slice() else {
+            panic!("{}: {} records", f.name, records.len());
+        };
+        let live = event::decode(record)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.name))
+            .syn;
+        let replayed =
+            match replay::decode(replay::Link::Ethernet, 0, &f.frame, f.frame.len() as u32) {
+                replay::Decoded::Tcp(seg) => seg.syn,
+                other => panic!("{}: the replay decoded {other:?}", f.name),
+            };
+        assert_eq!(live, replayed, "{}", f.name);
+        assert_eq!(
+            live.as_ref().and_then(TransportFingerprint::of),
+            replayed.as_ref().and_then(TransportFingerprint::of),
+            "{}",
+            f.name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 7, "{checked} syns checked");
 }
 
 #[test]

@@ -48,7 +48,9 @@ use std::sync::Arc;
 
 use sensor_common::tcp_flags;
 
-use crate::http::{Catalogue, ConnMeta, HttpConfig, HttpConn, Reuse, Transaction};
+use crate::http::{
+    Catalogue, ConnMeta, HttpConfig, HttpConn, Reuse, Transaction, TransportFingerprint,
+};
 use crate::lru::LruTable;
 use crate::reassembly::{MAX_WINDOW, ReassemblyLimits, Stream, StreamStats};
 use crate::segment::{Chunk, Dir, Segment};
@@ -241,6 +243,8 @@ struct Flow {
     streams: [Stream; 2],
     /// The HTTP connection fed by both streams.
     http: HttpConn,
+    /// The transport fingerprint of the client's SYN, given to every transaction of the flow.
+    transport: Option<TransportFingerprint>,
 }
 
 impl Flow {
@@ -249,6 +253,16 @@ impl Flow {
     fn heap(&self) -> usize {
         self.streams.iter().map(Stream::memory).sum::<usize>()
             + self.http.memory().saturating_sub(size_of::<HttpConn>())
+    }
+}
+
+/// Gives the transactions from `first` on (those one flow just emitted) its transport
+/// fingerprint.
+fn stamp(out: &mut [Box<Transaction>], first: usize, fp: Option<TransportFingerprint>) {
+    if let Some(fp) = fp {
+        for tx in out.get_mut(first..).unwrap_or_default() {
+            tx.transport_fingerprint = Some(fp);
+        }
     }
 }
 
@@ -469,6 +483,13 @@ impl Analyzer {
         };
         flow.last_seen = flow.last_seen.max(seg.ts_ns);
         let s = side(dir);
+        if syn
+            && dir == Dir::ToServer
+            && let Some(fp) = seg.syn.as_ref().and_then(TransportFingerprint::of)
+        {
+            flow.transport = Some(fp);
+        }
+        let (first_new, transport) = (out.len(), flow.transport);
         let Flow { streams, http, .. } = flow;
         let stream = &mut streams[s];
         if rst {
@@ -509,6 +530,7 @@ impl Analyzer {
         if fin {
             stream.set_fin(data_seq.wrapping_add(seg.payload_len));
         }
+        stamp(out, first_new, transport);
         if streams.iter().all(Stream::is_complete) {
             self.close(slot, seg.ts_ns, CloseReason::Fin, out);
         }
@@ -545,6 +567,7 @@ impl Analyzer {
             last_seen: ts_ns,
             streams: [Stream::new(self.limits), Stream::new(self.limits)],
             http: HttpConn::new(Arc::clone(&self.http), ConnMeta { client, server }),
+            transport: None,
         };
         let slot = self.flows.insert(key, flow)?;
         self.counters.flows_opened += 1;
@@ -563,7 +586,13 @@ impl Analyzer {
         let Some((_, mut flow)) = self.flows.remove(slot) else {
             return;
         };
-        let Flow { streams, http, .. } = &mut flow;
+        let first_new = out.len();
+        let Flow {
+            streams,
+            http,
+            transport,
+            ..
+        } = &mut flow;
         let held = streams.iter().map(Stream::memory).sum::<usize>();
         self.buffered = self.buffered.saturating_sub(held);
         let (counters, reuse) = (&mut self.counters, &mut self.reuse);
@@ -575,6 +604,7 @@ impl Analyzer {
             counters.add_stream(&stream.stats());
         }
         http.on_close_reusing(ts_ns, out, reuse);
+        stamp(out, first_new, *transport);
         let c = &mut self.counters;
         *match reason {
             CloseReason::Fin => &mut c.flows_closed,

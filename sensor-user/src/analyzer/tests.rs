@@ -119,6 +119,7 @@ fn segment(f: u16, ms: u64, to_server: bool, flags: u8, rel_seq: u32, data: &[u8
         flags,
         payload_len: data.len() as u32,
         payload: data,
+        syn: None,
     }
 }
 
@@ -534,6 +535,7 @@ fn many_flows_stay_bounded() {
                     flags,
                     payload_len: payload.len() as u32,
                     payload,
+                    syn: None,
                 },
                 &mut out,
             );
@@ -650,6 +652,7 @@ fn idle_flow_memory_is_small() {
             flags,
             payload_len: payload.len() as u32,
             payload: payload.as_bytes(),
+            syn: None,
         };
         for s in [
             seg(client, server, 0, SYN, ""),
@@ -771,6 +774,7 @@ fn conversation(
                 flags: flags | ACK,
                 payload_len: data.len() as u32,
                 payload: data,
+                syn: None,
             },
             &mut out,
         );

@@ -498,7 +498,8 @@ impl Detection {
         }
     }
 
-    /// Observes a login in its campaign key (its request fingerprint on its endpoint) and
+    /// Observes a login in its campaign key (its request fingerprint, its transport fingerprint
+    /// when the connection's SYN was seen, on its endpoint) and
     /// pushes the campaign's findings: the campaign and all its members when it becomes one,
     /// the source when it fails on an active campaign.
     fn observe_campaign(
@@ -514,15 +515,25 @@ impl Detection {
             return;
         };
         let host = tx.host.as_deref().unwrap_or("");
-        let key = self
-            .hasher
-            .hash(&(fp.as_str(), tx.method.as_ref(), host, tx.route.as_str()));
+        // The client's TCP stack, when its SYN was seen, splits a request shape that programs
+        // on different systems share (the same library on Linux and on Windows).
+        let transport = tx.transport_fingerprint;
+        let key = self.hasher.hash(&(
+            fp.as_str(),
+            transport,
+            tx.method.as_ref(),
+            host,
+            tx.route.as_str(),
+        ));
         let (decay, cfg) = (self.decays.campaign, self.cfg.campaign);
         let Some(c) = self.campaigns.entry(key) else {
             return;
         };
         if c.name.is_empty() {
-            c.name = format!("{fp} {} {host} {}", tx.method, tx.route);
+            c.name = match transport {
+                Some(t) => format!("{fp} {t} {} {host} {}", tx.method, tx.route),
+                None => format!("{fp} {} {host} {}", tx.method, tx.route),
+            };
         }
         c.add(decay, now, epoch, outcome, tx.client, source_hash);
         let was_active = c.active(now);

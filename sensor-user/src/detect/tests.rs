@@ -33,6 +33,8 @@ struct Req {
     /// The client program's `User-Agent` (its request fingerprint's family), `None` for the
     /// default shape every request of these tests shares.
     ua: Option<String>,
+    /// The SYN of the client's connection (its transport fingerprint), `None` when unseen.
+    syn: Option<sensor_common::SynOptions>,
 }
 
 impl Req {
@@ -48,6 +50,7 @@ impl Req {
             session: None,
             login: None,
             ua: None,
+            syn: None,
         }
     }
 
@@ -67,6 +70,7 @@ impl Req {
                 LoginOutcome::Failure
             }),
             ua: None,
+            syn: None,
         }
     }
 
@@ -79,6 +83,12 @@ impl Req {
     /// own.
     fn agent(mut self, ua: &str) -> Self {
         self.ua = Some(ua.to_owned());
+        self
+    }
+
+    /// The request on a connection whose SYN had the TTL, window and option bytes given.
+    fn stack(mut self, ttl: u8, window: u16, options: &[u8]) -> Self {
+        self.syn = Some(crate::http::transport::read_syn(ttl, window, options));
         self
     }
 
@@ -95,6 +105,10 @@ impl Req {
         tx.account.clone_from(&self.account);
         tx.session.clone_from(&self.session);
         tx.login = self.login;
+        tx.transport_fingerprint = self
+            .syn
+            .as_ref()
+            .and_then(crate::http::TransportFingerprint::of);
         if let Some(ua) = &self.ua {
             tx.user_agent = Some(ua.clone());
             tx.header_order
@@ -523,6 +537,48 @@ fn a_rotation_campaign_is_found_early_and_its_members_are_blocked_but_no_user() 
         .filter(|(n, _)| n.prefix_len() == 64)
         .count();
     assert!(v6_prefixes >= 5, "{:?}", out.blocks);
+}
+
+#[test]
+fn one_program_on_two_tcp_stacks_is_two_campaigns_named_by_their_stacks() {
+    // The rotation run's bot, half of its addresses on a Linux stack, half on a Windows one:
+    // the same request fingerprint, two transport fingerprints, two campaigns.
+    const LINUX: [u8; 20] = [
+        2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    const WINDOWS: [u8; 12] = [2, 4, 5, 180, 1, 3, 3, 8, 1, 1, 4, 2];
+    let (reqs, _, _) = rotation_run();
+    let reqs: Vec<Req> = reqs
+        .into_iter()
+        .map(|r| match (r.login, r.client) {
+            (Some(LoginOutcome::Failure), IpAddr::V4(a)) if a.octets()[3] % 2 == 0 => {
+                r.stack(64, 64240, &LINUX)
+            }
+            (Some(LoginOutcome::Failure), _) => r.stack(128, 64240, &WINDOWS),
+            _ => r,
+        })
+        .collect();
+    let out = run(reqs);
+    let names: std::collections::BTreeSet<String> = out
+        .findings
+        .iter()
+        .filter(|f| f.detector == Detector::Campaign)
+        .filter_map(|f| match &f.entity {
+            Entity::Campaign(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    for stack in [
+        "tcp1_64_m44_1460_7_M-S-T-N-W",
+        "tcp1_128_m44_1460_8_M-N-W-N-N-S",
+    ] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n.contains(stack) && n.contains("python-requests")),
+            "no campaign of {stack}: {names:?}"
+        );
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! - `head`: from a parsed head to record fields.
 //! - `route`: [`route_template`].
 //! - [`fingerprint`]: [`RequestFingerprint`], the stable hash of a client's HTTP shape.
+//! - [`transport`]: [`TransportFingerprint`], the shape of a client's TCP stack from its SYN.
 //! - `identity`: account (Basic, JWT `sub`, login body field), session hash, login outcome.
 //! - `proxy`: PROXY protocol v1/v2, `Forwarded` and `X-Forwarded-For`.
 //! - [`catalogue`]: the API inventory.
@@ -38,6 +39,7 @@ mod proxy;
 mod reuse;
 pub mod route;
 pub mod transaction;
+pub mod transport;
 
 #[cfg(test)]
 mod tests;
@@ -48,3 +50,4 @@ pub use conn::{ConnMeta, HttpConn, Reuse};
 pub use fingerprint::RequestFingerprint;
 pub use route::route_template;
 pub use transaction::{Flag, Flags, HttpVersion, LoginOutcome, NameList, ProxyVia, Transaction};
+pub use transport::TransportFingerprint;

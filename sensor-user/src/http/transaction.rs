@@ -70,6 +70,10 @@ pub struct Transaction {
     pub login: Option<LoginOutcome>,
     /// Anomalies seen while parsing this request and its response.
     pub flags: Flags,
+    /// The transport fingerprint of the connection's client SYN
+    /// ([`TransportFingerprint`](super::TransportFingerprint)), `None` when the SYN was not
+    /// seen (a connection picked up mid-stream).
+    pub transport_fingerprint: Option<super::TransportFingerprint>,
 }
 
 impl Transaction {
@@ -100,6 +104,7 @@ impl Transaction {
             session: None,
             login: None,
             flags: Flags::EMPTY,
+            transport_fingerprint: None,
         }
     }
 
@@ -134,6 +139,7 @@ impl Transaction {
             session,
             login,
             flags,
+            transport_fingerprint,
         } = self;
         *ts = ts_ns;
         *direct = peer;
@@ -159,6 +165,7 @@ impl Transaction {
         *session = None;
         *login = None;
         *flags = Flags::EMPTY;
+        *transport_fingerprint = None;
     }
 
     /// Heap bytes held by the record's strings.

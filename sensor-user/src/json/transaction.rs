@@ -140,6 +140,7 @@ impl JsonCache {
             session,
             login,
             flags,
+            transport_fingerprint,
         } = tx;
         buf.extend_from_slice(b"{\"ts_ns\":");
         json_u64(buf, *ts_ns);
@@ -207,6 +208,12 @@ impl JsonCache {
         } else {
             json_names(buf, flags.iter().map(crate::http::Flag::name));
         }
+        buf.extend_from_slice(b",\"transport_fingerprint\":");
+        // The text form is ASCII letters, digits and `_-+!`: nothing to escape.
+        json_opt(buf, *transport_fingerprint, |buf, fp| {
+            use std::io::Write as _;
+            let _ = write!(buf, "\"{fp}\"");
+        });
         buf.extend_from_slice(b"}\n");
     }
 }

@@ -282,6 +282,7 @@ impl Maker {
             flags,
             payload_len: payload.len() as u32,
             payload: payload.as_bytes(),
+            syn: None,
         };
         let mut out = Vec::new();
         for s in [

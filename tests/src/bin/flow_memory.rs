@@ -68,6 +68,7 @@ fn measure(n: u32) -> (usize, u64) {
             flags,
             payload_len: payload.len() as u32,
             payload: payload.as_bytes(),
+            syn: None,
         };
         for s in [
             seg(c, server, 0, SYN, ""),

@@ -54,6 +54,25 @@ fn json_line_matches_serde_json() {
     tx.peer = "0.0.0.0:9".parse().expect("v4");
     tx.flags = Flags::from(Flag::ALL);
     check(&tx);
+    // Transport fingerprints: a Linux SYN, one with cut options and more than ten, none.
+    let linux = crate::http::transport::read_syn(
+        64,
+        64240,
+        &[
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ],
+    );
+    tx.transport_fingerprint = crate::http::TransportFingerprint::of(&linux);
+    assert!(tx.transport_fingerprint.is_some());
+    check(&tx);
+    let mut odd = [1_u8; 14];
+    odd[12] = 30;
+    odd[13] = 9;
+    tx.transport_fingerprint =
+        crate::http::TransportFingerprint::of(&crate::http::transport::read_syn(255, 0, &odd));
+    check(&tx);
+    tx.transport_fingerprint = None;
+    check(&tx);
 }
 
 /// An IPv6 address whose groups are mostly zero, so that runs of zeros of every length and
