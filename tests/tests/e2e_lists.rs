@@ -48,7 +48,11 @@ fn blocks(pin: &PinDir) -> Vec<serde_json::Value> {
         .args(["blocks", "list", "--json", "--pin-dir", pin.as_str()])
         .output()
         .expect("run apisensor");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     match serde_json::from_slice(&out.stdout) {
         Ok(serde_json::Value::Array(list)) => list,
         other => panic!("blocks list --json: {other:?}"),
@@ -88,7 +92,10 @@ fn list_files_are_kept_in_the_block_maps_as_they_change() {
     // A broken list: its last good version stays in force.
     std::fs::write(&list, format!("{first}\nnot an address\n")).expect("list");
     thread::sleep(Duration::from_secs(3));
-    assert!(!served(&lab, first, server), "the last good version is gone");
+    assert!(
+        !served(&lab, first, server),
+        "the last good version is gone"
+    );
     assert!(served(&lab, second, server));
     assert!(
         lab.stderr_of(agent).contains("list not used"),
