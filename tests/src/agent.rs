@@ -128,3 +128,25 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// The blocks in the maps of `pin`, as `apisensor blocks list --json` prints them (the CLI runs
+/// in the root namespace, where bpffs is).
+///
+/// # Panics
+///
+/// If the CLI fails or prints something else than a JSON array.
+pub fn blocks(pin: &PinDir) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(apisensor_bin())
+        .args(["blocks", "list", "--json", "--pin-dir", pin.as_str()])
+        .output()
+        .expect("run apisensor");
+    assert!(
+        out.status.success(),
+        "blocks list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout) {
+        Ok(serde_json::Value::Array(list)) => list,
+        other => panic!("blocks list --json: {other:?}"),
+    }
+}

@@ -4,14 +4,12 @@
 //! parsing leaves its last good version in force. Each block names its list.
 use std::{
     net::IpAddr,
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use apisensor_tests::{
-    agent::{self, AgentFiles, PinDir},
-    apisensor_bin,
+    agent::{self, AgentFiles, PinDir, blocks},
     lab::Lab,
 };
 
@@ -39,23 +37,6 @@ fn wait_until(lab: &Lab, src: IpAddr, server: IpAddr, want: bool) {
             if want { "refused" } else { "served" }
         );
         thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The blocks in the maps, as `blocks list --json` prints them.
-fn blocks(pin: &PinDir) -> Vec<serde_json::Value> {
-    let out = Command::new(apisensor_bin())
-        .args(["blocks", "list", "--json", "--pin-dir", pin.as_str()])
-        .output()
-        .expect("run apisensor");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match serde_json::from_slice(&out.stdout) {
-        Ok(serde_json::Value::Array(list)) => list,
-        other => panic!("blocks list --json: {other:?}"),
     }
 }
 

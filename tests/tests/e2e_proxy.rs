@@ -7,14 +7,12 @@
 //! proxy's own address is never blocked. Once with PROXY protocol version 1, once with 2.
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use apisensor_tests::{
-    agent::{self, AgentFiles, PinDir, json_lines},
-    apisensor_bin,
+    agent::{self, AgentFiles, PinDir, blocks, json_lines},
     lab::Lab,
 };
 
@@ -43,24 +41,6 @@ fn request(lab: &Lab, src: IpAddr, via: SocketAddr, login: bool, timeout: Durati
         .parse()
         .unwrap_or(0);
     (out.status.success() && code != 0).then_some(code)
-}
-
-/// The blocks in the agent's maps, as `apisensor blocks list --json` prints them (the CLI
-/// runs in the root namespace, where bpffs is).
-fn blocks(pin: &PinDir) -> Vec<serde_json::Value> {
-    let out = Command::new(apisensor_bin())
-        .args(["blocks", "list", "--json", "--pin-dir", pin.as_str()])
-        .output()
-        .expect("run apisensor");
-    assert!(
-        out.status.success(),
-        "blocks list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match serde_json::from_slice(&out.stdout) {
-        Ok(serde_json::Value::Array(list)) => list,
-        other => panic!("blocks list --json: {other:?}"),
-    }
 }
 
 /// One scenario: `haproxy` sending PROXY headers with `send_proxy`, an attacker at `attacker`
