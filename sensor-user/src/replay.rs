@@ -1857,6 +1857,22 @@ mod tests {
         ]
     }
 
+    /// The time of frame 0 of [`capture_of`].
+    const CAPTURE_BASE: u64 = 1_700_000_000_000_000_000;
+
+    /// A nanosecond Ethernet capture of `frames`, frame `i` at [`CAPTURE_BASE`] + `i` ms.
+    fn capture_of(frames: impl Iterator<Item = (usize, Vec<u8>)>) -> Vec<u8> {
+        let stamped = frames
+            .map(|(i, f)| (CAPTURE_BASE + i as u64 * 1_000_000, f))
+            .collect();
+        write_pcap(
+            Endianness::Little,
+            TsResolution::NanoSecond,
+            DataLink::ETHERNET,
+            &pkts(stamped),
+        )
+    }
+
     fn replay_bytes(bytes: &[u8]) -> (Vec<Transaction>, Result<ReplaySummary, ReplayError>) {
         let mut analyzer = Analyzer::new(crate::analyzer::AnalyzerConfig::default());
         let mut txs = Vec::new();
@@ -1868,18 +1884,7 @@ mod tests {
 
     #[test]
     fn replay_emits_transactions_and_flushes_pending_ones() {
-        let base = 1_700_000_000_000_000_000_u64;
-        let frames: Vec<(u64, Vec<u8>)> = http_connection()
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| (base + i as u64 * 1_000_000, f))
-            .collect();
-        let file = write_pcap(
-            Endianness::Little,
-            TsResolution::NanoSecond,
-            DataLink::ETHERNET,
-            &pkts(frames),
-        );
+        let file = capture_of(http_connection().into_iter().enumerate());
         let (txs, result) = replay_bytes(&file);
         let summary = result.expect("a valid capture replays");
         assert_eq!(summary.transactions, 2);
@@ -1893,7 +1898,7 @@ mod tests {
             vec![("GET", "/users/7", Some(200)), ("GET", "/users/8", None)],
             "the answered request, then the pending one flushed at the end"
         );
-        assert_eq!(txs.first().map(|t| t.ts_ns), Some(base + 3_000_000));
+        assert_eq!(txs.first().map(|t| t.ts_ns), Some(CAPTURE_BASE + 3_000_000));
 
         // The same file followed by a cut record: the error comes after everything before the
         // damage was emitted, the pending request included (flushed by finish).
@@ -1937,18 +1942,7 @@ mod tests {
         assert_eq!(seg.syn, Some(read_syn(61, 64240, &LINUX)));
         let mut frames = http_connection();
         frames[0] = syn;
-        let base = 1_700_000_000_000_000_000_u64;
-        let frames = frames
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| (base + i as u64 * 1_000_000, f))
-            .collect();
-        let file = write_pcap(
-            Endianness::Little,
-            TsResolution::NanoSecond,
-            DataLink::ETHERNET,
-            &pkts(frames),
-        );
+        let file = capture_of(frames.into_iter().enumerate());
         let (txs, result) = replay_bytes(&file);
         result.expect("a valid capture replays");
         let fps: Vec<String> = txs
@@ -1957,18 +1951,7 @@ mod tests {
             .collect();
         assert_eq!(fps, vec!["tcp1_64_m44_1460_7_M-S-T-N-W"; 2], "{txs:?}");
         // Without its SYN (picked up mid-stream) the connection has none.
-        let mid: Vec<(u64, Vec<u8>)> = http_connection()
-            .into_iter()
-            .enumerate()
-            .skip(2)
-            .map(|(i, f)| (base + i as u64 * 1_000_000, f))
-            .collect();
-        let file = write_pcap(
-            Endianness::Little,
-            TsResolution::NanoSecond,
-            DataLink::ETHERNET,
-            &pkts(mid),
-        );
+        let file = capture_of(http_connection().into_iter().enumerate().skip(2));
         let (txs, _) = replay_bytes(&file);
         assert!(!txs.is_empty() && txs.iter().all(|t| t.transport_fingerprint.is_none()));
     }
