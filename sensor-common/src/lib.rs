@@ -241,7 +241,8 @@ pub struct BlockValue {
 const _: () = assert!(size_of::<BlockValue>() == 40);
 
 /// One TCP connection as XDP sees its packets on ingress, from the client to the server: the
-/// key of `FLOW_BLOCKS`. Packets of the other direction (server to client) never match it.
+/// key of `FLOW_BLOCKS`. TC looks a server-to-client packet up with its addresses and ports
+/// swapped, so a blocked connection's responses are dropped on egress too.
 ///
 /// Addresses are 16 bytes, IPv4 mapped into `::ffff:0:0/96` as in the other 16-byte keys; the
 /// ports are in host byte order, as the XDP parser holds them (`parse::Tcp::sport`/`dport` are
@@ -507,11 +508,16 @@ pub enum Counter {
     /// XDP: a segment to a monitored port whose payload starts with a PROXY protocol header
     /// naming a client that an exact or prefix block drops, dropped.
     XdpDropProxied = 27,
+    /// TC: a segment of a flow-blocked connection (server to client: its response) dropped.
+    TcDropFlow = 28,
+    /// XDP: a SYN on a flow-blocked connection's ports opened a new connection and removed
+    /// the block (an event counter; the SYN's verdict is counted as any other's).
+    FlowBlockReopened = 29,
 }
 
 impl Counter {
     /// Number of counters.
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 30;
     /// Every counter, in index order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::XdpPass,
@@ -542,6 +548,8 @@ impl Counter {
         Self::CopyFailed,
         Self::XdpDropFlow,
         Self::XdpDropProxied,
+        Self::TcDropFlow,
+        Self::FlowBlockReopened,
     ];
 
     /// The counter whose index is `i`, if there is one. No branch per value: the kernel turns
@@ -589,6 +597,8 @@ impl Counter {
             Self::CopyFailed => "copy_failed",
             Self::XdpDropFlow => "xdp_drop_flow_block",
             Self::XdpDropProxied => "xdp_drop_proxied_client",
+            Self::TcDropFlow => "tc_drop_flow_block",
+            Self::FlowBlockReopened => "flow_block_reopened",
         }
     }
 }

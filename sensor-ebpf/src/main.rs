@@ -11,7 +11,7 @@ mod tc;
 mod xdp;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_UNSPEC, xdp_action},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -33,7 +33,7 @@ pub fn apisensor_xdp(ctx: XdpContext) -> u32 {
     action
 }
 
-/// TC egress: sample response heads. Never drops.
+/// TC egress: sample response heads, drop those of flow-blocked connections.
 #[classifier]
 #[expect(
     clippy::needless_pass_by_value,
@@ -45,7 +45,11 @@ pub fn apisensor_tc(ctx: TcContext) -> i32 {
         Err(_) => Counter::TcPassUnparsed,
     };
     emit::count(counter);
-    TC_ACT_UNSPEC
+    if counter == Counter::TcDropFlow {
+        TC_ACT_SHOT
+    } else {
+        TC_ACT_UNSPEC
+    }
 }
 
 #[cfg(not(test))]

@@ -98,6 +98,19 @@ impl FlowLookup {
             zero: 0,
         }
     }
+
+    /// The key of the connection a TCP segment from the server (its source) to the client
+    /// belongs to: [`FlowLookup::new`] of the client's segments.
+    #[inline(always)]
+    pub fn reply(l3: &L3, tcp: &Tcp) -> Self {
+        Self {
+            src: l3.dst.words,
+            dst: l3.src.words,
+            sport: tcp.dport,
+            dport: tcp.sport,
+            zero: 0,
+        }
+    }
 }
 
 /// The key of an IPv4 LPM trie lookup for a full address (`prefix_len` 32): the layout of

@@ -1,15 +1,17 @@
 //! The TC egress program: sample the heads of server responses from monitored ports so user
-//! space can pair them with requests (status codes, Set-Cookie). It never changes the packet's
-//! fate: every path returns `TC_ACT_UNSPEC` (`TCX_NEXT`), letting other programs and the stack
-//! decide.
+//! space can pair them with requests (status codes, Set-Cookie), and drop the segments of
+//! flow-blocked connections (`FLOW_BLOCKS`, looked up with the addresses and ports swapped):
+//! a connection blocked while its request was being answered gets no answer. Every other path
+//! returns `TC_ACT_UNSPEC` (`TCX_NEXT`), letting other programs and the stack decide.
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_boot_ns, programs::TcContext};
-use sensor_common::{Counter, Direction, RESP_DATA_LEN, tcp_flags};
+use sensor_common::{BlockValue, Counter, Direction, MapsInUse, RESP_DATA_LEN, tcp_flags};
 
 use crate::{
-    emit::{self, RingCounters},
-    maps::{PORTS, RESP_EVENTS, RingWake},
-    parse::{self, IPPROTO_TCP, Packet},
+    emit::{self, RingCounters, atomic_add},
+    maps::{FLOW_BLOCKS, MAPS_IN_USE, PORTS, RESP_EVENTS, RingWake},
+    parse::{self, FlowLookup, IPPROTO_TCP, L3, Packet, Tcp},
+    xdp,
 };
 
 const COUNTERS: RingCounters = RingCounters {
@@ -33,6 +35,15 @@ pub fn try_egress(ctx: &TcContext) -> Result<Counter, Counter> {
     let monitored = PORTS.get(u32::from(tcp.sport)).is_some_and(|m| *m != 0);
     if !monitored {
         return Ok(Counter::TcPass);
+    }
+    // A flow block's key has the server's port, a monitored one: only these are looked up,
+    // and only while the map has entries.
+    let in_use = match MAPS_IN_USE.get(0) {
+        Some(m) => *m,
+        None => MapsInUse::ALL,
+    };
+    if in_use.flow != 0 && flow_blocked(&l3, &tcp, &in_use) {
+        return Ok(Counter::TcDropFlow);
     }
     if tcp.payload_len == 0 && tcp.flags & (tcp_flags::FIN | tcp_flags::RST) == 0 {
         // A bare ACK: nothing to record, so no clock read either.
@@ -64,4 +75,31 @@ pub fn try_egress(ctx: &TcContext) -> Result<Counter, Counter> {
         emit::emit_control(&RESP_EVENTS, &header, false, cfg.wakeup_bytes, &COUNTERS);
     }
     Ok(Counter::TcPassSampled)
+}
+
+/// Whether the connection of a segment from the server is flow-blocked: an unexpired block of
+/// its client-to-server key whose client the allowlist does not let pass (the rules of XDP's
+/// flow lookup). A drop counts a hit on the block entry. A subprogram, like XDP's lookup: the
+/// sampling path does not carry its registers.
+#[inline(never)]
+fn flow_blocked(l3: &L3, tcp: &Tcp, in_use: &MapsInUse) -> bool {
+    let Some(b) = FLOW_BLOCKS.get_ptr_mut(FlowLookup::reply(l3, tcp)) else {
+        return false;
+    };
+    let b: *mut BlockValue = b;
+    let t = emit::coarse_now();
+    // SAFETY: pointer to a live map value (hash values are writable in the kernel).
+    if unsafe { (*b).expires_at_ns } <= t {
+        return false;
+    }
+    // The client is the packet's destination; the allowlist is keyed by the 16-byte form.
+    if in_use.allow != 0 && xdp::allowlisted(&l3.dst, t) {
+        return false;
+    }
+    // SAFETY: as above; `last_hit_ns` is a plain store, the last writer wins.
+    unsafe {
+        atomic_add(&raw mut (*b).hits, 1);
+        (*b).last_hit_ns = t;
+    }
+    true
 }

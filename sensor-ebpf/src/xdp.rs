@@ -383,9 +383,18 @@ fn flow_block(
     let Ok(tcp) = parse::parse_tcp(pkt, &l3) else {
         return Counter::XdpPass;
     };
-    let Some(b) = FLOW_BLOCKS.get_ptr_mut(FlowLookup::new(&l3, &tcp)) else {
+    let key = FlowLookup::new(&l3, &tcp);
+    let Some(b) = FLOW_BLOCKS.get_ptr_mut(&key) else {
         return Counter::XdpPass;
     };
+    if tcp.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+        // A SYN opens a new connection on the blocked one's ports (a NAT or a proxy reusing
+        // its source port): the block was for the old connection, so it goes, and the SYN
+        // takes the pass path. The server answers the old connection's segments no more.
+        let _ = FLOW_BLOCKS.remove(&key);
+        emit::count(Counter::FlowBlockReopened);
+        return Counter::XdpPass;
+    }
     let t = if now == 0 { emit::coarse_now() } else { now };
     // `l3.src` is the 16-byte (IPv4-mapped) form, the allowlist's key for either family.
     let src = Source::V6(l3.src);
@@ -582,7 +591,7 @@ fn apply(
 /// `verdict.rs` writes no exception inside an operator's entry and removes those inside one
 /// the operator adds.
 #[inline(always)]
-fn allowlisted(src: &AddrKey, t: u64) -> bool {
+pub fn allowlisted(src: &AddrKey, t: u64) -> bool {
     match ALLOW.get(lpm_key(&LpmLookup::new(src))) {
         Some(a) if a.allows_at(t) => {
             atomic_add((&raw const a.hits).cast_mut(), 1);

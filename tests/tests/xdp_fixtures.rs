@@ -43,6 +43,8 @@ const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 /// `TC_ACT_UNSPEC` (-1) as the test run reports it.
 const TC_ACT_UNSPEC: u32 = u32::MAX;
+/// `TC_ACT_SHOT`.
+const TC_ACT_SHOT: u32 = 2;
 
 /// Client (request source) addresses.
 const C4: [u8; 4] = [198, 51, 100, 2];
@@ -115,6 +117,8 @@ struct FlowSpec {
     server: SocketAddr,
     expired: bool,
     hits: u64,
+    /// The program removes the block (a SYN reopening its ports).
+    removed: bool,
 }
 
 /// The flow from the IPv4 client's `sport` to the IPv4 server's `dport`.
@@ -283,6 +287,8 @@ struct Fixture {
     allows: Vec<AllowSpec>,
     action: u32,
     verdict: Counter,
+    /// An event counter the frame increments besides the verdict's and the record's.
+    also: Option<Counter>,
     source: Option<SourceChange>,
     event: Option<ExpectedEvent>,
 }
@@ -302,6 +308,7 @@ impl Fixture {
             allows: Vec::new(),
             action: XDP_PASS,
             verdict: Counter::XdpPass,
+            also: None,
             source: None,
             event: None,
         }
@@ -318,6 +325,13 @@ impl Fixture {
     }
 
     fn verdict(mut self, c: Counter) -> Self {
+        self.verdict = c;
+        self
+    }
+
+    /// Dropped by TC (`TC_ACT_SHOT`), counted as `c`, no record.
+    fn shot(mut self, c: Counter) -> Self {
+        self.action = TC_ACT_SHOT;
         self.verdict = c;
         self
     }
@@ -387,7 +401,22 @@ impl Fixture {
             server,
             expired,
             hits,
+            removed: false,
         });
+        self
+    }
+
+    /// The frame's program removes the flow blocks it was given.
+    fn removes_flows(mut self) -> Self {
+        for f in &mut self.flows {
+            f.removed = true;
+        }
+        self
+    }
+
+    /// Besides the verdict and the event's counter, the frame increments `c`.
+    fn also_counts(mut self, c: Counter) -> Self {
+        self.also = Some(c);
         self
     }
 
@@ -673,7 +702,7 @@ impl Sensor {
                 errors.push(format!("removing block {net}: {e}"));
             }
         }
-        for fl in &f.flows {
+        for fl in f.flows.iter().filter(|fl| !fl.removed) {
             if let Err(e) = self.verdicts.unblock_flow(fl.client, fl.server) {
                 errors.push(format!(
                     "removing flow block {} -> {}: {e}",
@@ -695,6 +724,9 @@ impl Sensor {
     fn check_counters(f: &Fixture, before: &Counters, after: &Counters) -> Vec<String> {
         let mut want = [0u64; Counter::COUNT];
         want[f.verdict as usize] += 1;
+        if let Some(c) = f.also {
+            want[c as usize] += 1;
+        }
         if let Some(e) = &f.event {
             let c = match (f.prog, e.kind) {
                 (Prog::Xdp, EventKind::Segment) => Counter::ReqEvents,
@@ -812,10 +844,16 @@ impl Sensor {
         let flows = self.verdicts.flow_blocks(now).expect("listing flow blocks");
         for spec in &f.flows {
             let name = format!("{} -> {}", spec.client, spec.server);
-            match flows
+            let found = flows
                 .iter()
-                .find(|b| b.client == spec.client && b.server == spec.server)
-            {
+                .find(|b| b.client == spec.client && b.server == spec.server);
+            if spec.removed {
+                if found.is_some() {
+                    errors.push(format!("flow block {name} is still there"));
+                }
+                continue;
+            }
+            match found {
                 Some(b)
                     if b.hits == spec.hits && (b.value.last_hit_ns != 0) == (spec.hits != 0) => {}
                 Some(b) => errors.push(format!(
@@ -1650,6 +1688,7 @@ fn flow_fixtures() -> Vec<Fixture> {
     let ack_other = req(OTHER_PORT).flags(tcp_flags::ACK);
     let conn4 = flow4(CLIENT_PORT, PORT);
     let conn6 = flow6(CLIENT_PORT, PORT);
+    let no_syn_options = syn_fields(64, &[], None, None, 0);
     let reply = Tcp::new(PORT, CLIENT_PORT).flags(tcp_flags::ACK);
     let tcp_cut = {
         // The ports are there, the rest of the TCP header is not.
@@ -1677,12 +1716,21 @@ fn flow_fixtures() -> Vec<Fixture> {
         .counts_v6()
         .dropped_by(Counter::XdpDropFlow),
         Fixture::xdp(
-            "flow-blocked ipv4 syn (the connection's first segment)",
+            "a syn on a flow-blocked connection's ports opens a new one: block removed",
             v4().tcp(&syn, b""),
         )
-        .flow(conn4, false, 1)
+        .flow(conn4, false, 0)
+        .removes_flows()
+        .also_counts(Counter::FlowBlockReopened)
+        .verdict(Counter::XdpPassSampled)
         .counts_v4()
         .syn()
+        .event(four.control(Direction::Ingress, &syn).with_syn(no_syn_options)),
+        Fixture::xdp(
+            "a syn-ack's ack on a flow-blocked connection is dropped",
+            v4().tcp(&req(PORT).flags(tcp_flags::ACK), b""),
+        )
+        .flow(conn4, false, 1)
         .dropped_by(Counter::XdpDropFlow),
         Fixture::xdp(
             "flow-blocked ack to an unmonitored port",
@@ -2179,7 +2227,43 @@ fn tc_fixtures() -> Vec<Fixture> {
     let from_other = Tcp::new(OTHER_PORT, CLIENT_PORT);
     let big = body(1500);
     let small = b"HTTP/1.1 204 No Content\r\n\r\n".to_vec();
+    let conn4 = flow4(CLIENT_PORT, PORT);
+    let conn6 = flow6(CLIENT_PORT, PORT);
     vec![
+        Fixture::tc(
+            "tc: the response of a flow-blocked connection is dropped",
+            Eth::new().ipv4(S4, C4).tcp(&resp, HTTP_RESP),
+        )
+        .flow(conn4, false, 1)
+        .shot(Counter::TcDropFlow),
+        Fixture::tc(
+            "tc: an ipv6 flow-blocked connection's fin is dropped",
+            Eth::new().ipv6(s6(), c6()).tcp(&fin, b""),
+        )
+        .flow(conn6, false, 1)
+        .shot(Counter::TcDropFlow),
+        Fixture::tc(
+            "tc: an expired flow block lets the response pass",
+            Eth::new().ipv4(S4, C4).tcp(&resp, HTTP_RESP),
+        )
+        .flow(conn4, true, 0)
+        .verdict(Counter::TcPassSampled)
+        .event(out4.segment(Direction::Egress, &resp, HTTP_RESP.len(), HTTP_RESP)),
+        Fixture::tc(
+            "tc: an allowlisted client's flow-blocked response passes",
+            Eth::new().ipv4(S4, C4).tcp(&resp, HTTP_RESP),
+        )
+        .flow(conn4, false, 0)
+        .allow("198.51.100.0/24", 1)
+        .verdict(Counter::TcPassSampled)
+        .event(out4.segment(Direction::Egress, &resp, HTTP_RESP.len(), HTTP_RESP)),
+        Fixture::tc(
+            "tc: another client port of a flow-blocked client passes",
+            Eth::new().ipv4(S4, C4).tcp(&resp, HTTP_RESP),
+        )
+        .flow(flow4(CLIENT_PORT + 1, PORT), false, 0)
+        .verdict(Counter::TcPassSampled)
+        .event(out4.segment(Direction::Egress, &resp, HTTP_RESP.len(), HTTP_RESP)),
         Fixture::tc(
             "tc: http response from a monitored port",
             Eth::new().ipv4(S4, C4).tcp(&resp, HTTP_RESP),
