@@ -3,9 +3,15 @@
 //!
 //! ```text
 //! Segment ─► Analyzer ─► Transaction ─► Detection ─► Finding ─► Policy ─► Decision
-//!    └─ SYN to a monitored port (replay) ──┘
-//!          the kernel's per-source counters (live) ─┘
+//!    └─ SYN to a monitored port (replay) ──┘                      ▲
+//!          the kernel's per-source counters (live) ─┘            │
+//!            └─ a request's end, while an address is blocked by connection
 //! ```
+//!
+//! While the policy blocks some shared address by connection, the analyzer also reports each
+//! request as it ends, before its response: the policy matches its client shape against the
+//! address's marks, and a match is a decision that blocks the connection at once, so that the
+//! answer being prepared never reaches the attacker.
 //!
 //! Pure like its parts: no I/O, no clock. The drivers do the I/O: the agent writes
 //! [`Decision`]s into the kernel's maps through `verdict.rs` and its lines to its outputs; the
@@ -21,7 +27,8 @@ use crate::config::Config;
 use crate::decide::{Decision, Policy};
 use crate::detect::baseline::{BaselineError, BaselineSnapshot};
 use crate::detect::{Detection, Finding, Flow, Packets};
-use crate::http::{ProxyVia, Transaction};
+use crate::http::conn::RequestEnd;
+use crate::http::{ProxyVia, RequestFingerprint, Transaction};
 use crate::segment::Segment;
 
 /// What the pipeline hands out, as it is made. Each method has an empty default, so a sink
@@ -50,6 +57,8 @@ pub struct Pipeline {
     transactions: Vec<Box<Transaction>>,
     /// Findings made by the current input.
     findings: Vec<Finding>,
+    /// Requests that ended with the current input (while watching).
+    ended: Vec<RequestEnd>,
     /// Packets and SYNs come from the kernel's counters (live), not from SYN segments
     /// (replay).
     kernel_counts: bool,
@@ -75,6 +84,7 @@ impl Pipeline {
             detecting: config.detect.enabled,
             transactions: Vec::new(),
             findings: Vec::new(),
+            ended: Vec::new(),
             kernel_counts: false,
         })
     }
@@ -107,6 +117,10 @@ impl Pipeline {
     /// One segment.
     pub fn on_segment(&mut self, seg: &Segment<'_>, sink: &mut impl Sink) {
         self.analyzer.on_segment(seg, &mut self.transactions);
+        self.analyzer.take_ended(&mut self.ended);
+        if !self.ended.is_empty() {
+            self.match_requests(sink);
+        }
         if self.detecting
             && !self.kernel_counts
             && seg.flags & (sensor_common::tcp_flags::SYN | sensor_common::tcp_flags::ACK)
@@ -182,12 +196,38 @@ impl Pipeline {
         self.emit(sink);
     }
 
+    /// Requests that ended at an address blocked by connection: each whose client shape is
+    /// one of the address's marks has its connection blocked, before it is answered.
+    fn match_requests(&mut self, sink: &mut impl Sink) {
+        for r in self.ended.drain(..) {
+            let Some(fp) = r.fingerprint.as_ref() else {
+                continue;
+            };
+            let shape = self.detection.client_key(fp, r.transport);
+            let flow = Flow {
+                client: r.peer,
+                server: r.server,
+            };
+            let name = || shape_name(fp, r.transport);
+            if let Some(d) = self.policy.on_request(r.client, shape, flow, r.ts_ns, name) {
+                sink.decision(&d);
+            }
+        }
+    }
+
     /// Hands out what the last input made: each transaction, then the findings it made and
-    /// the decisions on them, in order.
+    /// the decisions on them, in order; then asks the analyzer for requests as they end while
+    /// some address is blocked by connection.
     fn emit(&mut self, sink: &mut impl Sink) {
         if self.transactions.is_empty() && self.findings.is_empty() {
             return;
         }
+        self.emit_made(sink);
+        self.analyzer
+            .set_watching(self.detecting && self.policy.watches_requests());
+    }
+
+    fn emit_made(&mut self, sink: &mut impl Sink) {
         for tx in &self.transactions {
             sink.transaction(tx);
             if self.detecting {
@@ -209,6 +249,18 @@ impl Pipeline {
         decide(&mut self.findings, &mut self.policy, sink);
         // Handed back: the next transactions are written into their buffers.
         self.analyzer.recycle_all(&mut self.transactions);
+    }
+}
+
+/// A client shape's name for the operator: its request fingerprint and, when its SYN was seen,
+/// its transport fingerprint.
+fn shape_name(
+    fp: &RequestFingerprint,
+    transport: Option<crate::http::TransportFingerprint>,
+) -> String {
+    match transport {
+        Some(t) => format!("{fp} {t}"),
+        None => fp.to_string(),
     }
 }
 

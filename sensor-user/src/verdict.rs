@@ -764,7 +764,9 @@ impl Verdicts {
     /// Enforces a decision of the policy: writes its block when the policy says the kernel
     /// enforces it (not for alerts, dry runs or blocks enforced upstream): an address or prefix
     /// block, and for a client behind a PROXY protocol proxy one flow block per connection too
-    /// (its address block then stops its new connections at their PROXY header). A prefix
+    /// (its address block then stops its new connections at their PROXY header); for a shared
+    /// address blocked by connection, only the flow blocks of its connections that carried a
+    /// marked client. A prefix
     /// block's exceptions (addresses it spares) are allowlisted first, for the same TTL, under
     /// the same id; a host block withdraws the host's own exception, if it had one (as every
     /// host block does, [`Self::block`] too). The id is
@@ -788,6 +790,14 @@ impl Verdicts {
             .map_or(Reason::Detector, |f| reason_of(f.detector));
         // An odd id, as the CLI's: zero means "none" in the kernel's notes.
         let id = decision.id | 1;
+        if decision.enforcement == Enforcement::Connection {
+            // At a shared address: never the address, only the connections that carried a
+            // marked client (none in the decision that starts the matching).
+            for flow in &decision.flows {
+                self.block_flow(flow.client, flow.server, ttl, reason, text, now_boot_ns, id)?;
+            }
+            return Ok(!decision.flows.is_empty());
+        }
         if decision.enforcement == Enforcement::Flow {
             // By connection: the TCP peer is the proxy, never blocked. The connections seen so
             // far are blocked by flow key; the client's own address is blocked too, which the
@@ -1260,7 +1270,11 @@ impl Verdicts {
             .filter(|f| f.value.expires_at_ns <= now_boot_ns)
             .collect();
         for f in &expired_flows {
-            self.unblock_flow(f.client, f.server)?;
+            // XDP removes a block itself when a SYN reopens its connection's ports.
+            match self.unblock_flow(f.client, f.server) {
+                Ok(()) | Err(VerdictError::FlowNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         let expired_allows: Vec<IpNet> = self
             .allows(now_boot_ns)?

@@ -48,6 +48,7 @@ use std::sync::Arc;
 
 use sensor_common::tcp_flags;
 
+use crate::http::conn::RequestEnd;
 use crate::http::{
     Catalogue, ConnMeta, HttpConfig, HttpConn, Reuse, Transaction, TransportFingerprint,
 };
@@ -302,6 +303,10 @@ pub struct Analyzer {
     /// Transactions handed back by the caller ([`Analyzer::recycle`]), and idle connection
     /// buffers, reused for the next transactions.
     reuse: Reuse,
+    /// Whether requests are reported as they end ([`Analyzer::set_watching`]).
+    watching: bool,
+    /// Requests that ended since [`Analyzer::take_ended`] was last called.
+    ended: Vec<RequestEnd>,
 }
 
 impl Analyzer {
@@ -326,6 +331,8 @@ impl Analyzer {
             catalogue: Catalogue::new(),
             cataloguing: true,
             reuse: Reuse::default(),
+            watching: false,
+            ended: Vec::new(),
         }
     }
 
@@ -402,6 +409,21 @@ impl Analyzer {
     /// comparison of method, host and route per transaction.
     pub fn set_cataloguing(&mut self, on: bool) {
         self.cataloguing = on;
+    }
+
+    /// Reports requests as they end ([`Analyzer::take_ended`]), or stops: on while some
+    /// address is blocked by connection.
+    pub fn set_watching(&mut self, on: bool) {
+        self.watching = on;
+        if !on {
+            self.ended.clear();
+        }
+    }
+
+    /// Moves the requests that ended since the last call into `into` (nothing unless
+    /// watching).
+    pub fn take_ended(&mut self, into: &mut Vec<RequestEnd>) {
+        into.append(&mut self.ended);
     }
 
     /// Whether `port` is a monitored server port.
@@ -511,9 +533,16 @@ impl Analyzer {
         }
         if seg.payload_len > 0 {
             let (ts, counters, reuse) = (seg.ts_ns, &mut self.counters, &mut self.reuse);
+            let watching = self.watching && dir == Dir::ToServer;
+            let first_ended = self.ended.len();
+            let ended = &mut self.ended;
             let mut sink = |chunk: Chunk<'_>| {
                 count_chunk(counters, chunk);
-                http.on_chunk_reusing(dir, ts, chunk, out, reuse);
+                if watching {
+                    http.on_chunk_watching(dir, ts, chunk, out, reuse, ended);
+                } else {
+                    http.on_chunk_reusing(dir, ts, chunk, out, reuse);
+                }
             };
             let before = stream.memory();
             stream.push(data_seq, seg.payload_len, seg.payload, &mut sink);
@@ -526,6 +555,11 @@ impl Analyzer {
             }
             self.buffered = self.buffered.saturating_sub(before) + stream.memory();
             self.counters.buffer_pressure += u64::from(pressure);
+            if let Some(fp) = transport {
+                for r in self.ended.get_mut(first_ended..).unwrap_or_default() {
+                    r.transport = Some(fp);
+                }
+            }
         }
         if fin {
             stream.set_fin(data_seq.wrapping_add(seg.payload_len));

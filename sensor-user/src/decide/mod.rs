@@ -11,6 +11,10 @@
 //!   spoofed packets cannot get an innocent address blocked;
 //! - a client behind a trusted proxy is not blocked by address (that would block the proxy):
 //!   the decision is reported for enforcement upstream;
+//! - an address shared between an attacker and users in good standing (an office behind
+//!   NAT, a carrier's CGNAT), whose attacker's client shape the finding names
+//!   ([`Finding::marks`]), is not blocked: the connections that carry a mark are, one by one
+//!   as their requests arrive ([`Enforcement::Connection`], [`Policy::on_request`]);
 //! - the blast-radius guard: an address or prefix whose recent traffic was mostly successful
 //!   for many distinct sessions or accounts (an office behind NAT) is not blocked as a whole;
 //! - caps on active blocks and on new blocks per minute; beyond them the policy alerts and
@@ -31,14 +35,14 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{Detector, Entity, Finding, Flow, Strength};
+use crate::detect::{Detector, Entity, Finding, Flow, Mark, Strength};
 use crate::http::ProxyVia;
 
 /// Nanoseconds per second.
@@ -125,9 +129,18 @@ pub enum Enforcement {
     /// connections are dropped and the proxy's others are not: the open ones by flow key (the
     /// flow-block map), new ones at the PROXY header naming the client (its address block).
     Flow,
+    /// In this host's kernel, by connection, at an address shared between an attacker and
+    /// users in good standing (NAT, CGNAT): the address stays served; each connection whose
+    /// request carries one of the decision's marks (the attacker's client shape) is blocked
+    /// as the request arrives, before it is answered: its later segments are dropped in XDP
+    /// and its pending response at TC egress (the flow-block map).
+    Connection,
     /// Not enforced: an alert, a dry run, or a block the safety rules refused.
     None,
 }
+
+/// Connections a block by connection remembers (to block each once).
+const RECENT_FLOWS: usize = 16;
 
 /// How much each piece of context raises a decision's score.
 const CONTEXT_WEIGHT: f64 = 0.25;
@@ -209,6 +222,9 @@ pub struct Decision {
     pub target: Option<IpNet>,
     /// The connections a block by connection drops.
     pub flows: Vec<Flow>,
+    /// For a block by connection at a shared address, the client shapes whose connections
+    /// are blocked.
+    pub marks: Vec<Mark>,
     /// Addresses inside `target` a prefix block spares (a campaign's prefix, its sources in
     /// good standing): the map writer allowlists each for `ttl_s` under this decision's id
     /// before it writes the block, and a renewal renews them.
@@ -253,7 +269,10 @@ impl Decision {
     /// or flow blocks).
     pub fn blocks_in_kernel(&self) -> bool {
         self.action == Action::Block
-            && matches!(self.enforcement, Enforcement::Kernel | Enforcement::Flow)
+            && matches!(
+                self.enforcement,
+                Enforcement::Kernel | Enforcement::Flow | Enforcement::Connection
+            )
     }
 }
 
@@ -278,6 +297,8 @@ pub struct PolicyCounters {
     pub block: u64,
     /// Of those, renewals.
     pub renewed: u64,
+    /// Connections blocked at shared addresses (each carrying a marked client shape).
+    pub connections: u64,
     /// Blocks refused, by reason.
     pub refused: BTreeMap<String, u64>,
     /// Blocks active now.
@@ -295,6 +316,8 @@ struct Active {
     flows: Vec<Flow>,
     /// For a prefix block, the addresses it spares (renewed with it).
     exceptions: Vec<IpNet>,
+    /// For a block by connection at a shared address, the marked client shapes.
+    marks: Vec<Mark>,
     /// Expiry, Unix ns.
     expires_ns: u64,
     /// Its TTL, ns.
@@ -316,6 +339,9 @@ pub struct Policy {
     trusted_proxies: Vec<IpNet>,
     /// Blocks believed active, by target.
     active: BTreeMap<IpNet, Active>,
+    /// The targets of `active` blocked by connection at a shared address (requests from them
+    /// are matched against their marks as they arrive).
+    marked: BTreeSet<IpNet>,
     /// Offences per target: count and time of the latest.
     offences: BTreeMap<IpNet, (u32, u64)>,
     /// Times of the new blocks of the last minute.
@@ -335,6 +361,7 @@ impl Policy {
             cfg,
             trusted_proxies,
             active: BTreeMap::new(),
+            marked: BTreeSet::new(),
             offences: BTreeMap::new(),
             recent_blocks: VecDeque::new(),
             seq: 0,
@@ -483,6 +510,7 @@ impl Policy {
             entity: Entity::Source(client),
             target: Some(target),
             flows: vec![flow],
+            marks: Vec::new(),
             exceptions: Vec::new(),
             ttl_s: left_ns.div_ceil(NS).max(1),
             renewal: false,
@@ -513,6 +541,8 @@ impl Policy {
         }
         self.expired_at_ns = now_ns;
         self.active.retain(|_, a| a.expires_ns > now_ns);
+        let active = &self.active;
+        self.marked.retain(|t| active.contains_key(t));
         let memory = self.cfg.offence_memory_s.saturating_mul(NS);
         self.offences
             .retain(|_, (_, last)| last.saturating_add(memory) > now_ns);
@@ -522,6 +552,68 @@ impl Policy {
     /// stops believing it is active, so that the next finding tries again.
     pub fn forget(&mut self, target: IpNet) {
         self.active.remove(&target);
+        self.marked.remove(&target);
+    }
+
+    /// Whether requests must be matched against marks as they arrive ([`Policy::on_request`]):
+    /// some address is blocked by connection.
+    pub fn watches_requests(&self) -> bool {
+        !self.marked.is_empty()
+    }
+
+    /// A request from `client` whose client shape is `shape`
+    /// (`Detection::client_key`) arrived on the connection `flow`, its response not yet sent:
+    /// while the address is blocked by connection and the shape is one of its marks, the
+    /// connection is blocked, for what is left of the block's TTL. `shape_name` names the
+    /// shape for the operator (its fingerprints), asked only then.
+    pub fn on_request(
+        &mut self,
+        client: IpAddr,
+        shape: u64,
+        flow: Flow,
+        now_ns: u64,
+        shape_name: impl FnOnce() -> String,
+    ) -> Option<Decision> {
+        let target = IpNet::from(client.to_canonical());
+        let a = self
+            .active
+            .get_mut(&target)
+            .filter(|a| a.expires_ns > now_ns && a.enforcement == Enforcement::Connection)?;
+        let mark = *a.marks.iter().find(|m| m.shape == shape)?;
+        if a.flows.contains(&flow) {
+            return None;
+        }
+        // The latest few: a blocked connection sends no more requests, so a repeat is a
+        // request already on its way when the first was matched.
+        if a.flows.len() >= RECENT_FLOWS {
+            a.flows.remove(0);
+        }
+        a.flows.push(flow);
+        let (id, left_ns) = (a.id, a.expires_ns.saturating_sub(now_ns));
+        self.counters.connections += 1;
+        Some(Decision {
+            id,
+            at_ns: now_ns,
+            action: Action::Block,
+            enforcement: Enforcement::Connection,
+            entity: Entity::Source(client),
+            target: Some(target),
+            flows: vec![flow],
+            marks: vec![mark],
+            exceptions: Vec::new(),
+            ttl_s: left_ns.div_ceil(NS).max(1),
+            renewal: false,
+            offence: self.offences.get(&target).map_or(1, |o| o.0),
+            reason: "apisensor: a connection of a marked client at a shared address".to_owned(),
+            refused: None,
+            notes: vec![format!(
+                "client shape {:016x} ({}) is marked at this shared address: this connection is dropped before its answer, the address's other users stay served",
+                mark.shape,
+                shape_name()
+            )],
+            findings: Vec::new(),
+            score: 0.0,
+        })
     }
 
     fn next_id(&mut self, at_ns: u64) -> u64 {
@@ -556,6 +648,7 @@ impl Policy {
             entity: f.entity.clone(),
             target,
             flows: Vec::new(),
+            marks: Vec::new(),
             exceptions: Vec::new(),
             ttl_s: 0,
             renewal: false,
@@ -568,18 +661,23 @@ impl Policy {
         }
     }
 
-    /// The safety rule that forbids blocking `target` for `f`, in order, if one does.
-    fn unsafe_to_block(&self, f: &Finding, target: &IpNet) -> Option<Refusal> {
+    /// The safety rule that forbids any block of `target` for `f`, in order, if one does.
+    fn never_block(&self, f: &Finding, target: &IpNet) -> Option<Refusal> {
         if self.cfg.allowlist.iter().any(|a| overlaps(a, target)) {
             return Some(Refusal::Allowlisted);
         }
         if self.trusted_proxies.iter().any(|p| overlaps(p, target)) {
             return Some(Refusal::TrustedProxy);
         }
-        let standing = f.standing.unwrap_or_default();
-        if !standing.verified {
+        if !f.standing.unwrap_or_default().verified {
             return Some(Refusal::Unverified);
         }
+        None
+    }
+
+    /// The safety rule that forbids blocking `f`'s target as a whole, if one does.
+    fn unsafe_to_block(&self, f: &Finding) -> Option<Refusal> {
+        let standing = f.standing.unwrap_or_default();
         if standing.success_share >= self.cfg.shared_min_success_share
             && (standing.good_sessions >= self.cfg.shared_min_identities
                 || standing.good_accounts >= self.cfg.shared_min_identities)
@@ -606,7 +704,25 @@ impl Policy {
             }
             _ => return Some(self.alert(f, None, None)),
         };
-        if let Some(r) = self.unsafe_to_block(f, &target) {
+        if let Some(r) = self.never_block(f, &target) {
+            return Some(self.alert(f, Some(target), Some(r)));
+        }
+        // An address shared with users in good standing whose attacker the finding marks, or
+        // one already blocked that way: by connection. Marks are for addresses that are their
+        // own TCP peers (a PROXY protocol client is blocked by connection already; one behind
+        // forwarded headers shares the proxy's connections).
+        let by_connection = self
+            .active
+            .get(&target)
+            .is_some_and(|a| a.expires_ns > now && a.enforcement == Enforcement::Connection);
+        if by_connection
+            || (!f.marks.is_empty()
+                && matches!(f.entity, Entity::Source(_))
+                && f.standing.unwrap_or_default().proxy.is_none())
+        {
+            return self.block_connections(f, target);
+        }
+        if let Some(r) = self.unsafe_to_block(f) {
             return Some(self.alert(f, Some(target), Some(r)));
         }
         let exceptions = self.exceptions_for(f, &target, now);
@@ -662,6 +778,7 @@ impl Policy {
                 enforcement,
                 flows: flows.clone(),
                 exceptions: exceptions.clone(),
+                marks: Vec::new(),
                 expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
                 ttl_ns: ttl_s.saturating_mul(NS),
             },
@@ -677,6 +794,7 @@ impl Policy {
             entity: f.entity.clone(),
             target: Some(target),
             flows,
+            marks: Vec::new(),
             exceptions,
             ttl_s,
             renewal: false,
@@ -684,6 +802,84 @@ impl Policy {
             reason: reason_text(f.detector),
             refused: None,
             notes,
+            findings: vec![f.clone()],
+            score: f.score,
+        })
+    }
+
+    /// Blocks `target`, a shared address, by connection: from now on, each of its connections
+    /// whose request carries one of `f`'s marks is blocked as the request arrives
+    /// ([`Policy::on_request`]); the address is not. An active one takes the finding's marks
+    /// and is renewed in its second half.
+    fn block_connections(&mut self, f: &Finding, target: IpNet) -> Option<Decision> {
+        let now = f.at_ns;
+        if let Some(a) = self.active.get_mut(&target).filter(|a| a.expires_ns > now) {
+            for m in &f.marks {
+                match a.marks.iter_mut().find(|x| x.shape == m.shape) {
+                    Some(x) => *x = *m,
+                    None => a.marks.push(*m),
+                }
+            }
+            if !a.due_for_renewal(now) {
+                return None;
+            }
+            let (ttl_ns, offence) = (a.ttl_ns, self.offences.get(&target).map_or(1, |o| o.0));
+            return Some(self.renew(
+                target,
+                f.entity.clone(),
+                now,
+                ttl_ns,
+                offence,
+                vec![f.clone()],
+                reason_text(f.detector),
+            ));
+        }
+        if self.cfg.dry_run {
+            let mut d = self.dry_run_block(f, target, Vec::new());
+            d.marks.clone_from(&f.marks);
+            return Some(d);
+        }
+        if self.active.len() >= self.cfg.max_active_blocks {
+            return Some(self.alert(f, Some(target), Some(Refusal::ActiveCap)));
+        }
+        if self.recent_blocks.len() >= self.cfg.max_new_blocks_per_min {
+            return Some(self.alert(f, Some(target), Some(Refusal::RateCap)));
+        }
+        let offence = self.offend(target, now);
+        let ttl_s = self.ttl_s(offence);
+        let id = self.next_id(now);
+        let enforcement = Enforcement::Connection;
+        self.active.insert(
+            target,
+            Active {
+                id,
+                enforcement,
+                flows: Vec::new(),
+                exceptions: Vec::new(),
+                marks: f.marks.clone(),
+                expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
+                ttl_ns: ttl_s.saturating_mul(NS),
+            },
+        );
+        self.marked.insert(target);
+        self.recent_blocks.push_back(now);
+        self.counters.block += 1;
+        Some(Decision {
+            id,
+            at_ns: now,
+            action: Action::Block,
+            enforcement,
+            entity: f.entity.clone(),
+            target: Some(target),
+            flows: Vec::new(),
+            marks: f.marks.clone(),
+            exceptions: Vec::new(),
+            ttl_s,
+            renewal: false,
+            offence,
+            reason: reason_text(f.detector),
+            refused: None,
+            notes: block_notes(enforcement, offence, 0),
             findings: vec![f.clone()],
             score: f.score,
         })
@@ -705,6 +901,7 @@ impl Policy {
                 enforcement,
                 flows: flows.clone(),
                 exceptions: exceptions.clone(),
+                marks: Vec::new(),
                 expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
                 ttl_ns: ttl_s.saturating_mul(NS),
             },
@@ -724,6 +921,7 @@ impl Policy {
             entity: f.entity.clone(),
             target: Some(target),
             flows,
+            marks: Vec::new(),
             exceptions,
             ttl_s,
             renewal: false,
@@ -747,14 +945,23 @@ impl Policy {
         findings: Vec<Finding>,
         reason: String,
     ) -> Decision {
-        let (id, enforcement, flows, exceptions) = match self.active.get_mut(&target) {
+        let (id, enforcement, flows, exceptions, marks) = match self.active.get_mut(&target) {
             Some(a) => {
                 a.expires_ns = now.saturating_add(ttl_ns);
-                (a.id, a.enforcement, a.flows.clone(), a.exceptions.clone())
+                let flows = if a.enforcement == Enforcement::Connection {
+                    // Its connections were blocked for what was left of its TTL then, and
+                    // the matching goes on with the new one.
+                    Vec::new()
+                } else {
+                    a.flows.clone()
+                };
+                let marks = a.marks.clone();
+                (a.id, a.enforcement, flows, a.exceptions.clone(), marks)
             }
             None => (
                 self.next_id(now),
                 Enforcement::Kernel,
+                Vec::new(),
                 Vec::new(),
                 Vec::new(),
             ),
@@ -786,6 +993,7 @@ impl Policy {
                     spared_note(exceptions.len()),
                 ]
             },
+            marks,
             exceptions,
             score: findings.first().map_or(0.0, |f| f.score),
             findings,
@@ -870,6 +1078,10 @@ fn block_notes(enforcement: Enforcement, offence: u32, spared: usize) -> Vec<Str
         ),
         Enforcement::Flow => notes.push(
             "the client is behind a trusted PROXY protocol proxy: its connections are dropped (open ones by flow key, new ones at their PROXY header), the proxy's others are not"
+                .to_owned(),
+        ),
+        Enforcement::Connection => notes.push(
+            "enforced per connection: the address is shared with users in good standing, so it is not blocked; each of its connections whose request carries a marked client shape (request and transport fingerprint) is dropped as the request arrives, its answer dropped at egress"
                 .to_owned(),
         ),
         _ => {}

@@ -34,6 +34,9 @@ pub struct DetectConfig {
     pub sessions: SessionConfig,
     /// Request shapes rotating within a source, and surges of new ones on an endpoint.
     pub shapes: ShapeConfig,
+    /// Addresses shared between an attacker and other users: what marks the attacker's
+    /// connections.
+    pub shared: SharedConfig,
     /// Context that raises a decision's score but never decides alone.
     pub context: ContextConfig,
     /// Learned baselines (by hour of week).
@@ -54,6 +57,7 @@ impl Default for DetectConfig {
             campaign: CampaignConfig::default(),
             sessions: SessionConfig::default(),
             shapes: ShapeConfig::default(),
+            shared: SharedConfig::default(),
             context: ContextConfig::default(),
             baseline: BaselineConfig::default(),
         }
@@ -321,6 +325,35 @@ impl Default for SessionConfig {
             shared_min_sources: 5.0,
             rotation_min_sessions: 20.0,
             rotation_min_per_request: 0.5,
+        }
+    }
+}
+
+/// Addresses shared between an attacker and other users (NAT, CGNAT): a client shape (request
+/// and transport fingerprint) whose logins at an address mostly fail marks the attacker's
+/// connections there, when the address's other shapes log in mostly successfully.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharedConfig {
+    /// Failed logins of one shape at the address (decayed with
+    /// `brute_force.slow_half_life_s`) ...
+    pub mark_min_failures: f64,
+    /// ... and at least this share of that shape's logins there failed: it is a mark ...
+    pub mark_min_failure_share: f64,
+    /// ... when the address's other shapes logged in successfully at least this many times
+    /// (decayed alike) ...
+    pub others_min_logins: f64,
+    /// ... with at least this share of their logins successful.
+    pub others_min_success_share: f64,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        Self {
+            mark_min_failures: 5.0,
+            mark_min_failure_share: 0.9,
+            others_min_logins: 2.0,
+            others_min_success_share: 0.5,
         }
     }
 }

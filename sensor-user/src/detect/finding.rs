@@ -316,6 +316,25 @@ pub struct Flow {
     pub server: SocketAddr,
 }
 
+/// A client shape (request and transport fingerprint, keyed: `Detection::client_key`) whose
+/// logins from an address shared with users in good standing mostly failed: the address's
+/// connections that carry it are the attacker's (`detect/shared.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Mark {
+    /// The shape's key, written in hex.
+    #[serde(serialize_with = "hex_u64")]
+    pub shape: u64,
+    /// Its failed logins at the address (decayed).
+    pub failed: f64,
+    /// Its successful logins there.
+    pub ok: f64,
+}
+
+/// A key as 16 hex digits.
+fn hex_u64<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:016x}"))
+}
+
 /// The standing of a source when a finding about it was made: what the policy's safety rules
 /// need, so that the policy does not reach back into the detectors' state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -359,6 +378,9 @@ pub struct Finding {
     pub flows: Vec<Flow>,
     /// The entity's standing, for findings about a source or prefix.
     pub standing: Option<Standing>,
+    /// For a source shared between an attacker and users in good standing, the client shapes
+    /// that mark the attacker's connections (empty otherwise).
+    pub marks: Vec<Mark>,
 }
 
 impl Finding {
@@ -386,6 +408,7 @@ impl Finding {
             sources: Vec::new(),
             flows: Vec::new(),
             standing: None,
+            marks: Vec::new(),
         }
     }
 

@@ -29,6 +29,7 @@ pub mod finding;
 mod scraping;
 mod sessions;
 mod shapes;
+mod shared;
 mod state;
 mod success;
 mod timing;
@@ -39,7 +40,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 pub use config::DetectConfig;
-pub use finding::{Detector, Entity, Finding, Flow, Measure, SampleRequest, Standing, Strength};
+pub use finding::{
+    Detector, Entity, Finding, Flow, Mark, Measure, SampleRequest, Standing, Strength,
+};
 pub use state::Packets;
 
 use baseline::{BaselineKey, BaselineSnapshot, Baselines};
@@ -51,7 +54,7 @@ use state::{
     PrefixState, SessionState, SourceState, Table, ValueHasher,
 };
 
-use crate::http::{RequestFingerprint, Transaction};
+use crate::http::{RequestFingerprint, Transaction, TransportFingerprint};
 use crate::lru::LruTable;
 
 /// Counts of the detection state, for logs and metrics.
@@ -275,6 +278,18 @@ impl Detection {
             .map(|s| standing(s, &answers(s), ids))
     }
 
+    /// The key of a client shape: a request fingerprint with the transport fingerprint of its
+    /// connection, when the SYN was seen (hashed with the installation's key; never 0, the
+    /// empty slot of `shared::ClientShapes`). The pipeline asks it of requests at a marked
+    /// address as they arrive.
+    pub fn client_key(
+        &self,
+        fp: &RequestFingerprint,
+        transport: Option<TransportFingerprint>,
+    ) -> u64 {
+        self.hasher.hash(&(fp.as_str(), transport)).max(1)
+    }
+
     /// Window number for distinct counts at `now_ns` (saturating: a window of a second lasts
     /// until 2106).
     fn epoch(&self, now_ns: u64) -> u32 {
@@ -332,6 +347,13 @@ impl Detection {
                 session_hash,
             );
         }
+        // A login's request fingerprint and client shape (campaigns, shared addresses).
+        let fingerprint = (verified && logs_in)
+            .then(|| RequestFingerprint::of(tx))
+            .flatten();
+        let client_key = fingerprint
+            .as_ref()
+            .map(|fp| self.client_key(fp, tx.transport_fingerprint));
         // The request's shape: its fingerprint's parts, with the whole user agent.
         let shape_hash = self.hasher.hash(&(
             tx.method.as_ref(),
@@ -356,6 +378,9 @@ impl Detection {
             let max_step = self.cfg.scraping.max_step;
             if let Some(detail) = self.details.entry(key) {
                 detail.add(&d, tx, seen, max_step);
+                if let Some(k) = client_key {
+                    detail.clients.add(d.slow, now, k, outcome);
+                }
             }
         }
 
@@ -383,8 +408,8 @@ impl Detection {
         if verified {
             self.add_context(tx, now, before, out);
         }
-        if verified && logs_in {
-            self.observe_campaign(tx, now, epoch, outcome, source_hash, out);
+        if let Some(fp) = &fingerprint {
+            self.observe_campaign(tx, fp, now, epoch, outcome, source_hash, out);
         }
         if verified {
             for pk in state::prefixes_of(ip) {
@@ -502,18 +527,20 @@ impl Detection {
     /// when the connection's SYN was seen, on its endpoint) and
     /// pushes the campaign's findings: the campaign and all its members when it becomes one,
     /// the source when it fails on an active campaign.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private step of on_transaction"
+    )]
     fn observe_campaign(
         &mut self,
         tx: &Transaction,
+        fp: &RequestFingerprint,
         now: u64,
         epoch: u32,
         outcome: Outcome,
         source_hash: u64,
         out: &mut Vec<Finding>,
     ) {
-        let Some(fp) = RequestFingerprint::of(tx) else {
-            return;
-        };
         let host = tx.host.as_deref().unwrap_or("");
         // The client's TCP stack, when its SYN was seen, splits a request shape that programs
         // on different systems share (the same library on Linux and on Windows).
@@ -946,6 +973,7 @@ impl Detection {
         {
             f.samples = detail.samples_in_order();
             f.flows.clone_from(&detail.flows);
+            f.marks = shared::marks(&self.cfg.shared, &detail.clients);
         }
         self.counters.findings += 1;
         out.push(f);

@@ -437,6 +437,8 @@ pub(crate) struct Detail {
     pub(crate) flows: Vec<super::finding::Flow>,
     /// Distinct request shapes (window of `scraping.window_s`, with `paths`).
     pub(crate) shapes: Distinct<1>,
+    /// Its logins by client shape (`shared.rs`).
+    pub(crate) clients: super::shared::ClientShapes,
 }
 
 /// PROXY protocol connections kept per detailed source.

@@ -21,12 +21,14 @@ use std::{cmp, fmt};
 use crate::segment::{Chunk, Dir};
 
 use super::config::{HttpConfig, LoginRule};
+use super::fingerprint::RequestFingerprint;
 use super::head::{self, MethodKind, RequestHead};
 use super::identity::{self, BodyKind};
 use super::parser::{self, ChunkEvent, Chunked, Framing};
 use super::proxy::{self, ProxyHeader};
 use super::reuse::Pools;
 use super::transaction::{Flag, Flags, LoginOutcome, ProxyVia, Transaction};
+use super::transport::TransportFingerprint;
 
 /// Most header slots handed to httparse (the configured `max_headers` is clamped to this).
 pub const MAX_HEADERS: usize = 256;
@@ -45,6 +47,24 @@ pub struct ConnMeta {
     pub client: SocketAddr,
     /// The server side.
     pub server: SocketAddr,
+}
+
+/// A request that ended, reported before its response when asked for
+/// ([`HttpConn::on_chunk_watching`]): what blocking a connection as its request arrives needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestEnd {
+    /// When its head started, ns.
+    pub ts_ns: u64,
+    /// The client, as the transaction will name it.
+    pub client: IpAddr,
+    /// The TCP peer's side of the connection.
+    pub peer: SocketAddr,
+    /// The server's side.
+    pub server: SocketAddr,
+    /// Its request fingerprint.
+    pub fingerprint: Option<RequestFingerprint>,
+    /// The connection's transport fingerprint (set by the analyzer, which has the SYN).
+    pub transport: Option<TransportFingerprint>,
 }
 
 /// The HTTP/1.x parser of one connection.
@@ -197,6 +217,8 @@ pub(super) struct Out<'a> {
     done: &'a mut Vec<Box<Transaction>>,
     /// Spent records and buffers.
     reuse: &'a mut Reuse,
+    /// Requests that ended, when asked for.
+    ended: Option<&'a mut Vec<RequestEnd>>,
 }
 
 impl Out<'_> {
@@ -238,7 +260,38 @@ impl HttpConn {
         done: &mut Vec<Box<Transaction>>,
         reuse: &mut Reuse,
     ) {
-        let out = &mut Out { done, reuse };
+        self.on_chunk_out(
+            dir,
+            ts_ns,
+            chunk,
+            &mut Out {
+                done,
+                reuse,
+                ended: None,
+            },
+        );
+    }
+
+    /// [`HttpConn::on_chunk_reusing`] that also pushes each request that ends to `ended`, as
+    /// it ends (before its response, usually).
+    pub fn on_chunk_watching(
+        &mut self,
+        dir: Dir,
+        ts_ns: u64,
+        chunk: Chunk<'_>,
+        done: &mut Vec<Box<Transaction>>,
+        reuse: &mut Reuse,
+        ended: &mut Vec<RequestEnd>,
+    ) {
+        let out = &mut Out {
+            done,
+            reuse,
+            ended: Some(ended),
+        };
+        self.on_chunk_out(dir, ts_ns, chunk, out);
+    }
+
+    fn on_chunk_out(&mut self, dir: Dir, ts_ns: u64, chunk: Chunk<'_>, out: &mut Out<'_>) {
         match chunk {
             Chunk::Data(data) => self.feed(dir, ts_ns, data, out),
             Chunk::Uncaptured(n) => self.on_hole(dir, ts_ns, u64::from(n), false, out),
@@ -264,7 +317,11 @@ impl HttpConn {
         done: &mut Vec<Box<Transaction>>,
         reuse: &mut Reuse,
     ) {
-        let out = &mut Out { done, reuse };
+        let out = &mut Out {
+            done,
+            reuse,
+            ended: None,
+        };
         for dir in [Dir::ToServer, Dir::ToClient] {
             let incomplete = incomplete_flag(dir);
             if self.settle_buffered_head(dir, ts_ns, out) {
@@ -1233,6 +1290,16 @@ impl HttpConn {
                     identity::login_account(&self.cfg, login, kind, &half.buf, !cut)
             {
                 p.tx.account = Some(account);
+            }
+            if let Some(ended) = out.ended.as_deref_mut() {
+                ended.push(RequestEnd {
+                    ts_ns: p.tx.ts_ns,
+                    client: p.tx.client,
+                    peer: p.tx.peer,
+                    server: p.tx.server,
+                    fingerprint: RequestFingerprint::of(&p.tx),
+                    transport: None,
+                });
             }
         }
         half.buf.clear();
