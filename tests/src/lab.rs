@@ -36,6 +36,8 @@ const CLIENT_V6_ALT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long [`Lab::start_nginx`] waits for nginx to accept connections.
 const NGINX_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long [`Lab::start_sample_api`] waits for the API's `/health`.
+const API_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on every `ip` command the lab runs itself.
 const IP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Size of the body served at `/big`.
@@ -45,6 +47,32 @@ pub const LOGIN_COOKIE: &str = "session=lab-session-0123456789abcdef";
 
 /// Distinguishes labs created by the same process (tests run on several threads).
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The lab's sample API (`sample-api`), started by [`Lab::start_sample_api`].
+#[derive(Debug, Clone)]
+pub struct SampleApi {
+    /// Its PID, for [`Lab::stop`].
+    pub pid: u32,
+    /// The port it listens on, on every server address (`0.0.0.0` and `[::]`).
+    pub port: u16,
+    /// Its access log (one line per request, including the lab's readiness probes of
+    /// `/health`).
+    pub log: PathBuf,
+}
+
+/// nginx reverse-proxying to the sample API, started by [`Lab::start_nginx_for_api`].
+#[derive(Debug, Clone)]
+pub struct ApiProxy {
+    /// The nginx master's PID, for [`Lab::stop`].
+    pub pid: u32,
+    /// The port it listens on, IPv4 and IPv6.
+    pub port: u16,
+    /// nginx's access log in the standard `combined` format (the file `fail2ban` and `CrowdSec`
+    /// read); it includes the lab's readiness probes of `/health`.
+    pub access_log: PathBuf,
+    /// nginx's error log.
+    pub error_log: PathBuf,
+}
 
 /// One process started by [`Lab::spawn`].
 struct Tracked {
@@ -375,13 +403,7 @@ impl Lab {
 
     /// Starts nginx on `port`, and on `proxy_port` with the PROXY protocol if given.
     fn start_nginx_with(&mut self, port: u16, proxy_port: Option<u16>) -> u32 {
-        require_tool("nginx", &["-v"]);
-        self.spawn_seq += 1;
-        let dir = self.tmp.path().join(format!("nginx{}", self.spawn_seq));
-        for sub in ["", "logs", "tmp", "html"] {
-            std::fs::create_dir_all(dir.join(sub))
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.join(sub).display()));
-        }
+        let dir = self.nginx_dir();
         let big: Vec<u8> = (0..BIG_BODY_LEN)
             .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789\n"[i % 37])
             .collect();
@@ -393,10 +415,117 @@ impl Lab {
         chunked.push_str("</body></html>\n");
         write_file(&dir.join("html/chunked.html"), chunked.as_bytes());
         let conf = nginx_conf(&dir, port, proxy_port);
+        self.run_nginx(&dir, &conf, &format!("http://{SERVER_V4}:{port}/"))
+    }
+
+    /// Starts the lab's sample API (`sample-api`, see [`crate::sample_api_bin`]) in the server
+    /// namespace, listening on `0.0.0.0:port` and `[::]:port`, logging to a file in the lab
+    /// directory, with `extra_args` appended (`--accounts 100`, `--login-delay-ms 20`, ...).
+    /// Waits (bounded) until `/health` answers 200 inside the server namespace.
+    ///
+    /// # Panics
+    ///
+    /// If the binary has not been built, if it exits, or if it does not answer within 15 s (its
+    /// stderr is printed).
+    pub fn start_sample_api(&mut self, port: u16, extra_args: &[&str]) -> SampleApi {
+        require_tool("curl", &["--version"]);
+        let bin = path_str(&crate::sample_api_bin());
+        self.spawn_seq += 1;
+        let log = self
+            .tmp
+            .path()
+            .join(format!("sample-api{}.log", self.spawn_seq));
+        let (v4, v6, log_s) = (
+            format!("0.0.0.0:{port}"),
+            format!("[::]:{port}"),
+            path_str(&log),
+        );
+        let mut args = vec!["--listen", &v4, "--listen", &v6, "--log", &log_s];
+        args.extend_from_slice(extra_args);
+        let ns = self.server_ns.clone();
+        let pid = self.spawn(&ns, &bin, &args, None);
+        let url = format!("http://127.0.0.1:{port}/health");
+        let deadline = Instant::now() + API_READY_TIMEOUT;
+        loop {
+            assert!(
+                self.is_running(pid),
+                "sample-api exited at start: {}",
+                self.stderr_of(pid)
+            );
+            let out = self.run(
+                &ns,
+                "curl",
+                &[
+                    "-sS",
+                    "--max-time",
+                    "1",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    &url,
+                ],
+                Duration::from_secs(5),
+            );
+            if out.stdout == b"200" {
+                return SampleApi { pid, port, log };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sample-api did not answer {url} within {API_READY_TIMEOUT:?}: {}",
+                self.stderr_of(pid)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts nginx in the server namespace (private prefix, one worker, no daemon) listening
+    /// on `0.0.0.0:listen_port` and `[::]:listen_port` and reverse-proxying every path to the
+    /// sample API on `127.0.0.1:api_port` over HTTP/1.1 with kept-alive upstream connections,
+    /// passing `Host`, `X-Real-IP: $remote_addr` and `X-Forwarded-For`. Its access log is in
+    /// the `combined` format ([`ApiProxy::access_log`]). Waits (bounded) until `/health`
+    /// answers 200 through it from the client namespace. Start the API first
+    /// ([`Lab::start_sample_api`]).
+    ///
+    /// # Panics
+    ///
+    /// If nginx is missing, exits, or does not answer within 15 s (its error log is printed).
+    pub fn start_nginx_for_api(&mut self, listen_port: u16, api_port: u16) -> ApiProxy {
+        let dir = self.nginx_dir();
+        let conf = nginx_api_conf(&dir, listen_port, api_port);
+        let pid = self.run_nginx(
+            &dir,
+            &conf,
+            &format!("http://{SERVER_V4}:{listen_port}/health"),
+        );
+        ApiProxy {
+            pid,
+            port: listen_port,
+            access_log: dir.join("logs/access.log"),
+            error_log: dir.join("logs/error.log"),
+        }
+    }
+
+    /// A fresh nginx prefix directory in the lab directory, with `logs`, `tmp` and `html`.
+    fn nginx_dir(&mut self) -> PathBuf {
+        require_tool("nginx", &["-v"]);
+        self.spawn_seq += 1;
+        let dir = self.tmp.path().join(format!("nginx{}", self.spawn_seq));
+        for sub in ["", "logs", "tmp", "html"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.join(sub).display()));
+        }
+        dir
+    }
+
+    /// Writes `conf` to `dir/nginx.conf`, starts nginx with it in the server namespace and
+    /// waits (bounded) until `ready_url` answers a status below 400 from the client
+    /// namespace. Returns the master's PID.
+    fn run_nginx(&mut self, dir: &Path, conf: &str, ready_url: &str) -> u32 {
         let conf_path = dir.join("nginx.conf");
         write_file(&conf_path, conf.as_bytes());
         let error_log = dir.join("logs/error.log");
-        let (dir_s, conf_s, err_s) = (path_str(&dir), path_str(&conf_path), path_str(&error_log));
+        let (dir_s, conf_s, err_s) = (path_str(dir), path_str(&conf_path), path_str(&error_log));
         let ns = self.server_ns.clone();
         let pid = self.spawn(
             &ns,
@@ -406,7 +535,6 @@ impl Lab {
         );
 
         let deadline = Instant::now() + NGINX_READY_TIMEOUT;
-        let url = format!("http://{SERVER_V4}:{port}/");
         loop {
             assert!(
                 self.is_running(pid),
@@ -416,8 +544,8 @@ impl Lab {
             );
             let out = self.curl(
                 IpAddr::V4(CLIENT_V4),
-                &url,
-                &["-o", "/dev/null"],
+                ready_url,
+                &["--fail", "-o", "/dev/null"],
                 Duration::from_secs(1),
             );
             if out.status.success() {
@@ -425,7 +553,7 @@ impl Lab {
             }
             assert!(
                 Instant::now() < deadline,
-                "nginx did not accept on {url} within {NGINX_READY_TIMEOUT:?}; error log: {}",
+                "nginx did not answer {ready_url} within {NGINX_READY_TIMEOUT:?}; error log: {}",
                 read_lossy(&error_log)
             );
             thread::sleep(Duration::from_millis(50));
@@ -700,6 +828,50 @@ http {{
             sub_filter_once off;
             chunked_transfer_encoding on;
             alias {d}/html/chunked.html;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// The nginx configuration of [`Lab::start_nginx_for_api`]: every path proxied to the sample
+/// API on `127.0.0.1:api_port`.
+fn nginx_api_conf(dir: &Path, port: u16, api_port: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {d}/logs/access.log combined;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    keepalive_timeout 30s;
+    keepalive_requests 100000;
+    upstream sample_api {{
+        server 127.0.0.1:{api_port};
+        keepalive 16;
+    }}
+    server {{
+        listen 0.0.0.0:{port} reuseport;
+        listen [::]:{port} ipv6only=on reuseport;
+        server_name lab;
+        location / {{
+            proxy_pass http://sample_api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
         }}
     }}
 }}

@@ -12,16 +12,31 @@ pub mod rotation;
 ///
 /// If it has not been built (`cargo build -p sensor-user`; `cargo xtask test` does).
 pub fn apisensor_bin() -> std::path::PathBuf {
+    workspace_bin("apisensor", "sensor-user")
+}
+
+/// Path of the lab's `sample-api` binary, built like [`apisensor_bin`]'s
+/// (`target/<profile>/sample-api`).
+///
+/// # Panics
+///
+/// If it has not been built (`cargo build -p sample-api`; `cargo xtask test` does).
+pub fn sample_api_bin() -> std::path::PathBuf {
+    workspace_bin("sample-api", "sample-api")
+}
+
+/// The binary `name` of workspace package `package`, next to the running test's directory.
+fn workspace_bin(name: &str, package: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // Tests run from target/<profile>/deps/, binaries from target/<profile>/.
     exe.ancestors()
         .skip(1)
         .take(2)
-        .map(|d| d.join("apisensor"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "apisensor not found next to {}: build it first (`cargo build -p sensor-user`; \
+                "{name} not found next to {}: build it first (`cargo build -p {package}`; \
                  `cargo xtask test` does)",
                 exe.display()
             )

@@ -13,8 +13,9 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         );
     }
     lint::run()?;
-    // The integration tests run the real binary (with the embedded eBPF object).
-    cargo(&["build", "-p", "sensor-user"])?;
+    // The integration tests run the real binaries: the agent (with the embedded eBPF object)
+    // and the lab's sample API.
+    cargo(&["build", "-p", "sensor-user", "-p", "sample-api"])?;
     crate::fuzz::run(fuzz_seconds)?;
     cargo(&[
         "test",
