@@ -1725,7 +1725,10 @@ fn flow_fixtures() -> Vec<Fixture> {
         .verdict(Counter::XdpPassSampled)
         .counts_v4()
         .syn()
-        .event(four.control(Direction::Ingress, &syn).with_syn(no_syn_options)),
+        .event(
+            four.control(Direction::Ingress, &syn)
+                .with_syn(no_syn_options),
+        ),
         Fixture::xdp(
             "a syn-ack's ack on a flow-blocked connection is dropped",
             v4().tcp(&req(PORT).flags(tcp_flags::ACK), b""),
