@@ -471,6 +471,131 @@ mod tests {
         assert!(out2.findings.is_empty() && out2.decisions.is_empty());
     }
 
+    /// A login of `account` sent by a client program named `agent` (its own header set).
+    fn login_as(agent: &str, account: &str) -> Vec<u8> {
+        let body = format!("username={account}&password=hunter2");
+        format!(
+            "POST /api/v1/login HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: {agent}\r\nAccept: */*\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    const BROWSER: &str =
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36";
+    const OK_LOGIN: &[u8] =
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: session=abc\r\nContent-Length: 0\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn an_attacker_at_a_shared_address_is_blocked_by_connection_before_its_answer() {
+        let config = Config::default_config();
+        let mut p = Pipeline::new(&config, [3; 16], None, T0).expect("pipeline");
+        let mut out = Recorded::default();
+        let nat: std::net::IpAddr = "203.0.113.9".parse().expect("ip");
+        let mut port = 30_000_u16;
+        let mut next = |t: &mut u64| {
+            port += 1;
+            *t += 100 * MS;
+            (SocketAddr::new(nat, port), *t)
+        };
+        let mut t = T0;
+        // The office's users browse and log in with their browsers.
+        for i in 0..12 {
+            let (c, at) = next(&mut t);
+            let get = format!(
+                "GET /docs/{i} HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: {BROWSER}\r\nAccept: text/html\r\n\r\n"
+            );
+            connection(&mut p, &mut out, c, at, get.as_bytes(), OK);
+        }
+        for user in 0..4 {
+            let (c, at) = next(&mut t);
+            connection(
+                &mut p,
+                &mut out,
+                c,
+                at,
+                &login_as(BROWSER, &format!("emp{user}")),
+                OK_LOGIN,
+            );
+        }
+        // A script behind the same address fails to log in, account after account.
+        for i in 0..8 {
+            let (c, at) = next(&mut t);
+            connection(
+                &mut p,
+                &mut out,
+                c,
+                at,
+                &login_as("python-requests/2.32", &format!("victim{i}")),
+                FAILED,
+            );
+        }
+        let first = out
+            .decisions
+            .iter()
+            .find(|d| d.action == Action::Block)
+            .unwrap_or_else(|| panic!("no block: {:#?}", out.decisions))
+            .clone();
+        assert_eq!(
+            first.enforcement,
+            crate::decide::Enforcement::Connection,
+            "{first:?}"
+        );
+        assert_eq!(first.target, Some("203.0.113.9/32".parse().expect("net")));
+        assert_eq!(first.marks.len(), 1, "{first:?}");
+        assert!(first.flows.is_empty() && first.blocks_in_kernel());
+        assert!(
+            out.decisions
+                .iter()
+                .all(|d| d.enforcement != crate::decide::Enforcement::Kernel),
+            "the address itself is never blocked: {:?}",
+            out.decisions
+        );
+        // The script's next attempt: its connection is blocked when the request has arrived,
+        // before the response.
+        let before = out.decisions.len();
+        let (client, at) = next(&mut t);
+        let server: SocketAddr = "198.51.100.1:80".parse().expect("server");
+        let req = login_as("python-requests/2.32", "victim99");
+        for segment in [
+            seg(at, client, server, (1000, 0, SYN), b""),
+            seg(at + MS, server, client, (5000, 1001, SYN | ACK), b""),
+            seg(at + 2 * MS, client, server, (1001, 5001, ACK), b""),
+            seg(at + 3 * MS, client, server, (1001, 5001, ACK | PSH), &req),
+        ] {
+            p.on_segment(&segment, &mut out);
+        }
+        let blocked: Vec<&Decision> = out.decisions[before..].iter().collect();
+        assert_eq!(blocked.len(), 1, "{blocked:?}");
+        let d = blocked[0];
+        assert_eq!(d.enforcement, crate::decide::Enforcement::Connection);
+        assert_eq!(d.flows, [Flow { client, server }]);
+        assert_eq!(
+            d.id, first.id,
+            "the connection joins the address's decision"
+        );
+        assert_eq!(d.marks, first.marks);
+        assert!(d.notes[0].contains("python-requests"), "{d:?}");
+        // A user's request from the same address, meanwhile: nothing.
+        let (c, at) = next(&mut t);
+        let before = out.decisions.len();
+        connection(
+            &mut p,
+            &mut out,
+            c,
+            at,
+            &login_as(BROWSER, "emp1"),
+            OK_LOGIN,
+        );
+        assert_eq!(
+            out.decisions.len(),
+            before,
+            "{:?}",
+            &out.decisions[before..]
+        );
+    }
+
     #[test]
     fn spoofed_syns_make_a_flood_finding_and_no_block() {
         let config = Config::default_config();

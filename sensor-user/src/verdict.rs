@@ -168,7 +168,9 @@ const BPF_NOEXIST: u32 = 1;
 /// The kernel's reason code of a detector's block.
 fn reason_of(d: Detector) -> Reason {
     match d {
-        Detector::BruteForce | Detector::CredentialStuffing => Reason::CredentialStuffing,
+        Detector::BruteForce | Detector::CredentialStuffing | Detector::MarkedClient => {
+            Reason::CredentialStuffing
+        }
         Detector::Volume | Detector::PacketFlood => Reason::Flood,
         Detector::Enumeration | Detector::ContentDiscovery | Detector::Breadth => Reason::Scraping,
         _ => Reason::Detector,

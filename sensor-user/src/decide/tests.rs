@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use super::*;
-use crate::detect::{Finding, Flow, Measure, Standing};
+use crate::detect::{Finding, Flow, Mark, Measure, Standing};
 use crate::http::ProxyVia;
 
 const NS: u64 = 1_000_000_000;
@@ -492,4 +492,113 @@ fn the_other_safety_rules_still_hold_for_a_campaign_prefix() {
     assert_eq!(d.refused, Some(Refusal::DryRun));
     assert!(!d.blocks_in_kernel());
     assert_eq!(d.exceptions, [net("2001:db8:8::1/128")]);
+}
+
+/// A finding about `who`, shared with users in good standing, that marks `shape`.
+fn marked(at: u64, who: &str, shape: u64) -> Finding {
+    let mut f = finding(at, Detector::MarkedClient, who);
+    f.marks = vec![Mark {
+        shape,
+        failed: 8.0,
+        ok: 0.0,
+    }];
+    f
+}
+
+fn flow(client: &str) -> Flow {
+    Flow {
+        client: client.parse().expect("client"),
+        server: "198.51.100.1:80".parse().expect("server"),
+    }
+}
+
+#[test]
+fn a_shared_address_is_blocked_by_connection_for_its_marked_requests_only() {
+    let mut p = Policy::new(PolicyConfig::default(), Vec::new());
+    let nat: IpAddr = "203.0.113.9".parse().expect("ip");
+    assert!(!p.watches_requests());
+    let d = p
+        .on_finding(&marked(T0, "203.0.113.9", 0xabc))
+        .expect("decision");
+    assert_eq!(
+        (d.action, d.enforcement),
+        (Action::Block, Enforcement::Connection)
+    );
+    assert_eq!(d.target, Some(net("203.0.113.9/32")));
+    assert!(d.flows.is_empty() && d.blocks_in_kernel() && d.marks.len() == 1);
+    assert!(p.watches_requests());
+    let name = || "apr1_test".to_owned();
+    // Another client shape at the address: served.
+    assert!(
+        p.on_request(nat, 0xdef, flow("203.0.113.9:40001"), T0 + NS, name)
+            .is_none()
+    );
+    // The marked shape: its connection is blocked, under the address's decision, for what is
+    // left of its TTL; the same connection once.
+    let c = p
+        .on_request(nat, 0xabc, flow("203.0.113.9:40002"), T0 + 100 * NS, name)
+        .expect("connection block");
+    assert_eq!(c.id, d.id);
+    assert_eq!(c.flows, [flow("203.0.113.9:40002")]);
+    assert_eq!(c.ttl_s, d.ttl_s - 100);
+    assert!(c.notes[0].contains("apr1_test"), "{c:?}");
+    assert!(
+        p.on_request(nat, 0xabc, flow("203.0.113.9:40002"), T0 + 101 * NS, name)
+            .is_none()
+    );
+    // Another address with the same shape: not marked there.
+    assert!(
+        p.on_request(
+            "203.0.113.10".parse().expect("ip"),
+            0xabc,
+            flow("203.0.113.10:40003"),
+            T0 + 102 * NS,
+            name
+        )
+        .is_none()
+    );
+    // A later finding without marks (its users' logins decayed away) keeps the address
+    // blocked by connection, never as a whole.
+    let later = finding(T0 + 400 * NS, Detector::BruteForce, "203.0.113.9");
+    if let Some(r) = p.on_finding(&later) {
+        assert_eq!(r.enforcement, Enforcement::Connection, "{r:?}");
+        assert!(r.renewal);
+    }
+    assert_eq!(p.counters().connections, 1);
+    // When the block lapses, nothing is matched any more.
+    let end = T0 + 2 * d.ttl_s * NS;
+    p.expire(end);
+    assert!(!p.watches_requests());
+    assert!(
+        p.on_request(nat, 0xabc, flow("203.0.113.9:40004"), end, name)
+            .is_none()
+    );
+}
+
+#[test]
+fn marks_are_ignored_for_clients_behind_proxies_and_in_dry_runs() {
+    let mut p = Policy::new(PolicyConfig::default(), Vec::new());
+    let mut f = marked(T0, "198.51.100.77", 0xabc);
+    f.standing = Some(Standing {
+        verified: true,
+        proxy: Some(ProxyVia::Forwarded),
+        ..Standing::default()
+    });
+    let d = p.on_finding(&f).expect("decision");
+    assert_eq!(d.enforcement, Enforcement::Upstream, "{d:?}");
+    let mut dry = Policy::new(
+        PolicyConfig {
+            dry_run: true,
+            ..PolicyConfig::default()
+        },
+        Vec::new(),
+    );
+    let d = dry
+        .on_finding(&marked(T0, "203.0.113.9", 0xabc))
+        .expect("decision");
+    assert_eq!(
+        (d.enforcement, d.refused),
+        (Enforcement::None, Some(Refusal::DryRun))
+    );
+    assert!(!d.blocks_in_kernel() && !dry.watches_requests());
 }

@@ -50,6 +50,10 @@ pub enum Detector {
     /// A prefix where enough of a campaign's members are (`campaign.rs`), reported with its
     /// sources in good standing, which are spared.
     CampaignPrefix,
+    /// At an address shared with users in good standing, one client program (request and
+    /// transport fingerprint) failing to log in (`shared.rs`), reported with the marks that
+    /// tell its connections apart.
+    MarkedClient,
     /// One session used from many addresses (`sessions.rs`).
     SessionShared,
     /// A source presenting many fresh sessions (`sessions.rs`).
@@ -70,7 +74,7 @@ pub enum Detector {
 
 impl Detector {
     /// Every detector, in report order.
-    pub const ALL: [Detector; 24] = [
+    pub const ALL: [Detector; 25] = [
         Detector::BruteForce,
         Detector::CredentialStuffing,
         Detector::AccountAggregation,
@@ -87,6 +91,7 @@ impl Detector {
         Detector::Campaign,
         Detector::CampaignMember,
         Detector::CampaignPrefix,
+        Detector::MarkedClient,
         Detector::SessionShared,
         Detector::SessionRotation,
         Detector::FingerprintRotation,
@@ -116,6 +121,7 @@ impl Detector {
             Detector::Campaign => "campaign",
             Detector::CampaignMember => "campaign_member",
             Detector::CampaignPrefix => "campaign_prefix",
+            Detector::MarkedClient => "marked_client",
             Detector::SessionShared => "session_shared",
             Detector::SessionRotation => "session_rotation",
             Detector::FingerprintRotation => "fingerprint_rotation",
@@ -138,7 +144,8 @@ impl Detector {
             | Detector::Enumeration
             | Detector::ContentDiscovery
             | Detector::CampaignMember
-            | Detector::CampaignPrefix => Strength::Block,
+            | Detector::CampaignPrefix
+            | Detector::MarkedClient => Strength::Block,
             Detector::Campaign
             | Detector::SessionShared
             | Detector::SessionRotation

@@ -865,6 +865,9 @@ impl Detection {
             found.push((Detector::PacketRate, m));
         }
         if let Some(detail) = detail {
+            if login && let Some(m) = shared::check(&cfg.shared, &detail.clients) {
+                found.push((Detector::MarkedClient, m));
+            }
             if let Some(m) = scraping::enumeration(&cfg.scraping, detail, now) {
                 found.push((Detector::Enumeration, m));
             }

@@ -17,7 +17,7 @@
 
 use super::config::SharedConfig;
 use super::counters::{Decay, share};
-use super::finding::Mark;
+use super::finding::{Mark, Measure};
 use super::state::Outcome;
 
 /// Client shapes whose logins an address keeps.
@@ -100,6 +100,18 @@ impl ClientShapes {
 /// logged in mostly successfully (empty otherwise: the address is not shared, or nothing
 /// tells its attacker apart).
 pub(crate) fn marks(cfg: &SharedConfig, shapes: &ClientShapes) -> Vec<Mark> {
+    judge(cfg, shapes)
+        .map(|(marks, _)| marks)
+        .unwrap_or_default()
+}
+
+/// The marked-client detector: the marks of the address and the measures that made them,
+/// when it has any.
+pub(crate) fn check(cfg: &SharedConfig, shapes: &ClientShapes) -> Option<Vec<Measure>> {
+    judge(cfg, shapes).map(|(_, measures)| measures)
+}
+
+fn judge(cfg: &SharedConfig, shapes: &ClientShapes) -> Option<(Vec<Mark>, Vec<Measure>)> {
     let is_mark = |s: &ShapeLogins| {
         f64::from(s.failed) >= cfg.mark_min_failures
             && share(s.failed, s.logins()) >= cfg.mark_min_failure_share
@@ -109,18 +121,42 @@ pub(crate) fn marks(cfg: &SharedConfig, shapes: &ClientShapes) -> Vec<Mark> {
         others_ok += s.ok;
         others += s.logins();
     }
-    if f64::from(others_ok) < cfg.others_min_logins
-        || share(others_ok, others) < cfg.others_min_success_share
-    {
-        return Vec::new();
+    let others_share = share(others_ok, others);
+    if f64::from(others_ok) < cfg.others_min_logins || others_share < cfg.others_min_success_share {
+        return None;
     }
-    shapes
-        .shapes()
-        .filter(|s| is_mark(s))
+    let marked: Vec<&ShapeLogins> = shapes.shapes().filter(|s| is_mark(s)).collect();
+    // The measures of the shape that failed most.
+    let worst = marked.iter().max_by(|a, b| a.failed.total_cmp(&b.failed))?;
+    let measures = vec![
+        Measure::at_least(
+            "shape_failed_logins",
+            f64::from(worst.failed),
+            cfg.mark_min_failures,
+        ),
+        Measure::at_least(
+            "shape_failure_share",
+            share(worst.failed, worst.logins()),
+            cfg.mark_min_failure_share,
+        ),
+        Measure::at_least(
+            "other_shapes_logins_ok",
+            f64::from(others_ok),
+            cfg.others_min_logins,
+        ),
+        Measure::at_least(
+            "other_shapes_success_share",
+            others_share,
+            cfg.others_min_success_share,
+        ),
+    ];
+    let marks = marked
+        .iter()
         .map(|s| Mark {
             shape: s.key,
             failed: f64::from(s.failed),
             ok: f64::from(s.ok),
         })
-        .collect()
+        .collect();
+    Some((marks, measures))
 }

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::decide::{Action, Policy, PolicyConfig, Refusal};
+use crate::decide::{Action, Enforcement, Policy, PolicyConfig, Refusal};
 use crate::http::{LoginOutcome, Transaction};
 
 use super::*;
@@ -127,6 +127,8 @@ struct Outcome {
     block_decisions: Vec<(IpNet, Vec<IpNet>)>,
     refused: Vec<(Detector, Refusal)>,
     alerts: Vec<Detector>,
+    /// Addresses blocked by connection, with their marks.
+    marked: Vec<(IpNet, Vec<Mark>)>,
 }
 
 use ipnet::IpNet;
@@ -235,6 +237,9 @@ fn decide(pol: &mut Policy, findings: &mut Vec<Finding>, out: &mut Outcome) {
                 out.block_decisions.push((t, d.exceptions.clone()));
             }
             match (d.action, d.refused, d.target) {
+                (Action::Block, None, Some(t)) if d.enforcement == Enforcement::Connection => {
+                    out.marked.push((t, d.marks.clone()));
+                }
                 (Action::Block, None, Some(t)) => out.blocks.push((t, d.at_ns)),
                 (_, Some(r), _) => out.refused.push((f.detector, r)),
                 (Action::Alert, None, _) => out.alerts.push(f.detector),
@@ -1123,4 +1128,164 @@ fn a_request_the_openapi_document_does_not_declare_is_context() {
     let detectors: Vec<Detector> = findings.iter().map(|f| f.detector).collect();
     assert!(detectors.contains(&Detector::BruteForce), "{detectors:?}");
     assert!(detectors.contains(&Detector::Undocumented), "{detectors:?}");
+}
+
+const BROWSER: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36";
+const WINDOWS_SYN: &[u8] = &[2, 4, 0x05, 0xb4, 1, 3, 3, 8, 1, 1, 4, 2];
+const LINUX_SYN: &[u8] = &[
+    2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+];
+
+/// `users` people behind `nat` with one browser on one system, each browsing (30 requests)
+/// and logging in once, `mistypes(u)` failures first, from `start` on over two minutes.
+fn office(nat: IpAddr, users: u64, start: u64, mistypes: impl Fn(u64) -> u64) -> Vec<Req> {
+    let mut v = Vec::new();
+    for u in 0..users {
+        let t = start + jitter(11, u, 120 * NS);
+        let (account, session) = (format!("emp{u}@{nat}"), format!("s{u}@{nat}"));
+        for m in 0..mistypes(u) {
+            v.push(
+                Req::login(t + m * 4 * NS, nat, &account, false)
+                    .agent(BROWSER)
+                    .stack(128, 64240, WINDOWS_SYN),
+            );
+        }
+        let logged_in = t + mistypes(u) * 4 * NS + NS;
+        v.push(
+            Req::login(logged_in, nat, &account, true)
+                .agent(BROWSER)
+                .stack(128, 64240, WINDOWS_SYN)
+                .session(session.clone()),
+        );
+        v.extend(series(30, logged_in + NS, 3 * NS, |i, at| {
+            // Pages in no particular order: a reader, not an identifier walk.
+            let page = (i * 7919 + u * 31) % 1000;
+            Req::get(
+                at + jitter(12, u * 100 + i, 2 * NS),
+                nat,
+                &format!("/docs/{page}"),
+                200,
+            )
+            .agent(BROWSER)
+            .stack(128, 64240, WINDOWS_SYN)
+            .session(session.clone())
+        }));
+    }
+    v
+}
+
+/// A script failing to log in `n` times from `client`, one account each, every `every_ns`.
+fn stuffer(client: IpAddr, n: u64, start: u64, every_ns: u64, agent: &str) -> Vec<Req> {
+    series(n, start, every_ns, |i, t| {
+        Req::login(t, client, &format!("victim{i}"), false)
+            .agent(agent)
+            .stack(64, 64240, LINUX_SYN)
+    })
+}
+
+#[test]
+fn an_attacker_sharing_an_address_with_users_is_marked_and_only_its_connections_blocked() {
+    let nat = ip("203.0.113.7");
+    // Six users, then a script stuffing from behind the same address, one attempt a second.
+    let mut reqs = office(nat, 6, T0, |u| u64::from(u == 2));
+    reqs.extend(stuffer(nat, 40, T0 + 60 * NS, NS, "python-requests/2.32"));
+    let out = run(reqs.clone());
+    assert!(
+        out.blocks.is_empty(),
+        "the address is never blocked: {:?}",
+        out.blocks
+    );
+    assert!(out.found(Detector::MarkedClient), "{:?}", out.detectors());
+    let (target, marks) = out.marked.first().expect("blocked by connection");
+    assert_eq!(*target, "203.0.113.7/32".parse::<IpNet>().expect("net"));
+    // One mark: the script's shape, as the pipeline will compute it for its next requests.
+    let det = Detection::new(DetectConfig::default(), [7; 16], None, T0).expect("detection");
+    let script = stuffer(nat, 1, T0, NS, "python-requests/2.32")[0].tx();
+    let fp = crate::http::RequestFingerprint::of(&script).expect("fingerprint");
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(
+        marks[0].shape,
+        det.client_key(&fp, script.transport_fingerprint)
+    );
+    assert!(marks[0].failed >= 5.0 && marks[0].ok == 0.0, "{marks:?}");
+}
+
+#[test]
+fn shared_addresses_of_honest_users_mark_nobody() {
+    // A carrier's CGNAT address: forty users of one browser, a few mistyping twice before
+    // they log in.
+    let cgnat = office(
+        ip("203.0.113.8"),
+        40,
+        T0,
+        |u| if u % 7 == 0 { 2 } else { 0 },
+    );
+    // An office whose one user with a browser of its own mistypes three times, then logs in.
+    let mut odd = office(ip("203.0.113.9"), 5, T0, |_| 0);
+    for m in 0..3 {
+        odd.push(
+            Req::login(T0 + 30 * NS + m * 5 * NS, ip("203.0.113.9"), "boss", false)
+                .agent("Mozilla/5.0 Firefox/133.0"),
+        );
+    }
+    odd.push(
+        Req::login(T0 + 50 * NS, ip("203.0.113.9"), "boss", true)
+            .agent("Mozilla/5.0 Firefox/133.0"),
+    );
+    // A university /24: many honest users of one browser, one address each, one in ten
+    // mistyping twice.
+    let mut campus = Vec::new();
+    for h in 0..60_u64 {
+        let a = ip(&format!("198.51.100.{}", 10 + h));
+        campus.extend(office(a, 1, T0, |_| if h % 10 == 3 { 2 } else { 0 }));
+    }
+    for (name, reqs) in [("cgnat", cgnat), ("office", odd), ("campus", campus)] {
+        let out = run(reqs);
+        assert!(out.marked.is_empty(), "{name}: marked {:?}", out.marked);
+        assert!(
+            !out.found(Detector::MarkedClient),
+            "{name}: {:?}",
+            out.detectors()
+        );
+        assert!(
+            out.blocks.is_empty(),
+            "{name}: blocked {:?} for {:?}",
+            out.blocks,
+            out.detectors()
+        );
+    }
+}
+
+#[test]
+fn a_script_alone_at_its_address_is_blocked_by_address_not_by_connection() {
+    let out = run(stuffer(
+        ip("203.0.113.50"),
+        20,
+        T0,
+        NS,
+        "python-requests/2.32",
+    ));
+    assert!(
+        out.blocked_at("203.0.113.50/32").is_some(),
+        "{:?}",
+        out.detectors()
+    );
+    assert!(out.marked.is_empty() && !out.found(Detector::MarkedClient));
+}
+
+#[test]
+fn an_attacker_with_the_users_own_browser_and_system_is_not_marked() {
+    // Nothing tells its connections from theirs: its failures are not most of that shape's
+    // logins, so there is no mark, and the address is judged as a whole.
+    let nat = ip("203.0.113.7");
+    let mut reqs = office(nat, 12, T0, |_| 0);
+    reqs.extend(series(6, T0 + 60 * NS, 5 * NS, |i, t| {
+        Req::login(t, nat, &format!("victim{i}"), false)
+            .agent(BROWSER)
+            .stack(128, 64240, WINDOWS_SYN)
+    }));
+    let out = run(reqs);
+    assert!(out.marked.is_empty(), "{:?}", out.marked);
+    assert!(!out.found(Detector::MarkedClient));
 }
