@@ -8,71 +8,74 @@ use sensor_common::{REQ_DATA_LEN, RESP_DATA_LEN, SensorConfig};
 /// The configuration the binary ships with.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../default-config.toml");
 
+mod report;
+mod rule;
+#[cfg(test)]
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub use report::{Problem, ProblemKind};
+pub use rule::{Number, Rule};
+
 /// Errors of reading the configuration.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum ConfigError {
     /// Reading the file failed.
-    #[error("reading config {path}: {source}")]
     Read {
         /// File.
         path: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    /// Not valid TOML for this schema.
-    #[error("config {path}: {source}")]
-    Parse {
-        /// File.
-        path: String,
-        /// Why.
-        source: toml::de::Error,
-    },
-    /// Settings that do not go together.
-    #[error("config {path}: {what}")]
+    /// The file has problems: syntax, schema or rules, each at its place.
     Invalid {
         /// File.
         path: String,
-        /// What is wrong.
-        what: &'static str,
-    },
-    /// Not an ISO 3166-1 alpha-2 code.
-    #[error("config {path}: lists.deny_countries: {code:?} is not a two-letter country code")]
-    Country {
-        /// File.
-        path: String,
-        /// The code.
-        code: String,
-    },
-    /// The OpenAPI document named by `detect.context.openapi` cannot be used.
-    #[error("config: detect.context.openapi: {0}")]
-    ApiSpec(#[from] crate::detect::api_spec::ApiSpecError),
-    /// A share out of 0..=1 (or a factor out of its range).
-    #[error("config {path}: {field} = {value} is out of range")]
-    Share {
-        /// File.
-        path: String,
-        /// Field.
-        field: &'static str,
-        /// Value.
-        value: f64,
-    },
-    /// A value out of range.
-    #[error("config {path}: {field} = {value} is out of range ({range})")]
-    Range {
-        /// File.
-        path: String,
-        /// Field.
-        field: &'static str,
-        /// Value.
-        value: u64,
-        /// Allowed range.
-        range: &'static str,
+        /// The problems, at least one, in the order of their places in the file.
+        problems: Vec<Problem>,
     },
 }
 
+impl ConfigError {
+    /// The file the error is about.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Read { path, .. } | Self::Invalid { path, .. } => path,
+        }
+    }
+}
+
+/// One line: the file, then its first problem (`FILE:LINE:COLUMN: message`) and how many more
+/// there are.
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read { path, error } => {
+                write!(f, "{path}: cannot read the configuration: {error}")
+            }
+            Self::Invalid { path, problems } => {
+                let mut problems = problems.iter();
+                if let Some(first) = problems.next() {
+                    write!(f, "{path}:{first}")?;
+                }
+                match problems.len() {
+                    0 => Ok(()),
+                    more => write!(
+                        f,
+                        " (and {more} more: `apisensor config check {path}` lists them)"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// Top-level configuration: the one loader of the whole file, for the agent and the replay
 /// alike. Every table and key may be left out and takes the embedded default.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Kernel-side settings.
@@ -145,192 +148,283 @@ impl Config {
             .unwrap_or_else(|e| unreachable!("the embedded default config is valid: {e}"))
     }
 
-    /// Reads a configuration file, or the embedded default when `path` is `None`.
+    /// Reads a configuration file, or the embedded default when `path` is `None`. Files it
+    /// names (lists, the country database, the OpenAPI document) are taken from its directory
+    /// when relative; the OpenAPI document is read now.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        match path {
-            None => Self::parse(DEFAULT_CONFIG_TOML, "<embedded default>"),
-            Some(p) => {
-                let name = p.display().to_string();
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: name.clone(),
-                    source,
-                })?;
-                let mut cfg = Self::parse(&text, &name)?;
-                if let Some(dir) = p.parent() {
-                    for file in cfg.lists.files.iter_mut().chain(cfg.lists.mmdb.as_mut()) {
-                        *file = dir.join(&*file);
-                    }
+        let Some(p) = path else {
+            return Self::parse(DEFAULT_CONFIG_TOML, "<embedded default>");
+        };
+        let name = p.display().to_string();
+        let text = std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
+            path: name.clone(),
+            error,
+        })?;
+        Self::from_text(&text, &name, Some(p.parent().unwrap_or(Path::new(""))))
+    }
+
+    /// Parses and validates TOML text; `name` names it in errors. Files it names are neither
+    /// resolved nor read.
+    pub fn parse(text: &str, name: &str) -> Result<Self, ConfigError> {
+        Self::from_text(text, name, None)
+    }
+
+    /// Parses and validates `text`, reporting every syntax error, else the first schema
+    /// error, else every broken rule (in file order); with `dir`, resolves the files the text names from it
+    /// and reads the OpenAPI document.
+    fn from_text(text: &str, name: &str, dir: Option<&Path>) -> Result<Self, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            path: name.to_owned(),
+            problems,
+        };
+        let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            let problems = syntax.into_iter().map(|e| Problem::toml(text, e));
+            return Err(invalid(problems.collect()));
+        }
+        let mut cfg: Self =
+            toml::from_str(text).map_err(|e| invalid(vec![Problem::toml(text, e)]))?;
+        let mut broken = cfg.broken_rules();
+        if let Some(dir) = dir {
+            for file in cfg.lists.files.iter_mut().chain(cfg.lists.mmdb.as_mut()) {
+                *file = dir.join(&*file);
+            }
+            if let Some(doc) = cfg.detect.context.openapi.as_ref() {
+                match crate::detect::api_spec::ApiSpec::load(&dir.join(doc)) {
+                    Ok(spec) => cfg.detect.context.api_spec = Some(std::sync::Arc::new(spec)),
+                    Err(e) => broken.push(Rule::ApiSpec(e)),
                 }
-                // The OpenAPI document, relative to the configuration file's directory.
-                if let Some(doc) = cfg.detect.context.openapi.clone() {
-                    let doc = p.parent().map_or(doc.clone(), |dir| dir.join(&doc));
-                    let spec = crate::detect::api_spec::ApiSpec::load(&doc)?;
-                    cfg.detect.context.api_spec = Some(std::sync::Arc::new(spec));
-                }
-                Ok(cfg)
             }
         }
-    }
-
-    /// Parses and validates TOML text; `name` names it in errors.
-    pub fn parse(text: &str, name: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: name.to_owned(),
-            source,
-        })?;
-        cfg.validate_sensor(name)?;
-        cfg.validate_policy(name)?;
-        Ok(cfg)
-    }
-
-    /// Checks the ranges of the `[sensor]` settings; `name` names the file in errors.
-    fn validate_sensor(&self, name: &str) -> Result<(), ConfigError> {
-        let range = |field, value, lo, hi, range| check_range(name, field, value, lo, hi, range);
-        let s = &self.sensor;
-        range(
-            "sensor.req_capture_len",
-            s.req_capture_len.into(),
-            1,
-            REQ_DATA_LEN as u64,
-            "1..=2048",
-        )?;
-        range(
-            "sensor.resp_capture_len",
-            s.resp_capture_len.into(),
-            1,
-            RESP_DATA_LEN as u64,
-            "1..=1024",
-        )?;
-        range(
-            "sensor.max_sources",
-            s.max_sources.into(),
-            16,
-            16 << 20,
-            "16..=16777216",
-        )?;
-        range(
-            "sensor.wakeup_bytes",
-            s.wakeup_bytes.into(),
-            4096,
-            8 << 20,
-            "4096..=8388608",
-        )?;
-        range(
-            "sensor.drain_interval_ms",
-            s.drain_interval_ms,
-            1,
-            1000,
-            "1..=1000",
-        )?;
-        range(
-            "sensor.source_poll_ms",
-            s.source_poll_ms,
-            100,
-            60_000,
-            "100..=60000",
-        )?;
-        range(
-            "sensor.purge_interval_s",
-            s.purge_interval_s,
-            1,
-            3600,
-            "1..=3600",
-        )?;
-        range(
-            "sensor.ports (count)",
-            s.ports.len() as u64,
-            1,
-            1024,
-            "1..=1024",
-        )?;
-        if let Some(zero) = s.ports.iter().find(|p| **p == 0) {
-            range("sensor.ports", u64::from(*zero), 1, 65535, "1..=65535")?;
+        if broken.is_empty() {
+            return Ok(cfg);
         }
-        Ok(())
+        let mut problems: Vec<_> = broken
+            .into_iter()
+            .map(|rule| Problem::rule(text, doc.get_ref(), rule))
+            .collect();
+        problems.sort_by_key(|p| (p.line, p.column));
+        Err(invalid(problems))
     }
 
-    /// Checks the TTLs, shares and escalation of the `[policy]` and `[detect]` settings; `name`
-    /// names the file in errors.
-    fn validate_policy(&self, name: &str) -> Result<(), ConfigError> {
-        let range = |field, value, lo, hi, range| check_range(name, field, value, lo, hi, range);
+    /// Every rule beyond the schema these settings break.
+    fn broken_rules(&self) -> Vec<Rule> {
+        let mut broken = Vec::new();
+        self.check_sensor(&mut broken);
+        self.check_policy(&mut broken);
+        self.check_lists(&mut broken);
+        self.check_thresholds(&mut broken);
+        broken
+    }
+
+    /// The ranges of the `[sensor]` settings.
+    fn check_sensor(&self, broken: &mut Vec<Rule>) {
+        let s = &self.sensor;
+        let ranges: [(&'static str, u64, u64, u64); 7] = [
+            (
+                "sensor.req_capture_len",
+                s.req_capture_len.into(),
+                1,
+                REQ_DATA_LEN as u64,
+            ),
+            (
+                "sensor.resp_capture_len",
+                s.resp_capture_len.into(),
+                1,
+                RESP_DATA_LEN as u64,
+            ),
+            ("sensor.max_sources", s.max_sources.into(), 16, 16 << 20),
+            ("sensor.wakeup_bytes", s.wakeup_bytes.into(), 4096, 8 << 20),
+            ("sensor.drain_interval_ms", s.drain_interval_ms, 1, 1000),
+            ("sensor.source_poll_ms", s.source_poll_ms, 100, 60_000),
+            ("sensor.purge_interval_s", s.purge_interval_s, 1, 3600),
+        ];
+        for (key, value, lo, hi) in ranges {
+            check_range(broken, key, value, lo, hi);
+        }
+        if !(1..=1024).contains(&s.ports.len()) {
+            broken.push(Rule::Count {
+                key: "sensor.ports",
+                count: s.ports.len(),
+                expected: "1 to 1024 ports",
+            });
+        }
+        for (index, _) in s.ports.iter().enumerate().filter(|(_, p)| **p == 0) {
+            broken.push(Rule::Entry {
+                key: "sensor.ports",
+                index,
+                value: "0".to_owned(),
+                expected: "a port, 1..=65535",
+            });
+        }
+    }
+
+    /// The TTLs, shares and escalation of the `[policy]` settings.
+    fn check_policy(&self, broken: &mut Vec<Rule>) {
         let max_ttl = crate::verdict::MAX_TTL.as_secs();
         let p = &self.policy;
-        range(
-            "policy.block_ttl_s",
-            p.block_ttl_s,
-            1,
-            max_ttl,
-            "1..=7776000",
-        )?;
-        range("policy.max_ttl_s", p.max_ttl_s, 1, max_ttl, "1..=7776000")?;
-        let l = &self.lists;
-        if !l.deny_countries.is_empty() && l.mmdb.is_none() {
-            return Err(ConfigError::Invalid {
-                path: name.to_owned(),
-                what: "lists.deny_countries needs lists.mmdb, the database to find them in",
-            });
-        }
-        if let Some(bad) = l
-            .deny_countries
-            .iter()
-            .find(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
-        {
-            return Err(ConfigError::Country {
-                path: name.to_owned(),
-                code: bad.clone(),
-            });
-        }
-        range("lists.refresh_s", l.refresh_s, 1, 86_400, "1..=86400")?;
-        range("lists.ttl_s", l.ttl_s, 1, max_ttl, "1..=7776000")?;
-        if l.ttl_s < 2 * l.refresh_s {
-            range(
-                "lists.ttl_s (at least twice lists.refresh_s)",
-                l.ttl_s,
-                2 * l.refresh_s,
-                max_ttl,
-                "2 * refresh_s..",
-            )?;
-        }
-        let share = |field: &'static str, value: f64| {
-            if (0.0..=1.0).contains(&value) {
-                Ok(())
-            } else {
-                Err(ConfigError::Share {
-                    path: name.to_owned(),
-                    field,
-                    value,
-                })
-            }
-        };
-        let d = &self.detect;
-        share(
+        check_range(broken, "policy.block_ttl_s", p.block_ttl_s, 1, max_ttl);
+        check_range(broken, "policy.max_ttl_s", p.max_ttl_s, 1, max_ttl);
+        check_share(
+            broken,
             "policy.shared_min_success_share",
             p.shared_min_success_share,
-        )?;
-        share(
-            "detect.brute_force.min_failure_share",
-            d.brute_force.min_failure_share,
-        )?;
-        share(
-            "detect.low_success.max_success_share",
-            d.low_success.max_success_share,
-        )?;
-        share(
-            "detect.volume.flood_max_requests_share",
-            d.volume.flood_max_requests_share,
-        )?;
-        share(
-            "detect.scraping.discovery_not_found_share",
-            d.scraping.discovery_not_found_share,
-        )?;
+        );
         if !(p.escalation >= 1.0 && p.escalation <= 100.0) {
-            return Err(ConfigError::Share {
-                path: name.to_owned(),
-                field: "policy.escalation (1 to 100)",
-                value: p.escalation,
+            broken.push(Rule::OutOfRange {
+                key: "policy.escalation",
+                value: Number::Float(p.escalation),
+                expected: "1 to 100".into(),
             });
         }
-        Ok(())
+    }
+
+    /// The `[lists]` settings: countries need a database, and TTLs outlive two refreshes.
+    fn check_lists(&self, broken: &mut Vec<Rule>) {
+        let max_ttl = crate::verdict::MAX_TTL.as_secs();
+        let l = &self.lists;
+        if !l.deny_countries.is_empty() && l.mmdb.is_none() {
+            broken.push(Rule::Needs {
+                key: "lists.deny_countries",
+                needs: "lists.mmdb",
+                expected: "the MaxMind-format database to find the countries in",
+            });
+        }
+        let not_a_code = |c: &&String| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic());
+        for (index, code) in l.deny_countries.iter().enumerate() {
+            if not_a_code(&code) {
+                broken.push(Rule::Entry {
+                    key: "lists.deny_countries",
+                    index,
+                    value: format!("{code:?}"),
+                    expected: "an ISO 3166-1 alpha-2 country code such as \"XA\"",
+                });
+            }
+        }
+        check_range(broken, "lists.refresh_s", l.refresh_s, 1, 86_400);
+        let lo = l.refresh_s.saturating_mul(2).max(1);
+        if l.ttl_s < lo || l.ttl_s > max_ttl {
+            broken.push(Rule::OutOfRange {
+                key: "lists.ttl_s",
+                value: Number::Int(l.ttl_s),
+                expected: format!("{lo}..={max_ttl}, at least twice lists.refresh_s").into(),
+            });
+        }
+    }
+
+    /// Shares within 0..=1, and the detectors' count and rate thresholds above 0 (a threshold
+    /// of 0 or less would report every source).
+    fn check_thresholds(&self, broken: &mut Vec<Rule>) {
+        let d = &self.detect;
+        let shares = [
+            (
+                "detect.brute_force.min_failure_share",
+                d.brute_force.min_failure_share,
+            ),
+            (
+                "detect.low_success.max_success_share",
+                d.low_success.max_success_share,
+            ),
+            (
+                "detect.volume.flood_max_requests_share",
+                d.volume.flood_max_requests_share,
+            ),
+            (
+                "detect.scraping.discovery_not_found_share",
+                d.scraping.discovery_not_found_share,
+            ),
+            (
+                "detect.campaign.min_failure_share",
+                d.campaign.min_failure_share,
+            ),
+        ];
+        for (key, value) in shares {
+            check_share(broken, key, value);
+        }
+        for (key, value) in self.positive_thresholds() {
+            if !(value > 0.0 && value.is_finite()) {
+                broken.push(Rule::OutOfRange {
+                    key,
+                    value: Number::Float(value),
+                    expected: "a number above 0".into(),
+                });
+            }
+        }
+        if !(d.timing.max_dispersion >= 0.0 && d.timing.max_dispersion.is_finite()) {
+            broken.push(Rule::OutOfRange {
+                key: "detect.timing.max_dispersion",
+                value: Number::Float(d.timing.max_dispersion),
+                expected: "a number of 0 or more".into(),
+            });
+        }
+    }
+
+    /// The count, rate and factor thresholds, which must be above 0.
+    fn positive_thresholds(&self) -> [(&'static str, f64); 24] {
+        let (b, v) = (&self.detect.brute_force, &self.detect.volume);
+        let (s, h) = (&self.detect.sessions, &self.detect.shapes);
+        [
+            ("detect.brute_force.min_failures", b.min_failures),
+            ("detect.brute_force.slow_min_failures", b.slow_min_failures),
+            (
+                "detect.brute_force.prefix_min_failures",
+                b.prefix_min_failures,
+            ),
+            (
+                "detect.brute_force.stuffing_min_accounts",
+                b.stuffing_min_accounts,
+            ),
+            (
+                "detect.brute_force.aggregation_min_accounts",
+                b.aggregation_min_accounts,
+            ),
+            (
+                "detect.brute_force.account_min_sources",
+                b.account_min_sources,
+            ),
+            (
+                "detect.low_success.min_requests",
+                self.detect.low_success.min_requests,
+            ),
+            ("detect.volume.source_ceiling_rps", v.source_ceiling_rps),
+            ("detect.volume.prefix_ceiling_rps", v.prefix_ceiling_rps),
+            ("detect.volume.baseline_factor", v.baseline_factor),
+            ("detect.volume.syn_ceiling_rps", v.syn_ceiling_rps),
+            ("detect.volume.packet_ceiling_pps", v.packet_ceiling_pps),
+            ("detect.volume.endpoint_factor", v.endpoint_factor),
+            (
+                "detect.scraping.breadth_paths",
+                self.detect.scraping.breadth_paths,
+            ),
+            (
+                "detect.scraping.discovery_min_requests",
+                self.detect.scraping.discovery_min_requests,
+            ),
+            (
+                "detect.campaign.min_sources",
+                self.detect.campaign.min_sources,
+            ),
+            ("detect.sessions.shared_min_sources", s.shared_min_sources),
+            (
+                "detect.sessions.rotation_min_sessions",
+                s.rotation_min_sessions,
+            ),
+            (
+                "detect.sessions.rotation_min_per_request",
+                s.rotation_min_per_request,
+            ),
+            ("detect.shapes.rotation_min_shapes", h.rotation_min_shapes),
+            (
+                "detect.shapes.rotation_min_per_request",
+                h.rotation_min_per_request,
+            ),
+            ("detect.shapes.surge_min_shapes", h.surge_min_shapes),
+            ("detect.shapes.surge_factor", h.surge_factor),
+            (
+                "policy.shared_min_identities",
+                self.policy.shared_min_identities,
+            ),
+        ]
     }
 
     /// The kernel's view of these settings.
@@ -344,173 +438,24 @@ impl Config {
     }
 }
 
-/// Checks that `value` of `field` is within `lo..=hi` (`range` spells it out for the error);
-/// `name` names the file in errors.
-fn check_range(
-    name: &str,
-    field: &'static str,
-    value: u64,
-    lo: u64,
-    hi: u64,
-    range: &'static str,
-) -> Result<(), ConfigError> {
-    if value < lo || value > hi {
-        Err(ConfigError::Range {
-            path: name.to_owned(),
-            field,
-            value,
-            range,
-        })
-    } else {
-        Ok(())
+/// Adds a broken rule unless `value` of `key` is within `lo..=hi`.
+fn check_range(broken: &mut Vec<Rule>, key: &'static str, value: u64, lo: u64, hi: u64) {
+    if !(lo..=hi).contains(&value) {
+        broken.push(Rule::OutOfRange {
+            key,
+            value: Number::Int(value),
+            expected: format!("{lo}..={hi}").into(),
+        });
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_default_is_valid() {
-        let cfg = Config::default_config();
-        assert!(cfg.sensor.ports.contains(&80) && cfg.sensor.ports.contains(&8080));
-        let logins: Vec<_> = cfg
-            .analyzer
-            .http
-            .login_routes
-            .iter()
-            .map(|r| (r.method.as_str(), r.path.as_str(), r.account_field.as_str()))
-            .collect();
-        assert_eq!(logins, [("POST", "/api/login", "username")]);
-        let http = &cfg.analyzer.http;
-        let defaults = crate::http::HttpConfig::default();
-        assert_eq!(http.login_path_suffixes, defaults.login_path_suffixes);
-        assert_eq!(http.account_fields, defaults.account_fields);
-        assert_eq!(http.login_failure_status, defaults.login_failure_status);
-        assert!(http.basic_auth_logins);
-        assert!(
-            http.login_path_suffixes.iter().any(|s| s == "/login"),
-            "`POST /login` is a login without a route"
-        );
-    }
-
-    #[test]
-    fn embedded_default_states_the_built_in_defaults() {
-        // The file documents every key of these tables with its value: it must say what the
-        // program does when a key is left out.
-        let cfg = Config::default_config();
-        assert_eq!(cfg.sensor, SensorSettings::default());
-        assert_eq!(cfg.detect, crate::detect::DetectConfig::default());
-        assert_eq!(cfg.policy, crate::decide::PolicyConfig::default());
-        let empty = Config::parse("", "empty").expect("an empty file is valid");
-        assert_eq!(empty.detect, cfg.detect);
-        assert_eq!(empty.policy, cfg.policy);
-        assert_eq!(empty.sensor, cfg.sensor);
-    }
-
-    #[test]
-    fn an_openapi_document_is_read_beside_the_configuration() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let doc = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /login:\n    post: {responses: {'200': {description: ok}}}\n";
-        std::fs::write(dir.path().join("api.yaml"), doc).expect("write doc");
-        let cfg_path = dir.path().join("apisensor.toml");
-        std::fs::write(&cfg_path, "[detect.context]\nopenapi = \"api.yaml\"\n").expect("write cfg");
-        let cfg = Config::load(Some(&cfg_path)).expect("config");
-        let spec = cfg.detect.context.api_spec.expect("spec read");
-        assert!(spec.documents("POST", "/login"));
-        assert!(!spec.documents("GET", "/admin"));
-        // A missing or broken document is a clear error, not a silent default.
-        std::fs::write(&cfg_path, "[detect.context]\nopenapi = \"missing.yaml\"\n").expect("write");
-        let err = Config::load(Some(&cfg_path))
-            .expect_err("missing document")
-            .to_string();
-        assert!(
-            err.contains("detect.context.openapi") && err.contains("missing.yaml"),
-            "{err}"
-        );
-        std::fs::write(dir.path().join("api.yaml"), "openapi: [").expect("write");
-        std::fs::write(&cfg_path, "[detect.context]\nopenapi = \"api.yaml\"\n").expect("write");
-        let err = Config::load(Some(&cfg_path))
-            .expect_err("broken document")
-            .to_string();
-        assert!(err.contains("not an OpenAPI 3 document"), "{err}");
-    }
-
-    #[test]
-    fn list_files_are_taken_from_the_configuration_directory_and_checked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg_path = dir.path().join("apisensor.toml");
-        std::fs::write(
-            &cfg_path,
-            "[lists]\nfiles = [\"drop.txt\", \"/etc/x.txt\"]\n",
-        )
-        .expect("write");
-        let cfg = Config::load(Some(&cfg_path)).expect("config");
-        assert_eq!(
-            cfg.lists.files,
-            [
-                dir.path().join("drop.txt"),
-                std::path::PathBuf::from("/etc/x.txt")
-            ]
-        );
-        for (text, field) in [
-            ("[lists]\ndeny_countries = [\"XA\"]\n", "lists.mmdb"),
-            (
-                "[lists]\nmmdb = \"c.mmdb\"\ndeny_countries = [\"XAB\"]\n",
-                "\"XAB\"",
-            ),
-            ("[lists]\nrefresh_s = 0\n", "lists.refresh_s"),
-            ("[lists]\nrefresh_s = 60\nttl_s = 100\n", "lists.ttl_s"),
-        ] {
-            let err = Config::parse(text, "t.toml").expect_err(text).to_string();
-            assert!(err.contains(field), "{err}");
-        }
-    }
-
-    #[test]
-    fn rejects_bad_files() {
-        let cases = [
-            (
-                "[sensor]\nports = [80]\nmax_sources = 8\n",
-                "sensor.max_sources = 8",
-            ),
-            ("[policy]\nescalation = 0.5\n", "policy.escalation"),
-            (
-                "[detect.low_success]\nmax_success_share = 5\n",
-                "max_success_share",
-            ),
-            ("[detect]\nbogus = 1\n", "unknown field"),
-            ("[sensor]\nbogus = 1\n", "unknown field"),
-            ("not toml at all [", "config t"),
-        ];
-        for (text, want) in cases {
-            let err = Config::parse(text, "t").expect_err(text).to_string();
-            assert!(err.contains(want), "{text:?}: {err}");
-        }
-        let base = DEFAULT_CONFIG_TOML;
-        let out_of_range = [
-            (
-                "req_capture_len = 2048",
-                "req_capture_len = 4096",
-                "sensor.req_capture_len = 4096",
-            ),
-            (
-                "req_capture_len = 2048",
-                "req_capture_len = 0",
-                "sensor.req_capture_len = 0",
-            ),
-            ("ports = [80, 8080]", "ports = [0]", "sensor.ports = 0"),
-            (
-                "ports = [80, 8080]",
-                "ports = []",
-                "sensor.ports (count) = 0",
-            ),
-        ];
-        for (from, to, want) in out_of_range {
-            assert!(base.contains(from), "default config changed: {from}");
-            let text = base.replace(from, to);
-            let err = Config::parse(&text, "t").expect_err(to).to_string();
-            assert!(err.contains(want), "{to}: {err}");
-        }
+/// Adds a broken rule unless `value` of `key` is a share, within 0..=1.
+fn check_share(broken: &mut Vec<Rule>, key: &'static str, value: f64) {
+    if !(0.0..=1.0).contains(&value) {
+        broken.push(Rule::OutOfRange {
+            key,
+            value: Number::Float(value),
+            expected: "a share, 0 to 1".into(),
+        });
     }
 }

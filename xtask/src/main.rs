@@ -1,6 +1,7 @@
-//! Project tasks: `cargo xtask setup | run | test | bench | lint`. One module per subcommand.
+//! Project tasks: `cargo xtask setup | run | test | bench | lint | dist`. One module per subcommand.
 //! Every task that needs tools runs `setup` first, so a fresh machine needs nothing else.
 mod bench;
+mod dist;
 mod fuzz;
 mod lint;
 mod replay_bench;
@@ -20,7 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Install what is missing (nightly rust-src, bpf-linker, cargo-fuzz, Debian packages).
+    /// Install what is missing (nightly rust-src, bpf-linker, cargo-fuzz, cargo-deb, Debian
+    /// packages).
     Setup,
     /// Build (release) and run the agent: `cargo xtask run -- --iface IFACE [agent args]`.
     Run {
@@ -46,6 +48,9 @@ enum Command {
     },
     /// Formatting and clippy only.
     Lint,
+    /// Build the Debian package (release binary, unit, configuration, completions, manual
+    /// page) into target/debian/ and print its path.
+    Dist,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +77,10 @@ fn main() -> anyhow::Result<()> {
         Command::Lint => {
             setup::run()?;
             lint::run()
+        }
+        Command::Dist => {
+            setup::run()?;
+            dist::run().map(drop)
         }
     }
 }

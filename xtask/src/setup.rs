@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use crate::util::{probe, status};
 
 /// Debian packages the tests and benchmarks use.
-const APT_PACKAGES: [&str; 14] = [
+const APT_PACKAGES: [&str; 15] = [
     "nginx",
     "haproxy",
     "curl",
@@ -21,7 +21,11 @@ const APT_PACKAGES: [&str; 14] = [
     "clang-19",
     "python3",
     "valgrind",
+    // systemd-analyze, which checks the packaged unit (no service is started).
+    "systemd",
 ];
+/// The cargo-deb that `cargo xtask dist` builds the Debian package with (builds on rustc 1.95).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 /// The bpf-linker that works with the nightly's LLVM on these machines.
 const BPF_LINKER_VERSION: &str = "0.10.3";
 
@@ -29,6 +33,7 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 pub fn run() -> anyhow::Result<()> {
     rust_src()?;
     bpf_linker()?;
+    cargo_deb()?;
     apt()?;
     Ok(())
 }
@@ -72,6 +77,19 @@ fn bpf_linker() -> anyhow::Result<()> {
         "+nightly",
         "install",
         &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+        "--force",
+    ]))
+}
+
+fn cargo_deb() -> anyhow::Result<()> {
+    let out = Command::new("cargo").args(["deb", "--version"]).output();
+    if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION)) {
+        return Ok(());
+    }
+    status(Command::new("cargo").args([
+        "install",
+        &format!("cargo-deb@{CARGO_DEB_VERSION}"),
         "--locked",
         "--force",
     ]))

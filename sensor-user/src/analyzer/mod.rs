@@ -57,7 +57,7 @@ use crate::reassembly::{MAX_WINDOW, ReassemblyLimits, Stream, StreamStats};
 use crate::segment::{Chunk, Dir, Segment};
 
 /// Settings of the flow table, the `[analyzer]` section of the configuration.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalyzerConfig {
     /// Server ports whose traffic is analysed: `[sensor].ports` of the configuration (set by

@@ -9,7 +9,10 @@ use crate::loader::DEFAULT_PIN_DIR;
 
 pub mod allow;
 pub mod blocks;
+pub mod completions;
+pub mod config;
 mod hook;
+pub mod man;
 pub mod replay;
 pub mod run;
 pub mod stats;
@@ -50,6 +53,16 @@ pub enum Command {
     Top(top::TopArgs),
     /// Run a pcap/pcapng capture through the analyzer and print its transactions.
     Replay(replay::ReplayArgs),
+    /// Print the default configuration, or check a configuration file.
+    Config {
+        /// Action.
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff).
+    Man,
 }
 
 /// Parses the command line, runs the command, and turns an error into one line on stderr.
@@ -62,6 +75,9 @@ pub fn main() -> ExitCode {
         Command::Stats(args) => stats::main(&args, &cli.pin_dir),
         Command::Top(args) => top::main(&args, &cli.pin_dir),
         Command::Replay(args) => replay::run(&args),
+        Command::Config { command } => config::main(&command),
+        Command::Completions(args) => completions::main(&args),
+        Command::Man => man::main(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

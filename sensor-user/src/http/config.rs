@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 /// HTTP parsing and identity configuration, shared by every connection.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Cookie names whose value identifies a session. Names compare case-sensitively, as
@@ -216,7 +216,7 @@ fn path_suffixes<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Err
 }
 
 /// A login endpoint: where the account field is and how the outcome is decided.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRoute {
     /// Request method, e.g. `POST` (compared case-insensitively).
@@ -253,7 +253,7 @@ fn default_failure_status() -> Vec<u16> {
 }
 
 /// Limits on what one connection may make the parser hold or do.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpLimits {
     /// Largest request or response head (start line and header fields) that is buffered when
