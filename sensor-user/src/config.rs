@@ -337,6 +337,14 @@ impl Config {
                 "detect.campaign.min_failure_share",
                 d.campaign.min_failure_share,
             ),
+            (
+                "detect.shared.mark_min_failure_share",
+                d.shared.mark_min_failure_share,
+            ),
+            (
+                "detect.shared.others_min_success_share",
+                d.shared.others_min_success_share,
+            ),
         ];
         for (key, value) in shares {
             check_share(broken, key, value);
@@ -360,7 +368,7 @@ impl Config {
     }
 
     /// The count, rate and factor thresholds, which must be above 0.
-    fn positive_thresholds(&self) -> [(&'static str, f64); 24] {
+    fn positive_thresholds(&self) -> [(&'static str, f64); 26] {
         let (b, v) = (&self.detect.brute_force, &self.detect.volume);
         let (s, h) = (&self.detect.sessions, &self.detect.shapes);
         [
@@ -420,6 +428,14 @@ impl Config {
             ),
             ("detect.shapes.surge_min_shapes", h.surge_min_shapes),
             ("detect.shapes.surge_factor", h.surge_factor),
+            (
+                "detect.shared.mark_min_failures",
+                self.detect.shared.mark_min_failures,
+            ),
+            (
+                "detect.shared.others_min_logins",
+                self.detect.shared.others_min_logins,
+            ),
             (
                 "policy.shared_min_identities",
                 self.policy.shared_min_identities,
