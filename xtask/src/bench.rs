@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: the kernel benchmark (`BPF_PROG_TEST_RUN`), the live path, the closed
-//! loop in the lab, the detection engine in process, the rotation run in the lab, the replay benchmark, and an optional long
-//! fuzz run; writes docs/BENCHMARKS.md.
+//! loop in the lab, the detection engine in process, the rotation and NAT runs in the lab, the
+//! replay benchmark, and an optional long fuzz run; writes docs/BENCHMARKS.md.
 use std::{fmt::Write as _, process::Command};
 
 use anyhow::{Context as _, bail};
@@ -37,6 +37,8 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         "sensor-user",
         "-p",
         "apisensor-tests",
+        "-p",
+        "sample-api",
     ])?;
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
@@ -75,6 +77,7 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         ("block_bench", &["5"][..]),
         ("detect_bench", &[][..]),
         ("rotation_bench", &[][..]),
+        ("nat_bench", &[][..]),
     ] {
         let exe = root().join("target/release").join(bin);
         let out = Command::new(&exe)
