@@ -2218,18 +2218,14 @@ fn proxy_fixtures() -> Vec<Fixture> {
     fixtures
 }
 
-/// TC egress: responses from monitored ports.
-fn tc_fixtures() -> Vec<Fixture> {
+/// TC on flow-blocked connections: their segments from the server are dropped, unless the
+/// block expired or the client is allowlisted.
+fn tc_flow_fixtures() -> Vec<Fixture> {
     let out4 = Ends::V4(S4, C4);
-    let out6 = Ends::V6(s6(), c6());
     let resp = Tcp::new(PORT, CLIENT_PORT)
         .seq(0x7000_0001)
         .ack(0x0102_0400);
     let fin = resp.clone().flags(tcp_flags::FIN | tcp_flags::ACK);
-    let synack = resp.clone().flags(tcp_flags::SYN | tcp_flags::ACK);
-    let from_other = Tcp::new(OTHER_PORT, CLIENT_PORT);
-    let big = body(1500);
-    let small = b"HTTP/1.1 204 No Content\r\n\r\n".to_vec();
     let conn4 = flow4(CLIENT_PORT, PORT);
     let conn6 = flow6(CLIENT_PORT, PORT);
     vec![
@@ -2267,6 +2263,22 @@ fn tc_fixtures() -> Vec<Fixture> {
         .flow(flow4(CLIENT_PORT + 1, PORT), false, 0)
         .verdict(Counter::TcPassSampled)
         .event(out4.segment(Direction::Egress, &resp, HTTP_RESP.len(), HTTP_RESP)),
+    ]
+}
+
+/// TC egress: responses from monitored ports.
+fn tc_fixtures() -> Vec<Fixture> {
+    let out4 = Ends::V4(S4, C4);
+    let out6 = Ends::V6(s6(), c6());
+    let resp = Tcp::new(PORT, CLIENT_PORT)
+        .seq(0x7000_0001)
+        .ack(0x0102_0400);
+    let fin = resp.clone().flags(tcp_flags::FIN | tcp_flags::ACK);
+    let synack = resp.clone().flags(tcp_flags::SYN | tcp_flags::ACK);
+    let from_other = Tcp::new(OTHER_PORT, CLIENT_PORT);
+    let big = body(1500);
+    let small = b"HTTP/1.1 204 No Content\r\n\r\n".to_vec();
+    vec![
         Fixture::tc(
             "tc: http response from a monitored port",
             Eth::new().ipv4(S4, C4).tcp(&resp, HTTP_RESP),
@@ -2652,6 +2664,11 @@ fn flow_blocks_are_purged_and_removed() {
 #[test]
 fn tc_samples_responses_from_monitored_ports() {
     run_table(&tc_fixtures());
+}
+
+#[test]
+fn tc_drops_the_segments_of_flow_blocked_connections() {
+    run_table(&tc_flow_fixtures());
 }
 
 /// Footprint in the ring of the record of one `HTTP_GET` segment: the 8-byte record header plus

@@ -267,6 +267,13 @@ fn stamp(out: &mut [Box<Transaction>], first: usize, fp: Option<TransportFingerp
     }
 }
 
+/// Gives the requests one flow just reported as they ended its transport fingerprint.
+fn stamp_ended(ended: Option<&mut [RequestEnd]>, fp: Option<TransportFingerprint>) {
+    for r in ended.unwrap_or_default() {
+        r.transport = fp;
+    }
+}
+
 /// Counts the holes of a delivered chunk (exact 64-bit totals; per-stream counters are 32-bit).
 fn count_chunk(c: &mut AnalyzerCounters, chunk: Chunk<'_>) {
     match chunk {
@@ -458,24 +465,9 @@ impl Analyzer {
     /// [`Analyzer::on_segment`] without the bookkeeping of emitted transactions.
     fn segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Box<Transaction>>) {
         self.counters.segments += 1;
-        let to_client = match (
-            self.monitored(seg.dst.port()),
-            self.monitored(seg.src.port()),
-        ) {
-            (true, false) => false,
-            (false, true) => true,
-            // Both ports monitored: the destination is the server, unless the flow is known
-            // the other way round (a response to a request seen before).
-            (true, true) => self.flows.find(&FlowKey::new(seg.dst, seg.src)).is_some(),
-            (false, false) => {
-                self.counters.unmonitored += 1;
-                return;
-            }
-        };
-        let (dir, client, server) = if to_client {
-            (Dir::ToClient, seg.dst, seg.src)
-        } else {
-            (Dir::ToServer, seg.src, seg.dst)
+        let Some((dir, client, server)) = self.direction(seg) else {
+            self.counters.unmonitored += 1;
+            return;
         };
         let has = |bit: u8| seg.flags & bit != 0;
         let (syn, fin, rst) = (
@@ -533,15 +525,13 @@ impl Analyzer {
         }
         if seg.payload_len > 0 {
             let (ts, counters, reuse) = (seg.ts_ns, &mut self.counters, &mut self.reuse);
-            let watching = self.watching && dir == Dir::ToServer;
             let first_ended = self.ended.len();
-            let ended = &mut self.ended;
+            let mut ended = (self.watching && dir == Dir::ToServer).then_some(&mut self.ended);
             let mut sink = |chunk: Chunk<'_>| {
                 count_chunk(counters, chunk);
-                if watching {
-                    http.on_chunk_watching(dir, ts, chunk, out, reuse, ended);
-                } else {
-                    http.on_chunk_reusing(dir, ts, chunk, out, reuse);
+                match ended.as_deref_mut() {
+                    Some(e) => http.on_chunk_watching(dir, ts, chunk, out, reuse, e),
+                    None => http.on_chunk_reusing(dir, ts, chunk, out, reuse),
                 }
             };
             let before = stream.memory();
@@ -555,11 +545,7 @@ impl Analyzer {
             }
             self.buffered = self.buffered.saturating_sub(before) + stream.memory();
             self.counters.buffer_pressure += u64::from(pressure);
-            if let Some(fp) = transport {
-                for r in self.ended.get_mut(first_ended..).unwrap_or_default() {
-                    r.transport = Some(fp);
-                }
-            }
+            stamp_ended(self.ended.get_mut(first_ended..), transport);
         }
         if fin {
             stream.set_fin(data_seq.wrapping_add(seg.payload_len));
@@ -568,6 +554,26 @@ impl Analyzer {
         if streams.iter().all(Stream::is_complete) {
             self.close(slot, seg.ts_ns, CloseReason::Fin, out);
         }
+    }
+
+    /// A segment's direction, client and server, by its monitored port (`None`: neither is).
+    fn direction(&self, seg: &Segment<'_>) -> Option<(Dir, SocketAddr, SocketAddr)> {
+        let to_client = match (
+            self.monitored(seg.dst.port()),
+            self.monitored(seg.src.port()),
+        ) {
+            (true, false) => false,
+            (false, true) => true,
+            // Both ports monitored: the destination is the server, unless the flow is known
+            // the other way round (a response to a request seen before).
+            (true, true) => self.flows.find(&FlowKey::new(seg.dst, seg.src)).is_some(),
+            (false, false) => return None,
+        };
+        Some(if to_client {
+            (Dir::ToClient, seg.dst, seg.src)
+        } else {
+            (Dir::ToServer, seg.src, seg.dst)
+        })
     }
 
     /// Whether a client SYN with sequence number `isn` on an existing flow starts another

@@ -707,19 +707,7 @@ impl Policy {
         if let Some(r) = self.never_block(f, &target) {
             return Some(self.alert(f, Some(target), Some(r)));
         }
-        // An address shared with users in good standing whose attacker the finding marks, or
-        // one already blocked that way: by connection. Marks are for addresses that are their
-        // own TCP peers (a PROXY protocol client is blocked by connection already; one behind
-        // forwarded headers shares the proxy's connections).
-        let by_connection = self
-            .active
-            .get(&target)
-            .is_some_and(|a| a.expires_ns > now && a.enforcement == Enforcement::Connection);
-        if by_connection
-            || (!f.marks.is_empty()
-                && matches!(f.entity, Entity::Source(_))
-                && f.standing.unwrap_or_default().proxy.is_none())
-        {
+        if self.by_connection(f, &target) {
             return self.block_connections(f, target);
         }
         if let Some(r) = self.unsafe_to_block(f) {
@@ -805,6 +793,21 @@ impl Policy {
             findings: vec![f.clone()],
             score: f.score,
         })
+    }
+
+    /// Whether `target` is (to be) blocked by connection: an address shared with users in good
+    /// standing whose attacker `f` marks, or one already blocked that way. Marks are for
+    /// addresses that are their own TCP peers (a PROXY protocol client is blocked by connection
+    /// already; one behind forwarded headers shares the proxy's connections).
+    fn by_connection(&self, f: &Finding, target: &IpNet) -> bool {
+        let active = self
+            .active
+            .get(target)
+            .is_some_and(|a| a.expires_ns > f.at_ns && a.enforcement == Enforcement::Connection);
+        active
+            || (!f.marks.is_empty()
+                && matches!(f.entity, Entity::Source(_))
+                && f.standing.unwrap_or_default().proxy.is_none())
     }
 
     /// Blocks `target`, a shared address, by connection: from now on, each of its connections

@@ -338,6 +338,10 @@ pub struct Mark {
 }
 
 /// A key as 16 hex digits.
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "the signature serde's `serialize_with` calls"
+)]
 fn hex_u64<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{v:016x}"))
 }

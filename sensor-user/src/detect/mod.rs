@@ -290,6 +290,20 @@ impl Detection {
         self.hasher.hash(&(fp.as_str(), transport)).max(1)
     }
 
+    /// A login's request fingerprint and client shape (campaigns, shared addresses); `None`s
+    /// unless `login`.
+    fn login_shape(
+        &self,
+        tx: &Transaction,
+        login: bool,
+    ) -> (Option<RequestFingerprint>, Option<u64>) {
+        let fp = login.then(|| RequestFingerprint::of(tx)).flatten();
+        let key = fp
+            .as_ref()
+            .map(|fp| self.client_key(fp, tx.transport_fingerprint));
+        (fp, key)
+    }
+
     /// Window number for distinct counts at `now_ns` (saturating: a window of a second lasts
     /// until 2106).
     fn epoch(&self, now_ns: u64) -> u32 {
@@ -347,13 +361,7 @@ impl Detection {
                 session_hash,
             );
         }
-        // A login's request fingerprint and client shape (campaigns, shared addresses).
-        let fingerprint = (verified && logs_in)
-            .then(|| RequestFingerprint::of(tx))
-            .flatten();
-        let client_key = fingerprint
-            .as_ref()
-            .map(|fp| self.client_key(fp, tx.transport_fingerprint));
+        let (fingerprint, client_key) = self.login_shape(tx, verified && logs_in);
         // The request's shape: its fingerprint's parts, with the whole user agent.
         let shape_hash = self.hasher.hash(&(
             tx.method.as_ref(),
@@ -412,14 +420,19 @@ impl Detection {
             self.observe_campaign(tx, fp, now, epoch, outcome, source_hash, out);
         }
         if verified {
-            for pk in state::prefixes_of(ip) {
-                self.check_prefix(pk, now, out);
-            }
-            if let Some(h) = account_hash
-                && (outcome.login_failed() || outcome.login_ok())
-            {
-                self.check_account(h, now, out);
-            }
+            let login_account =
+                account_hash.filter(|_| outcome.login_failed() || outcome.login_ok());
+            self.check_groups(ip, login_account, now, out);
+        }
+    }
+
+    /// Runs the detectors of the source's prefixes and, for a login, of its account.
+    fn check_groups(&mut self, ip: IpAddr, account: Option<u64>, now: u64, out: &mut Vec<Finding>) {
+        for pk in state::prefixes_of(ip) {
+            self.check_prefix(pk, now, out);
+        }
+        if let Some(h) = account {
+            self.check_account(h, now, out);
         }
     }
 

@@ -65,22 +65,21 @@ impl ClientShapes {
             }
         }
         self.last_ns = self.last_ns.max(now_ns);
-        let i = match self.slots.iter().position(|s| s.key == key) {
-            Some(i) => i,
-            None => {
-                let (i, _) = self
-                    .slots
-                    .iter()
-                    .enumerate()
-                    .min_by(|(_, a), (_, b)| a.logins().total_cmp(&b.logins()))
-                    .unwrap_or((0, &ShapeLogins::default()));
-                self.slots[i] = ShapeLogins {
-                    key,
-                    failed: 0.0,
-                    ok: 0.0,
-                };
-                i
-            }
+        let i = if let Some(i) = self.slots.iter().position(|s| s.key == key) {
+            i
+        } else {
+            let (i, _) = self
+                .slots
+                .iter()
+                .enumerate()
+                .min_by(|(_, a), (_, b)| a.logins().total_cmp(&b.logins()))
+                .unwrap_or((0, &ShapeLogins::default()));
+            self.slots[i] = ShapeLogins {
+                key,
+                failed: 0.0,
+                ok: 0.0,
+            };
+            i
         };
         let s = &mut self.slots[i];
         if failed {
