@@ -353,7 +353,8 @@ pub extern "C" fn apisensor_proxied_client(ctx: *mut xdp_md, off: u64, len: u64)
 /// `l3_off` (the parsers of the pass path) and returns the verdict counter of a matching block
 /// (`XdpDropFlow`, `XdpPassAllowlisted` or `XdpPassExpired`), or `XdpPass` when no flow block
 /// matches or the packet is no TCP segment whose header can be read (a later IP fragment, for
-/// one: the pass path then counts why). `now` is the time the address lookups read, zero if
+/// one: the pass path then counts why). A SYN that matches opens a new connection on the
+/// blocked one's ports: the block is removed (`FlowBlockReopened`) and the SYN passes. `now` is the time the address lookups read, zero if
 /// they read none; the clock is read only on a match (and, for a packet a matching flow block
 /// lets pass, once more by the caller for its source: rare, and cheaper than handing the time
 /// back through memory).
