@@ -283,23 +283,35 @@ impl Config {
     fn check_lists(&self, broken: &mut Vec<Rule>) {
         let max_ttl = crate::verdict::MAX_TTL.as_secs();
         let l = &self.lists;
-        if !l.deny_countries.is_empty() && l.mmdb.is_none() {
-            broken.push(Rule::Needs {
-                key: "lists.deny_countries",
-                needs: "lists.mmdb",
-                expected: "the MaxMind-format database to find the countries in",
-            });
-        }
         let not_a_code = |c: &&String| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic());
-        for (index, code) in l.deny_countries.iter().enumerate() {
-            if not_a_code(&code) {
-                broken.push(Rule::Entry {
-                    key: "lists.deny_countries",
-                    index,
-                    value: format!("{code:?}"),
-                    expected: "an ISO 3166-1 alpha-2 country code such as \"XA\"",
+        for (key, codes) in [
+            ("lists.deny_countries", &l.deny_countries),
+            ("lists.allow_countries", &l.allow_countries),
+        ] {
+            if !codes.is_empty() && l.mmdb.is_none() {
+                broken.push(Rule::Needs {
+                    key,
+                    needs: "lists.mmdb",
+                    expected: "the MaxMind-format database to find the countries in",
                 });
             }
+            for (index, code) in codes.iter().enumerate() {
+                if not_a_code(&code) {
+                    broken.push(Rule::Entry {
+                        key,
+                        index,
+                        value: format!("{code:?}"),
+                        expected: "an ISO 3166-1 alpha-2 country code such as \"XA\"",
+                    });
+                }
+            }
+        }
+        if !l.deny_countries.is_empty() && !l.allow_countries.is_empty() {
+            broken.push(Rule::Count {
+                key: "lists.allow_countries",
+                count: l.allow_countries.len(),
+                expected: "none when lists.deny_countries is given (one country rule at a time)",
+            });
         }
         check_range(broken, "lists.refresh_s", l.refresh_s, 1, 86_400);
         let lo = l.refresh_s.saturating_mul(2).max(1);

@@ -215,6 +215,14 @@ const INVALID: &[(&str, (usize, usize, &str))] = &[
         ),
     ),
     (
+        "[lists]\nmmdb = \"c.mmdb\"\ndeny_countries = [\"XA\"]\nallow_countries = [\"XB\"]\n",
+        (4, 1, "lists.allow_countries"),
+    ),
+    (
+        "[lists]\nallow_countries = [\"XB\"]\n",
+        (2, 1, "lists.allow_countries needs lists.mmdb"),
+    ),
+    (
         "[lists]\nrefresh_s = 60\nttl_s = 100\n",
         (
             3,

@@ -1,6 +1,8 @@
-//! Denied countries from a MaxMind-format database (GeoLite2 or GeoIP2 Country or City, or any
-//! database whose records carry `country.iso_code`): every network of a denied country becomes
-//! a list entry, blocked in the kernel's prefix maps like any list's.
+//! Countries from a MaxMind-format database (GeoLite2 or GeoIP2 Country or City, or any
+//! database whose records carry `country.iso_code`): every network of a denied country, or of
+//! any country but the allowed ones, becomes a list entry, blocked in the kernel's prefix maps
+//! like any list's. Adjacent networks of one country are merged first (a database splits a
+//! country's space into many more networks than it needs).
 
 use std::collections::BTreeMap;
 
@@ -23,16 +25,31 @@ struct Country {
     iso_code: Option<String>,
 }
 
+/// Which countries' networks are blocked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// These (ISO codes, any case).
+    Deny(Vec<String>),
+    /// Every country but these.
+    AllowOnly(Vec<String>),
+}
+
+impl Rule {
+    /// Whether a network of country `code` is blocked.
+    fn blocks(&self, code: &str) -> bool {
+        match self {
+            Rule::Deny(codes) => codes.iter().any(|d| d.eq_ignore_ascii_case(code)),
+            Rule::AllowOnly(codes) => !codes.iter().any(|a| a.eq_ignore_ascii_case(code)),
+        }
+    }
+}
+
 /// The networks of the database `db` (its bytes; `origin` names it in notes and errors) whose
-/// country is one of `deny` (ISO codes, any case), as list entries noted `country CC origin`.
-pub fn denied(
-    db: Vec<u8>,
-    origin: &str,
-    deny: &[String],
-) -> Result<BTreeMap<IpNet, String>, String> {
-    let mut out = BTreeMap::new();
-    if deny.is_empty() {
-        return Ok(out);
+/// country `rule` blocks, merged per country, as list entries noted `country CC origin`.
+pub fn blocked(db: Vec<u8>, origin: &str, rule: &Rule) -> Result<BTreeMap<IpNet, String>, String> {
+    let mut by_country: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+    if matches!(rule, Rule::Deny(codes) if codes.is_empty()) {
+        return Ok(BTreeMap::new());
     }
     let reader = Reader::from_source(db).map_err(|e| format!("{origin}: {e}"))?;
     for item in reader
@@ -44,15 +61,24 @@ pub fn denied(
         let Some(code) = record.and_then(|r| r.country).and_then(|c| c.iso_code) else {
             continue;
         };
-        if !deny.iter().any(|d| d.eq_ignore_ascii_case(&code)) {
+        if !rule.blocks(&code) {
             continue;
         }
         let network = lookup.network().map_err(|e| format!("{origin}: {e}"))?;
         let net = IpNet::new(network.network(), network.prefix())
             .map_err(|e| format!("{origin}: {network}: {e}"))?
             .trunc();
-        let text = format!("country {} {origin}", code.to_ascii_uppercase());
-        out.insert(net, super::fit_note(text));
+        by_country
+            .entry(code.to_ascii_uppercase())
+            .or_default()
+            .push(net);
+    }
+    let mut out = BTreeMap::new();
+    for (code, nets) in by_country {
+        let text = super::fit_note(format!("country {code} {origin}"));
+        for net in IpNet::aggregate(&nets) {
+            out.insert(net, text.clone());
+        }
     }
     Ok(out)
 }
@@ -76,16 +102,43 @@ mod tests {
             (net("2001:db8:bb::/48"), "XB"),
         ];
         let db = test_mmdb::write(&networks);
-        let got = denied(db.clone(), "test.mmdb", &["xa".to_owned()]).expect("read");
+        let deny = Rule::Deny(vec!["xa".to_owned()]);
+        let got = blocked(db.clone(), "test.mmdb", &deny).expect("read");
         let want: BTreeMap<IpNet, String> = test_mmdb::expected(&networks)
             .into_iter()
             .filter(|(_, c)| c == "XA")
             .map(|(n, _)| (n, "country XA test.mmdb".to_owned()))
             .collect();
         assert_eq!(got, want);
-        assert!(denied(db, "test.mmdb", &[]).expect("none").is_empty());
-        let err = denied(b"not a database".to_vec(), "bad.mmdb", &["XA".to_owned()])
-            .expect_err("garbage");
+        assert!(
+            blocked(db, "test.mmdb", &Rule::Deny(Vec::new()))
+                .expect("none")
+                .is_empty()
+        );
+        let err = blocked(b"not a database".to_vec(), "bad.mmdb", &deny).expect_err("garbage");
         assert!(err.starts_with("bad.mmdb: "), "{err}");
+    }
+
+    #[test]
+    fn every_country_but_the_allowed_ones_is_listed_merged() {
+        let networks = [
+            (net("198.51.100.0/25"), "XA"),
+            (net("198.51.100.128/26"), "XB"),
+            (net("198.51.100.192/26"), "XB"),
+            (net("203.0.113.0/24"), "XC"),
+            (net("2001:db8:aa::/48"), "XA"),
+            (net("2001:db8:bb::/48"), "XB"),
+        ];
+        let db = test_mmdb::write(&networks);
+        let got = blocked(db, "test.mmdb", &Rule::AllowOnly(vec!["XA".to_owned()])).expect("read");
+        let want: BTreeMap<IpNet, String> = [
+            ("198.51.100.128/25", "XB"),
+            ("203.0.113.0/24", "XC"),
+            ("2001:db8:bb::/48", "XB"),
+        ]
+        .into_iter()
+        .map(|(n, c)| (net(n), format!("country {c} test.mmdb")))
+        .collect();
+        assert_eq!(got, want, "XB's two /26s merged into one /25");
     }
 }

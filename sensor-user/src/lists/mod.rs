@@ -5,7 +5,8 @@
 //! again when one changes; a file that does not parse is reported and the blocks of its last
 //! good version stay.
 //!
-//! Denied countries (`countries`) come from a MaxMind-format database the same way.
+//! Denied countries, or every country but the allowed ones (`countries`), come from a
+//! MaxMind-format database the same way.
 //!
 //! This module is pure: it parses texts and plans the map writes ([`Plan`]); `cli/run.rs`
 //! reads the files and applies the plan with the map writer.
@@ -25,15 +26,32 @@ pub struct ListsConfig {
     /// List files (a relative path is taken from the configuration file's directory).
     pub files: Vec<std::path::PathBuf>,
     /// A MaxMind-format country database (GeoLite2 or GeoIP2 Country or City), for
-    /// `deny_countries`.
+    /// `deny_countries` or `allow_countries`.
     pub mmdb: Option<std::path::PathBuf>,
     /// ISO 3166-1 alpha-2 codes whose networks (in `mmdb`) are blocked like a list's.
     pub deny_countries: Vec<String>,
+    /// ISO 3166-1 alpha-2 codes that alone are served: the networks `mmdb` gives to any other
+    /// country are blocked (networks it gives no country stay served). Not with
+    /// `deny_countries`.
+    pub allow_countries: Vec<String>,
     /// How often the files are checked for changes, in seconds.
     pub refresh_s: u64,
     /// TTL of a list's blocks, in seconds: renewed while listed, so they lapse in the kernel
     /// this long after the agent stops (or the entry leaves its list without an agent).
     pub ttl_s: u64,
+}
+
+impl ListsConfig {
+    /// The country rule, when the configuration has one.
+    pub fn country_rule(&self) -> Option<countries::Rule> {
+        if !self.deny_countries.is_empty() {
+            Some(countries::Rule::Deny(self.deny_countries.clone()))
+        } else if !self.allow_countries.is_empty() {
+            Some(countries::Rule::AllowOnly(self.allow_countries.clone()))
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for ListsConfig {
@@ -42,6 +60,7 @@ impl Default for ListsConfig {
             files: Vec::new(),
             mmdb: None,
             deny_countries: Vec::new(),
+            allow_countries: Vec::new(),
             refresh_s: 60,
             ttl_s: 3600,
         }

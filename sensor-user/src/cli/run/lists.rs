@@ -19,8 +19,8 @@ use crate::verdict::{VerdictError, Verdicts};
 enum Kind {
     /// A list of addresses and prefixes.
     List,
-    /// A country database, read for these denied countries.
-    Countries(Vec<String>),
+    /// A country database, read for this rule.
+    Countries(lists::countries::Rule),
 }
 
 /// One list file as last read.
@@ -45,8 +45,7 @@ pub(super) async fn keep(
     let countries = cfg
         .mmdb
         .iter()
-        .filter(|_| !cfg.deny_countries.is_empty())
-        .map(|path| (Kind::Countries(cfg.deny_countries.clone()), path));
+        .filter_map(|path| Some((Kind::Countries(cfg.country_rule()?), path)));
     let mut files: Vec<File> = cfg
         .files
         .iter()
@@ -119,7 +118,7 @@ fn reread(f: &mut File) -> bool {
             Kind::List => String::from_utf8(bytes)
                 .map_err(|e| format!("{origin}: {e}"))
                 .and_then(|text| lists::parse(&text, &origin).map_err(|e| e.to_string())),
-            Kind::Countries(deny) => lists::countries::denied(bytes, &origin, deny),
+            Kind::Countries(rule) => lists::countries::blocked(bytes, &origin, rule),
         });
     match parsed {
         Ok(entries) => {
@@ -179,7 +178,7 @@ mod tests {
         let net: IpNet = "203.0.113.0/24".parse().expect("net");
         std::fs::write(&db, test_mmdb::write(&[(net, "XA")])).expect("db");
         let mut f = File {
-            kind: Kind::Countries(vec!["XA".to_owned()]),
+            kind: Kind::Countries(lists::countries::Rule::Deny(vec!["XA".to_owned()])),
             path: db.clone(),
             modified: None,
             entries: BTreeMap::new(),
