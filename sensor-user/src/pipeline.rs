@@ -89,6 +89,21 @@ impl Pipeline {
         })
     }
 
+    /// Takes a new configuration (a reload), keeping flows, entity state, blocks and what the
+    /// baselines learned; see the parts' `reconfigure` for what waits for the next start.
+    /// `key` is the installation's hash key, as given to [`Pipeline::new`].
+    pub fn reconfigure(&mut self, config: &Config, key: [u8; 16]) {
+        let mut analyzer_cfg = config.analyzer_config();
+        analyzer_cfg.http.hash_key = key;
+        let trusted = analyzer_cfg.http.trusted_proxies.clone();
+        self.analyzer.reconfigure(&analyzer_cfg);
+        self.detection.reconfigure(config.detect.clone());
+        self.policy.reconfigure(config.policy.clone(), trusted);
+        self.detecting = config.detect.enabled;
+        self.analyzer
+            .set_watching(self.detecting && self.policy.watches_requests());
+    }
+
     /// Turns detection off (or back on, if the configuration enables it).
     pub fn set_detecting(&mut self, on: bool) {
         self.detecting = on && self.detection.config().enabled;
@@ -593,6 +608,55 @@ mod tests {
             before,
             "{:?}",
             &out.decisions[before..]
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_and_applies_the_new_thresholds() {
+        let lenient = Config::parse(
+            "[detect.brute_force]\nmin_failures = 50.0\nstuffing_min_accounts = 50.0\n",
+            "test",
+        )
+        .expect("config");
+        let mut p = Pipeline::new(&lenient, [3; 16], None, T0).expect("pipeline");
+        let mut out = Recorded::default();
+        let client = |i: u16| SocketAddr::new("203.0.113.5".parse().expect("ip"), 40_000 + i);
+        for i in 0..8_u16 {
+            let at = T0 + u64::from(i) * 50 * MS;
+            connection(
+                &mut p,
+                &mut out,
+                client(i),
+                at,
+                &login(&format!("user{i}")),
+                FAILED,
+            );
+        }
+        assert!(
+            out.decisions.iter().all(|d| d.action != Action::Block),
+            "{:?}",
+            out.decisions
+        );
+        // The default thresholds: the next failure finds the eight before it counted.
+        p.reconfigure(&Config::default_config(), [3; 16]);
+        connection(
+            &mut p,
+            &mut out,
+            client(8),
+            T0 + 400 * MS,
+            &login("user8"),
+            FAILED,
+        );
+        let block = out
+            .decisions
+            .iter()
+            .find(|d| d.action == Action::Block)
+            .expect("a block after the reload");
+        assert_eq!(block.target, Some("203.0.113.5/32".parse().expect("net")));
+        assert!(
+            block.findings[0].measures[0].value >= 9.0,
+            "{:?}",
+            block.findings[0].measures
         );
     }
 

@@ -418,6 +418,19 @@ impl Analyzer {
         self.cataloguing = on;
     }
 
+    /// Takes new monitored ports and HTTP settings: new connections are parsed with them, open
+    /// ones keep the settings they started with; flows on ports no longer monitored are closed
+    /// when they go idle. The flow table's bounds keep their values until the next start.
+    pub fn reconfigure(&mut self, cfg: &AnalyzerConfig) {
+        self.ports.fill(0);
+        for &p in &cfg.monitored_ports {
+            if let Some(word) = self.ports.get_mut(usize::from(p / 64)) {
+                *word |= 1 << (p % 64);
+            }
+        }
+        self.http = Arc::new(cfg.http.clone());
+    }
+
     /// Reports requests as they end ([`Analyzer::take_ended`]), or stops: on while some
     /// address is blocked by connection.
     pub fn set_watching(&mut self, on: bool) {

@@ -375,6 +375,14 @@ impl Policy {
         &self.cfg
     }
 
+    /// Takes a new configuration and trusted proxies, keeping the blocks it made and the
+    /// offences it remembers: new decisions follow the new rules, active blocks keep their
+    /// TTLs.
+    pub fn reconfigure(&mut self, cfg: PolicyConfig, trusted_proxies: Vec<IpNet>) {
+        self.cfg = cfg;
+        self.trusted_proxies = trusted_proxies;
+    }
+
     /// Counters now.
     pub fn counters(&self) -> PolicyCounters {
         let mut c = self.counters.clone();

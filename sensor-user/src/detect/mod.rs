@@ -183,6 +183,16 @@ impl Detection {
         &self.cfg
     }
 
+    /// Takes a new configuration and keeps every entity's state: thresholds, half-lives and
+    /// the context take effect at once; the tables' bounds and the baselines' settings keep
+    /// their values until the next start (the tables and what was learned are kept).
+    pub fn reconfigure(&mut self, mut cfg: DetectConfig) {
+        cfg.limits = self.cfg.limits.clone();
+        cfg.baseline = self.cfg.baseline.clone();
+        self.decays = Decays::of(&cfg);
+        self.cfg = cfg;
+    }
+
     /// What the baselines learned, to be saved.
     pub fn baselines(&self) -> BaselineSnapshot {
         self.baselines.snapshot()
