@@ -33,6 +33,8 @@ mod shared;
 mod state;
 mod success;
 mod timing;
+mod ttps;
+pub mod view;
 mod volume;
 
 use std::net::IpAddr;
@@ -140,6 +142,8 @@ pub struct Detection {
     reported: LruTable<(u64, u8), u64>,
     /// Counters.
     counters: DetectCounters,
+    /// The login fingerprints seen (the operator's `ttps` view).
+    ttps: ttps::Ttps,
 }
 
 impl Detection {
@@ -174,6 +178,7 @@ impl Detection {
             bucket_start_ns: 0,
             reported: LruTable::new(),
             counters: DetectCounters::default(),
+            ttps: ttps::Ttps::default(),
             cfg,
         })
     }
@@ -260,6 +265,7 @@ impl Detection {
                 self.campaigns.memory(CampaignState::heap),
             ),
             ("reported", self.reported.len(), self.reported.memory()),
+            ("ttps", self.ttps.table.len(), self.ttps.memory()),
             ("doorkeeper", 0, self.doorkeeper.memory()),
         ]
     }
@@ -354,6 +360,10 @@ impl Detection {
         let client_key = fingerprint
             .as_ref()
             .map(|fp| self.client_key(fp, tx.transport_fingerprint));
+        if let Some(fp) = &fingerprint {
+            let key = self.hasher.hash(fp.as_str());
+            self.ttps.add(key, fp.as_str(), source_hash, outcome, now);
+        }
         // The request's shape: its fingerprint's parts, with the whole user agent.
         let shape_hash = self.hasher.hash(&(
             tx.method.as_ref(),
