@@ -1295,7 +1295,9 @@ fn views_summarise_sources_accounts_and_fingerprints() {
     let mut det = Detection::new(DetectConfig::default(), [7; 16], None, T0).expect("detection");
     let mut findings = Vec::new();
     let (attacker, user) = (ip("198.51.100.9"), ip("198.51.100.20"));
-    let mut reqs = series(12, T0, NS / 10, |_, t| Req::login(t, attacker, "admin", false));
+    let mut reqs = series(12, T0, NS / 10, |_, t| {
+        Req::login(t, attacker, "admin", false)
+    });
     reqs.push(Req::login(T0 + 5 * NS, user, "carol", true));
     reqs.push(Req::get(T0 + 6 * NS, user, "/items/7", 200));
     reqs.sort_by_key(|r| r.t_ns);
@@ -1329,16 +1331,27 @@ fn views_summarise_sources_accounts_and_fingerprints() {
             .all(|s| s.path == "/login" && s.login.as_deref() == Some("failure")),
         "{shown:?}"
     );
-    assert!(shown.median_interval_ms.is_some_and(|m| (m - 100.0).abs() < 1.0), "{shown:?}");
+    assert!(
+        shown
+            .median_interval_ms
+            .is_some_and(|m| (m - 100.0).abs() < 1.0),
+        "{shown:?}"
+    );
     let light = det.source(user).expect("user tracked");
-    assert!(light.samples.is_empty() && light.median_interval_ms.is_none(), "{light:?}");
+    assert!(
+        light.samples.is_empty() && light.median_interval_ms.is_none(),
+        "{light:?}"
+    );
 
     let admin = det.account("admin").expect("admin tracked");
     assert_eq!(admin.sources.len(), 1, "{admin:?}");
     assert_eq!(admin.sources[0].source, attacker);
     assert!(admin.sources[0].failed_here);
     assert_eq!(admin.sources[0].summary.as_ref(), Some(a));
-    assert!(admin.logins_failed > 11.0 && admin.logins_ok == 0.0, "{admin:?}");
+    assert!(
+        admin.logins_failed > 11.0 && admin.logins_ok == 0.0,
+        "{admin:?}"
+    );
     assert!(det.account("nobody").is_none());
 
     let ttps = det.ttps(10);
@@ -1351,8 +1364,14 @@ fn views_summarise_sources_accounts_and_fingerprints() {
     assert!(det.ttps(0).is_empty());
     let hours = det.fingerprints_per_hour(T0 + 7 * NS);
     assert_eq!(hours.len(), 24);
-    assert!((hours[23].fingerprints - 1.0).abs() < f64::EPSILON, "{hours:?}");
-    assert!(hours[..23].iter().all(|h| h.fingerprints == 0.0), "{hours:?}");
+    assert!(
+        (hours[23].fingerprints - 1.0).abs() < f64::EPSILON,
+        "{hours:?}"
+    );
+    assert!(
+        hours[..23].iter().all(|h| h.fingerprints == 0.0),
+        "{hours:?}"
+    );
     // A day later the ring holds none of them.
     let later = det.fingerprints_per_hour(T0 + 25 * 3600 * NS);
     assert!(later.iter().all(|h| h.fingerprints == 0.0), "{later:?}");
