@@ -15,6 +15,7 @@ pub mod config;
 pub mod endpoints;
 pub mod findings;
 mod hook;
+mod live;
 pub mod man;
 pub mod replay;
 pub mod run;
