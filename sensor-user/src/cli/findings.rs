@@ -58,7 +58,7 @@ pub fn main(args: &FindingsArgs, pin_dir: &Path) -> anyhow::Result<()> {
     let mut seen = 0_u64;
     let mut stdout = std::io::stdout().lock();
     while args.count.is_none_or(|c| seen < c) {
-        match client.next()? {
+        match client.next_event()? {
             None => anyhow::bail!("the agent closed the stream (it stopped)"),
             Some(Response::Event { event }) => {
                 seen += 1;

@@ -3,6 +3,7 @@
 //! everything known about one address, the kernel's counters and block beside the agent's
 //! state, findings and decisions.
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -53,7 +54,7 @@ pub enum SourcesCommand {
 #[derive(serde::Serialize)]
 struct Row<'a> {
     #[serde(flatten)]
-    row: &'a SourceRow,
+    agent: &'a SourceRow,
     /// First packet the kernel counted, Unix ns (`null` once the kernel evicted it).
     first_seen_ns: Option<u64>,
     /// Seconds from the first packet (or the detailed history) to the latest event.
@@ -103,7 +104,7 @@ pub fn main(args: &SourcesArgs, pin_dir: &Path) -> anyhow::Result<()> {
                 .or(s.history_since_ns)
                 .unwrap_or(s.last_seen_ns);
             Row {
-                row,
+                agent: row,
                 first_seen_ns,
                 active_s: secs(s.last_seen_ns.saturating_sub(start)),
             }
@@ -133,8 +134,8 @@ pub fn main(args: &SourcesArgs, pin_dir: &Path) -> anyhow::Result<()> {
         &[13],
     );
     for r in &rows {
-        let s = &r.row.summary;
-        let d = r.row.decision.as_ref();
+        let s = &r.agent.summary;
+        let d = r.agent.decision.as_ref();
         t.row(vec![
             s.source.to_string(),
             r.first_seen_ns.map_or_else(|| "-".into(), |f| ago(now, f)),
@@ -218,10 +219,10 @@ pub(crate) fn event_summary(e: &serde_json::Value, now: u64) -> Vec<String> {
             e["reason"].as_str().unwrap_or("")
         );
         if let Some(ttl) = e["ttl_s"].as_u64().filter(|&t| t > 0) {
-            w.push_str(&format!(" ttl {ttl}s"));
+            let _ = write!(w, " ttl {ttl}s");
         }
         if let Some(r) = e["refused"].as_str() {
-            w.push_str(&format!(" (refused: {r})"));
+            let _ = write!(w, " (refused: {r})");
         }
         w
     };
@@ -256,6 +257,10 @@ pub(crate) fn event_summary(e: &serde_json::Value, now: u64) -> Vec<String> {
 /// The columns of [`event_summary`].
 pub(crate) const EVENT_HEAD: [&str; 6] = ["WHEN", "TYPE", "ENTITY", "WHAT", "SCORE", "EVIDENCE"];
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one report, printed section by section top to bottom"
+)]
 fn show(ip: IpAddr, json: bool, pin_dir: &Path) -> anyhow::Result<()> {
     let report = match ask(pin_dir, &Request::Source { source: ip })? {
         Response::Source(r) => r,

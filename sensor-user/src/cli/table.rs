@@ -68,7 +68,8 @@ pub(crate) fn ago(now_ns: u64, at_ns: u64) -> String {
 
 /// A decayed count or an estimate, rounded for display.
 pub(crate) fn count(v: f64) -> String {
-    format!("{v:.0}")
+    // `+ 0.0` prints -0.0 as 0.
+    format!("{:.0}", v + 0.0)
 }
 
 /// A rate per second.

@@ -89,11 +89,16 @@ impl Client {
         })?;
         line.push(b'\n');
         let stream = self.reader.get_mut();
-        stream
+        let written = stream
             .set_read_timeout(Some(ANSWER_TIMEOUT))
             .and_then(|()| stream.write_all(&line))
-            .map_err(io(&self.path))?;
-        match self.read()? {
+            .map_err(io(&self.path));
+        // A refusal may have closed the connection before the request was written: read it.
+        let answer = self.read();
+        if let (Err(e), Ok(None) | Err(_)) = (written, &answer) {
+            return Err(e);
+        }
+        match answer? {
             Some(Response::Error { message }) => Err(ClientError::Refused { message }),
             Some(r) => Ok(r),
             None => Err(ClientError::Protocol {
@@ -104,7 +109,7 @@ impl Client {
 
     /// The next line of a followed stream (`None` when the agent closed it); waits as long as
     /// it takes.
-    pub fn next(&mut self) -> Result<Option<Response>, ClientError> {
+    pub fn next_event(&mut self) -> Result<Option<Response>, ClientError> {
         self.reader
             .get_mut()
             .set_read_timeout(None)

@@ -108,6 +108,15 @@ async fn handle(
 ) -> io::Result<()> {
     let uid = stream.peer_cred()?.uid();
     let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
+    let mut text = String::new();
+    // The request is read before a refusal too, so that the client, which writes it first,
+    // reads the refusal rather than a closed connection.
+    match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut text)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return write_line(&mut write, &Response::error("no request in time")).await,
+    }
     if uid != 0 {
         tracing::warn!(uid, "control socket: refused a client that is not root");
         let refusal = Response::error(format!(
@@ -115,14 +124,7 @@ async fn handle(
         ));
         return write_line(&mut write, &refusal).await;
     }
-    let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
-    let mut line = String::new();
-    match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return write_line(&mut write, &Response::error("no request in time")).await,
-    }
-    let request: Request = match serde_json::from_str(line.trim_end()) {
+    let request: Request = match serde_json::from_str(text.trim_end()) {
         Ok(r) => r,
         Err(e) => {
             let message = format!("bad request: {e}");
@@ -154,10 +156,10 @@ async fn handle(
             _ = shutdown.recv() => return Ok(()),
             n = rest.read(&mut sink) => if n.unwrap_or(0) == 0 { return Ok(()) },
             event = events.recv() => match event {
-                Ok(line) => {
-                    let mut out = Vec::with_capacity(line.len() + 32);
+                Ok(event) => {
+                    let mut out = Vec::with_capacity(event.len() + 32);
                     out.extend_from_slice(br#"{"type":"event","event":"#);
-                    out.extend_from_slice(line.as_bytes());
+                    out.extend_from_slice(event.as_bytes());
                     out.extend_from_slice(b"}\n");
                     write.write_all(&out).await?;
                 }

@@ -185,7 +185,8 @@ impl Detection {
     fn summarise(&self, key: AddrKey, s: &SourceState) -> SourceSummary {
         let detail = self.details.get(&key);
         let ids = self.identities.get(&key);
-        let answers: Answers = detail.map_or_else(|| s.tally.answers(), |d| d.answers());
+        let answers: Answers =
+            detail.map_or_else(|| s.tally.answers(), super::state::Detail::answers);
         let rates = self.decays.rates;
         SourceSummary {
             source: key.ip(),
@@ -199,10 +200,11 @@ impl Detection {
             success_share: (answers.answered > 0.0).then(|| share(answers.ok, answers.answered)),
             logins_failed: ids.map_or(0.0, |i| f64::from(i.login_failed_slow)),
             logins_ok: ids.map_or(0.0, |i| f64::from(i.login_ok_slow)),
+            // `+ 0.0` turns the estimate of an empty sketch, -0.0, into 0.0.
             accounts: ids.map_or(0.0, |i| {
-                i.failed_accounts.estimate() + i.good_accounts.estimate()
+                i.failed_accounts.estimate() + i.good_accounts.estimate() + 0.0
             }),
-            sessions: ids.map_or(0.0, |i| i.sessions.estimate()),
+            sessions: ids.map_or(0.0, |i| i.sessions.estimate() + 0.0),
             packet_rate: rates.rate(s.packets),
             syn_rate: rates.rate(s.syns),
             verified: s.verified(),
