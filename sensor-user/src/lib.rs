@@ -20,6 +20,7 @@ pub mod analyzer;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod decide;
 pub mod detect;
 pub mod event;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use crate::util::{probe, status};
 
 /// Debian packages the tests and benchmarks use.
-const APT_PACKAGES: [&str; 15] = [
+const APT_PACKAGES: [&str; 16] = [
     "nginx",
     "haproxy",
     "curl",
@@ -23,6 +23,8 @@ const APT_PACKAGES: [&str; 15] = [
     "valgrind",
     // systemd-analyze, which checks the packaged unit (no service is started).
     "systemd",
+    // The pseudo-terminal `tests/tests/e2e_control.rs` drives `apisensor top --live` in.
+    "tmux",
 ];
 /// The cargo-deb that `cargo xtask dist` builds the Debian package with (builds on rustc 1.95).
 const CARGO_DEB_VERSION: &str = "3.8.0";

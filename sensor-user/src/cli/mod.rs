@@ -7,16 +7,24 @@ use clap::{Parser, Subcommand};
 
 use crate::loader::DEFAULT_PIN_DIR;
 
+pub mod accounts;
 pub mod allow;
 pub mod blocks;
 pub mod completions;
 pub mod config;
+pub mod endpoints;
+pub mod findings;
 mod hook;
+mod live;
 pub mod man;
 pub mod replay;
 pub mod run;
+pub mod sources;
 pub mod stats;
+pub mod status;
+mod table;
 pub mod top;
+pub mod ttps;
 
 /// apisensor: an eBPF/XDP sensor that finds API abuse by behaviour and blocks it in the kernel.
 #[derive(Debug, Parser)]
@@ -63,6 +71,24 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff).
     Man,
+    /// Show the running agent's status (needs the agent).
+    Status(status::StatusArgs),
+    /// List source addresses with their behaviour and decisions, or show one (needs the agent).
+    Sources(sources::SourcesArgs),
+    /// Show the sources that acted for an account (needs the agent).
+    Accounts {
+        /// Action.
+        #[command(subcommand)]
+        command: accounts::AccountsCommand,
+    },
+    /// Show recent findings and decisions, and follow new ones (needs the agent).
+    Findings(findings::FindingsArgs),
+    /// Show the agent's event lines, and follow new ones with --follow (needs the agent).
+    Events(findings::FindingsArgs),
+    /// Show the API inventory learned from traffic (needs the agent).
+    Endpoints(endpoints::EndpointsArgs),
+    /// Show the client fingerprints seen logging in (needs the agent).
+    Ttps(ttps::TtpsArgs),
 }
 
 /// Parses the command line, runs the command, and turns an error into one line on stderr.
@@ -78,6 +104,12 @@ pub fn main() -> ExitCode {
         Command::Config { command } => config::main(&command),
         Command::Completions(args) => completions::main(&args),
         Command::Man => man::main(),
+        Command::Status(args) => status::main(&args, &cli.pin_dir),
+        Command::Sources(args) => sources::main(&args, &cli.pin_dir),
+        Command::Accounts { command } => accounts::main(&command, &cli.pin_dir),
+        Command::Findings(args) | Command::Events(args) => findings::main(&args, &cli.pin_dir),
+        Command::Endpoints(args) => endpoints::main(&args, &cli.pin_dir),
+        Command::Ttps(args) => ttps::main(&args, &cli.pin_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

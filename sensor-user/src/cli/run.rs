@@ -131,6 +131,25 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         shutdown_tx.subscribe(),
     ));
     let mut sink = AgentSink::open(args, pin_dir, config)?;
+    let info = crate::control::agent::AgentInfo {
+        iface: args.iface.clone(),
+        xdp_mode: format!("{xdp_mode:?}"),
+        tc_mode: format!("{tc_mode:?}"),
+        config: args.config.as_ref().map(|p| p.display().to_string()),
+        dry_run: config.policy.dry_run,
+    };
+    let live = sink.live_events();
+    let now = clock::unix_ns();
+    let control = match crate::control::start(pin_dir, info, live, shutdown_tx.subscribe(), now) {
+        Ok((control, task)) => {
+            sink.serve_control(control);
+            Some(task)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the control socket cannot be served; the investigation commands will not reach this agent");
+            None
+        }
+    };
     let stats = reader::run(
         req,
         resp,
@@ -144,6 +163,9 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     signals.abort();
     let _ = purge.await;
     let _ = lists.await;
+    if let Some(control) = control {
+        let _ = control.await;
+    }
     // Dropping `ebpf` detaches both programs; the pinned maps (and blocks) remain.
     drop(ebpf);
     sink.log_stopped(&stats);

@@ -14,6 +14,10 @@ pub struct TopArgs {
     /// How many sources to show.
     #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub n: u32,
+    /// A refreshing terminal view (q quits), with the agent's scores and decisions when it
+    /// runs.
+    #[arg(long)]
+    pub live: bool,
 }
 
 /// One row.
@@ -36,6 +40,9 @@ fn secs(ns: u64) -> f64 {
 
 /// Prints the top sources by packets.
 pub fn main(args: &TopArgs, pin_dir: &Path) -> anyhow::Result<()> {
+    if args.live {
+        return super::live::main(args.n as usize, pin_dir);
+    }
     let mut sources = maps::read_sources(pin_dir)?;
     sources.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
     sources.truncate(args.n as usize);

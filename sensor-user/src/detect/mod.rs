@@ -33,6 +33,8 @@ mod shared;
 mod state;
 mod success;
 mod timing;
+mod ttps;
+pub mod view;
 mod volume;
 
 use std::net::IpAddr;
@@ -140,6 +142,8 @@ pub struct Detection {
     reported: LruTable<(u64, u8), u64>,
     /// Counters.
     counters: DetectCounters,
+    /// The login fingerprints seen (the operator's `ttps` view).
+    ttps: ttps::Ttps,
 }
 
 impl Detection {
@@ -174,6 +178,7 @@ impl Detection {
             bucket_start_ns: 0,
             reported: LruTable::new(),
             counters: DetectCounters::default(),
+            ttps: ttps::Ttps::default(),
             cfg,
         })
     }
@@ -270,6 +275,7 @@ impl Detection {
                 self.campaigns.memory(CampaignState::heap),
             ),
             ("reported", self.reported.len(), self.reported.memory()),
+            ("ttps", self.ttps.table.len(), self.ttps.memory()),
             ("doorkeeper", 0, self.doorkeeper.memory()),
         ]
     }
@@ -300,17 +306,24 @@ impl Detection {
         self.hasher.hash(&(fp.as_str(), transport)).max(1)
     }
 
-    /// A login's request fingerprint and client shape (campaigns, shared addresses); `None`s
-    /// unless `login`.
+    /// A login's request fingerprint and client shape (campaigns, shared addresses), counted
+    /// in the TTPs table; `None`s unless `login`.
     fn login_shape(
-        &self,
+        &mut self,
         tx: &Transaction,
         login: bool,
+        source_hash: u64,
+        outcome: Outcome,
+        now: u64,
     ) -> (Option<RequestFingerprint>, Option<u64>) {
         let fp = login.then(|| RequestFingerprint::of(tx)).flatten();
         let key = fp
             .as_ref()
             .map(|fp| self.client_key(fp, tx.transport_fingerprint));
+        if let Some(fp) = &fp {
+            let h = self.hasher.hash(fp.as_str());
+            self.ttps.add(h, fp.as_str(), source_hash, outcome, now);
+        }
         (fp, key)
     }
 
@@ -371,7 +384,8 @@ impl Detection {
                 session_hash,
             );
         }
-        let (fingerprint, client_key) = self.login_shape(tx, verified && logs_in);
+        let (fingerprint, client_key) =
+            self.login_shape(tx, verified && logs_in, source_hash, outcome, now);
         // The request's shape: its fingerprint's parts, with the whole user agent.
         let shape_hash = self.hasher.hash(&(
             tx.method.as_ref(),

@@ -1289,3 +1289,90 @@ fn an_attacker_with_the_users_own_browser_and_system_is_not_marked() {
     assert!(out.marked.is_empty(), "{:?}", out.marked);
     assert!(!out.found(Detector::MarkedClient));
 }
+
+#[test]
+fn views_summarise_sources_accounts_and_fingerprints() {
+    let mut det = Detection::new(DetectConfig::default(), [7; 16], None, T0).expect("detection");
+    let mut findings = Vec::new();
+    let (attacker, user) = (ip("198.51.100.9"), ip("198.51.100.20"));
+    let mut reqs = series(12, T0, NS / 10, |_, t| {
+        Req::login(t, attacker, "admin", false)
+    });
+    reqs.push(Req::login(T0 + 5 * NS, user, "carol", true));
+    reqs.push(Req::get(T0 + 6 * NS, user, "/items/7", 200));
+    reqs.sort_by_key(|r| r.t_ns);
+    for r in &reqs {
+        det.on_transaction(&r.tx(), &mut findings);
+    }
+    let mut all: Vec<view::SourceSummary> = det.sources().collect();
+    all.sort_by_key(|s| s.source);
+    assert_eq!(
+        all.iter().map(|s| s.source).collect::<Vec<_>>(),
+        [attacker, user]
+    );
+    let (a, u) = (&all[0], &all[1]);
+    assert_eq!(a.requests_total, 12);
+    assert!(a.logins_failed > 11.0 && a.logins_failed <= 12.0, "{a:?}");
+    assert_eq!(a.success_share, Some(0.0), "{a:?}");
+    assert!(a.failures > 11.0 && a.verified, "{a:?}");
+    assert!((a.accounts - 1.0).abs() < f64::EPSILON, "{a:?}");
+    assert_eq!(u.success_share, Some(1.0), "{u:?}");
+    assert_eq!(u.last_seen_ns, T0 + 6 * NS + 20_000_000, "{u:?}");
+    assert_eq!(det.source_summary(attacker).as_ref(), Some(a));
+    assert!(det.source_summary(ip("203.0.113.1")).is_none());
+
+    let shown = det.source(attacker).expect("attacker tracked");
+    assert_eq!(shown.accounts, ["admin"]);
+    assert!(!shown.samples.is_empty(), "{shown:?}");
+    assert!(
+        shown
+            .samples
+            .iter()
+            .all(|s| s.path == "/login" && s.login.as_deref() == Some("failure")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .median_interval_ms
+            .is_some_and(|m| (m - 100.0).abs() < 1.0),
+        "{shown:?}"
+    );
+    let light = det.source(user).expect("user tracked");
+    assert!(
+        light.samples.is_empty() && light.median_interval_ms.is_none(),
+        "{light:?}"
+    );
+
+    let admin = det.account("admin").expect("admin tracked");
+    assert_eq!(admin.sources.len(), 1, "{admin:?}");
+    assert_eq!(admin.sources[0].source, attacker);
+    assert!(admin.sources[0].failed_here);
+    assert_eq!(admin.sources[0].summary.as_ref(), Some(a));
+    assert!(
+        admin.logins_failed > 11.0 && admin.logins_ok == 0.0,
+        "{admin:?}"
+    );
+    assert!(det.account("nobody").is_none());
+
+    let ttps = det.ttps(10);
+    assert_eq!(ttps.len(), 1, "one client program: {ttps:?}");
+    let t = &ttps[0];
+    assert!(t.fingerprint.starts_with("apr1_po"), "{t:?}");
+    assert_eq!((t.logins, t.successes, t.failures), (13, 1, 12));
+    assert!((t.sources - 2.0).abs() < f64::EPSILON, "{t:?}");
+    assert_eq!(t.first_seen_ns, T0 + 20_000_000);
+    assert!(det.ttps(0).is_empty());
+    let hours = det.fingerprints_per_hour(T0 + 7 * NS);
+    assert_eq!(hours.len(), 24);
+    assert!(
+        (hours[23].fingerprints - 1.0).abs() < f64::EPSILON,
+        "{hours:?}"
+    );
+    assert!(
+        hours[..23].iter().all(|h| h.fingerprints == 0.0),
+        "{hours:?}"
+    );
+    // A day later the ring holds none of them.
+    let later = det.fingerprints_per_hour(T0 + 25 * 3600 * NS);
+    assert!(later.iter().all(|h| h.fingerprints == 0.0), "{later:?}");
+}

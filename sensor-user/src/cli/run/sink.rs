@@ -50,6 +50,8 @@ pub(super) struct AgentSink {
     state: StateDir,
     events: u64,
     decode_errors: u64,
+    /// The control socket's owner end, once it is served.
+    control: Option<crate::control::agent::Control>,
 }
 
 /// The agent's reader of the kernel's per-source counters.
@@ -107,6 +109,8 @@ struct AgentOutput {
     failed_targets: Vec<ipnet::IpNet>,
     /// The upstream enforcement hook.
     hooks: Hooks,
+    /// Recent findings and decisions, for the control socket.
+    journal: crate::control::agent::Journal,
 }
 
 impl AgentOutput {
@@ -131,6 +135,7 @@ impl Sink for AgentOutput {
     fn finding(&mut self, finding: &Finding) {
         tracing::debug!(finding = %finding.summary(), "finding");
         self.event(&EventLine::Finding(finding));
+        self.journal.finding(finding, &self.line);
     }
 
     fn decision(&mut self, decision: &Decision) {
@@ -154,6 +159,7 @@ impl Sink for AgentOutput {
             written_ns,
             write_error,
         }));
+        self.journal.decision(decision, &self.line);
         if decision.action == Action::Block && decision.enforcement == Enforcement::Upstream {
             self.hooks.run(&self.line);
         }
@@ -210,6 +216,7 @@ impl AgentSink {
                 failed: 0,
                 failed_targets: Vec::new(),
                 hooks: Hooks::new(config.policy.upstream_hook.clone()),
+                journal: crate::control::agent::Journal::new(),
             },
             log_events: args.log_events,
             pipeline,
@@ -222,7 +229,18 @@ impl AgentSink {
             state,
             events: 0,
             decode_errors: 0,
+            control: None,
         })
+    }
+
+    /// Answers the control socket's queries from now on (after each drain).
+    pub(super) fn serve_control(&mut self, control: crate::control::agent::Control) {
+        self.control = Some(control);
+    }
+
+    /// The broadcast of new findings and decisions, for the control socket's followers.
+    pub(super) fn live_events(&self) -> tokio::sync::broadcast::Sender<std::sync::Arc<str>> {
+        self.out.journal.live()
     }
 
     /// Flushes what was written.
@@ -414,6 +432,14 @@ impl EventSink for AgentSink {
         }
         if records > 0 {
             self.flush();
+        }
+        if let Some(control) = &mut self.control {
+            let counts = crate::control::agent::Counts {
+                events: self.events,
+                decode_errors: self.decode_errors,
+                blocks_written: self.out.applied,
+            };
+            control.answer_pending(&self.pipeline, &self.out.journal, counts, now);
         }
     }
 }
