@@ -94,6 +94,9 @@ pub struct Config {
     /// Reputation lists kept in the block maps.
     #[serde(default)]
     pub lists: crate::lists::ListsConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// Kernel-side settings.
@@ -214,6 +217,13 @@ impl Config {
         self.check_policy(&mut broken);
         self.check_lists(&mut broken);
         self.check_thresholds(&mut broken);
+        if let Err(value) = self.metrics.socket_addr() {
+            broken.push(Rule::Invalid {
+                key: "metrics.address",
+                value: format!("{value:?}"),
+                expected: "an IP address and port such as \"127.0.0.1:9464\", or \"\" for no endpoint",
+            });
+        }
         broken
     }
 

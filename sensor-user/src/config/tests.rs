@@ -110,6 +110,14 @@ fn every_accepted_key_is_documented_in_the_embedded_default() {
 /// Invalid files, each with its one problem: line, column and a fragment of the message.
 const INVALID: &[(&str, (usize, usize, &str))] = &[
     (
+        "[metrics]\naddress = \"localhost:9464\"\n",
+        (
+            2,
+            1,
+            "metrics.address = \"localhost:9464\" is not allowed (expected an IP address and port",
+        ),
+    ),
+    (
         "[sensor]\nports = [80]\nbogus = 1\n",
         (3, 1, "unknown field `bogus`, expected one of `ports`"),
     ),

@@ -20,6 +20,7 @@ use crate::{
     event::{DecodeError, Event},
     http::Transaction,
     json::{Enforced, EventLine, JsonCache},
+    metrics::{Histograms, Metrics, OutputCounts, Snapshot},
     pipeline::{Pipeline, Sink},
     reader::EventSink,
     state_dir::StateDir,
@@ -50,6 +51,12 @@ pub(super) struct AgentSink {
     state: StateDir,
     events: u64,
     decode_errors: u64,
+    /// The Prometheus registry, when the endpoint is on.
+    metrics: Option<Metrics>,
+    /// When the records of the current batch started to be processed.
+    batch_start: Option<std::time::Instant>,
+    /// Unix ns of the last snapshot published to the registry.
+    last_publish_ns: u64,
 }
 
 /// The agent's reader of the kernel's per-source counters.
@@ -107,6 +114,10 @@ struct AgentOutput {
     failed_targets: Vec<ipnet::IpNet>,
     /// The upstream enforcement hook.
     hooks: Hooks,
+    /// What went by, for the metrics.
+    counts: OutputCounts,
+    /// The latency histograms, when the metrics endpoint is on.
+    histograms: Option<Histograms>,
 }
 
 impl AgentOutput {
@@ -130,15 +141,24 @@ impl Sink for AgentOutput {
 
     fn finding(&mut self, finding: &Finding) {
         tracing::debug!(finding = %finding.summary(), "finding");
+        self.counts.finding(finding);
         self.event(&EventLine::Finding(finding));
     }
 
     fn decision(&mut self, decision: &Decision) {
         // Enforced first, logged after: the log line must not delay the block.
+        let started = std::time::Instant::now();
         let (written_ns, write_error) = match self.verdicts.apply(decision, clock::boot_ns()) {
             Ok(true) => {
                 self.applied += 1;
-                (Some(self.to_unix.convert(clock::boot_ns())), None)
+                let written = self.to_unix.convert(clock::boot_ns());
+                if let Some(h) = &self.histograms {
+                    h.block_write.observe(started.elapsed().as_secs_f64());
+                    let ns = written.saturating_sub(decision.at_ns);
+                    h.detection_to_block
+                        .observe(std::time::Duration::from_nanos(ns).as_secs_f64());
+                }
+                (Some(written), None)
             }
             Ok(false) => (None, None),
             Err(error) => {
@@ -149,6 +169,7 @@ impl Sink for AgentOutput {
             }
         };
         tracing::info!(decision = %decision.summary(), "decision");
+        self.counts.decision(decision);
         self.event(&EventLine::Enforced(Enforced {
             decision,
             written_ns,
@@ -164,7 +185,12 @@ impl Sink for AgentOutput {
 impl AgentSink {
     /// Opens the state directory, the pipeline (with the saved baselines), the event file and
     /// the map writer (allowlisting the configuration's allowlist in the kernel).
-    pub(super) fn open(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Result<Self> {
+    pub(super) fn open(
+        args: &RunArgs,
+        pin_dir: &Path,
+        config: &Config,
+        metrics: Option<Metrics>,
+    ) -> anyhow::Result<Self> {
         let state = StateDir::create(&args.state_dir)?;
         let key = state.key_or_create()?;
         let baselines = state.baselines()?;
@@ -210,6 +236,8 @@ impl AgentSink {
                 failed: 0,
                 failed_targets: Vec::new(),
                 hooks: Hooks::new(config.policy.upstream_hook.clone()),
+                counts: OutputCounts::default(),
+                histograms: metrics.as_ref().map(|m| m.histograms.clone()),
             },
             log_events: args.log_events,
             pipeline,
@@ -222,6 +250,9 @@ impl AgentSink {
             state,
             events: 0,
             decode_errors: 0,
+            metrics,
+            batch_start: None,
+            last_publish_ns: 0,
         })
     }
 
@@ -239,6 +270,28 @@ impl AgentSink {
         self.flush();
         self.write_catalogue();
         self.save_baselines();
+        self.publish_metrics();
+    }
+
+    /// Publishes the counters to the metrics registry (about once a second: a scrape reads the
+    /// latest).
+    fn publish_metrics(&mut self) {
+        let Some(metrics) = &self.metrics else { return };
+        let mut out = self.out.counts.clone();
+        out.blocks_written = self.out.applied;
+        out.blocks_failed = self.out.failed;
+        out.decode_errors = self.decode_errors;
+        out.hooks = [
+            self.out.hooks.started,
+            self.out.hooks.failed,
+            self.out.hooks.killed,
+        ];
+        metrics.publish(Snapshot {
+            analyzer: self.pipeline.analyzer().counters(),
+            detection: self.pipeline.detection().counters(),
+            active_blocks: self.pipeline.policy().counters().active,
+            out,
+        });
     }
 
     /// The agent's last log line: what it did in this run.
@@ -364,6 +417,19 @@ pub fn first_line(payload: &[u8]) -> String {
 impl EventSink for AgentSink {
     fn on_event(&mut self, event: &Event<'_>) {
         self.events += 1;
+        let ring = usize::from(event.direction != sensor_common::Direction::Ingress);
+        self.out.counts.records[ring] += 1;
+        if self.batch_start.is_none()
+            && let Some(h) = &self.out.histograms
+        {
+            // Once per batch: the age of its first record, and the start of its processing.
+            let now = clock::boot_ns();
+            h.record_age.observe(
+                std::time::Duration::from_nanos(now.saturating_sub(event.header.ts_ns))
+                    .as_secs_f64(),
+            );
+            self.batch_start = Some(std::time::Instant::now());
+        }
         let seg = event.segment(|t| self.out.to_unix.convert(t));
         self.pipeline.on_segment(&seg, &mut self.out);
         self.forget_failed();
@@ -389,6 +455,9 @@ impl EventSink for AgentSink {
     }
 
     fn on_drained(&mut self, records: usize) {
+        if let (Some(start), Some(h)) = (self.batch_start.take(), &self.out.histograms) {
+            h.batch.observe(start.elapsed().as_secs_f64());
+        }
         self.forget_failed();
         self.out.hooks.reap();
         let now = self.out.to_unix.convert(clock::boot_ns());
@@ -407,6 +476,10 @@ impl EventSink for AgentSink {
         if now.saturating_sub(self.last_catalogue_ns) >= 60_000_000_000 {
             self.last_catalogue_ns = now;
             self.write_catalogue();
+        }
+        if now.saturating_sub(self.last_publish_ns) >= 1_000_000_000 {
+            self.last_publish_ns = now;
+            self.publish_metrics();
         }
         if now.saturating_sub(self.last_baselines_ns) >= 600_000_000_000 {
             self.last_baselines_ns = now;
