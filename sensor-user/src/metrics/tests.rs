@@ -197,3 +197,80 @@ fn metrics_address_parses_or_turns_off() {
     assert_eq!(cfg("localhost:9464").socket_addr(), Err("localhost:9464"));
     assert_eq!(cfg("127.0.0.1").socket_addr(), Err("127.0.0.1"));
 }
+
+/// The Grafana dashboard shipped in `packaging/grafana/`.
+const DASHBOARD: &str = include_str!("../../../packaging/grafana/apisensor.json");
+
+/// Every `apisensor_*` name an expression uses.
+fn metric_names(expr: &str) -> Vec<&str> {
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let bytes = expr.as_bytes();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_name(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_name(bytes[i]) {
+            i += 1;
+        }
+        let word = &expr[start..i];
+        // A name, not a label value (quoted) or part of one.
+        if word.starts_with("apisensor_") && (start == 0 || bytes[start - 1] != b'"') {
+            names.push(word);
+        }
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_queries_only_exposed_metrics() {
+    let dash: serde_json::Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let exposed: BTreeSet<String> = sample_names().into_iter().collect();
+    let mut used = BTreeSet::new();
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut queried = 0;
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let targets = panel["targets"].as_array().map_or(&[][..], Vec::as_slice);
+        assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
+        for t in targets {
+            let expr = t["expr"].as_str().expect("a PromQL expression");
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "{expr} names no apisensor metric");
+            for name in names {
+                assert!(
+                    exposed.contains(name),
+                    "{expr}: {name} is not exposed (exposed: {exposed:?})"
+                );
+                used.insert(name.to_owned());
+            }
+            queried += 1;
+        }
+    }
+    assert!(queried >= 20, "{queried} queries");
+    // Every family is on the dashboard (a histogram through its buckets).
+    for (family, kind) in FAMILIES {
+        let sample = match kind {
+            MetricType::Counter => format!("{family}_total"),
+            MetricType::Histogram => format!("{family}_bucket"),
+            _ => (*family).to_owned(),
+        };
+        assert!(used.contains(&sample), "{sample} is on no panel");
+    }
+    // The latency panels are quantiles of the histograms.
+    assert!(DASHBOARD.contains(
+        "histogram_quantile(0.99, sum by (le) (rate(apisensor_detection_to_block_seconds_bucket"
+    ));
+}
+
+#[test]
+fn metric_names_are_found_in_expressions() {
+    assert_eq!(
+        metric_names(
+            r#"sum by (le) (rate(apisensor_x_bucket{a="apisensor_no"}[5m])) / apisensor_y"#
+        ),
+        ["apisensor_x_bucket", "apisensor_y"]
+    );
+}
