@@ -24,6 +24,7 @@ pub mod config;
 pub mod decide;
 pub mod detect;
 pub mod event;
+pub mod event_log;
 pub mod http;
 pub mod json;
 mod keyed_hash;

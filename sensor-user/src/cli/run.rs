@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// File the finding and decision event lines are appended to (they also go to stdout);
-    /// `<state-dir>/events.jsonl` by default.
+    /// `[events] file`, else `<state-dir>/events.jsonl`, by default.
     #[arg(long)]
     pub events: Option<PathBuf>,
 }

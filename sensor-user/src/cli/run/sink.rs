@@ -18,6 +18,7 @@ use crate::{
     decide::{Action, Decision, Enforcement},
     detect::{Finding, Packets},
     event::{DecodeError, Event},
+    event_log::{Format, RotatingFile},
     http::Transaction,
     json::{Enforced, EventLine, JsonCache},
     metrics::{Histograms, Metrics, OutputCounts, Snapshot},
@@ -99,7 +100,13 @@ struct AgentOutput {
     log_transactions: bool,
     stdout: std::io::BufWriter<std::io::StdoutLock<'static>>,
     /// The event file.
-    events: std::io::BufWriter<std::fs::File>,
+    events: RotatingFile,
+    /// The event lines' format.
+    format: Format,
+    /// Whether event lines go to stdout too.
+    events_to_stdout: bool,
+    /// One OCSF line being written.
+    ocsf: Vec<u8>,
     /// The transaction writer (the replay's).
     json: JsonCache,
     /// One line being written.
@@ -121,12 +128,30 @@ struct AgentOutput {
 }
 
 impl AgentOutput {
-    /// Writes an event line to stdout and the event file.
+    /// Writes an event line to stdout and the event file, in the configured format. The
+    /// apisensor line is made in any case and left in `line`: the upstream hook reads it.
     fn event(&mut self, event: &EventLine<'_>) {
         self.line.clear();
-        crate::json::event_line(event, &mut self.line);
-        let _ = self.stdout.write_all(&self.line);
-        let _ = self.events.write_all(&self.line);
+        let line = match (self.format, event) {
+            (Format::Ocsf, EventLine::Enforced(e)) => {
+                crate::json::event_line(event, &mut self.line);
+                self.ocsf.clear();
+                crate::json::ocsf::line(e, &mut self.ocsf);
+                &self.ocsf
+            }
+            // In OCSF, findings are evidence of their decision's line only.
+            (Format::Ocsf, _) => return,
+            (Format::Apisensor, _) => {
+                crate::json::event_line(event, &mut self.line);
+                &self.line
+            }
+        };
+        if self.events_to_stdout {
+            let _ = self.stdout.write_all(line);
+        }
+        if let Err(error) = self.events.write_line(line) {
+            tracing::warn!(%error, "writing the event file failed");
+        }
     }
 }
 
@@ -199,14 +224,13 @@ impl AgentSink {
             .with_context(|| format!("restoring the baselines of {}", state.path().display()))?;
         // Live, packets and SYNs come from the kernel, which counts every port.
         pipeline.count_from_kernel();
+        let ev = &config.events;
         let events_path = args
             .events
             .clone()
+            .or_else(|| ev.file.clone())
             .unwrap_or_else(|| state.path().join("events.jsonl"));
-        let events_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&events_path)
+        let events_file = RotatingFile::open(&events_path, ev.max_bytes, ev.keep)
             .with_context(|| format!("opening the event file {}", events_path.display()))?;
         // The allowlist of the configuration is the kernel's too: allowlisted sources are never
         // dropped, whatever a block says.
@@ -219,6 +243,7 @@ impl AgentSink {
         tracing::info!(
             state_dir = %state.path().display(),
             events = %events_path.display(),
+            events_format = %ev.format,
             dry_run = config.policy.dry_run,
             detection = config.detect.enabled,
             "detection ready"
@@ -228,7 +253,10 @@ impl AgentSink {
                 to_unix,
                 log_transactions: args.log_transactions,
                 stdout: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
-                events: std::io::BufWriter::new(events_file),
+                events: events_file,
+                format: ev.format().unwrap_or(Format::Apisensor),
+                events_to_stdout: ev.stdout,
+                ocsf: Vec::new(),
                 json: JsonCache::default(),
                 line: Vec::new(),
                 verdicts,
