@@ -94,6 +94,12 @@ pub struct Config {
     /// Reputation lists kept in the block maps.
     #[serde(default)]
     pub lists: crate::lists::ListsConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
+    /// The event lines: format, standard output, the event file and its rotation.
+    #[serde(default)]
+    pub events: crate::event_log::EventsConfig,
 }
 
 /// Kernel-side settings.
@@ -186,7 +192,8 @@ impl Config {
             toml::from_str(text).map_err(|e| invalid(vec![Problem::toml(text, e)]))?;
         let mut broken = cfg.broken_rules();
         if let Some(dir) = dir {
-            for file in cfg.lists.files.iter_mut().chain(cfg.lists.mmdb.as_mut()) {
+            let named = cfg.lists.files.iter_mut().chain(cfg.lists.mmdb.as_mut());
+            for file in named.chain(cfg.events.file.as_mut()) {
                 *file = dir.join(&*file);
             }
             if let Some(doc) = cfg.detect.context.openapi.as_ref() {
@@ -214,6 +221,14 @@ impl Config {
         self.check_policy(&mut broken);
         self.check_lists(&mut broken);
         self.check_thresholds(&mut broken);
+        if let Err(value) = self.metrics.socket_addr() {
+            broken.push(Rule::Invalid {
+                key: "metrics.address",
+                value: format!("{value:?}"),
+                expected: "an IP address and port such as \"127.0.0.1:9464\", or \"\" for no endpoint",
+            });
+        }
+        self.check_events(&mut broken);
         broken
     }
 
@@ -257,6 +272,22 @@ impl Config {
                 expected: "a port, 1..=65535",
             });
         }
+    }
+
+    /// The `[events]` settings: a known format, a rotation size that holds lines.
+    fn check_events(&self, broken: &mut Vec<Rule>) {
+        let e = &self.events;
+        if e.format().is_none() {
+            broken.push(Rule::Invalid {
+                key: "events.format",
+                value: format!("{:?}", e.format),
+                expected: "\"apisensor\" or \"ocsf\"",
+            });
+        }
+        if e.max_bytes != 0 {
+            check_range(broken, "events.max_bytes", e.max_bytes, 4096, 1 << 40);
+        }
+        check_range(broken, "events.keep", e.keep.into(), 0, 1000);
     }
 
     /// The TTLs, shares and escalation of the `[policy]` settings.

@@ -13,6 +13,7 @@
 //!   [`http`] connection, which yields transactions.
 //! - `keyed_hash` seeds the hash tables that hold keys chosen by remote peers.
 //! - [`verdict`] is the only writer of the block and allow maps; [`maps`] reads the pinned maps.
+//! - [`metrics`] is the agent's Prometheus registry and endpoint.
 //! - [`cli`] holds one module per subcommand of the `apisensor` binary.
 //!
 //! `segment`, `reassembly`, `http` and `analyzer` are pure: no I/O, time passed in.
@@ -24,6 +25,7 @@ pub mod control;
 pub mod decide;
 pub mod detect;
 pub mod event;
+pub mod event_log;
 pub mod http;
 pub mod json;
 mod keyed_hash;
@@ -31,6 +33,7 @@ pub mod lists;
 pub mod loader;
 mod lru;
 pub mod maps;
+pub mod metrics;
 pub mod pipeline;
 pub mod reader;
 pub mod reassembly;

@@ -467,6 +467,17 @@ mod tests {
         assert_eq!(d.at_ns, T0 + 4 * 50 * MS + 8 * MS);
         let text = serde_json::to_string(&out.decisions).expect("json");
         assert!(!text.contains("hunter2"));
+        // Nor does its OCSF line (`[events] format = "ocsf"`), which names the accounts tried.
+        let ocsf = crate::json::ocsf::detection_finding(&crate::json::Enforced {
+            decision: d,
+            written_ns: Some(d.at_ns),
+            write_error: None,
+        })
+        .to_string();
+        assert!(
+            !ocsf.contains("hunter2") && ocsf.contains("\"user4\""),
+            "{ocsf}"
+        );
         // The same input, with detection off: transactions only.
         let mut quiet = Pipeline::new(&config, [3; 16], None, T0).expect("pipeline");
         quiet.set_detecting(false);

@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// File the finding and decision event lines are appended to (they also go to stdout);
-    /// `<state-dir>/events.jsonl` by default.
+    /// `[events] file`, else `<state-dir>/events.jsonl`, by default.
     #[arg(long)]
     pub events: Option<PathBuf>,
 }
@@ -108,6 +108,11 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     };
     let req = take_ring(&mut ebpf, map_names::REQ_EVENTS)?;
     let resp = take_ring(&mut ebpf, map_names::RESP_EVENTS)?;
+    // Bound before "ready": an address in use stops the agent with an error naming the key.
+    let metrics_listener = match config.metrics.socket_addr() {
+        Ok(Some(addr)) => Some(crate::metrics::bind(addr)?),
+        _ => None,
+    };
     tracing::info!(
         iface = %args.iface,
         xdp = ?xdp_mode,
@@ -130,7 +135,18 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         config.policy.dry_run,
         shutdown_tx.subscribe(),
     ));
-    let mut sink = AgentSink::open(args, pin_dir, config)?;
+    let metrics = metrics_listener.map(|listener| {
+        let metrics = crate::metrics::Metrics::pinned(pin_dir);
+        tracing::info!(address = ?listener.local_addr().ok(), "metrics endpoint listening");
+        let server = tokio::spawn(crate::metrics::serve(
+            listener,
+            metrics.registry(),
+            shutdown_tx.subscribe(),
+        ));
+        (metrics, server)
+    });
+    let (metrics, metrics_server) = metrics.unzip();
+    let mut sink = AgentSink::open(args, pin_dir, config, metrics)?;
     let info = crate::control::agent::AgentInfo {
         iface: args.iface.clone(),
         xdp_mode: format!("{xdp_mode:?}"),
@@ -165,6 +181,9 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     let _ = lists.await;
     if let Some(control) = control {
         let _ = control.await;
+    }
+    if let Some(server) = metrics_server {
+        let _ = server.await;
     }
     // Dropping `ebpf` detaches both programs; the pinned maps (and blocks) remain.
     drop(ebpf);

@@ -64,6 +64,15 @@ pub enum Rule {
         /// What the missing key would hold.
         expected: &'static str,
     },
+    /// A value that is not one of the allowed ones.
+    Invalid {
+        /// Dotted key.
+        key: &'static str,
+        /// The value as TOML would write it.
+        value: String,
+        /// What is allowed.
+        expected: &'static str,
+    },
     /// The OpenAPI document named by `detect.context.openapi` cannot be used.
     ApiSpec(ApiSpecError),
 }
@@ -72,9 +81,10 @@ impl Rule {
     /// The dotted key the rule is about, and the index of the entry within it.
     pub fn place(&self) -> (&'static str, Option<usize>) {
         match self {
-            Self::OutOfRange { key, .. } | Self::Count { key, .. } | Self::Needs { key, .. } => {
-                (key, None)
-            }
+            Self::OutOfRange { key, .. }
+            | Self::Count { key, .. }
+            | Self::Needs { key, .. }
+            | Self::Invalid { key, .. } => (key, None),
             Self::Entry { key, index, .. } => (key, Some(*index)),
             Self::ApiSpec(_) => ("detect.context.openapi", None),
         }
@@ -108,6 +118,11 @@ impl fmt::Display for Rule {
                 needs,
                 expected,
             } => write!(f, "{key} needs {needs} (expected {expected})"),
+            Self::Invalid {
+                key,
+                value,
+                expected,
+            } => write!(f, "{key} = {value} is not allowed (expected {expected})"),
             Self::ApiSpec(e) => write!(
                 f,
                 "detect.context.openapi: {e} (expected an OpenAPI 3 document in YAML or JSON)"

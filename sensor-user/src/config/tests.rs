@@ -110,6 +110,42 @@ fn every_accepted_key_is_documented_in_the_embedded_default() {
 /// Invalid files, each with its one problem: line, column and a fragment of the message.
 const INVALID: &[(&str, (usize, usize, &str))] = &[
     (
+        "[events]\nformat = \"cef\"\n",
+        (
+            2,
+            1,
+            "events.format = \"cef\" is not allowed (expected \"apisensor\" or \"ocsf\")",
+        ),
+    ),
+    (
+        "[events]\nmax_bytes = 100\n",
+        (
+            2,
+            1,
+            "events.max_bytes = 100 is out of range (expected 4096..=1099511627776)",
+        ),
+    ),
+    (
+        "[events]\nkeep = 5000\n",
+        (
+            2,
+            1,
+            "events.keep = 5000 is out of range (expected 0..=1000)",
+        ),
+    ),
+    (
+        "[events]\nstdout = \"yes\"\n",
+        (2, 10, "invalid type: string \"yes\", expected a boolean"),
+    ),
+    (
+        "[metrics]\naddress = \"localhost:9464\"\n",
+        (
+            2,
+            1,
+            "metrics.address = \"localhost:9464\" is not allowed (expected an IP address and port",
+        ),
+    ),
+    (
         "[sensor]\nports = [80]\nbogus = 1\n",
         (3, 1, "unknown field `bogus`, expected one of `ports`"),
     ),

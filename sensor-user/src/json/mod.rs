@@ -1,8 +1,9 @@
 //! The one JSON output of the agent and the replay: transactions (`apisensor run
 //! --log-transactions` and `apisensor replay --json` both write them with
-//! [`JsonCache::line`]), the event lines of findings and decisions, and the API inventory
-//! file.
+//! [`JsonCache::line`]), the event lines of findings and decisions (apisensor's own, or as
+//! OCSF Detection Findings: [`ocsf`]), and the API inventory file.
 
+pub mod ocsf;
 mod transaction;
 
 pub use transaction::JsonCache;

@@ -18,8 +18,10 @@ use crate::{
     decide::{Action, Decision, Enforcement},
     detect::{Finding, Packets},
     event::{DecodeError, Event},
+    event_log::{Format, RotatingFile},
     http::Transaction,
     json::{Enforced, EventLine, JsonCache},
+    metrics::{Histograms, Metrics, OutputCounts, Snapshot},
     pipeline::{Pipeline, Sink},
     reader::EventSink,
     state_dir::StateDir,
@@ -52,6 +54,12 @@ pub(super) struct AgentSink {
     decode_errors: u64,
     /// The control socket's owner end, once it is served.
     control: Option<crate::control::agent::Control>,
+    /// The Prometheus registry, when the endpoint is on.
+    metrics: Option<Metrics>,
+    /// When the records of the current batch started to be processed.
+    batch_start: Option<std::time::Instant>,
+    /// Unix ns of the last snapshot published to the registry.
+    last_publish_ns: u64,
 }
 
 /// The agent's reader of the kernel's per-source counters.
@@ -94,7 +102,13 @@ struct AgentOutput {
     log_transactions: bool,
     stdout: std::io::BufWriter<std::io::StdoutLock<'static>>,
     /// The event file.
-    events: std::io::BufWriter<std::fs::File>,
+    events: RotatingFile,
+    /// The event lines' format.
+    format: Format,
+    /// Whether event lines go to stdout too.
+    events_to_stdout: bool,
+    /// One OCSF line being written.
+    ocsf: Vec<u8>,
     /// The transaction writer (the replay's).
     json: JsonCache,
     /// One line being written.
@@ -111,15 +125,37 @@ struct AgentOutput {
     hooks: Hooks,
     /// Recent findings and decisions, for the control socket.
     journal: crate::control::agent::Journal,
+    /// What went by, for the metrics.
+    counts: OutputCounts,
+    /// The latency histograms, when the metrics endpoint is on.
+    histograms: Option<Histograms>,
 }
 
 impl AgentOutput {
-    /// Writes an event line to stdout and the event file.
+    /// Writes an event line to stdout and the event file, in the configured format. The
+    /// apisensor line is made in any case and left in `line`: the upstream hook reads it.
     fn event(&mut self, event: &EventLine<'_>) {
         self.line.clear();
-        crate::json::event_line(event, &mut self.line);
-        let _ = self.stdout.write_all(&self.line);
-        let _ = self.events.write_all(&self.line);
+        let line = match (self.format, event) {
+            (Format::Ocsf, EventLine::Enforced(e)) => {
+                crate::json::event_line(event, &mut self.line);
+                self.ocsf.clear();
+                crate::json::ocsf::line(e, &mut self.ocsf);
+                &self.ocsf
+            }
+            // In OCSF, findings are evidence of their decision's line only.
+            (Format::Ocsf, _) => return,
+            (Format::Apisensor, _) => {
+                crate::json::event_line(event, &mut self.line);
+                &self.line
+            }
+        };
+        if self.events_to_stdout {
+            let _ = self.stdout.write_all(line);
+        }
+        if let Err(error) = self.events.write_line(line) {
+            tracing::warn!(%error, "writing the event file failed");
+        }
     }
 }
 
@@ -134,16 +170,25 @@ impl Sink for AgentOutput {
 
     fn finding(&mut self, finding: &Finding) {
         tracing::debug!(finding = %finding.summary(), "finding");
+        self.counts.finding(finding);
         self.event(&EventLine::Finding(finding));
         self.journal.finding(finding, &self.line);
     }
 
     fn decision(&mut self, decision: &Decision) {
         // Enforced first, logged after: the log line must not delay the block.
+        let started = std::time::Instant::now();
         let (written_ns, write_error) = match self.verdicts.apply(decision, clock::boot_ns()) {
             Ok(true) => {
                 self.applied += 1;
-                (Some(self.to_unix.convert(clock::boot_ns())), None)
+                let written = self.to_unix.convert(clock::boot_ns());
+                if let Some(h) = &self.histograms {
+                    h.block_write.observe(started.elapsed().as_secs_f64());
+                    let ns = written.saturating_sub(decision.at_ns);
+                    h.detection_to_block
+                        .observe(std::time::Duration::from_nanos(ns).as_secs_f64());
+                }
+                (Some(written), None)
             }
             Ok(false) => (None, None),
             Err(error) => {
@@ -154,6 +199,7 @@ impl Sink for AgentOutput {
             }
         };
         tracing::info!(decision = %decision.summary(), "decision");
+        self.counts.decision(decision);
         self.event(&EventLine::Enforced(Enforced {
             decision,
             written_ns,
@@ -170,7 +216,12 @@ impl Sink for AgentOutput {
 impl AgentSink {
     /// Opens the state directory, the pipeline (with the saved baselines), the event file and
     /// the map writer (allowlisting the configuration's allowlist in the kernel).
-    pub(super) fn open(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Result<Self> {
+    pub(super) fn open(
+        args: &RunArgs,
+        pin_dir: &Path,
+        config: &Config,
+        metrics: Option<Metrics>,
+    ) -> anyhow::Result<Self> {
         let state = StateDir::create(&args.state_dir)?;
         let key = state.key_or_create()?;
         let baselines = state.baselines()?;
@@ -179,14 +230,13 @@ impl AgentSink {
             .with_context(|| format!("restoring the baselines of {}", state.path().display()))?;
         // Live, packets and SYNs come from the kernel, which counts every port.
         pipeline.count_from_kernel();
+        let ev = &config.events;
         let events_path = args
             .events
             .clone()
+            .or_else(|| ev.file.clone())
             .unwrap_or_else(|| state.path().join("events.jsonl"));
-        let events_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&events_path)
+        let events_file = RotatingFile::open(&events_path, ev.max_bytes, ev.keep)
             .with_context(|| format!("opening the event file {}", events_path.display()))?;
         // The allowlist of the configuration is the kernel's too: allowlisted sources are never
         // dropped, whatever a block says.
@@ -199,6 +249,7 @@ impl AgentSink {
         tracing::info!(
             state_dir = %state.path().display(),
             events = %events_path.display(),
+            events_format = %ev.format,
             dry_run = config.policy.dry_run,
             detection = config.detect.enabled,
             "detection ready"
@@ -208,7 +259,10 @@ impl AgentSink {
                 to_unix,
                 log_transactions: args.log_transactions,
                 stdout: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
-                events: std::io::BufWriter::new(events_file),
+                events: events_file,
+                format: ev.format().unwrap_or(Format::Apisensor),
+                events_to_stdout: ev.stdout,
+                ocsf: Vec::new(),
                 json: JsonCache::default(),
                 line: Vec::new(),
                 verdicts,
@@ -217,6 +271,8 @@ impl AgentSink {
                 failed_targets: Vec::new(),
                 hooks: Hooks::new(config.policy.upstream_hook.clone()),
                 journal: crate::control::agent::Journal::new(),
+                counts: OutputCounts::default(),
+                histograms: metrics.as_ref().map(|m| m.histograms.clone()),
             },
             log_events: args.log_events,
             pipeline,
@@ -230,6 +286,9 @@ impl AgentSink {
             events: 0,
             decode_errors: 0,
             control: None,
+            metrics,
+            batch_start: None,
+            last_publish_ns: 0,
         })
     }
 
@@ -257,6 +316,28 @@ impl AgentSink {
         self.flush();
         self.write_catalogue();
         self.save_baselines();
+        self.publish_metrics();
+    }
+
+    /// Publishes the counters to the metrics registry (about once a second: a scrape reads the
+    /// latest).
+    fn publish_metrics(&mut self) {
+        let Some(metrics) = &self.metrics else { return };
+        let mut out = self.out.counts.clone();
+        out.blocks_written = self.out.applied;
+        out.blocks_failed = self.out.failed;
+        out.decode_errors = self.decode_errors;
+        out.hooks = [
+            self.out.hooks.started,
+            self.out.hooks.failed,
+            self.out.hooks.killed,
+        ];
+        metrics.publish(Snapshot {
+            analyzer: self.pipeline.analyzer().counters(),
+            detection: self.pipeline.detection().counters(),
+            active_blocks: self.pipeline.policy().counters().active,
+            out,
+        });
     }
 
     /// The agent's last log line: what it did in this run.
@@ -382,6 +463,19 @@ pub fn first_line(payload: &[u8]) -> String {
 impl EventSink for AgentSink {
     fn on_event(&mut self, event: &Event<'_>) {
         self.events += 1;
+        let ring = usize::from(event.direction != sensor_common::Direction::Ingress);
+        self.out.counts.records[ring] += 1;
+        if self.batch_start.is_none()
+            && let Some(h) = &self.out.histograms
+        {
+            // Once per batch: the age of its first record, and the start of its processing.
+            let now = clock::boot_ns();
+            h.record_age.observe(
+                std::time::Duration::from_nanos(now.saturating_sub(event.header.ts_ns))
+                    .as_secs_f64(),
+            );
+            self.batch_start = Some(std::time::Instant::now());
+        }
         let seg = event.segment(|t| self.out.to_unix.convert(t));
         self.pipeline.on_segment(&seg, &mut self.out);
         self.forget_failed();
@@ -407,6 +501,9 @@ impl EventSink for AgentSink {
     }
 
     fn on_drained(&mut self, records: usize) {
+        if let (Some(start), Some(h)) = (self.batch_start.take(), &self.out.histograms) {
+            h.batch.observe(start.elapsed().as_secs_f64());
+        }
         self.forget_failed();
         self.out.hooks.reap();
         let now = self.out.to_unix.convert(clock::boot_ns());
@@ -425,6 +522,10 @@ impl EventSink for AgentSink {
         if now.saturating_sub(self.last_catalogue_ns) >= 60_000_000_000 {
             self.last_catalogue_ns = now;
             self.write_catalogue();
+        }
+        if now.saturating_sub(self.last_publish_ns) >= 1_000_000_000 {
+            self.last_publish_ns = now;
+            self.publish_metrics();
         }
         if now.saturating_sub(self.last_baselines_ns) >= 600_000_000_000 {
             self.last_baselines_ns = now;
