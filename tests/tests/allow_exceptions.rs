@@ -60,6 +60,7 @@ fn block(id: u64, target: &str, exceptions: &[&str], renewal: bool) -> Decision 
         },
         target: Some(target),
         flows: Vec::new(),
+        marks: Vec::new(),
         exceptions: exceptions.iter().map(|e| net(e)).collect(),
         ttl_s: TTL_S,
         renewal,
