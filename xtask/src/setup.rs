@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use crate::util::{probe, status};
 
 /// Debian packages the tests and benchmarks use.
-const APT_PACKAGES: [&str; 14] = [
+const APT_PACKAGES: [&str; 17] = [
     "nginx",
     "haproxy",
     "curl",
@@ -21,7 +21,15 @@ const APT_PACKAGES: [&str; 14] = [
     "clang-19",
     "python3",
     "valgrind",
+    // The lab's comparison: fail2ban and CrowdSec read nginx's access log.
+    "fail2ban",
+    "crowdsec",
+    "crowdsec-firewall-bouncer",
 ];
+/// CrowdSec's file of central API credentials. Its postinst registers with the central API
+/// unless the file exists; the machines here cannot reach it, and the lab runs CrowdSec
+/// offline, so a comment line is written before the package is installed.
+const CROWDSEC_ONLINE_CREDENTIALS: &str = "/etc/crowdsec/online_api_credentials.yaml";
 /// The bpf-linker that works with the nightly's LLVM on these machines.
 const BPF_LINKER_VERSION: &str = "0.10.3";
 
@@ -87,6 +95,15 @@ fn apt() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    if missing.contains(&"crowdsec") && !std::path::Path::new(CROWDSEC_ONLINE_CREDENTIALS).exists()
+    {
+        std::fs::create_dir_all("/etc/crowdsec").context("creating /etc/crowdsec")?;
+        std::fs::write(
+            CROWDSEC_ONLINE_CREDENTIALS,
+            "# apisensor lab: CrowdSec runs offline, without the central API\n",
+        )
+        .with_context(|| format!("writing {CROWDSEC_ONLINE_CREDENTIALS}"))?;
+    }
     status(Command::new("apt-get").arg("update"))?;
     status(
         Command::new("apt-get")
