@@ -54,7 +54,7 @@ enum Command {
         /// The short run: hydra, distributed-stuffing, benign-only.
         #[arg(long)]
         short: bool,
-        /// Also run fail2ban and CrowdSec on the same traffic and the overhead run, and write
+        /// Also run fail2ban and `CrowdSec` on the same traffic and the overhead run, and write
         /// docs/SCORECARD.md.
         #[arg(long)]
         scorecard: bool,

@@ -26,8 +26,8 @@ const APT_PACKAGES: [&str; 17] = [
     "crowdsec",
     "crowdsec-firewall-bouncer",
 ];
-/// CrowdSec's file of central API credentials. Its postinst registers with the central API
-/// unless the file exists; the machines here cannot reach it, and the lab runs CrowdSec
+/// `CrowdSec`'s file of central API credentials. Its postinst registers with the central API
+/// unless the file exists; the machines here cannot reach it, and the lab runs `CrowdSec`
 /// offline, so a comment line is written before the package is installed.
 const CROWDSEC_ONLINE_CREDENTIALS: &str = "/etc/crowdsec/online_api_credentials.yaml";
 /// The bpf-linker that works with the nightly's LLVM on these machines.

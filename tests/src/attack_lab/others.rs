@@ -51,6 +51,7 @@ pub struct OtherTools {
 }
 
 /// A log pair of one comparison pass.
+#[derive(Debug)]
 pub struct Logs {
     /// nginx's access log.
     pub access: PathBuf,

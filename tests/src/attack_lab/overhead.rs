@@ -151,8 +151,12 @@ impl Overhead {
             "{} (`-t 2 -c 16 -d {RUN_S}s --latency`) from the client namespace through nginx to \
              the sample API's `/health`, {ROUNDS} rounds of one run with the agent attached and \
              one with it detached, interleaved in one lab; medians. Both cores are shared by \
-             wrk, nginx, the sample API and the agent.\n",
-            version("wrk", &["-v"])
+             wrk, nginx, the sample API and the agent. On a veth, attaching an XDP program \
+             switches the receiving end to veth's NAPI path (frames are queued and polled in \
+             batches instead of handed over per packet), so \"detached\" is the veth without \
+             XDP at all, not the same path without apisensor's work: a ratio above 100 % \
+             comes from that, and says nothing of a physical NIC.\n",
+            version("wrk", &["-v"]).split(" [").next().unwrap_or("wrk")
         );
         let _ = writeln!(md, "| measure | attached | detached | ratio | target |");
         let _ = writeln!(md, "|---|---:|---:|---:|---|");

@@ -138,6 +138,7 @@ impl Scenario {
 }
 
 /// What one scenario measured.
+#[derive(Debug)]
 pub struct Measured {
     /// The scenario.
     pub scenario: Scenario,
