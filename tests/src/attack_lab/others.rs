@@ -59,14 +59,37 @@ pub struct Logs {
     pub error: PathBuf,
 }
 
+/// The most access-log lines replayed: a flood's log holds hundreds of thousands, which
+/// `CrowdSec`'s replay reads for many minutes; the first lines (in time order) are the ones a
+/// ban would come from.
+pub const MAX_REPLAYED_LINES: usize = 100_000;
+
 /// Runs both tools on `logs`; `work` is a scratch directory.
 pub fn replay(logs: &Logs, work: &Path) -> OtherTools {
+    let access = cut(&logs.access, work);
+    let logs = Logs {
+        access,
+        error: logs.error.clone(),
+    };
     OtherTools {
-        fail2ban: fail2ban(logs),
+        fail2ban: fail2ban(&logs),
         crowdsec: crowdsec(&logs.access, work).unwrap_or_else(|e| Bans {
             error: Some(e),
             ..Bans::default()
         }),
+    }
+}
+
+/// `log`, or its first [`MAX_REPLAYED_LINES`] lines in a file beside it in `work`.
+fn cut(log: &Path, work: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let Some((at, _)) = text.match_indices('\n').nth(MAX_REPLAYED_LINES - 1) else {
+        return log.to_path_buf();
+    };
+    let to = work.join("replayed.access.log");
+    match std::fs::write(&to, &text[..=at]) {
+        Ok(()) => to,
+        Err(_) => log.to_path_buf(),
     }
 }
 
@@ -240,10 +263,12 @@ fn run_bounded(cmd: &mut Command, what: &str) -> Result<(), String> {
         Ok(())
     } else {
         let text = String::from_utf8_lossy(&out.stderr);
-        Err(format!(
-            "{what} failed: {}",
-            text.chars().take(300).collect::<String>()
-        ))
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Err(format!("{what} failed ({}): {last}", out.status))
     }
 }
 
@@ -286,7 +311,9 @@ impl OtherTools {
     /// addresses banned; `extra_s` is added to the delay (a bouncer's poll).
     fn cell(bans: &Bans, m: &Measured, first_ns: u64, extra_s: f64) -> String {
         if let Some(e) = &bans.error {
-            return format!("not run ({e})");
+            // One table cell: the error's first line, without the table's separator.
+            let first = e.lines().next().unwrap_or_default().replace('|', "/");
+            return format!("not run ({})", first.chars().take(120).collect::<String>());
         }
         let benign: Vec<String> = bans
             .first
@@ -335,7 +362,8 @@ impl OtherTools {
              the scenario in the same run, where the agent ran with `--dry-run` (it reported but \
              did not block), so the logs hold the whole attack. Times are from the first \
              malicious request to the ban, by the logs' one-second timestamps, without the \
-             tools' own reading delay.\n",
+             tools' own reading delay. An access log of more than {MAX_REPLAYED_LINES} lines \
+             (the flood's) is replayed up to that line.\n",
             version("fail2ban-server", &["-V"]),
             version("crowdsec", &["-version"])
                 .rsplit("version: ")

@@ -154,8 +154,8 @@ impl Overhead {
              wrk, nginx, the sample API and the agent. On a veth, attaching an XDP program \
              switches the receiving end to veth's NAPI path (frames are queued and polled in \
              batches instead of handed over per packet), so \"detached\" is the veth without \
-             XDP at all, not the same path without apisensor's work: a ratio above 100 % \
-             comes from that, and says nothing of a physical NIC.\n",
+             XDP at all, not the same path without apisensor's work, and neither says what a \
+             physical NIC would show.\n",
             version("wrk", &["-v"]).split(" [").next().unwrap_or("wrk")
         );
         let _ = writeln!(md, "| measure | attached | detached | ratio | target |");

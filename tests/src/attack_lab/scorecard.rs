@@ -70,6 +70,51 @@ fn machine() -> String {
 }
 
 impl Scorecard<'_> {
+    /// What this run missed or refused wrongly, scenario by scenario, from the measurements.
+    fn write_notes(&self, md: &mut String) {
+        let mut notes = Vec::new();
+        for m in self.measured {
+            let name = m.scenario.name();
+            if !m.attackers.is_empty() && m.block.is_none() {
+                let found: Vec<String> = m.detectors.iter().cloned().collect();
+                notes.push(if found.is_empty() {
+                    format!("`{name}`: **missed**: no finding about the attackers.")
+                } else {
+                    format!(
+                        "`{name}`: not blocked; the agent reported {} about the attackers \
+                         (findings and alerts, no block decision).",
+                        found.join(", ")
+                    )
+                });
+            }
+            if m.benign_refused > 0 {
+                let who: Vec<String> = m
+                    .benign_sources_refused
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                notes.push(format!(
+                    "`{name}`: **{} benign requests refused**, from {} (blocks seen over benign \
+                     sources: {}).",
+                    m.benign_refused,
+                    who.join(", "),
+                    if m.benign_covered.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        m.benign_covered.join(", ")
+                    }
+                ));
+            }
+        }
+        let _ = writeln!(md, "\nMisses and refusals in this run:\n");
+        if notes.is_empty() {
+            let _ = writeln!(md, "- none.");
+        }
+        for n in notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+
     /// The markdown document.
     #[expect(clippy::too_many_lines, reason = "one document, read top to bottom")]
     pub fn markdown(&self) -> String {
@@ -80,7 +125,16 @@ impl Scorecard<'_> {
             "Reproduce: `{COMMAND}` (as root). Measured {} on {}; apisensor at {}.\n",
             version("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
             machine(),
-            version("git", &["describe", "--always", "--dirty"]),
+            version(
+                "git",
+                &[
+                    "-C",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
+                    "describe",
+                    "--always",
+                    "--dirty"
+                ]
+            ),
         );
         let _ = writeln!(
             md,
@@ -150,6 +204,7 @@ impl Scorecard<'_> {
                 m.attack_s
             );
         }
+        self.write_notes(&mut md);
         if !self.others.is_empty() {
             OtherTools::write_section(&mut md, self.measured, self.others);
         }
