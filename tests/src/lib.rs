@@ -1,6 +1,7 @@
 //! Helpers for apisensor's privileged integration tests: the network-namespace [`lab`] that
 //! end-to-end tests (XDP, capture replay) run their traffic in, and the [`agent`] under test.
 pub mod agent;
+pub mod attack_lab;
 pub mod lab;
 pub mod nat;
 pub mod packet;

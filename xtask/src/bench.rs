@@ -1,11 +1,12 @@
 //! `cargo xtask bench`: the kernel benchmark (`BPF_PROG_TEST_RUN`), the live path, the closed
 //! loop in the lab, the detection engine in process, the rotation and NAT runs in the lab, the
-//! replay benchmark, and an optional long fuzz run; writes docs/BENCHMARKS.md.
+//! replay benchmark, and an optional long fuzz run; writes docs/BENCHMARKS.md. Then the attack
+//! lab's full scorecard (docs/SCORECARD.md).
 use std::{fmt::Write as _, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::util::{cargo, root};
+use crate::util::{cargo, root, target_dir};
 
 /// A benchmark that can be run on its own.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -36,6 +37,8 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         "-p",
         "sensor-user",
         "-p",
+        "sample-api",
+        "-p",
         "apisensor-tests",
         "-p",
         "sample-api",
@@ -48,7 +51,7 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
          that command on the machine described in each section; medians and ratios come from the \
          same run.\n"
     )?;
-    let exe = root().join("target/release/kernel_bench");
+    let exe = target_dir().join("release/kernel_bench");
     let out = Command::new(&exe)
         .output()
         .with_context(|| format!("cannot run {}", exe.display()))?;
@@ -60,7 +63,7 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
     }
     md.push_str(&String::from_utf8_lossy(&out.stdout));
     md.push('\n');
-    let exe = root().join("target/release/live_bench");
+    let exe = target_dir().join("release/live_bench");
     let out = Command::new(&exe)
         .arg("10")
         .output()
@@ -79,7 +82,7 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         ("rotation_bench", &[][..]),
         ("nat_bench", &[][..]),
     ] {
-        let exe = root().join("target/release").join(bin);
+        let exe = target_dir().join("release").join(bin);
         let out = Command::new(&exe)
             .args(args)
             .output()
@@ -91,7 +94,7 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         md.push('\n');
     }
     crate::replay_bench::run(&mut md)?;
-    let exe = root().join("target/release/flow_memory");
+    let exe = target_dir().join("release/flow_memory");
     let out = Command::new(&exe)
         .output()
         .with_context(|| format!("cannot run {}", exe.display()))?;
@@ -122,5 +125,13 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(root().join("docs"))?;
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
-    Ok(())
+    // The attack lab's scorecard: every scenario, fail2ban and CrowdSec on the same traffic,
+    // and the overhead run (about 40 minutes).
+    let scorecard = root().join("docs/SCORECARD.md");
+    crate::util::status(
+        Command::new(target_dir().join("release/lab"))
+            .arg("--scorecard")
+            .arg(&scorecard),
+    )
+    .context("the attack lab's scorecard")
 }

@@ -1,8 +1,10 @@
-//! Project tasks: `cargo xtask setup | run | test | bench | lint | dist`. One module per subcommand.
+//! Project tasks: `cargo xtask setup | run | test | bench | lab | lint | dist`. One module per
+//! subcommand.
 //! Every task that needs tools runs `setup` first, so a fresh machine needs nothing else.
 mod bench;
 mod dist;
 mod fuzz;
+mod lab;
 mod lint;
 mod replay_bench;
 mod setup;
@@ -46,6 +48,20 @@ enum Command {
         #[arg(long, value_enum)]
         only: Option<bench::Only>,
     },
+    /// Run the attack lab: scenarios in network namespaces against the sample API behind
+    /// nginx and the agent, with benign traffic alongside (all scenarios when none is named).
+    Lab {
+        /// Scenarios to run (hydra, stuffing, distributed-stuffing, ffuf, flood, scraping,
+        /// session-rotation, fingerprint-rotation, slow-bruteforce, benign-only).
+        scenarios: Vec<String>,
+        /// The short run: hydra, distributed-stuffing, benign-only.
+        #[arg(long)]
+        short: bool,
+        /// Also run fail2ban and `CrowdSec` on the same traffic and the overhead run, and write
+        /// docs/SCORECARD.md.
+        #[arg(long)]
+        scorecard: bool,
+    },
     /// Formatting and clippy only.
     Lint,
     /// Build the Debian package (release binary, unit, configuration, completions, manual
@@ -73,6 +89,14 @@ fn main() -> anyhow::Result<()> {
                 Some(only) => bench::run_only(only),
                 None => bench::run(fuzz_seconds),
             }
+        }
+        Command::Lab {
+            scenarios,
+            short,
+            scorecard,
+        } => {
+            setup::run()?;
+            lab::run(&scenarios, short, scorecard)
         }
         Command::Lint => {
             setup::run()?;

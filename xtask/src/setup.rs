@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use crate::util::{probe, status};
 
 /// Debian packages the tests and benchmarks use.
-const APT_PACKAGES: [&str; 16] = [
+const APT_PACKAGES: [&str; 19] = [
     "nginx",
     "haproxy",
     "curl",
@@ -25,9 +25,17 @@ const APT_PACKAGES: [&str; 16] = [
     "systemd",
     // The pseudo-terminal `tests/tests/e2e_control.rs` drives `apisensor top --live` in.
     "tmux",
+    // The lab's comparison: fail2ban and CrowdSec read nginx's access log.
+    "fail2ban",
+    "crowdsec",
+    "crowdsec-firewall-bouncer",
 ];
 /// The cargo-deb that `cargo xtask dist` builds the Debian package with (builds on rustc 1.95).
 const CARGO_DEB_VERSION: &str = "3.8.0";
+/// `CrowdSec`'s file of central API credentials. Its postinst registers with the central API
+/// unless the file exists; the machines here cannot reach it, and the lab runs `CrowdSec`
+/// offline, so a comment line is written before the package is installed.
+const CROWDSEC_ONLINE_CREDENTIALS: &str = "/etc/crowdsec/online_api_credentials.yaml";
 /// The bpf-linker that works with the nightly's LLVM on these machines.
 const BPF_LINKER_VERSION: &str = "0.10.3";
 
@@ -107,6 +115,15 @@ fn apt() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    if missing.contains(&"crowdsec") && !std::path::Path::new(CROWDSEC_ONLINE_CREDENTIALS).exists()
+    {
+        std::fs::create_dir_all("/etc/crowdsec").context("creating /etc/crowdsec")?;
+        std::fs::write(
+            CROWDSEC_ONLINE_CREDENTIALS,
+            "# apisensor lab: CrowdSec runs offline, without the central API\n",
+        )
+        .with_context(|| format!("writing {CROWDSEC_ONLINE_CREDENTIALS}"))?;
+    }
     status(Command::new("apt-get").arg("update"))?;
     status(
         Command::new("apt-get")

@@ -1,0 +1,32 @@
+//! The attack lab (issue 15): scenarios of real attack tools and scripted abuse against the
+//! sample API behind nginx, with benign actors alongside, in front of the real agent with its
+//! default configuration; and what each scenario measured (detected or not and by which
+//! detector, time to the kernel's block and first drop, malicious requests answered, benign
+//! requests refused, the agent's CPU and memory). `cargo xtask lab` runs it through the `lab`
+//! binary.
+//!
+//! # Layout
+//!
+//! - [`netns`]: moving a thread into a lab namespace.
+//! - [`client`]: the lab's own HTTP/1.1 client (source address, header order, outcomes).
+//! - [`traffic`]: the shared context of a scenario's actors, the interruption flag, the log of
+//!   requests sent, a deterministic random source.
+//! - [`topology`]: one scenario's lab (namespaces, sample API, nginx, agent, addresses).
+//! - [`benign`]: the benign actors that run in every scenario.
+//! - [`attacks`]: the attacks.
+//! - [`measure`]: the block monitor, the agent's usage, the event file and nginx's log.
+//! - [`scenario`]: the scenario list and the run of one (enforcing, or a comparison pass).
+//! - [`others`]: fail2ban and `CrowdSec` replaying the comparison pass's nginx logs.
+//! - [`overhead`]: wrk through nginx with the agent attached and detached, interleaved.
+//! - [`scorecard`]: the markdown scorecard.
+pub mod attacks;
+pub mod benign;
+pub mod client;
+pub mod measure;
+pub mod netns;
+pub mod others;
+pub mod overhead;
+pub mod scenario;
+pub mod scorecard;
+pub mod topology;
+pub mod traffic;

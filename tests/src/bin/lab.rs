@@ -1,0 +1,135 @@
+//! The attack lab: `lab [SCENARIO...] [--short] [--scorecard FILE]` (as root; `cargo xtask lab`
+//! builds and runs it). Each scenario runs in a fresh lab (namespaces, sample API behind nginx,
+//! the agent with its default configuration, benign actors alongside the attack); a line per
+//! scenario is printed. With `--scorecard`, each scenario also runs a comparison pass (the
+//! agent in `--dry-run`) whose nginx logs fail2ban and `CrowdSec` replay, the overhead run
+//! follows, and the markdown scorecard is written to FILE. An interrupt (Ctrl-C) stops the
+//! running scenario and tears its lab down.
+use std::process::ExitCode;
+
+use apisensor_tests::attack_lab::others::{self, OtherTools};
+use apisensor_tests::attack_lab::overhead;
+use apisensor_tests::attack_lab::scenario::{self, Measured, Pass, Scenario};
+use apisensor_tests::attack_lab::scorecard::Scorecard;
+use apisensor_tests::attack_lab::traffic;
+
+/// The command line.
+struct Args {
+    scenarios: Vec<Scenario>,
+    scorecard: Option<std::path::PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut scenarios = Vec::new();
+    let mut scorecard = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--short" => scenarios.extend(Scenario::SHORT),
+            "--scorecard" => {
+                scorecard = Some(args.next().ok_or("--scorecard needs a file")?.into());
+            }
+            name => scenarios.push(Scenario::parse(name).ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {name:?}; scenarios: {}", names.join(", "))
+            })?),
+        }
+    }
+    if scenarios.is_empty() {
+        scenarios.extend(Scenario::ALL);
+    }
+    Ok(Args {
+        scenarios,
+        scorecard,
+    })
+}
+
+/// One line for the terminal.
+fn line(m: &Measured) -> String {
+    let block = m.block.as_ref().map_or_else(
+        || "no block".to_owned(),
+        |(s, d)| format!("blocked after {s:.2} s by {}", d.join("+")),
+    );
+    let drop = m
+        .first_drop_s
+        .map_or_else(String::new, |s| format!(", first drop {s:.2} s"));
+    format!(
+        "{}: {block}{drop}; findings [{}]; malicious answered {}{}; benign refused {} of {} ({} sources); agent {:.2} s CPU, {} MiB peak",
+        m.scenario.name(),
+        m.detectors.iter().cloned().collect::<Vec<_>>().join(", "),
+        m.malicious_answered,
+        m.malicious_sent.map_or_else(String::new, |(s, r)| format!(
+            " (client: {r} of {s} refused)"
+        )),
+        m.benign_refused,
+        m.benign_sent,
+        m.benign_sources_refused.len(),
+        m.agent_cpu_s,
+        m.agent_peak_rss_kib / 1024,
+    )
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    traffic::handle_interrupts();
+    let work = tempfile::Builder::new()
+        .prefix("apisensor-lab-logs-")
+        .tempdir()
+        .expect("a temporary directory");
+    let mut results = Vec::new();
+    let mut compared: Vec<(u64, OtherTools)> = Vec::new();
+    for s in &args.scenarios {
+        if traffic::interrupted() {
+            break;
+        }
+        eprintln!("lab: scenario {}: {}", s.name(), s.describe());
+        let m = scenario::run(*s, Pass::Enforce, None);
+        println!("{}", line(&m));
+        results.push(m);
+        if args.scorecard.is_some() && !traffic::interrupted() {
+            eprintln!(
+                "lab: scenario {}: comparison pass (agent in --dry-run)",
+                s.name()
+            );
+            let c = scenario::run(*s, Pass::Compare, Some(work.path()));
+            let logs = c.logs.as_ref().expect("the comparison pass keeps its logs");
+            let o = others::replay(logs, work.path());
+            eprintln!(
+                "lab: {}: fail2ban bans {:?} {:?}; crowdsec bans {:?} {:?}",
+                s.name(),
+                o.fail2ban.first,
+                o.fail2ban.error,
+                o.crowdsec.first,
+                o.crowdsec.error
+            );
+            compared.push((c.first_malicious_ns, o));
+        }
+    }
+    let overhead = (args.scorecard.is_some() && !traffic::interrupted()).then(|| {
+        eprintln!("lab: overhead: wrk with the agent attached and detached");
+        overhead::run()
+    });
+    if traffic::interrupted() {
+        eprintln!("lab: interrupted; the lab was torn down");
+        return ExitCode::from(130);
+    }
+    if let Some(path) = &args.scorecard {
+        let card = Scorecard {
+            measured: &results,
+            others: &compared,
+            overhead: overhead.as_ref(),
+        };
+        if let Err(e) = std::fs::write(path, card.markdown()) {
+            eprintln!("lab: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("lab: wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
