@@ -705,9 +705,15 @@ impl Detection {
     }
 
     /// The sources of `net` in good standing, which a campaign's block of the prefix spares:
-    /// those that logged in successfully, and those with a long, mostly successful history
-    /// (bounded: at most `campaign::MEMBERS`, plus one to tell the policy there were more than
-    /// it spares, in which case it does not block the prefix).
+    /// those that logged in successfully, and those with a history (a detailed one: at least
+    /// `limits.detail_after` requests) mostly successful and without a failed login (bounded: at
+    /// most `campaign::MEMBERS`, plus one to tell the policy there were more than it spares, in
+    /// which case it does not block the prefix).
+    ///
+    /// A short history is enough: a spared source that then fails a login while the campaign
+    /// is active joins it and is blocked on its own, which withdraws its exception. A quiet
+    /// reader in the prefix (a crawler, a user who has not logged in yet) with a few answered
+    /// requests stays served.
     fn good_standing_in(&self, net: IpNet) -> Vec<IpAddr> {
         let inside = |k: &AddrKey| net.contains(&k.ip());
         let mut good: Vec<IpAddr> = self
@@ -723,9 +729,14 @@ impl Detection {
                 .iter()
                 .filter(|(k, d)| {
                     let a = d.answers();
+                    let failed_login = self
+                        .identities
+                        .get(k)
+                        .is_some_and(|i| i.login_failed_slow >= 0.5);
                     inside(k)
-                        && f64::from(a.answered) >= self.cfg.low_success.min_requests
+                        && a.answered >= f32::from(self.cfg.limits.detail_after)
                         && share(a.ok, a.answered) >= GOOD_SHARE
+                        && !failed_login
                 })
                 .map(|(k, _)| k.ip()),
         );

@@ -419,6 +419,15 @@ fn rotation_run() -> (Vec<Req>, Vec<IpAddr>, Vec<IpAddr>) {
         }
     }
     let mut benign = Vec::new();
+    // A slow crawler in one of the /24s, reading a page every 3 s, never logging in.
+    let crawler = ip("203.0.113.20");
+    benign.push(crawler);
+    for i in 0..40_u64 {
+        let t = T0 + i * 3 * NS + jitter(9, i, NS);
+        reqs.push(
+            Req::get(t, crawler, &format!("/docs/{}", (i * 37) % 500), 200).agent("ExampleBot/1.0"),
+        );
+    }
     for u in 0..5_u64 {
         let b = if u < 3 {
             ip(&format!("198.51.100.{}", 10 + u))
