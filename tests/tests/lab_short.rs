@@ -4,15 +4,10 @@
 //! the benign actors must not be refused: none at all with hydra and with no attack.
 //!
 //! With the distributed stuffing, the campaign's prefix blocks (198.51.100.0/24,
-//! 203.0.113.0/24) spare the sources in good standing (successful logins, or a long mostly
-//! successful history); the people, the office and the polling app log in and must never be
-//! refused. The slow crawler, which shares 203.0.113.0/24 with 40 of the attackers and only
-//! reads an item every 4 s, is refused by that prefix block in the runs so far: the
-//! scorecard reports it (`docs/SCORECARD.md`), and this test asserts only the sources that
-//! logged in there.
-use std::net::IpAddr;
-
-use apisensor_tests::attack_lab::benign;
+//! 203.0.113.0/24) spare the sources in good standing there (successful logins, a mostly
+//! successful history, a quiet reader's few successful requests): the people, the office, the
+//! polling app and the slow crawler sharing 203.0.113.0/24 with 40 of the attackers must never
+//! be refused.
 use apisensor_tests::attack_lab::scenario::{self, Measured, Pass, Scenario};
 
 /// Checks an attack scenario was blocked and its later attempts refused.
@@ -27,7 +22,7 @@ fn expect_blocked(m: &Measured) {
 }
 
 #[test]
-fn the_short_lab_blocks_both_attacks_and_refuses_no_user() {
+fn the_short_lab_blocks_both_attacks_and_refuses_no_benign_source() {
     let hydra = scenario::run(Scenario::Hydra, Pass::Enforce, None);
     eprintln!("{hydra:?}");
     expect_blocked(&hydra);
@@ -43,19 +38,10 @@ fn the_short_lab_blocks_both_attacks_and_refuses_no_user() {
         refused * 2 > sent,
         "most attempts are refused once the campaign is blocked: {refused} of {sent}"
     );
-    let logged_in: Vec<IpAddr> = benign::HUMANS
-        .iter()
-        .copied()
-        .chain([benign::OFFICE, benign::POLLER])
-        .collect();
-    let users_refused: Vec<&IpAddr> = spread
-        .benign_sources_refused
-        .iter()
-        .filter(|a| logged_in.contains(a))
-        .collect();
-    assert!(
-        users_refused.is_empty(),
-        "distributed stuffing: users refused: {users_refused:?}"
+    assert_eq!(
+        spread.benign_refused, 0,
+        "distributed stuffing: benign refused: {:?}",
+        spread.benign_sources_refused
     );
 
     let quiet = scenario::run(Scenario::BenignOnly, Pass::Enforce, None);

@@ -102,6 +102,10 @@ pub struct DetectCounters {
 /// clients succeed above 85 %).
 const GOOD_SHARE: f64 = 0.85;
 
+/// Answered requests, all successful, that put a quiet reader of an IPv4 /24 in good standing
+/// when a campaign's block of the /24 is decided.
+const QUIET_MIN_ANSWERS: f32 = 2.0;
+
 /// Most (entity, detector) pairs whose last report time is remembered.
 const MAX_REPORTED: usize = 100_000;
 
@@ -710,12 +714,18 @@ impl Detection {
     /// most `campaign::MEMBERS`, plus one to tell the policy there were more than it spares, in
     /// which case it does not block the prefix).
     ///
-    /// A short history is enough: a spared source that then fails a login while the campaign
-    /// is active joins it and is blocked on its own, which withdraws its exception. A quiet
-    /// reader in the prefix (a crawler, a user who has not logged in yet) with a few answered
-    /// requests stays served.
+    /// In an IPv4 /24, a quiet reader (a crawler, a user who has not logged in yet) with
+    /// [`QUIET_MIN_ANSWERS`] requests, all successful, is in good standing too. A short history
+    /// is enough: a spared source that then fails a login while the campaign is active joins it
+    /// and is blocked on its own, which withdraws its exception; an address first seen after
+    /// the block is refused.
     fn good_standing_in(&self, net: IpNet) -> Vec<IpAddr> {
         let inside = |k: &AddrKey| net.contains(&k.ip());
+        let failed_login = |k: &AddrKey| {
+            self.identities
+                .get(k)
+                .is_some_and(|i| i.login_failed_slow >= 0.5)
+        };
         let mut good: Vec<IpAddr> = self
             .identities
             .entries
@@ -729,17 +739,30 @@ impl Detection {
                 .iter()
                 .filter(|(k, d)| {
                     let a = d.answers();
-                    let failed_login = self
-                        .identities
-                        .get(k)
-                        .is_some_and(|i| i.login_failed_slow >= 0.5);
                     inside(k)
                         && a.answered >= f32::from(self.cfg.limits.detail_after)
                         && share(a.ok, a.answered) >= GOOD_SHARE
-                        && !failed_login
+                        && !failed_login(k)
                 })
                 .map(|(k, _)| k.ip()),
         );
+        // The quiet readers of an IPv4 /24 (its addresses looked up one by one): a few
+        // requests, every one answered with success.
+        if let IpNet::V4(v4) = net
+            && v4.prefix_len() >= 24
+        {
+            for raw in u32::from(v4.network())..=u32::from(v4.broadcast()) {
+                let ip = IpAddr::V4(raw.into());
+                let k = AddrKey::of(ip);
+                let Some(s) = self.sources.get(&k) else {
+                    continue;
+                };
+                let a = s.tally.answers();
+                if a.answered >= QUIET_MIN_ANSWERS && a.ok == a.answered && !failed_login(&k) {
+                    good.push(ip);
+                }
+            }
+        }
         good.sort_unstable();
         good.dedup();
         good.truncate(campaign::MEMBERS + 1);
