@@ -75,6 +75,10 @@ fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario, read top to bottom: traffic, then every family checked"
+)]
 fn every_family_is_scraped_with_values_that_match_the_traffic() {
     let mut lab = Lab::new("metrics");
     lab.start_nginx(80);
@@ -110,16 +114,13 @@ fn every_family_is_scraped_with_values_that_match_the_traffic() {
     let mut refused = false;
     for _ in 0..ATTEMPTS {
         thread::sleep(Duration::from_millis(50));
-        match request(&lab, attacker, &login, &attempt, Duration::from_millis(400)) {
-            Some(status) => {
-                assert_eq!(status, 401);
-                answered += 1;
-            }
-            None => {
-                refused = true;
-                break;
-            }
-        }
+        let Some(status) = request(&lab, attacker, &login, &attempt, Duration::from_millis(400))
+        else {
+            refused = true;
+            break;
+        };
+        assert_eq!(status, 401);
+        answered += 1;
     }
     assert!(
         refused,
@@ -215,7 +216,8 @@ fn every_family_is_scraped_with_values_that_match_the_traffic() {
         ("apisensor_block_writes_total", &[("result", "failed")]),
         ("apisensor_tracked_evictions_total", &[]),
     ] {
-        assert_eq!(sum(&text, name, labels), 0.0, "{name}: {text}");
+        // Counters: a count below one is none.
+        assert!(sum(&text, name, labels) < 0.5, "{name}: {text}");
     }
     // A block is written within a second of the event that made it.
     let (count, total) = (

@@ -10,9 +10,10 @@ use anyhow::Context as _;
 use aya::maps::RingBuf;
 use clap::Args;
 use sensor_common::map_names;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 mod lists;
+mod reload;
 mod sink;
 
 use crate::{
@@ -129,10 +130,20 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         Duration::from_secs(config.sensor.purge_interval_s),
         shutdown_tx.subscribe(),
     ));
+    // The configuration as reloaded on SIGHUP, for the lists and the sink.
+    let (config_tx, config_rx) = watch::channel(std::sync::Arc::new(config.clone()));
+    let reloads = tokio::spawn(reload::on_hangup(
+        reload::Reloader {
+            path: args.config.clone(),
+            dry_run: args.dry_run,
+            pin_dir: pin_dir.to_path_buf(),
+        },
+        config_tx,
+        shutdown_tx.subscribe(),
+    ));
     let lists = tokio::spawn(lists::keep(
         pin_dir.to_path_buf(),
-        config.lists.clone(),
-        config.policy.dry_run,
+        config_rx.clone(),
         shutdown_tx.subscribe(),
     ));
     let metrics = metrics_listener.map(|listener| {
@@ -147,25 +158,9 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     });
     let (metrics, metrics_server) = metrics.unzip();
     let mut sink = AgentSink::open(args, pin_dir, config, metrics)?;
-    let info = crate::control::agent::AgentInfo {
-        iface: args.iface.clone(),
-        xdp_mode: format!("{xdp_mode:?}"),
-        tc_mode: format!("{tc_mode:?}"),
-        config: args.config.as_ref().map(|p| p.display().to_string()),
-        dry_run: config.policy.dry_run,
-    };
-    let live = sink.live_events();
-    let now = clock::unix_ns();
-    let control = match crate::control::start(pin_dir, info, live, shutdown_tx.subscribe(), now) {
-        Ok((control, task)) => {
-            sink.serve_control(control);
-            Some(task)
-        }
-        Err(error) => {
-            tracing::warn!(%error, "the control socket cannot be served; the investigation commands will not reach this agent");
-            None
-        }
-    };
+    sink.follow_reloads(config_rx)?;
+    let modes = (format!("{xdp_mode:?}"), format!("{tc_mode:?}"));
+    let control = serve_control(&mut sink, args, pin_dir, config, modes, &shutdown_tx);
     let stats = reader::run(
         req,
         resp,
@@ -179,6 +174,7 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     signals.abort();
     let _ = purge.await;
     let _ = lists.await;
+    let _ = reloads.await;
     if let Some(control) = control {
         let _ = control.await;
     }
@@ -189,6 +185,36 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     drop(ebpf);
     sink.log_stopped(&stats);
     Ok(())
+}
+
+/// Serves the control socket for `sink`; `None` (logged) when it cannot be.
+fn serve_control(
+    sink: &mut AgentSink,
+    args: &RunArgs,
+    pin_dir: &Path,
+    config: &Config,
+    (xdp_mode, tc_mode): (String, String),
+    shutdown: &broadcast::Sender<()>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let info = crate::control::agent::AgentInfo {
+        iface: args.iface.clone(),
+        xdp_mode,
+        tc_mode,
+        config: args.config.as_ref().map(|p| p.display().to_string()),
+        dry_run: config.policy.dry_run,
+    };
+    let live = sink.live_events();
+    let now = clock::unix_ns();
+    match crate::control::start(pin_dir, info, live, shutdown.subscribe(), now) {
+        Ok((control, task)) => {
+            sink.serve_control(control);
+            Some(task)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the control socket cannot be served; the investigation commands will not reach this agent");
+            None
+        }
+    }
 }
 
 fn nix_if_index(iface: &str) -> u32 {

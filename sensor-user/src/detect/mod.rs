@@ -104,7 +104,7 @@ const GOOD_SHARE: f64 = 0.85;
 
 /// Answered requests, all successful, that put a quiet reader of an IPv4 /24 in good standing
 /// when a campaign's block of the /24 is decided.
-const QUIET_MIN_ANSWERS: f32 = 2.0;
+const QUIET_MIN_ANSWERS: u8 = 2;
 
 /// Most (entity, detector) pairs whose last report time is remembered.
 const MAX_REPORTED: usize = 100_000;
@@ -757,8 +757,7 @@ impl Detection {
                 let Some(s) = self.sources.get(&k) else {
                     continue;
                 };
-                let a = s.tally.answers();
-                if a.answered >= QUIET_MIN_ANSWERS && a.ok == a.answered && !failed_login(&k) {
+                if s.tally.all_ok(QUIET_MIN_ANSWERS) && !failed_login(&k) {
                     good.push(ip);
                 }
             }

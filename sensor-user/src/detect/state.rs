@@ -241,6 +241,11 @@ impl Tally {
         self.not_found = self.not_found.saturating_add(u8::from(o.not_found()));
     }
 
+    /// Whether at least `min` requests were answered, every one with success.
+    pub(crate) fn all_ok(self, min: u8) -> bool {
+        self.answered >= min && self.ok == self.answered
+    }
+
     /// The tally as counts.
     pub(crate) fn answers(self) -> Answers {
         Answers {

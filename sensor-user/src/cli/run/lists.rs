@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+
 use ipnet::IpNet;
 use sensor_common::Reason;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::clock;
+use crate::config::Config;
 use crate::lists::{self, ListsConfig, Plan};
 use crate::verdict::{VerdictError, Verdicts};
 
@@ -35,19 +38,13 @@ struct File {
     entries: BTreeMap<IpNet, String>,
 }
 
-/// Keeps the lists' blocks until shutdown. In a dry run, reports what it would write.
-pub(super) async fn keep(
-    pin_dir: PathBuf,
-    cfg: ListsConfig,
-    dry_run: bool,
-    mut shutdown: broadcast::Receiver<()>,
-) {
+/// The files a configuration names, none read yet.
+fn files_of(cfg: &ListsConfig) -> Vec<File> {
     let countries = cfg
         .mmdb
         .iter()
         .filter_map(|path| Some((Kind::Countries(cfg.country_rule()?), path)));
-    let mut files: Vec<File> = cfg
-        .files
+    cfg.files
         .iter()
         .map(|path| (Kind::List, path))
         .chain(countries)
@@ -57,23 +54,52 @@ pub(super) async fn keep(
             modified: None,
             entries: BTreeMap::new(),
         })
-        .collect();
-    if files.is_empty() {
-        return;
-    }
+        .collect()
+}
+
+/// Keeps the lists' blocks until shutdown. In a dry run, reports what it would write. A
+/// reloaded configuration (`config`) replaces the files: the blocks of entries no file lists
+/// any more are removed, the others kept.
+pub(super) async fn keep(
+    pin_dir: PathBuf,
+    mut config: watch::Receiver<Arc<Config>>,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let (mut cfg, mut dry_run) = {
+        let c = config.borrow_and_update();
+        (c.lists.clone(), c.policy.dry_run)
+    };
+    let mut files = files_of(&cfg);
     // The blocks this agent wrote for lists, with their notes.
     let mut written: BTreeMap<IpNet, String> = BTreeMap::new();
-    let ttl = Duration::from_secs(cfg.ttl_s);
-    let renew_every = ttl / 2;
     let mut renewed = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.refresh_s));
     loop {
+        let mut reloaded = false;
         tokio::select! {
             _ = shutdown.recv() => return,
             _ = tick.tick() => {}
+            changed = config.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let c = config.borrow_and_update().clone();
+                if c.lists == cfg && c.policy.dry_run == dry_run {
+                    continue;
+                }
+                (cfg, dry_run) = (c.lists.clone(), c.policy.dry_run);
+                files = files_of(&cfg);
+                tick = tokio::time::interval(Duration::from_secs(cfg.refresh_s));
+                tick.tick().await;
+                reloaded = true;
+            }
         }
-        let changed = files.iter_mut().map(reread).fold(false, |a, b| a | b);
-        let renew_all = renewed.elapsed() >= renew_every;
+        if files.is_empty() && written.is_empty() {
+            continue;
+        }
+        let ttl = Duration::from_secs(cfg.ttl_s);
+        let changed = files.iter_mut().map(reread).fold(reloaded, |a, b| a | b);
+        let renew_all = renewed.elapsed() >= ttl / 2;
         if !changed && !renew_all {
             continue;
         }

@@ -54,12 +54,25 @@ pub(super) struct AgentSink {
     decode_errors: u64,
     /// The control socket's owner end, once it is served.
     control: Option<crate::control::agent::Control>,
+    /// Configurations reloaded on SIGHUP, with the installation's key the pipeline hashes with
+    /// and the configuration's allowlist as last written to the kernel.
+    reloads: Option<Reloads>,
     /// The Prometheus registry, when the endpoint is on.
     metrics: Option<Metrics>,
     /// When the records of the current batch started to be processed.
     batch_start: Option<std::time::Instant>,
     /// Unix ns of the last snapshot published to the registry.
     last_publish_ns: u64,
+}
+
+/// What the sink keeps to follow reloads.
+struct Reloads {
+    /// The configuration, as last reloaded.
+    rx: tokio::sync::watch::Receiver<std::sync::Arc<Config>>,
+    /// The installation's hash key.
+    key: [u8; 16],
+    /// The allowlist last written to the kernel from the configuration.
+    allowlist: Vec<ipnet::IpNet>,
 }
 
 /// The agent's reader of the kernel's per-source counters.
@@ -286,6 +299,7 @@ impl AgentSink {
             events: 0,
             decode_errors: 0,
             control: None,
+            reloads: None,
             metrics,
             batch_start: None,
             last_publish_ns: 0,
@@ -295,6 +309,53 @@ impl AgentSink {
     /// Answers the control socket's queries from now on (after each drain).
     pub(super) fn serve_control(&mut self, control: crate::control::agent::Control) {
         self.control = Some(control);
+    }
+
+    /// Takes the configurations reloaded on SIGHUP from `rx` (the running one is current).
+    pub(super) fn follow_reloads(
+        &mut self,
+        mut rx: tokio::sync::watch::Receiver<std::sync::Arc<Config>>,
+    ) -> anyhow::Result<()> {
+        let allowlist = rx.borrow_and_update().policy.allowlist.clone();
+        let key = self.state.key_or_create()?;
+        self.reloads = Some(Reloads { rx, key, allowlist });
+        Ok(())
+    }
+
+    /// Applies a configuration reloaded since the last call, if there is one: the pipeline's
+    /// settings (its state kept), the kernel counters' poll period, and the allowlist (entries
+    /// the file no longer has are removed from the kernel, new ones added).
+    fn apply_reload(&mut self) {
+        let Some(r) = &mut self.reloads else {
+            return;
+        };
+        if !r.rx.has_changed().unwrap_or(false) {
+            return;
+        }
+        let cfg = r.rx.borrow_and_update().clone();
+        self.pipeline.reconfigure(&cfg, r.key);
+        self.sources.every_ns = cfg.sensor.source_poll_ms.saturating_mul(1_000_000);
+        let now = clock::boot_ns();
+        for gone in r
+            .allowlist
+            .iter()
+            .filter(|n| !cfg.policy.allowlist.contains(n))
+        {
+            if let Err(error) = self.out.verdicts.unallow(*gone) {
+                tracing::warn!(%error, net = %gone, "removing an allowlist entry on reload failed");
+            }
+        }
+        for net in &cfg.policy.allowlist {
+            if let Err(error) = self.out.verdicts.allow(*net, now) {
+                tracing::warn!(%error, %net, "allowlisting on reload failed");
+            }
+        }
+        r.allowlist.clone_from(&cfg.policy.allowlist);
+        tracing::info!(
+            detection = cfg.detect.enabled,
+            dry_run = cfg.policy.dry_run,
+            "the pipeline took the reloaded configuration"
+        );
     }
 
     /// The broadcast of new findings and decisions, for the control socket's followers.
@@ -501,6 +562,7 @@ impl EventSink for AgentSink {
     }
 
     fn on_drained(&mut self, records: usize) {
+        self.apply_reload();
         if let (Some(start), Some(h)) = (self.batch_start.take(), &self.out.histograms) {
             h.batch.observe(start.elapsed().as_secs_f64());
         }
