@@ -699,7 +699,6 @@ impl Policy {
     }
 
     fn block_or_refuse(&mut self, f: &Finding) -> Option<Decision> {
-        let now = f.at_ns;
         let target = match &f.entity {
             Entity::Source(ip) => IpNet::from(ip.to_canonical()),
             // A whole prefix is blocked for volume, or as a campaign's; other behaviour spread
@@ -716,18 +715,58 @@ impl Policy {
             return Some(self.alert(f, Some(target), Some(r)));
         }
         if self.by_connection(f, &target) {
-            return self.block_connections(f, target);
+            let marks = f.marks.clone();
+            return self.block(
+                f,
+                target,
+                Enforcement::Connection,
+                Vec::new(),
+                Vec::new(),
+                marks,
+            );
         }
         if let Some(r) = self.unsafe_to_block(f) {
             return Some(self.alert(f, Some(target), Some(r)));
         }
-        let exceptions = self.exceptions_for(f, &target, now);
+        let (enforcement, flows) = match f.standing.unwrap_or_default().proxy {
+            Some(ProxyVia::ProxyProtocol) => (Enforcement::Flow, f.flows.clone()),
+            Some(_) => (Enforcement::Upstream, Vec::new()),
+            None => (Enforcement::Kernel, Vec::new()),
+        };
+        let exceptions = if enforcement == Enforcement::Kernel {
+            self.exceptions_for(f, &target, f.at_ns)
+        } else {
+            Vec::new()
+        };
+        self.block(f, target, enforcement, flows, exceptions, Vec::new())
+    }
+
+    /// Blocks `target` for `f`, enforced as `enforcement` (with the connections, exceptions
+    /// and marks that go with it), or renews its active block in its second half (the
+    /// finding's exceptions and marks joining it), or reports what a dry run would have done,
+    /// or refuses at the caps.
+    fn block(
+        &mut self,
+        f: &Finding,
+        target: IpNet,
+        enforcement: Enforcement,
+        flows: Vec<Flow>,
+        exceptions: Vec<IpNet>,
+        marks: Vec<Mark>,
+    ) -> Option<Decision> {
+        let now = f.at_ns;
         if let Some(a) = self.active.get_mut(&target).filter(|a| a.expires_ns > now) {
-            // Sources in good standing seen since join the block's exceptions (written with
-            // its next renewal).
+            // Sources in good standing seen since, and client shapes marked since, join the
+            // block (written with its next renewal).
             for e in exceptions {
                 if !a.exceptions.contains(&e) {
                     a.exceptions.push(e);
+                }
+            }
+            for m in marks {
+                match a.marks.iter_mut().find(|x| x.shape == m.shape) {
+                    Some(x) => *x = m,
+                    None => a.marks.push(m),
                 }
             }
             if !a.due_for_renewal(now) {
@@ -745,7 +784,9 @@ impl Policy {
             ));
         }
         if self.cfg.dry_run {
-            return Some(self.dry_run_block(f, target, exceptions));
+            let mut d = self.dry_run_block(f, target, exceptions);
+            d.marks = marks;
+            return Some(d);
         }
         if self.active.len() >= self.cfg.max_active_blocks {
             return Some(self.alert(f, Some(target), Some(Refusal::ActiveCap)));
@@ -756,17 +797,12 @@ impl Policy {
         let offence = self.offend(target, now);
         let ttl_s = self.ttl_s(offence);
         let id = self.next_id(now);
-        let (enforcement, flows) = match f.standing.unwrap_or_default().proxy {
-            Some(ProxyVia::ProxyProtocol) => (Enforcement::Flow, f.flows.clone()),
-            Some(_) => (Enforcement::Upstream, Vec::new()),
-            None => (Enforcement::Kernel, Vec::new()),
-        };
-        let exceptions = if enforcement == Enforcement::Kernel {
-            exceptions
+        if enforcement == Enforcement::Connection {
+            // The address itself is not blocked: an exception it has stays.
+            self.marked.insert(target);
         } else {
-            Vec::new()
-        };
-        self.withdraw_exception(target);
+            self.withdraw_exception(target);
+        }
         self.active.insert(
             target,
             Active {
@@ -774,7 +810,7 @@ impl Policy {
                 enforcement,
                 flows: flows.clone(),
                 exceptions: exceptions.clone(),
-                marks: Vec::new(),
+                marks: marks.clone(),
                 expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
                 ttl_ns: ttl_s.saturating_mul(NS),
             },
@@ -790,7 +826,7 @@ impl Policy {
             entity: f.entity.clone(),
             target: Some(target),
             flows,
-            marks: Vec::new(),
+            marks,
             exceptions,
             ttl_s,
             renewal: false,
@@ -816,84 +852,6 @@ impl Policy {
             || (!f.marks.is_empty()
                 && matches!(f.entity, Entity::Source(_))
                 && f.standing.unwrap_or_default().proxy.is_none())
-    }
-
-    /// Blocks `target`, a shared address, by connection: from now on, each of its connections
-    /// whose request carries one of `f`'s marks is blocked as the request arrives
-    /// ([`Policy::on_request`]); the address is not. An active one takes the finding's marks
-    /// and is renewed in its second half.
-    fn block_connections(&mut self, f: &Finding, target: IpNet) -> Option<Decision> {
-        let now = f.at_ns;
-        if let Some(a) = self.active.get_mut(&target).filter(|a| a.expires_ns > now) {
-            for m in &f.marks {
-                match a.marks.iter_mut().find(|x| x.shape == m.shape) {
-                    Some(x) => *x = *m,
-                    None => a.marks.push(*m),
-                }
-            }
-            if !a.due_for_renewal(now) {
-                return None;
-            }
-            let (ttl_ns, offence) = (a.ttl_ns, self.offences.get(&target).map_or(1, |o| o.0));
-            return Some(self.renew(
-                target,
-                f.entity.clone(),
-                now,
-                ttl_ns,
-                offence,
-                vec![f.clone()],
-                reason_text(f.detector),
-            ));
-        }
-        if self.cfg.dry_run {
-            let mut d = self.dry_run_block(f, target, Vec::new());
-            d.marks.clone_from(&f.marks);
-            return Some(d);
-        }
-        if self.active.len() >= self.cfg.max_active_blocks {
-            return Some(self.alert(f, Some(target), Some(Refusal::ActiveCap)));
-        }
-        if self.recent_blocks.len() >= self.cfg.max_new_blocks_per_min {
-            return Some(self.alert(f, Some(target), Some(Refusal::RateCap)));
-        }
-        let offence = self.offend(target, now);
-        let ttl_s = self.ttl_s(offence);
-        let id = self.next_id(now);
-        let enforcement = Enforcement::Connection;
-        self.active.insert(
-            target,
-            Active {
-                id,
-                enforcement,
-                flows: Vec::new(),
-                exceptions: Vec::new(),
-                marks: f.marks.clone(),
-                expires_ns: now.saturating_add(ttl_s.saturating_mul(NS)),
-                ttl_ns: ttl_s.saturating_mul(NS),
-            },
-        );
-        self.marked.insert(target);
-        self.recent_blocks.push_back(now);
-        self.counters.block += 1;
-        Some(Decision {
-            id,
-            at_ns: now,
-            action: Action::Block,
-            enforcement,
-            entity: f.entity.clone(),
-            target: Some(target),
-            flows: Vec::new(),
-            marks: f.marks.clone(),
-            exceptions: Vec::new(),
-            ttl_s,
-            renewal: false,
-            offence,
-            reason: reason_text(f.detector),
-            refused: None,
-            notes: block_notes(enforcement, offence, 0),
-            findings: vec![f.clone()],
-            score: f.score,
-        })
     }
 
     /// A block decided in a dry run: reported with its TTL, enforced nowhere, remembered so
