@@ -286,6 +286,12 @@ fn investigation_commands_answer_from_the_running_agent() {
         "{account}"
     );
     assert_eq!(account["sources"][0]["failed_here"], true, "{account}");
+    // ... and from a user's account to the session its login opened.
+    let carol = json(&pin, &["accounts", "show", "carol"]);
+    assert_eq!(carol["logins"][0]["source"], user.to_string(), "{carol}");
+    assert!(carol["logins"][0]["session"].is_string(), "{carol}");
+    let text = ok(&pin, &["accounts", "show", "carol"]);
+    assert!(text.contains("successful logins"), "{text}");
     let missing = cli(&pin, &["accounts", "show", "nobody"]);
     assert!(!missing.status.success());
 

@@ -1,5 +1,5 @@
-//! `apisensor accounts show NAME`: the sources that acted for an account, with their outcomes,
-//! to pivot from an account to its addresses (and, with `sources show`, back).
+//! `apisensor accounts show NAME`: the sources and sessions that acted for an account, with
+//! their outcomes, to pivot from an account to its addresses (and, with `sources show`, back).
 use std::path::Path;
 
 use clap::Subcommand;
@@ -93,5 +93,17 @@ pub fn main(command: &AccountsCommand, pin_dir: &Path) -> anyhow::Result<()> {
         ]);
     }
     print!("{}", t.render());
+    if !a.logins.is_empty() {
+        println!("successful logins (newest first)");
+        let mut t = Table::new(&["WHEN", "SOURCE", "SESSION"], &[]);
+        for l in &a.logins {
+            t.row(vec![
+                ago(now, l.at_ns),
+                l.source.to_string(),
+                l.session.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        print!("{}", t.render());
+    }
     Ok(())
 }

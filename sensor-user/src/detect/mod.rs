@@ -431,7 +431,7 @@ impl Detection {
             if a.name.is_empty() {
                 name.clone_into(&mut a.name);
             }
-            a.add(&d, now, epoch, outcome, ip, source_hash);
+            a.add(&d, now, epoch, outcome, (ip, source_hash), session_hash);
         }
 
         if verified {

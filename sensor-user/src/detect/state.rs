@@ -580,6 +580,19 @@ impl Detail {
 
 /// Sources kept per account for evidence.
 pub(crate) const ACCOUNT_SOURCES: usize = 16;
+/// Successful logins an account remembers (source and session each), for investigation.
+pub(crate) const ACCOUNT_LOGINS: usize = 8;
+
+/// One successful login of an account: where from, and the session it opened or used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AccountLogin {
+    /// The source address.
+    pub(crate) source: IpAddr,
+    /// The session (its hash in the sessions table), when the login carried or set one.
+    pub(crate) session: Option<u64>,
+    /// When, Unix ns.
+    pub(crate) at_ns: u64,
+}
 
 /// Everything known about one prefix.
 #[derive(Clone, Debug, Default)]
@@ -672,23 +685,27 @@ pub(crate) struct AccountState {
     pub(crate) failed_sources: Distinct<2>,
     /// The latest distinct sources it failed from, for evidence.
     pub(crate) recent_sources: Vec<IpAddr>,
+    /// Its latest successful logins (at most [`ACCOUNT_LOGINS`], one per source and session).
+    pub(crate) logins: Vec<AccountLogin>,
 }
 
 impl AccountState {
-    /// Bytes on the heap: the name and the recent sources.
+    /// Bytes on the heap: the name, the recent sources and logins.
     pub(crate) fn heap(&self) -> usize {
-        self.name.capacity() + self.recent_sources.capacity() * size_of::<IpAddr>()
+        self.name.capacity()
+            + self.recent_sources.capacity() * size_of::<IpAddr>()
+            + self.logins.capacity() * size_of::<AccountLogin>()
     }
 
-    /// Adds one login attempt from `source`.
+    /// Adds one login attempt from `source` (hash `source_hash`) in `session`.
     pub(crate) fn add(
         &mut self,
         d: &Decays,
         now_ns: u64,
         epoch: u32,
         o: Outcome,
-        source: IpAddr,
-        source_hash: u64,
+        (source, source_hash): (IpAddr, u64),
+        session: Option<u64>,
     ) {
         if self.last_ns != 0 {
             let f = Factors::new(d, self.last_ns, now_ns);
@@ -703,6 +720,16 @@ impl AccountState {
         }
         if o.login_ok() {
             self.ok += 1.0;
+            self.logins
+                .retain(|l| !(l.source == source && l.session == session));
+            if self.logins.len() >= ACCOUNT_LOGINS {
+                self.logins.remove(0);
+            }
+            self.logins.push(AccountLogin {
+                source,
+                session,
+                at_ns: now_ns,
+            });
         }
         if o.login_failed() {
             self.failed += 1.0;

@@ -135,6 +135,20 @@ pub struct AccountView {
     pub failing_sources: f64,
     /// The sources that acted for it.
     pub sources: Vec<AccountSource>,
+    /// Its latest successful logins, with the sessions they opened or used (hashed, as
+    /// `sources show` lists a source's sessions), newest first.
+    pub logins: Vec<AccountLogin>,
+}
+
+/// One successful login of an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLogin {
+    /// Where from.
+    pub source: IpAddr,
+    /// The session's hash, when the login carried or set one.
+    pub session: Option<String>,
+    /// When, Unix ns.
+    pub at_ns: u64,
 }
 
 /// One login fingerprint.
@@ -255,6 +269,19 @@ impl Detection {
     /// each with its summary.
     pub fn account(&self, name: &str) -> Option<AccountView> {
         let state = self.accounts.get(&self.hasher.hash(name));
+        let logins: Vec<AccountLogin> = state
+            .map(|a| {
+                a.logins
+                    .iter()
+                    .rev()
+                    .map(|l| AccountLogin {
+                        source: l.source,
+                        session: l.session.map(|k| format!("{k:016x}")),
+                        at_ns: l.at_ns,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut sources: Vec<AccountSource> = state
             .map(|a| {
                 a.recent_sources
@@ -302,6 +329,7 @@ impl Detection {
             logins_ok: state.map_or(0.0, |a| f64::from(a.ok)),
             failing_sources: state.map_or(0.0, |a| a.failed_sources.estimate()),
             sources,
+            logins,
         })
     }
 
