@@ -78,6 +78,9 @@ impl std::error::Error for ConfigError {}
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where the agent attaches and keeps its state (the command line's options win).
+    #[serde(default)]
+    pub agent: AgentSettings,
     /// Kernel-side settings.
     #[serde(default)]
     pub sensor: SensorSettings,
@@ -100,6 +103,33 @@ pub struct Config {
     /// The event lines: format, standard output, the event file and its rotation.
     #[serde(default)]
     pub events: crate::event_log::EventsConfig,
+}
+
+/// Where the agent attaches and keeps its state: the `[agent]` table. `apisensor run`'s
+/// `--iface`, `--xdp-mode`, `--tc-mode` and `--state-dir` override it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSettings {
+    /// The interface to attach to (XDP ingress, TC egress); the command line must give it
+    /// when the file does not.
+    pub interface: Option<String>,
+    /// How XDP is attached.
+    pub xdp_mode: crate::loader::XdpAttachMode,
+    /// How TC is attached.
+    pub tc_mode: crate::loader::TcAttachMode,
+    /// The state directory: the hash key and the learned baselines.
+    pub state_dir: std::path::PathBuf,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            interface: None,
+            xdp_mode: crate::loader::XdpAttachMode::Auto,
+            tc_mode: crate::loader::TcAttachMode::Auto,
+            state_dir: crate::state_dir::DEFAULT_STATE_DIR.into(),
+        }
+    }
 }
 
 /// Kernel-side settings.

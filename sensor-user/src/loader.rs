@@ -491,7 +491,8 @@ pub enum TcMode {
 }
 
 /// How to attach TC.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TcAttachMode {
     /// TCX, falling back to a `clsact` filter if the kernel refuses.
     #[default]

@@ -21,7 +21,6 @@ use crate::{
     config::Config,
     loader::{self, LoadOptions, TcAttachMode, XdpAttachMode},
     reader,
-    state_dir::DEFAULT_STATE_DIR,
     verdict::Verdicts,
 };
 use sink::AgentSink;
@@ -31,18 +30,19 @@ pub use sink::first_line;
 /// Options of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Interface to attach to (XDP ingress and TC egress).
+    /// Interface to attach to (XDP ingress and TC egress); `[agent] interface` of the
+    /// configuration when not given.
     #[arg(long)]
-    pub iface: String,
+    pub iface: Option<String>,
     /// Configuration file (TOML); the embedded default applies without it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
-    pub xdp_mode: XdpAttachMode,
-    /// TC attach mode.
-    #[arg(long, value_enum, default_value_t = TcAttachMode::Auto)]
-    pub tc_mode: TcAttachMode,
+    /// XDP attach mode (`[agent] xdp_mode`, `auto` by default).
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpAttachMode>,
+    /// TC attach mode (`[agent] tc_mode`, `auto` by default).
+    #[arg(long, value_enum)]
+    pub tc_mode: Option<TcAttachMode>,
     /// Print one JSON line per ring-buffer record on stdout (addresses, ports, sequence, lengths
     /// and the request or status line without its query string; never headers or bodies).
     #[arg(long)]
@@ -54,9 +54,10 @@ pub struct RunArgs {
     /// and last seen) as JSON in this file, rewritten every minute and at exit.
     #[arg(long)]
     pub catalogue: Option<PathBuf>,
-    /// State directory: the hash key and the learned baselines (created when missing).
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    /// State directory: the hash key and the learned baselines (created when missing);
+    /// `[agent] state_dir` of the configuration, `/var/lib/apisensor` by default.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Decide and report, but write no block (as `[policy] dry_run = true`).
     #[arg(long)]
     pub dry_run: bool,
@@ -64,6 +65,24 @@ pub struct RunArgs {
     /// `[events] file`, else `<state-dir>/events.jsonl`, by default.
     #[arg(long)]
     pub events: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The command line's options win over the `[agent]` table.
+    fn override_agent(&self, agent: &mut crate::config::AgentSettings) {
+        if let Some(iface) = &self.iface {
+            agent.interface = Some(iface.clone());
+        }
+        if let Some(mode) = self.xdp_mode {
+            agent.xdp_mode = mode;
+        }
+        if let Some(mode) = self.tc_mode {
+            agent.tc_mode = mode;
+        }
+        if let Some(dir) = &self.state_dir {
+            agent.state_dir.clone_from(dir);
+        }
+    }
 }
 
 /// Runs the agent until a signal.
@@ -78,6 +97,10 @@ pub fn main(args: &RunArgs, pin_dir: &Path) -> anyhow::Result<()> {
         .init();
     let mut config = Config::load(args.config.as_deref())?;
     config.policy.dry_run |= args.dry_run;
+    args.override_agent(&mut config.agent);
+    if config.agent.interface.is_none() {
+        anyhow::bail!("no interface to attach to: give --iface IFACE or [agent] interface");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,8 +110,9 @@ pub fn main(args: &RunArgs, pin_dir: &Path) -> anyhow::Result<()> {
 
 async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Result<()> {
     loader::require_root()?;
-    if nix_if_index(&args.iface) == 0 {
-        anyhow::bail!("unknown interface {}", args.iface);
+    let iface = config.agent.interface.clone().unwrap_or_default();
+    if nix_if_index(&iface) == 0 {
+        anyhow::bail!("unknown interface {iface}");
     }
     loader::prepare_pin_dir(pin_dir)?;
     let _lock = loader::lock_pin_dir(pin_dir)?;
@@ -99,8 +123,8 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
     loader::configure(&mut ebpf, config.kernel(), &config.sensor.ports)?;
     // Blocks reused from the pins are enforced only if MAPS_IN_USE says their map has entries.
     Verdicts::open_pinned(pin_dir)?.refresh_in_use()?;
-    let xdp_mode = loader::attach_xdp(&mut ebpf, &args.iface, args.xdp_mode)?;
-    let tc_mode = loader::attach_tc(&mut ebpf, &args.iface, args.tc_mode)?;
+    let xdp_mode = loader::attach_xdp(&mut ebpf, &iface, config.agent.xdp_mode)?;
+    let tc_mode = loader::attach_tc(&mut ebpf, &iface, config.agent.tc_mode)?;
     let take_ring = |ebpf: &mut aya::Ebpf, name: &'static str| -> anyhow::Result<RingBuf<_>> {
         let map = ebpf
             .take_map(name)
@@ -115,7 +139,7 @@ async fn agent(args: &RunArgs, pin_dir: &Path, config: &Config) -> anyhow::Resul
         _ => None,
     };
     tracing::info!(
-        iface = %args.iface,
+        iface = %iface,
         xdp = ?xdp_mode,
         tc = ?tc_mode,
         pin_dir = %pin_dir.display(),
@@ -197,7 +221,7 @@ fn serve_control(
     shutdown: &broadcast::Sender<()>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let info = crate::control::agent::AgentInfo {
-        iface: args.iface.clone(),
+        iface: config.agent.interface.clone().unwrap_or_default(),
         xdp_mode,
         tc_mode,
         config: args.config.as_ref().map(|p| p.display().to_string()),

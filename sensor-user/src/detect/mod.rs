@@ -106,6 +106,9 @@ const GOOD_SHARE: f64 = 0.85;
 /// when a campaign's block of the /24 is decided.
 const QUIET_MIN_ANSWERS: u8 = 2;
 
+/// Accounts whose latest successful logins are kept for investigation.
+const ACCOUNT_LOGIN_ACCOUNTS: usize = 4096;
+
 /// Most (entity, detector) pairs whose last report time is remembered.
 const MAX_REPORTED: usize = 100_000;
 
@@ -148,6 +151,9 @@ pub struct Detection {
     counters: DetectCounters,
     /// The login fingerprints seen (the operator's `ttps` view).
     ttps: ttps::Ttps,
+    /// The latest successful logins of the accounts that logged in most recently (the
+    /// operator's `accounts show`).
+    account_logins: Table<u64, state::AccountLogins>,
 }
 
 impl Detection {
@@ -183,6 +189,7 @@ impl Detection {
             reported: LruTable::new(),
             counters: DetectCounters::default(),
             ttps: ttps::Ttps::default(),
+            account_logins: Table::new(ACCOUNT_LOGIN_ACCOUNTS),
             cfg,
         })
     }
@@ -280,6 +287,11 @@ impl Detection {
             ),
             ("reported", self.reported.len(), self.reported.memory()),
             ("ttps", self.ttps.table.len(), self.ttps.memory()),
+            (
+                "account_logins",
+                self.account_logins.len(),
+                self.account_logins.memory(state::AccountLogins::heap),
+            ),
             ("doorkeeper", 0, self.doorkeeper.memory()),
         ]
     }
@@ -415,7 +427,10 @@ impl Detection {
             if let Some(detail) = self.details.entry(key) {
                 detail.add(&d, tx, seen, max_step);
                 if let Some(k) = client_key {
-                    detail.clients.add(d.slow, now, k, outcome);
+                    detail
+                        .clients
+                        .get_or_insert_default()
+                        .add(d.slow, now, k, outcome);
                 }
             }
         }
@@ -431,7 +446,12 @@ impl Detection {
             if a.name.is_empty() {
                 name.clone_into(&mut a.name);
             }
-            a.add(&d, now, epoch, outcome, (ip, source_hash), session_hash);
+            a.add(&d, now, epoch, outcome, (ip, source_hash));
+            if outcome.login_ok()
+                && let Some(l) = self.account_logins.entry(h)
+            {
+                l.add(ip, session_hash, now);
+            }
         }
 
         if verified {
@@ -935,7 +955,10 @@ impl Detection {
             found.push((Detector::PacketRate, m));
         }
         if let Some(detail) = detail {
-            if login && let Some(m) = shared::check(&cfg.shared, &detail.clients) {
+            if login
+                && let Some(clients) = &detail.clients
+                && let Some(m) = shared::check(&cfg.shared, clients)
+            {
                 found.push((Detector::MarkedClient, m));
             }
             if let Some(m) = scraping::enumeration(&cfg.scraping, detail, now) {
@@ -1046,7 +1069,9 @@ impl Detection {
         {
             f.samples = detail.samples_in_order();
             f.flows.clone_from(&detail.flows);
-            f.marks = shared::marks(&self.cfg.shared, &detail.clients);
+            if let Some(clients) = &detail.clients {
+                f.marks = shared::marks(&self.cfg.shared, clients);
+            }
         }
         self.counters.findings += 1;
         out.push(f);

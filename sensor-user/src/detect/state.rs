@@ -442,8 +442,9 @@ pub(crate) struct Detail {
     pub(crate) flows: Vec<super::finding::Flow>,
     /// Distinct request shapes (window of `scraping.window_s`, with `paths`).
     pub(crate) shapes: Distinct<1>,
-    /// Its logins by client shape (`shared.rs`).
-    pub(crate) clients: super::shared::ClientShapes,
+    /// Its logins by client shape (`shared.rs`), once it logs in (boxed: most busy sources
+    /// never do).
+    pub(crate) clients: Option<Box<super::shared::ClientShapes>>,
 }
 
 /// PROXY protocol connections kept per detailed source.
@@ -555,6 +556,10 @@ impl Detail {
         };
         self.samples.capacity() * size_of::<SampleRequest>()
             + self.samples.iter().map(sample).sum::<usize>()
+            + self
+                .clients
+                .as_ref()
+                .map_or(0, |_| size_of::<super::shared::ClientShapes>())
             + self.flows.capacity() * size_of::<super::finding::Flow>()
     }
 
@@ -685,19 +690,45 @@ pub(crate) struct AccountState {
     pub(crate) failed_sources: Distinct<2>,
     /// The latest distinct sources it failed from, for evidence.
     pub(crate) recent_sources: Vec<IpAddr>,
-    /// Its latest successful logins (at most [`ACCOUNT_LOGINS`], one per source and session).
+}
+
+/// The latest successful logins of an account (at most [`ACCOUNT_LOGINS`], one per source and
+/// session), for investigation: kept in a small table of their own, for the accounts that
+/// logged in most recently, so that the many accounts of the accounts table pay nothing.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AccountLogins {
+    /// Oldest first.
     pub(crate) logins: Vec<AccountLogin>,
 }
 
-impl AccountState {
-    /// Bytes on the heap: the name, the recent sources and logins.
-    pub(crate) fn heap(&self) -> usize {
-        self.name.capacity()
-            + self.recent_sources.capacity() * size_of::<IpAddr>()
-            + self.logins.capacity() * size_of::<AccountLogin>()
+impl AccountLogins {
+    /// Adds a successful login from `source` in `session` at `now_ns`.
+    pub(crate) fn add(&mut self, source: IpAddr, session: Option<u64>, now_ns: u64) {
+        self.logins
+            .retain(|l| !(l.source == source && l.session == session));
+        if self.logins.len() >= ACCOUNT_LOGINS {
+            self.logins.remove(0);
+        }
+        self.logins.push(AccountLogin {
+            source,
+            session,
+            at_ns: now_ns,
+        });
     }
 
-    /// Adds one login attempt from `source` (hash `source_hash`) in `session`.
+    /// Bytes on the heap.
+    pub(crate) fn heap(&self) -> usize {
+        self.logins.capacity() * size_of::<AccountLogin>()
+    }
+}
+
+impl AccountState {
+    /// Bytes on the heap: the name and the recent sources.
+    pub(crate) fn heap(&self) -> usize {
+        self.name.capacity() + self.recent_sources.capacity() * size_of::<IpAddr>()
+    }
+
+    /// Adds one login attempt from `source` (hash `source_hash`).
     pub(crate) fn add(
         &mut self,
         d: &Decays,
@@ -705,7 +736,6 @@ impl AccountState {
         epoch: u32,
         o: Outcome,
         (source, source_hash): (IpAddr, u64),
-        session: Option<u64>,
     ) {
         if self.last_ns != 0 {
             let f = Factors::new(d, self.last_ns, now_ns);
@@ -720,16 +750,6 @@ impl AccountState {
         }
         if o.login_ok() {
             self.ok += 1.0;
-            self.logins
-                .retain(|l| !(l.source == source && l.session == session));
-            if self.logins.len() >= ACCOUNT_LOGINS {
-                self.logins.remove(0);
-            }
-            self.logins.push(AccountLogin {
-                source,
-                session,
-                at_ns: now_ns,
-            });
         }
         if o.login_failed() {
             self.failed += 1.0;

@@ -269,7 +269,9 @@ impl Detection {
     /// each with its summary.
     pub fn account(&self, name: &str) -> Option<AccountView> {
         let state = self.accounts.get(&self.hasher.hash(name));
-        let logins: Vec<AccountLogin> = state
+        let logins: Vec<AccountLogin> = self
+            .account_logins
+            .get(&self.hasher.hash(name))
             .map(|a| {
                 a.logins
                     .iter()

@@ -7,7 +7,8 @@
 //! of new connections (login routes, session cookies, trusted proxies), the kernel counters'
 //! poll period and the lists. Kept until the next start, and reported when changed: the map
 //! sizes, the reader's and the purge's timers, the flow table and the entity tables' bounds,
-//! the baselines' settings, the metrics address and the event outputs.
+//! the baselines' settings, the metrics address and the event outputs. The `[agent]` table
+//! (interface, attach modes, state directory) is read at start only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,9 @@ impl Reloader {
     fn reload(&self, running: &Config) -> anyhow::Result<Config> {
         let mut next = Config::load(self.path.as_deref())?;
         next.policy.dry_run |= self.dry_run;
+        // Where the agent is attached and keeps its state is settled at start (and the
+        // command line may have overridden the file's [agent] table).
+        next.agent = running.agent.clone();
         for key in needs_restart(running, &next) {
             tracing::warn!(key, "changed in the file; takes effect at the next start");
         }

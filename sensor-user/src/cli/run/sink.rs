@@ -235,7 +235,7 @@ impl AgentSink {
         config: &Config,
         metrics: Option<Metrics>,
     ) -> anyhow::Result<Self> {
-        let state = StateDir::create(&args.state_dir)?;
+        let state = StateDir::create(&config.agent.state_dir)?;
         let key = state.key_or_create()?;
         let baselines = state.baselines()?;
         let to_unix = BootToUnix::now();
