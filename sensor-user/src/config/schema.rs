@@ -127,9 +127,20 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         })
     }
 
+    // An enum of unit variants (the attach modes): its first variant.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ProbeError> {
+        let first = variants.first().copied().unwrap_or_default();
+        visitor.visit_enum(StrDeserializer::<ProbeError>::new(first))
+    }
+
     serde::forward_to_deserialize_any! {
         i8 i16 i32 i128 u128 f32 char bytes byte_buf unit unit_struct newtype_struct tuple
-        tuple_struct map enum identifier ignored_any
+        tuple_struct map identifier ignored_any
     }
 }
 
