@@ -438,20 +438,11 @@ impl Detection {
         if verified {
             self.observe_shared(tx, now, epoch, outcome, (source_hash, session_hash), out);
         }
-        // The account.
         if let (Some(name), Some(h), true) = (tx.account.as_deref(), account_hash, verified)
             && (outcome.login_failed() || outcome.login_ok())
-            && let Some(a) = self.accounts.entry(h)
         {
-            if a.name.is_empty() {
-                name.clone_into(&mut a.name);
-            }
-            a.add(&d, now, epoch, outcome, (ip, source_hash));
-            if outcome.login_ok()
-                && let Some(l) = self.account_logins.entry(h)
-            {
-                l.add(ip, session_hash, now);
-            }
+            let login = (now, epoch, outcome);
+            self.observe_account(name, h, login, (ip, source_hash), session_hash);
         }
 
         if verified {
@@ -481,6 +472,30 @@ impl Detection {
         }
         if let Some(h) = account {
             self.check_account(h, now, out);
+        }
+    }
+
+    /// Observes a login (at `now`, in window `epoch`, with outcome `o`) of the account `name`
+    /// (hash `h`) from `source` (with its hash) in `session`.
+    fn observe_account(
+        &mut self,
+        name: &str,
+        h: u64,
+        (now, epoch, o): (u64, u32, Outcome),
+        source: (IpAddr, u64),
+        session: Option<u64>,
+    ) {
+        let d = self.decays;
+        if let Some(a) = self.accounts.entry(h) {
+            if a.name.is_empty() {
+                name.clone_into(&mut a.name);
+            }
+            a.add(&d, now, epoch, o, source);
+        }
+        if o.login_ok()
+            && let Some(l) = self.account_logins.entry(h)
+        {
+            l.add(source.0, session, now);
         }
     }
 
