@@ -2,6 +2,7 @@
 //! end-to-end tests (XDP, capture replay) run their traffic in, and the [`agent`] under test.
 pub mod agent;
 pub mod attack_lab;
+pub mod flight;
 pub mod lab;
 pub mod nat;
 pub mod packet;

@@ -18,6 +18,7 @@ use std::{
 
 use crate::{
     agent::{self, AgentFiles, PinDir, json_lines},
+    flight::{Flight, Flights},
     lab::Lab,
 };
 
@@ -38,25 +39,6 @@ const NEXT_ATTEMPT: Duration = Duration::from_millis(200);
 const NEXT_CLICK: Duration = Duration::from_millis(500);
 /// The sample API's port (monitored by the default configuration).
 const PORT: u16 = 80;
-
-/// One request in flight.
-struct Flight {
-    started: Instant,
-    attack: bool,
-    child: Child,
-}
-
-/// Kills what is still running when dropped (a failing test leaves no curl behind).
-struct Flights(Vec<Flight>);
-
-impl Drop for Flights {
-    fn drop(&mut self) {
-        for f in &mut self.0 {
-            let _ = f.child.kill();
-            let _ = f.child.wait();
-        }
-    }
-}
 
 /// What one run measured.
 #[derive(Debug)]
@@ -236,6 +218,7 @@ pub fn run(tag: &str) -> Report {
             None => attempt(&lab, nat, &server, n),
         };
         flights.0.push(Flight {
+            src: nat,
             started: Instant::now(),
             attack: who.is_none(),
             child,

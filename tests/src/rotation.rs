@@ -13,6 +13,7 @@ use std::{
 
 use crate::{
     agent::{self, AgentFiles, PinDir, json_lines},
+    flight::{Flight, Flights},
     lab::Lab,
 };
 
@@ -25,26 +26,6 @@ const BROWSER: &str =
 const NEXT_SOURCE: Duration = Duration::from_millis(150);
 /// See [`NEXT_SOURCE`].
 const NEXT_ATTEMPT: Duration = Duration::from_millis(700);
-
-/// One request in flight: who, when it started, and curl.
-struct Flight {
-    src: IpAddr,
-    started: Instant,
-    attack: bool,
-    child: Child,
-}
-
-/// Kills what is still running when dropped (a failing test leaves no curl behind).
-struct Flights(Vec<Flight>);
-
-impl Drop for Flights {
-    fn drop(&mut self) {
-        for f in &mut self.0 {
-            let _ = f.child.kill();
-            let _ = f.child.wait();
-        }
-    }
-}
 
 /// Starts curl from `src`: a failed login (the attack) or a user's request.
 fn launch(lab: &Lab, server: Ipv4Addr, src: IpAddr, attack: bool, n: usize) -> Flight {
