@@ -263,12 +263,7 @@ impl Lab {
     ///
     /// If the program cannot be started.
     pub fn run(&self, ns: &str, program: &str, args: &[&str], timeout: Duration) -> Output {
-        let mut cmd = ns_command(ns, program, args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        run_bounded(cmd, timeout, &format!("{program} in {ns}"))
+        run_in_ns(ns, program, args, timeout)
     }
 
     /// Spawns a long-running `program` inside namespace `ns` and returns its PID. Its stdout goes
@@ -903,6 +898,21 @@ fn ns_command(ns: &str, program: &str, args: &[&str]) -> Command {
         .arg(program)
         .args(args);
     cmd
+}
+
+/// Runs `program` to completion inside namespace `ns` (see [`Lab::run`]); for threads that
+/// hold only the namespace's name.
+///
+/// # Panics
+///
+/// If the program cannot be started.
+pub fn run_in_ns(ns: &str, program: &str, args: &[&str], timeout: Duration) -> Output {
+    let mut cmd = ns_command(ns, program, args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    run_bounded(cmd, timeout, &format!("{program} in {ns}"))
 }
 
 /// Runs `ip ARGS` in the root context (namespaced through `-n` where needed), panicking with its

@@ -57,8 +57,11 @@ enum Command {
         /// The short run: hydra, distributed-stuffing, benign-only.
         #[arg(long)]
         short: bool,
-        /// Also run fail2ban and `CrowdSec` on the same traffic and the overhead run, and write
-        /// docs/SCORECARD.md.
+        /// Also run each scenario with fail2ban and then `CrowdSec` enforcing on the same
+        /// traffic (the agent only reporting).
+        #[arg(long)]
+        compare: bool,
+        /// `--compare`, the overhead run, and write docs/SCORECARD.md.
         #[arg(long)]
         scorecard: bool,
     },
@@ -93,10 +96,11 @@ fn main() -> anyhow::Result<()> {
         Command::Lab {
             scenarios,
             short,
+            compare,
             scorecard,
         } => {
             setup::run()?;
-            lab::run(&scenarios, short, scorecard)
+            lab::run(&scenarios, short, compare, scorecard)
         }
         Command::Lint => {
             setup::run()?;

@@ -1,7 +1,8 @@
-//! What a scenario measures: the kernel's blocks as they appear and start dropping (polled
-//! from the pinned maps, as `apisensor blocks list` reads them), the agent's decisions and
-//! findings (its event file), the answers nginx gave (its access log), the client's own record
-//! of every request, and the agent's CPU time and peak memory.
+//! What a scenario measures: the blocks as they appear and start dropping (polled from the
+//! agent's pinned maps, as `apisensor blocks list` reads them, or from the nftables sets that
+//! fail2ban's and `CrowdSec`'s firewall actions fill), the agent's decisions and findings (its
+//! event file), the answers nginx gave (its access log), the client's own record of every
+//! request, and the enforcing processes' CPU time and peak memory.
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,22 @@ use sensor_user::{clock, verdict::Verdicts};
 use serde_json::Value;
 
 use crate::agent::json_lines;
+use crate::lab::run_in_ns;
 
 /// How often the block monitor reads the maps.
 const POLL: Duration = Duration::from_millis(200);
+/// The longest one read of a namespace's nftables sets may take.
+const NFT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the block monitor reads blocks.
+#[derive(Debug, Clone)]
+pub enum BlockSource {
+    /// The agent's block maps pinned under this directory (drop hits per block).
+    Pinned(PathBuf),
+    /// The nftables sets of the named network namespace (fail2ban's and `CrowdSec`'s firewall
+    /// actions; no drop hits per address).
+    Nftables(String),
+}
 
 /// A block as the monitor saw it.
 #[derive(Debug, Clone)]
@@ -30,6 +44,8 @@ pub struct SeenBlock {
     pub first_hit_ns: Option<u64>,
     /// Its drop hits at the last poll.
     pub hits: u64,
+    /// The nftables set it was in (for [`BlockSource::Nftables`]).
+    pub set: Option<String>,
 }
 
 /// Polls the pinned block maps in a thread until stopped.
@@ -40,15 +56,15 @@ pub struct BlockMonitor {
 }
 
 impl BlockMonitor {
-    /// Starts polling the maps pinned under `pin_dir`.
-    pub fn start(pin_dir: &Path) -> Self {
+    /// Starts polling `source`.
+    pub fn start(source: BlockSource) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let seen: Arc<Mutex<BTreeMap<IpNet, SeenBlock>>> = Arc::default();
-        let (stop2, seen2, pin): (_, _, PathBuf) = (stop.clone(), seen.clone(), pin_dir.into());
+        let (stop2, seen2) = (stop.clone(), seen.clone());
         let handle = thread::spawn(move || {
-            let verdicts = match Verdicts::open_pinned(&pin) {
-                Ok(v) => v,
-                Err(e) => return Some(format!("cannot open the pinned maps: {e}")),
+            let mut read = match reader(&source) {
+                Ok(r) => r,
+                Err(e) => return Some(e),
             };
             // Bounded by the scenario: it stops the monitor; the count bounds a lost stop.
             for _ in 0..100_000 {
@@ -56,19 +72,20 @@ impl BlockMonitor {
                     break;
                 }
                 let now = clock::unix_ns();
-                if let Ok(blocks) = verdicts.blocks(clock::boot_ns()) {
+                if let Ok(blocks) = read() {
                     let mut seen = seen2
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for b in blocks {
-                        let e = seen.entry(b.net).or_insert(SeenBlock {
-                            net: b.net,
+                    for (net, hits, set) in blocks {
+                        let e = seen.entry(net).or_insert(SeenBlock {
+                            net,
                             seen_ns: now,
                             first_hit_ns: None,
                             hits: 0,
+                            set,
                         });
-                        e.hits = b.hits;
-                        if b.hits > 0 && e.first_hit_ns.is_none() {
+                        e.hits = hits;
+                        if hits > 0 && e.first_hit_ns.is_none() {
                             e.first_hit_ns = Some(now);
                         }
                     }
@@ -124,7 +141,76 @@ impl Drop for BlockMonitor {
     }
 }
 
-/// The agent's CPU time so far and its peak resident memory, from `/proc`.
+/// One read of a block source: each block, its drop hits and its nftables set.
+type Read = Box<dyn FnMut() -> Result<Vec<(IpNet, u64, Option<String>)>, String> + Send>;
+
+/// The read of `source`, or why it cannot be read.
+fn reader(source: &BlockSource) -> Result<Read, String> {
+    match source {
+        BlockSource::Pinned(pin) => {
+            let verdicts = Verdicts::open_pinned(pin)
+                .map_err(|e| format!("cannot open the pinned maps: {e}"))?;
+            Ok(Box::new(move || {
+                let blocks = verdicts
+                    .blocks(clock::boot_ns())
+                    .map_err(|e| e.to_string())?;
+                Ok(blocks.into_iter().map(|b| (b.net, b.hits, None)).collect())
+            }))
+        }
+        BlockSource::Nftables(netns) => {
+            let netns = netns.clone();
+            Ok(Box::new(move || {
+                let out = run_in_ns(&netns, "nft", &["-j", "list", "sets"], NFT_TIMEOUT);
+                if !out.status.success() {
+                    return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+                }
+                let sets = nft_set_elements(&String::from_utf8_lossy(&out.stdout))?;
+                Ok(sets
+                    .into_iter()
+                    .map(|(net, set)| (net, 0, Some(set)))
+                    .collect())
+            }))
+        }
+    }
+}
+
+/// Every address or prefix in the sets of `nft -j list sets`'s output, with its set's name.
+/// Elements come as a plain address, as `{"prefix": {"addr", "len"}}`, or wrapped in
+/// `{"elem": {"val": ...}}` when they carry a timeout.
+pub fn nft_set_elements(json: &str) -> Result<Vec<(IpNet, String)>, String> {
+    fn net_of(v: &Value) -> Option<IpNet> {
+        if let Some(text) = v.as_str() {
+            return text
+                .parse::<IpAddr>()
+                .ok()
+                .map(IpNet::from)
+                .or_else(|| text.parse().ok());
+        }
+        if let Some(p) = v.get("prefix") {
+            let addr: IpAddr = p["addr"].as_str()?.parse().ok()?;
+            let len = u8::try_from(p["len"].as_u64()?).ok()?;
+            return IpNet::new(addr, len).ok();
+        }
+        net_of(&v.get("elem")?["val"])
+    }
+    let doc: Value =
+        serde_json::from_str(json).map_err(|e| format!("nft's JSON does not parse: {e}"))?;
+    let mut out = Vec::new();
+    for item in doc["nftables"].as_array().into_iter().flatten() {
+        let Some(set) = item.get("set") else {
+            continue;
+        };
+        let name = set["name"].as_str().unwrap_or_default();
+        for e in set["elem"].as_array().into_iter().flatten() {
+            if let Some(net) = net_of(e) {
+                out.push((net, name.to_owned()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A process's CPU time so far and its peak resident memory, from `/proc`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     /// User and system CPU seconds.
@@ -134,6 +220,17 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The sum over `pids`: CPU seconds and peak memory added (processes that ran side by
+    /// side).
+    pub fn of_all(pids: &[u32]) -> Self {
+        pids.iter()
+            .map(|&p| Self::of(p))
+            .fold(Self::default(), |a, b| Self {
+                cpu_s: a.cpu_s + b.cpu_s,
+                peak_rss_kib: a.peak_rss_kib + b.peak_rss_kib,
+            })
+    }
+
     /// Reads it for `pid` (zeros if the process is gone).
     pub fn of(pid: u32) -> Self {
         // SAFETY: sysconf has no preconditions.
@@ -260,4 +357,37 @@ pub fn answered_by_nginx(access_log: &Path) -> BTreeMap<IpAddr, usize> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nft_set_elements;
+
+    #[test]
+    fn nft_sets_give_their_addresses_and_prefixes() {
+        // As fail2ban's nftables action (plain elements) and CrowdSec's bouncer (elements with
+        // a timeout) leave them, plus a prefix.
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+          {"set": {"family": "inet", "name": "addr-set-nginx-botsearch", "table": "f2b-table",
+                   "type": "ipv4_addr", "elem": ["203.0.113.9"]}},
+          {"set": {"family": "ip6", "name": "crowdsec6-blacklists", "table": "crowdsec6",
+                   "type": "ipv6_addr", "elem": [{"elem": {"val": "2001:db8::9", "timeout": 14399}},
+                   {"prefix": {"addr": "2001:db8:1::", "len": 48}}]}},
+          {"set": {"family": "ip", "name": "empty", "table": "t", "type": "ipv4_addr"}}]}"#;
+        let got: Vec<(String, String)> = nft_set_elements(json)
+            .expect("parses")
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect();
+        let want = [
+            ("203.0.113.9/32", "addr-set-nginx-botsearch"),
+            ("2001:db8::9/128", "crowdsec6-blacklists"),
+            ("2001:db8:1::/48", "crowdsec6-blacklists"),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(n, s)| (n.to_owned(), s.to_owned())).to_vec()
+        );
+        assert!(nft_set_elements("not json").is_err());
+    }
 }

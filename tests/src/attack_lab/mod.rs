@@ -15,8 +15,8 @@
 //! - [`benign`]: the benign actors that run in every scenario.
 //! - [`attacks`]: the attacks.
 //! - [`measure`]: the block monitor, the agent's usage, the event file and nginx's log.
-//! - [`scenario`]: the scenario list and the run of one (enforcing, or a comparison pass).
-//! - [`others`]: fail2ban and `CrowdSec` replaying the comparison pass's nginx logs.
+//! - [`scenario`]: the scenario list and the run of one (the agent enforcing, or another tool).
+//! - [`others`]: fail2ban and `CrowdSec` enforcing live in comparison passes.
 //! - [`overhead`]: wrk through nginx with the agent attached and detached, interleaved.
 //! - [`scorecard`]: the markdown scorecard.
 pub mod attacks;

@@ -1,16 +1,16 @@
 //! The scenarios and the run of one: a fresh [`Testbed`] (so no scenario inherits another's
 //! blocks or state), the benign actors from the start, the attack after a warm-up, a cool-down,
-//! then the measurement.
+//! then the measurement. A pass is enforced by the agent, or by fail2ban or `CrowdSec` with the
+//! agent only reporting.
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::attacks::{self, AttackRun};
 use super::benign;
 use super::client::Outcome;
-use super::measure::{self, BlockMonitor, Usage};
-use super::others::Logs;
+use super::measure::{self, BlockMonitor, BlockSource, Usage};
+use super::others::Other;
 use super::topology::Testbed;
 use super::traffic::{self, Role};
 
@@ -144,13 +144,17 @@ pub struct Measured {
     pub scenario: Scenario,
     /// Attacking addresses.
     pub attackers: Vec<IpAddr>,
-    /// The first kernel block covering an attacker: seconds from the first malicious request
-    /// to it, and the detectors behind it.
+    /// Who enforced.
+    pub pass: Pass,
+    /// The first block covering an attacker: seconds from the first malicious request to it,
+    /// and the detectors behind it (the agent's block written; a tool's ban as its firewall
+    /// set first held it, with its rule).
     pub block: Option<(f64, Vec<String>)>,
     /// Seconds from the first malicious request to the first kernel drop the monitor saw
-    /// (its 200 ms polling included).
+    /// (its 200 ms polling included; the agent's blocks only).
     pub first_drop_s: Option<f64>,
-    /// Every detector with a finding about the attackers (alerts too).
+    /// Every detector with a finding about the attackers (alerts too; a tool's rules that
+    /// banned them).
     pub detectors: BTreeSet<String>,
     /// Malicious requests answered (nginx's log; everything answered came before the block).
     pub malicious_answered: usize,
@@ -165,10 +169,11 @@ pub struct Measured {
     pub benign_sources_refused: BTreeSet<IpAddr>,
     /// Blocks seen covering a benign source (a prefix block's exceptions spare some).
     pub benign_covered: Vec<String>,
-    /// The agent's CPU seconds over the scenario and its peak RSS.
-    pub agent_cpu_s: f64,
-    /// See `agent_cpu_s`.
-    pub agent_peak_rss_kib: u64,
+    /// The enforcer's CPU seconds over the scenario and its peak RSS (the agent, or the
+    /// tool's processes together).
+    pub cpu_s: f64,
+    /// See `cpu_s`.
+    pub peak_rss_kib: u64,
     /// The scenario's length (benign traffic), seconds.
     pub wall_s: f64,
     /// The attack's own length, seconds.
@@ -177,21 +182,18 @@ pub struct Measured {
     pub tool_summary: Option<String>,
     /// The first malicious request, Unix ns.
     pub first_malicious_ns: u64,
-    /// nginx's logs of the scenario, kept for the other tools' replay.
-    pub logs: Option<Logs>,
 }
 
-/// How the agent runs in a pass.
+/// Who enforces in a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
-    /// Enforcing: the measured pass.
+    /// The agent.
     Enforce,
-    /// `--dry-run`: it reports but never blocks, so nginx's logs hold the whole attack (the
-    /// other tools' comparison replays them).
-    Compare,
+    /// Another tool, with the agent in `--dry-run` (it reports but never blocks).
+    Compare(Other),
 }
 
-/// Runs `scenario` in a fresh lab; `keep_logs` is a directory to copy nginx's logs to.
+/// Runs `scenario` in a fresh lab, enforced as `pass` says.
 ///
 /// # Panics
 ///
@@ -201,17 +203,20 @@ pub enum Pass {
     reason = "one scenario's run, read top to bottom"
 )]
 #[expect(clippy::cast_precision_loss, reason = "durations for display")]
-pub fn run(scenario: Scenario, pass: Pass, keep_logs: Option<&Path>) -> Measured {
+pub fn run(scenario: Scenario, pass: Pass) -> Measured {
     let tag = format!(
-        "l{}{}",
-        if pass == Pass::Compare { "c" } else { "" },
+        "{}{}",
+        match pass {
+            Pass::Enforce => "l",
+            Pass::Compare(o) => o.tag(),
+        },
         scenario.name().chars().take(3).collect::<String>()
     );
     let tool_source = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 2));
     let attackers = scenario.attackers(tool_source);
     let mut clients = benign::sources();
     clients.extend(attackers.iter().copied());
-    let mut bed = Testbed::new(&tag, &clients, pass == Pass::Compare);
+    let mut bed = Testbed::new(&tag, &clients, pass != Pass::Enforce);
     assert_eq!(
         bed.tool_source(),
         tool_source,
@@ -220,8 +225,18 @@ pub fn run(scenario: Scenario, pass: Pass, keep_logs: Option<&Path>) -> Measured
     let start = Instant::now();
     let deadline = start + WARMUP + scenario.attack_bound() + COOLDOWN + Duration::from_secs(10);
     let traffic = bed.traffic(deadline);
-    let monitor = BlockMonitor::start(bed.pin.path());
-    let usage_before = Usage::of(bed.agent);
+    let (other, source) = match pass {
+        Pass::Enforce => (None, BlockSource::Pinned(bed.pin.path().to_path_buf())),
+        Pass::Compare(o) => (
+            Some(o.start(&mut bed)),
+            BlockSource::Nftables(bed.lab.server_ns().to_owned()),
+        ),
+    };
+    let enforcers = other
+        .as_ref()
+        .map_or_else(|| vec![bed.agent], |o| o.pids.clone());
+    let monitor = BlockMonitor::start(source);
+    let usage_before = Usage::of_all(&enforcers);
     let actors = benign::start(&traffic);
     traffic.pause(WARMUP);
     let attack = if traffic::interrupted() {
@@ -255,7 +270,7 @@ pub fn run(scenario: Scenario, pass: Pass, keep_logs: Option<&Path>) -> Measured
         let _ = a.join();
     }
     let seen = monitor.finish().unwrap_or_else(|e| panic!("{e}"));
-    let usage_after = Usage::of(bed.agent);
+    let usage_after = Usage::of_all(&enforcers);
     let wall_s = start.elapsed().as_secs_f64();
     let sent = traffic.sent();
 
@@ -268,6 +283,31 @@ pub fn run(scenario: Scenario, pass: Pass, keep_logs: Option<&Path>) -> Measured
         .unwrap_or(attack.started_ns);
     let secs = |t: u64| t.saturating_sub(first_ns) as f64 / 1e9;
     let verdict = measure::verdict(&bed.files.events, &attackers);
+    let (block, detectors) = match &other {
+        None => (
+            verdict
+                .first_block
+                .as_ref()
+                .map(|(t, d)| (secs(*t), d.clone())),
+            verdict.finding_detectors,
+        ),
+        Some(o) => {
+            let rules = o.rules(&bed, &seen);
+            let on_attackers: Vec<_> = seen
+                .iter()
+                .filter(|b| attackers.iter().any(|a| b.net.contains(a)))
+                .collect();
+            let first = on_attackers.iter().min_by_key(|b| b.seen_ns).map(|b| {
+                let rule = rules.get(&b.net.addr()).cloned().unwrap_or_default();
+                (secs(b.seen_ns), vec![rule])
+            });
+            let all = on_attackers
+                .iter()
+                .filter_map(|b| rules.get(&b.net.addr()).cloned())
+                .collect();
+            (first, all)
+        }
+    };
     let first_drop = seen
         .iter()
         .filter(|b| attackers.iter().any(|a| b.net.contains(a)))
@@ -297,39 +337,24 @@ pub fn run(scenario: Scenario, pass: Pass, keep_logs: Option<&Path>) -> Measured
         .filter(|b| benign_sources.iter().any(|a| b.net.contains(a)))
         .map(|b| b.net.to_string())
         .collect();
-    let logs = keep_logs.map(|dir| {
-        let copy = |from: &Path, kind: &str| {
-            let to = dir.join(format!("{}.{kind}.log", scenario.name()));
-            std::fs::copy(from, &to)
-                .unwrap_or_else(|e| panic!("cannot copy nginx's log to {}: {e}", to.display()));
-            to
-        };
-        Logs {
-            access: copy(&bed.proxy.access_log, "access"),
-            error: copy(&bed.proxy.error_log, "error"),
-        }
-    });
     Measured {
         scenario,
-        block: verdict
-            .first_block
-            .as_ref()
-            .map(|(t, d)| (secs(*t), d.clone())),
+        pass,
+        block,
         first_drop_s: first_drop.map(secs),
-        detectors: verdict.finding_detectors,
+        detectors,
         malicious_answered,
         malicious_sent,
         benign_sent: benign.len(),
         benign_refused: refused.len(),
         benign_sources_refused: refused.iter().map(|s| s.src).collect(),
         benign_covered,
-        agent_cpu_s: usage_after.cpu_s - usage_before.cpu_s,
-        agent_peak_rss_kib: usage_after.peak_rss_kib,
+        cpu_s: usage_after.cpu_s - usage_before.cpu_s,
+        peak_rss_kib: usage_after.peak_rss_kib,
         wall_s,
         attack_s: attack.ended_ns.saturating_sub(attack.started_ns) as f64 / 1e9,
         tool_summary: attack.tool_summary,
         first_malicious_ns: first_ns,
-        logs,
         attackers,
     }
 }

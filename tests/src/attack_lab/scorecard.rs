@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-use super::others::OtherTools;
+use super::others::Other;
 use super::overhead::Overhead;
-use super::scenario::Measured;
+use super::scenario::{Measured, Pass};
 
 /// The command that reproduces the scorecard.
 pub const COMMAND: &str = "cargo xtask lab --scorecard";
@@ -14,9 +14,8 @@ pub const COMMAND: &str = "cargo xtask lab --scorecard";
 pub struct Scorecard<'a> {
     /// Each scenario's measurement.
     pub measured: &'a [Measured],
-    /// fail2ban's and `CrowdSec`'s results on the same traffic, per scenario (same order), with
-    /// the comparison pass's first malicious request (Unix ns).
-    pub others: &'a [(u64, OtherTools)],
+    /// The comparison passes: fail2ban and `CrowdSec` enforcing on the same scenarios.
+    pub others: &'a [Measured],
     /// The overhead run, if it ran.
     pub overhead: Option<&'a Overhead>,
 }
@@ -35,6 +34,100 @@ pub fn version(program: &str, args: &[&str]) -> String {
                 .to_owned()
         },
     )
+}
+
+/// One tool's table: a row per scenario; `drops` adds the first-drop column (the agent's
+/// blocks have drop hits per block, the tools' sets do not).
+fn table<'m>(md: &mut String, rows: impl Iterator<Item = &'m Measured>, drops: bool) {
+    let _ = writeln!(
+        md,
+        "| scenario | detected | by | s to block |{} malicious answered | benign refused | CPU s | peak MiB |",
+        if drops { " s to first drop |" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---|---:|{}---:|---:|---:|---:|",
+        if drops { "---:|" } else { "" }
+    );
+    for m in rows {
+        let is_attack = !m.attackers.is_empty();
+        let detected = match (&m.block, is_attack) {
+            (_, false) => "–".to_owned(),
+            (Some(_), true) => "yes: blocked".to_owned(),
+            (None, true) if !m.detectors.is_empty() => "alert only".to_owned(),
+            (None, true) => "**no**".to_owned(),
+        };
+        let by = match &m.block {
+            Some((_, d)) => d.join(" + "),
+            None => m.detectors.iter().cloned().collect::<Vec<_>>().join(", "),
+        };
+        let drop = if drops {
+            format!(" {} |", secs(m.first_drop_s))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {detected} | {} | {} |{drop} {} | {} | {:.2} | {} |",
+            m.scenario.name(),
+            if by.is_empty() { "–" } else { &by },
+            secs(m.block.as_ref().map(|b| b.0)),
+            answered(m),
+            refused(m),
+            m.cpu_s,
+            m.peak_rss_kib / 1024,
+        );
+    }
+}
+
+/// Malicious requests answered (and for the lab's own clients, sent and refused).
+fn answered(m: &Measured) -> String {
+    match m.malicious_sent {
+        Some((sent, refused)) => format!(
+            "{} (of {sent} sent, {refused} refused)",
+            m.malicious_answered
+        ),
+        None if !m.attackers.is_empty() => m.malicious_answered.to_string(),
+        None => "–".to_owned(),
+    }
+}
+
+/// Benign requests refused, of those sent, and from how many sources (bold when any).
+fn refused(m: &Measured) -> String {
+    let text = format!(
+        "{} of {} ({} sources)",
+        m.benign_refused,
+        m.benign_sent,
+        m.benign_sources_refused.len()
+    );
+    if m.benign_refused > 0 {
+        format!("**{text}**")
+    } else {
+        text
+    }
+}
+
+/// One cell of the side-by-side table: blocked after how long, and what got answered.
+fn side_cell(m: Option<&Measured>) -> String {
+    let Some(m) = m else {
+        return "not run".to_owned();
+    };
+    if m.attackers.is_empty() {
+        return if m.benign_refused > 0 {
+            format!("**{} benign refused**", m.benign_refused)
+        } else {
+            "–".to_owned()
+        };
+    }
+    let benign = if m.benign_refused > 0 {
+        format!(", **{} benign refused**", m.benign_refused)
+    } else {
+        String::new()
+    };
+    match &m.block {
+        Some((s, _)) => format!("{s:.1} s, {} answered{benign}", m.malicious_answered),
+        None => format!("no ({} answered){benign}", m.malicious_answered),
+    }
 }
 
 /// `s` seconds with two decimals, or a dash.
@@ -70,6 +163,58 @@ fn machine() -> String {
 }
 
 impl Scorecard<'_> {
+    /// The comparison section: the side-by-side table, each tool's table, how they ran.
+    fn write_others(&self, md: &mut String) {
+        let _ = writeln!(md, "\n## fail2ban and CrowdSec on the same traffic\n");
+        let _ = writeln!(
+            md,
+            "Each scenario runs again for each tool, in a fresh lab with the same actors: the \
+             tool runs live in the server namespace, reads nginx's logs as nginx writes them and \
+             enforces through its firewall action (in the namespace's own nftables), while the \
+             agent only reports (`--dry-run`). {}; {}. fail2ban: `fail2ban-server` with the \
+             nginx jails `jail.conf` ships (`nginx-http-auth`, `nginx-limit-req`, \
+             `nginx-botsearch`, `nginx-bad-request`: shipped filters, `maxretry` 5 within \
+             `findtime` 10 min), through its `nftables-multiport` action (`jail.conf`'s default \
+             action is iptables', which Debian 12 does not install). CrowdSec: its agent and \
+             local API with the hub content Debian installs (the nginx parser and HTTP \
+             scenarios), acquiring nginx's access log, and its firewall bouncer in `nftables` \
+             mode polling the local API every {} s as shipped, or every 1 s. A block here is \
+             the first poll of the namespace's nftables sets (every 200 ms) that held an \
+             attacking address; *by* is the jail or CrowdSec scenario behind it.\n",
+            Other::Fail2ban.versions(),
+            Other::ALL[1].versions(),
+            super::others::BOUNCER_DEFAULT_POLL_S,
+        );
+        let passes: Vec<Pass> = Other::ALL.map(Pass::Compare).to_vec();
+        let _ = write!(md, "| scenario | apisensor |");
+        for o in Other::ALL {
+            let _ = write!(md, " {} |", o.name());
+        }
+        let _ = writeln!(md, "\n|---|---|{}", "---|".repeat(passes.len()));
+        for m in self.measured {
+            let _ = write!(md, "| {} | {} |", m.scenario.name(), side_cell(Some(m)));
+            for p in &passes {
+                let other = self
+                    .others
+                    .iter()
+                    .find(|o| o.scenario == m.scenario && o.pass == *p);
+                let _ = write!(md, " {} |", side_cell(other));
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(
+            md,
+            "\nCells: seconds from the first malicious request to the block, and malicious \
+             requests answered (nginx's log); *no* when nothing blocked an attacking address.\n"
+        );
+        for p in passes {
+            let Pass::Compare(o) = p else { continue };
+            let _ = writeln!(md, "### {}\n", o.name());
+            table(md, self.others.iter().filter(|m| m.pass == p), false);
+            let _ = writeln!(md);
+        }
+    }
+
     /// What this run missed or refused wrongly, scenario by scenario, from the measurements.
     fn write_notes(&self, md: &mut String) {
         let mut notes = Vec::new();
@@ -116,7 +261,6 @@ impl Scorecard<'_> {
     }
 
     /// The markdown document.
-    #[expect(clippy::too_many_lines, reason = "one document, read top to bottom")]
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# Attack lab scorecard\n");
@@ -151,45 +295,7 @@ impl Scorecard<'_> {
              2 s, and a crawler fetching one item every 4 s.\n"
         );
         let _ = writeln!(md, "## apisensor\n");
-        let _ = writeln!(
-            md,
-            "| scenario | detected | by | s to block | s to first drop | malicious answered | benign refused | agent CPU s | agent peak MiB |"
-        );
-        let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---:|");
-        for m in self.measured {
-            let is_attack = !m.attackers.is_empty();
-            let detected = match (&m.block, is_attack) {
-                (_, false) => "–".to_owned(),
-                (Some(_), true) => "yes: blocked".to_owned(),
-                (None, true) if !m.detectors.is_empty() => "alert only".to_owned(),
-                (None, true) => "**no**".to_owned(),
-            };
-            let by = match &m.block {
-                Some((_, d)) => d.join(" + "),
-                None => m.detectors.iter().cloned().collect::<Vec<_>>().join(", "),
-            };
-            let answered = match m.malicious_sent {
-                Some((sent, refused)) => format!(
-                    "{} (of {sent} sent, {refused} refused)",
-                    m.malicious_answered
-                ),
-                None if is_attack => m.malicious_answered.to_string(),
-                None => "–".to_owned(),
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {detected} | {} | {} | {} | {answered} | {} of {} ({} sources) | {:.2} | {} |",
-                m.scenario.name(),
-                if by.is_empty() { "–" } else { &by },
-                secs(m.block.as_ref().map(|b| b.0)),
-                secs(m.first_drop_s),
-                m.benign_refused,
-                m.benign_sent,
-                m.benign_sources_refused.len(),
-                m.agent_cpu_s,
-                m.agent_peak_rss_kib / 1024,
-            );
-        }
+        table(&mut md, self.measured.iter(), true);
         let _ = writeln!(md, "\nScenarios:\n");
         for m in self.measured {
             let tool = m
@@ -206,7 +312,7 @@ impl Scorecard<'_> {
         }
         self.write_notes(&mut md);
         if !self.others.is_empty() {
-            OtherTools::write_section(&mut md, self.measured, self.others);
+            self.write_others(&mut md);
         }
         if let Some(o) = self.overhead {
             o.write_section(&mut md);
@@ -229,8 +335,9 @@ impl Scorecard<'_> {
              - *benign refused*: benign requests that got no HTTP answer (no handshake within \
              3 s, reset, or no answer within 5 s), and how many distinct benign addresses had \
              one. Target: zero in every scenario.\n\
-             - *agent CPU s*: the agent's user and system time over the scenario \
-             (`/proc/PID/stat`); *peak MiB*: its `VmHWM`.\n"
+             - *CPU s*: the enforcer's user and system time over the scenario \
+             (`/proc/PID/stat`): the agent's, or the tool's processes' together \
+             (`fail2ban-server`; `crowdsec` and its bouncer); *peak MiB*: their `VmHWM`.\n"
         );
         md
     }

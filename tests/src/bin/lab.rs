@@ -1,13 +1,14 @@
-//! The attack lab: `lab [SCENARIO...] [--short] [--scorecard FILE]` (as root; `cargo xtask lab`
-//! builds and runs it). Each scenario runs in a fresh lab (namespaces, sample API behind nginx,
-//! the agent with its default configuration, benign actors alongside the attack); a line per
-//! scenario is printed. With `--scorecard`, each scenario also runs a comparison pass (the
-//! agent in `--dry-run`) whose nginx logs fail2ban and `CrowdSec` replay, the overhead run
-//! follows, and the markdown scorecard is written to FILE. An interrupt (Ctrl-C) stops the
-//! running scenario and tears its lab down.
+//! The attack lab: `lab [SCENARIO...] [--short] [--compare] [--scorecard FILE]` (as root;
+//! `cargo xtask lab` builds and runs it). Each scenario runs in a fresh lab (namespaces, sample
+//! API behind nginx, the agent with its default configuration, benign actors alongside the
+//! attack); a line per scenario is printed. With `--compare`, each scenario also runs once for
+//! each comparison tool (fail2ban, `CrowdSec` with its bouncer at its default poll and at 1 s)
+//! enforcing live while the agent only reports (`--dry-run`). `--scorecard` implies
+//! `--compare`; the overhead run follows, and the markdown scorecard is written to FILE. An
+//! interrupt (Ctrl-C) stops the running scenario and tears its lab down.
 use std::process::ExitCode;
 
-use apisensor_tests::attack_lab::others::{self, OtherTools};
+use apisensor_tests::attack_lab::others::Other;
 use apisensor_tests::attack_lab::overhead;
 use apisensor_tests::attack_lab::scenario::{self, Measured, Pass, Scenario};
 use apisensor_tests::attack_lab::scorecard::Scorecard;
@@ -16,18 +17,23 @@ use apisensor_tests::attack_lab::traffic;
 /// The command line.
 struct Args {
     scenarios: Vec<Scenario>,
+    /// Also run each scenario with fail2ban and `CrowdSec` enforcing.
+    compare: bool,
     scorecard: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut scenarios = Vec::new();
     let mut scorecard = None;
+    let mut compare = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--short" => scenarios.extend(Scenario::SHORT),
+            "--compare" => compare = true,
             "--scorecard" => {
                 scorecard = Some(args.next().ok_or("--scorecard needs a file")?.into());
+                compare = true;
             }
             name => scenarios.push(Scenario::parse(name).ok_or_else(|| {
                 let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
@@ -40,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(Args {
         scenarios,
+        compare,
         scorecard,
     })
 }
@@ -54,8 +61,12 @@ fn line(m: &Measured) -> String {
         .first_drop_s
         .map_or_else(String::new, |s| format!(", first drop {s:.2} s"));
     format!(
-        "{}: {block}{drop}; findings [{}]; malicious answered {}{}; benign refused {} of {} ({} sources); agent {:.2} s CPU, {} MiB peak",
+        "{} ({}): {block}{drop}; findings [{}]; malicious answered {}{}; benign refused {} of {} ({} sources); {:.2} s CPU, {} MiB peak",
         m.scenario.name(),
+        match m.pass {
+            Pass::Enforce => "apisensor".to_owned(),
+            Pass::Compare(o) => o.name(),
+        },
         m.detectors.iter().cloned().collect::<Vec<_>>().join(", "),
         m.malicious_answered,
         m.malicious_sent.map_or_else(String::new, |(s, r)| format!(
@@ -64,8 +75,8 @@ fn line(m: &Measured) -> String {
         m.benign_refused,
         m.benign_sent,
         m.benign_sources_refused.len(),
-        m.agent_cpu_s,
-        m.agent_peak_rss_kib / 1024,
+        m.cpu_s,
+        m.peak_rss_kib / 1024,
     )
 }
 
@@ -78,37 +89,28 @@ fn main() -> ExitCode {
         }
     };
     traffic::handle_interrupts();
-    let work = tempfile::Builder::new()
-        .prefix("apisensor-lab-logs-")
-        .tempdir()
-        .expect("a temporary directory");
     let mut results = Vec::new();
-    let mut compared: Vec<(u64, OtherTools)> = Vec::new();
+    let mut compared = Vec::new();
     for s in &args.scenarios {
         if traffic::interrupted() {
             break;
         }
         eprintln!("lab: scenario {}: {}", s.name(), s.describe());
-        let m = scenario::run(*s, Pass::Enforce, None);
+        let m = scenario::run(*s, Pass::Enforce);
         println!("{}", line(&m));
         results.push(m);
-        if args.scorecard.is_some() && !traffic::interrupted() {
+        for o in Other::ALL {
+            if !args.compare || traffic::interrupted() {
+                break;
+            }
             eprintln!(
-                "lab: scenario {}: comparison pass (agent in --dry-run)",
-                s.name()
-            );
-            let c = scenario::run(*s, Pass::Compare, Some(work.path()));
-            let logs = c.logs.as_ref().expect("the comparison pass keeps its logs");
-            let o = others::replay(logs, work.path());
-            eprintln!(
-                "lab: {}: fail2ban bans {:?} {:?}; crowdsec bans {:?} {:?}",
+                "lab: scenario {}: {} enforcing, the agent in --dry-run",
                 s.name(),
-                o.fail2ban.first,
-                o.fail2ban.error,
-                o.crowdsec.first,
-                o.crowdsec.error
+                o.name()
             );
-            compared.push((c.first_malicious_ns, o));
+            let c = scenario::run(*s, Pass::Compare(o));
+            println!("{}", line(&c));
+            compared.push(c);
         }
     }
     let overhead = (args.scorecard.is_some() && !traffic::interrupted()).then(|| {
