@@ -175,7 +175,10 @@ impl Scorecard<'_> {
              nginx jails `jail.conf` ships (`nginx-http-auth`, `nginx-limit-req`, \
              `nginx-botsearch`, `nginx-bad-request`: shipped filters, `maxretry` 5 within \
              `findtime` 10 min), through its `nftables-multiport` action (`jail.conf`'s default \
-             action is iptables', which Debian 12 does not install). CrowdSec: its agent and \
+             action is iptables', which Debian 12 does not install); these jails look for HTTP \
+             basic-auth failures, `limit_req` rejections and probes of a fixed list of paths in \
+             nginx's error log, and for 400 answers in its access log, none of which an API's \
+             failed logins (403), enumeration or floods produce. CrowdSec: its agent and \
              local API with the hub content Debian installs (the nginx parser and HTTP \
              scenarios), acquiring nginx's access log, and its firewall bouncer in `nftables` \
              mode polling the local API every {} s as shipped, or every 1 s. A block here is \
