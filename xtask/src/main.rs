@@ -61,6 +61,10 @@ enum Command {
         /// docs/SCORECARD.md.
         #[arg(long)]
         scorecard: bool,
+        /// Only the overhead run (wrk with the agent attached, a bare `XDP_PASS` program
+        /// attached, and nothing attached); prints its section instead of writing a file.
+        #[arg(long, conflicts_with_all = ["scenarios", "short", "scorecard"])]
+        overhead_only: bool,
     },
     /// Formatting and clippy only.
     Lint,
@@ -94,9 +98,10 @@ fn main() -> anyhow::Result<()> {
             scenarios,
             short,
             scorecard,
+            overhead_only,
         } => {
             setup::run()?;
-            lab::run(&scenarios, short, scorecard)
+            lab::run(&scenarios, short, scorecard, overhead_only)
         }
         Command::Lint => {
             setup::run()?;

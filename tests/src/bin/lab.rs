@@ -1,10 +1,13 @@
-//! The attack lab: `lab [SCENARIO...] [--short] [--scorecard FILE]` (as root; `cargo xtask lab`
-//! builds and runs it). Each scenario runs in a fresh lab (namespaces, sample API behind nginx,
-//! the agent with its default configuration, benign actors alongside the attack); a line per
-//! scenario is printed. With `--scorecard`, each scenario also runs a comparison pass (the
-//! agent in `--dry-run`) whose nginx logs fail2ban and `CrowdSec` replay, the overhead run
-//! follows, and the markdown scorecard is written to FILE. An interrupt (Ctrl-C) stops the
-//! running scenario and tears its lab down.
+//! The attack lab: `lab [SCENARIO...] [--short] [--scorecard FILE]` or `lab --overhead-only`
+//! (as root; `cargo xtask lab` builds and runs it). Each scenario runs in a fresh lab
+//! (namespaces, sample API behind nginx, the agent with its default configuration, benign
+//! actors alongside the attack); a line per scenario is printed. With `--scorecard`, each
+//! scenario also runs a comparison pass (the agent in `--dry-run`) whose nginx logs fail2ban
+//! and `CrowdSec` replay, the overhead run follows, and the markdown scorecard is written to
+//! FILE. `--overhead-only` runs only the overhead run (wrk with the agent attached, a bare
+//! `XDP_PASS` program attached, and nothing attached) and prints its scorecard section to
+//! stdout; it takes no scenario and no `--scorecard`. An interrupt (Ctrl-C) stops the running
+//! scenario and tears its lab down.
 use std::process::ExitCode;
 
 use apisensor_tests::attack_lab::others::{self, OtherTools};
@@ -17,15 +20,19 @@ use apisensor_tests::attack_lab::traffic;
 struct Args {
     scenarios: Vec<Scenario>,
     scorecard: Option<std::path::PathBuf>,
+    /// Only the overhead run, its section printed.
+    overhead_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut scenarios = Vec::new();
     let mut scorecard = None;
+    let mut overhead_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--short" => scenarios.extend(Scenario::SHORT),
+            "--overhead-only" => overhead_only = true,
             "--scorecard" => {
                 scorecard = Some(args.next().ok_or("--scorecard needs a file")?.into());
             }
@@ -35,12 +42,17 @@ fn parse_args() -> Result<Args, String> {
             })?),
         }
     }
-    if scenarios.is_empty() {
+    if overhead_only {
+        if !scenarios.is_empty() || scorecard.is_some() {
+            return Err("--overhead-only takes no scenario and no --scorecard".into());
+        }
+    } else if scenarios.is_empty() {
         scenarios.extend(Scenario::ALL);
     }
     Ok(Args {
         scenarios,
         scorecard,
+        overhead_only,
     })
 }
 
@@ -78,6 +90,18 @@ fn main() -> ExitCode {
         }
     };
     traffic::handle_interrupts();
+    if args.overhead_only {
+        eprintln!("lab: overhead: wrk with the agent attached, a bare XDP_PASS and nothing");
+        let o = overhead::run();
+        if traffic::interrupted() {
+            eprintln!("lab: interrupted; the lab was torn down");
+            return ExitCode::from(130);
+        }
+        let mut md = String::new();
+        o.write_section(&mut md);
+        println!("{md}");
+        return ExitCode::SUCCESS;
+    }
     let work = tempfile::Builder::new()
         .prefix("apisensor-lab-logs-")
         .tempdir()
@@ -112,7 +136,7 @@ fn main() -> ExitCode {
         }
     }
     let overhead = (args.scorecard.is_some() && !traffic::interrupted()).then(|| {
-        eprintln!("lab: overhead: wrk with the agent attached and detached");
+        eprintln!("lab: overhead: wrk with the agent attached, a bare XDP_PASS and nothing");
         overhead::run()
     });
     if traffic::interrupted() {
