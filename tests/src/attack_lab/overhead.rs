@@ -363,6 +363,19 @@ impl OnVeth {
     }
 }
 
+/// How far the slowest run's p99 is above the fastest's, percent (NaN without runs).
+fn p99_spread(runs: &[WrkRun]) -> f64 {
+    let p99 = runs.iter().map(|r| r.p99_ms);
+    let (lo, hi) = p99.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p), hi.max(p))
+    });
+    if runs.is_empty() {
+        f64::NAN
+    } else {
+        100.0 * (hi / lo - 1.0)
+    }
+}
+
 /// Runs the interleaved measurement in a lab of its own.
 ///
 /// # Panics
@@ -519,9 +532,15 @@ impl Overhead {
              program, the ring buffer, and the agent's userspace, which on these {} cores \
              competes with wrk, nginx and the sample API for CPU (median {cpu:.2} CPU s per \
              {RUN_S} s run, {:.0} % of one core). *attached / detached* is the two together, \
-             what the target is set on.",
+             what the target is set on. Within one variant the slowest run's p99 was up to \
+             {:.0} % above the fastest's, so the p99 ratios are weaker evidence than the \
+             throughput ones.",
             thread::available_parallelism().map_or(0, std::num::NonZero::get),
             100.0 * cpu / f64::from(RUN_S),
+            [Variant::Attached, Variant::Floor, Variant::Detached]
+                .map(|v| p99_spread(self.runs(v)))
+                .into_iter()
+                .fold(f64::NAN, f64::max),
         );
         let runs = |v: &[WrkRun]| {
             v.iter()
@@ -550,7 +569,7 @@ impl Overhead {
 
 #[cfg(test)]
 mod tests {
-    use super::{ORDERS, Variant, XdpProg, parse_wrk, parse_xdp};
+    use super::{ORDERS, Variant, WrkRun, XdpProg, p99_spread, parse_wrk, parse_xdp};
 
     #[test]
     fn wrk_output_gives_throughput_and_p99() {
@@ -573,6 +592,14 @@ Transfer/sec:      1.50MB
         let micro = out.replace("3.25ms", "950.00us");
         assert!((parse_wrk(&micro).expect("parsed").p99_ms - 0.95).abs() < 1e-9);
         assert!(parse_wrk("no result").is_none());
+    }
+
+    #[test]
+    fn p99_spread_is_slowest_over_fastest() {
+        let run = |p99_ms| WrkRun { rps: 1.0, p99_ms };
+        assert!((p99_spread(&[run(1.0), run(1.5), run(1.2)]) - 50.0).abs() < 1e-9);
+        assert!(p99_spread(&[run(2.0)]).abs() < 1e-9);
+        assert!(p99_spread(&[]).is_nan());
     }
 
     #[test]
