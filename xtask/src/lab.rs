@@ -1,17 +1,14 @@
-//! `cargo xtask lab [SCENARIO...] [--short] [--compare] [--scorecard]`: builds the agent, the sample API and
-//! the lab binary (release), then replaces itself with the lab (as root), so an interrupt
-//! reaches the lab, which tears its namespaces down.
+//! `cargo xtask lab [SCENARIO...] [--short] [--compare] [--scorecard]` or `cargo xtask lab
+//! --overhead-only`: builds the agent, the sample API and the lab binary (release), then
+//! replaces itself with the lab (as root), so an interrupt reaches the lab, which tears its
+//! namespaces down.
 use anyhow::bail;
 
 use crate::util::{cargo, exec, root, target_dir};
 
-/// Builds what the lab runs and runs it.
-pub fn run(
-    scenarios: &[String],
-    short: bool,
-    compare: bool,
-    scorecard: bool,
-) -> anyhow::Result<()> {
+/// Builds what the lab runs and runs it with `args` (scenarios and the lab's flags), and the
+/// scorecard's path if `scorecard`.
+pub fn run(mut args: Vec<String>, scorecard: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("cargo xtask lab needs root: it creates network namespaces and attaches XDP");
@@ -32,13 +29,6 @@ pub fn run(
         "--bin",
         "sample-api",
     ])?;
-    let mut args: Vec<String> = scenarios.to_vec();
-    if short {
-        args.push("--short".into());
-    }
-    if compare {
-        args.push("--compare".into());
-    }
     if scorecard {
         args.push("--scorecard".into());
         args.push(root().join("docs/SCORECARD.md").display().to_string());

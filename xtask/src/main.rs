@@ -64,6 +64,10 @@ enum Command {
         /// `--compare`, the overhead run, and write docs/SCORECARD.md.
         #[arg(long)]
         scorecard: bool,
+        /// Only the overhead run (wrk with the agent attached, a bare `XDP_PASS` program
+        /// attached, and nothing attached); prints its section instead of writing a file.
+        #[arg(long, conflicts_with_all = ["scenarios", "short", "compare", "scorecard"])]
+        overhead_only: bool,
     },
     /// Formatting and clippy only.
     Lint,
@@ -98,9 +102,20 @@ fn main() -> anyhow::Result<()> {
             short,
             compare,
             scorecard,
+            overhead_only,
         } => {
             setup::run()?;
-            lab::run(&scenarios, short, compare, scorecard)
+            let mut args = scenarios;
+            for (on, flag) in [
+                (short, "--short"),
+                (compare, "--compare"),
+                (overhead_only, "--overhead-only"),
+            ] {
+                if on {
+                    args.push(flag.to_owned());
+                }
+            }
+            lab::run(args, scorecard)
         }
         Command::Lint => {
             setup::run()?;

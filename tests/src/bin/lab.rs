@@ -1,11 +1,14 @@
-//! The attack lab: `lab [SCENARIO...] [--short] [--compare] [--scorecard FILE]` (as root;
-//! `cargo xtask lab` builds and runs it). Each scenario runs in a fresh lab (namespaces, sample
-//! API behind nginx, the agent with its default configuration, benign actors alongside the
-//! attack); a line per scenario is printed. With `--compare`, each scenario also runs once for
-//! each comparison tool (fail2ban, `CrowdSec` with its bouncer at its default poll and at 1 s)
-//! enforcing live while the agent only reports (`--dry-run`). `--scorecard` implies
-//! `--compare`; the overhead run follows, and the markdown scorecard is written to FILE. An
-//! interrupt (Ctrl-C) stops the running scenario and tears its lab down.
+//! The attack lab: `lab [SCENARIO...] [--short] [--compare] [--scorecard FILE]` or `lab
+//! --overhead-only` (as root; `cargo xtask lab` builds and runs it). Each scenario runs in a
+//! fresh lab (namespaces, sample API behind nginx, the agent with its default configuration,
+//! benign actors alongside the attack); a line per scenario is printed. With `--compare`, each
+//! scenario also runs once for each comparison tool (fail2ban, `CrowdSec` with its bouncer at
+//! its default poll and at 1 s) enforcing live while the agent only reports (`--dry-run`).
+//! `--scorecard` implies `--compare`; the overhead run follows, and the markdown scorecard is
+//! written to FILE. `--overhead-only` runs only the overhead run (wrk with the agent attached, a
+//! bare `XDP_PASS` program attached, and nothing attached) and prints its scorecard section to
+//! stdout; it takes no scenario and no `--scorecard`. An interrupt (Ctrl-C) stops the running
+//! scenario and tears its lab down.
 use std::process::ExitCode;
 
 use apisensor_tests::attack_lab::others::Other;
@@ -20,17 +23,21 @@ struct Args {
     /// Also run each scenario with fail2ban and `CrowdSec` enforcing.
     compare: bool,
     scorecard: Option<std::path::PathBuf>,
+    /// Only the overhead run, its section printed.
+    overhead_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut scenarios = Vec::new();
     let mut scorecard = None;
     let mut compare = false;
+    let mut overhead_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--short" => scenarios.extend(Scenario::SHORT),
             "--compare" => compare = true,
+            "--overhead-only" => overhead_only = true,
             "--scorecard" => {
                 scorecard = Some(args.next().ok_or("--scorecard needs a file")?.into());
                 compare = true;
@@ -41,13 +48,20 @@ fn parse_args() -> Result<Args, String> {
             })?),
         }
     }
-    if scenarios.is_empty() {
+    if overhead_only {
+        if !scenarios.is_empty() || compare {
+            return Err(
+                "--overhead-only takes no scenario, no --compare and no --scorecard".into(),
+            );
+        }
+    } else if scenarios.is_empty() {
         scenarios.extend(Scenario::ALL);
     }
     Ok(Args {
         scenarios,
         compare,
         scorecard,
+        overhead_only,
     })
 }
 
@@ -89,6 +103,18 @@ fn main() -> ExitCode {
         }
     };
     traffic::handle_interrupts();
+    if args.overhead_only {
+        eprintln!("lab: overhead: wrk with the agent attached, a bare XDP_PASS and nothing");
+        let o = overhead::run();
+        if traffic::interrupted() {
+            eprintln!("lab: interrupted; the lab was torn down");
+            return ExitCode::from(130);
+        }
+        let mut md = String::new();
+        o.write_section(&mut md);
+        println!("{md}");
+        return ExitCode::SUCCESS;
+    }
     let mut results = Vec::new();
     let mut compared = Vec::new();
     for s in &args.scenarios {
@@ -114,7 +140,7 @@ fn main() -> ExitCode {
         }
     }
     let overhead = (args.scorecard.is_some() && !traffic::interrupted()).then(|| {
-        eprintln!("lab: overhead: wrk with the agent attached and detached");
+        eprintln!("lab: overhead: wrk with the agent attached, a bare XDP_PASS and nothing");
         overhead::run()
     });
     if traffic::interrupted() {
