@@ -915,6 +915,20 @@ pub fn run_in_ns(ns: &str, program: &str, args: &[&str], timeout: Duration) -> O
     run_bounded(cmd, timeout, &format!("{program} in {ns}"))
 }
 
+/// Runs `cmd` to completion with its output captured, killing it (and its process group)
+/// after `timeout`.
+///
+/// # Panics
+///
+/// If it cannot be started.
+pub fn output_bounded(mut cmd: Command, timeout: Duration, what: &str) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    run_bounded(cmd, timeout, what)
+}
+
 /// Runs `ip ARGS` in the root context (namespaced through `-n` where needed), panicking with its
 /// stderr on failure.
 fn ip(args: &[&str]) {

@@ -17,11 +17,13 @@
 //! - [`measure`]: the block monitor, the agent's usage, the event file and nginx's log.
 //! - [`scenario`]: the scenario list and the run of one (the agent enforcing, or another tool).
 //! - [`others`]: fail2ban and `CrowdSec` enforcing live in comparison passes.
+//! - [`bpf_stats`]: the kernel's run counts and times of the agent's programs.
 //! - [`overhead`]: wrk through nginx with the agent attached, a bare `XDP_PASS` program
 //!   attached (the veth's floor) and nothing attached, interleaved.
 //! - [`scorecard`]: the markdown scorecard.
 pub mod attacks;
 pub mod benign;
+pub mod bpf_stats;
 pub mod client;
 pub mod measure;
 pub mod netns;

@@ -28,6 +28,7 @@ use sensor_common::program_names;
 use crate::agent;
 use crate::lab::Lab;
 
+use super::bpf_stats::{self, ProgCounters, StatsOn};
 use super::measure::Usage;
 use super::scorecard::version;
 use super::topology::Testbed;
@@ -126,6 +127,20 @@ pub struct Overhead {
     pub agent_cpu_s: Vec<f64>,
     /// wrk's failures (non-2xx answers, socket errors) over all runs, if any.
     pub errors: Vec<String>,
+    /// Where an attached run's time goes, from one more run with the kernel's BPF statistics
+    /// on (not among the timed runs), or why it could not be measured.
+    pub breakdown: Result<Breakdown, String>,
+}
+
+/// Where an attached run's time goes.
+#[derive(Debug, Clone)]
+pub struct Breakdown {
+    /// Requests wrk completed.
+    pub requests: f64,
+    /// The agent's programs' runs and nanoseconds during the run.
+    pub programs: Vec<ProgCounters>,
+    /// The agent's userspace and system CPU seconds during the run.
+    pub agent_cpu_s: f64,
 }
 
 /// The medians of one variant's runs.
@@ -392,6 +407,7 @@ pub fn run() -> Overhead {
         detached: Vec::new(),
         agent_cpu_s: Vec::new(),
         errors: Vec::new(),
+        breakdown: Err("not run".to_owned()),
     };
     let mut on = OnVeth {
         agent: Some(bed.agent),
@@ -432,12 +448,48 @@ pub fn run() -> Overhead {
             }
         }
     }
+    if !traffic::interrupted() {
+        on.switch(&mut bed, Variant::Attached);
+        o.breakdown = breakdown(&mut bed, on.agent.expect("the agent runs"), &url);
+    }
     // The agent is stopped by the Testbed's drop; the floor is detached here (the
     // namespace's removal, which deletes the veth, would also free it).
     if on.floor {
         set_floor(&bed.lab, None);
     }
     o
+}
+
+/// One more attached run, with the kernel's BPF statistics on: the agent's programs' runs and
+/// time, and its CPU.
+fn breakdown(bed: &mut Testbed, agent: u32, url: &str) -> Result<Breakdown, String> {
+    let names = [program_names::XDP_INGRESS, program_names::TC_EGRESS];
+    let _stats = StatsOn::new()?;
+    let before = bpf_stats::programs(&names)?;
+    let cpu_before = Usage::of(agent).cpu_s;
+    let run = bed.run_tool(
+        "wrk",
+        &[
+            "-t",
+            "2",
+            "-c",
+            "16",
+            "-d",
+            &format!("{RUN_S}s"),
+            "--latency",
+            url,
+        ],
+        Duration::from_secs(u64::from(RUN_S) + 10),
+        &mut || false,
+    );
+    let agent_cpu_s = Usage::of(agent).cpu_s - cpu_before;
+    let after = bpf_stats::programs(&names)?;
+    let wrk = parse_wrk(&run.stdout).ok_or_else(|| format!("wrk: {}", run.stderr))?;
+    Ok(Breakdown {
+        requests: wrk.rps * f64::from(RUN_S),
+        programs: bpf_stats::delta(&before, &after),
+        agent_cpu_s,
+    })
 }
 
 impl Overhead {
@@ -466,6 +518,45 @@ impl Overhead {
             rps: median(runs.iter().map(|r| r.rps).collect()),
             p99_ms: median(runs.iter().map(|r| r.p99_ms).collect()),
         }
+    }
+
+    /// Where the attached run's time goes, per request.
+    fn write_breakdown(&self, md: &mut String) {
+        let b = match &self.breakdown {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = writeln!(md, "\nWhere the time goes: not measured ({e}).");
+                return;
+            }
+        };
+        let programs: Vec<String> = b
+            .programs
+            .iter()
+            .map(|p| {
+                #[expect(clippy::cast_precision_loss, reason = "counts for display")]
+                let (runs, ns) = (p.runs as f64, p.ns as f64);
+                format!(
+                    "`{}` ran {:.1} times per request, {:.0} ns a run",
+                    p.name,
+                    runs / b.requests,
+                    ns / runs.max(1.0)
+                )
+            })
+            .collect();
+        #[expect(clippy::cast_precision_loss, reason = "nanoseconds for display")]
+        let kernel_ns: f64 = b.programs.iter().map(|p| p.ns as f64).sum::<f64>() / b.requests;
+        let _ = writeln!(
+            md,
+            "\nWhere the time goes, from one more attached run with the kernel's BPF statistics \
+             on (`kernel.bpf_stats_enabled`, which adds its own clock reads to every program \
+             run, so this run is not among the timed ones): {:.0} requests; {}; in all \
+             {:.2} µs of the agent's kernel programs and {:.2} µs of the agent's own CPU per \
+             request.",
+            b.requests,
+            programs.join("; "),
+            kernel_ns / 1e3,
+            b.agent_cpu_s * 1e6 / b.requests,
+        );
     }
 
     /// The overhead section of the scorecard.
@@ -564,6 +655,7 @@ impl Overhead {
         if !self.errors.is_empty() {
             let _ = writeln!(md, "\nwrk reported: {}.", self.errors.join("; "));
         }
+        self.write_breakdown(md);
     }
 }
 
