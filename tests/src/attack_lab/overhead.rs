@@ -35,7 +35,7 @@ use super::topology::Testbed;
 use super::traffic;
 
 /// Rounds of one run per variant.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 12;
 /// Length of one wrk run, seconds (under the volume detector's 10 s).
 const RUN_S: u32 = 6;
 /// The floor's program, C for clang: it passes every packet without reading it or touching
