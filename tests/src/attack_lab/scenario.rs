@@ -222,9 +222,7 @@ pub fn run(scenario: Scenario, pass: Pass) -> Measured {
         tool_source,
         "the lab's primary client address"
     );
-    let start = Instant::now();
-    let deadline = start + WARMUP + scenario.attack_bound() + COOLDOWN + Duration::from_secs(10);
-    let traffic = bed.traffic(deadline);
+    // The other tool is ready before the scenario's clock starts.
     let (other, source) = match pass {
         Pass::Enforce => (None, BlockSource::Pinned(bed.pin.path().to_path_buf())),
         Pass::Compare(o) => (
@@ -232,6 +230,9 @@ pub fn run(scenario: Scenario, pass: Pass) -> Measured {
             BlockSource::Nftables(bed.lab.server_ns().to_owned()),
         ),
     };
+    let start = Instant::now();
+    let deadline = start + WARMUP + scenario.attack_bound() + COOLDOWN + Duration::from_secs(10);
+    let traffic = bed.traffic(deadline);
     let enforcers = other
         .as_ref()
         .map_or_else(|| vec![bed.agent], |o| o.pids.clone());
