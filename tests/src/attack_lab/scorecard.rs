@@ -126,6 +126,9 @@ fn side_cell(m: Option<&Measured>) -> String {
     };
     match &m.block {
         Some((s, _)) => format!("{s:.1} s, {} answered{benign}", m.malicious_answered),
+        None if !m.detectors.is_empty() => {
+            format!("alert only ({} answered){benign}", m.malicious_answered)
+        }
         None => format!("no ({} answered){benign}", m.malicious_answered),
     }
 }
@@ -208,13 +211,16 @@ impl Scorecard<'_> {
         let _ = writeln!(
             md,
             "\nCells: seconds from the first malicious request to the block, and malicious \
-             requests answered (nginx's log); *no* when nothing blocked an attacking address.\n"
+             requests answered (nginx's log); *alert only* when the agent reported the attackers \
+             without blocking them, *no* when nothing blocked an attacking address.\n"
         );
         for p in passes {
             let Pass::Compare(o) = p else { continue };
             let _ = writeln!(md, "### {}\n", o.name());
             table(md, self.others.iter().filter(|m| m.pass == p), false);
-            let _ = writeln!(md);
+            if p != Pass::Compare(Other::ALL[Other::ALL.len() - 1]) {
+                let _ = writeln!(md);
+            }
         }
     }
 
@@ -343,5 +349,60 @@ impl Scorecard<'_> {
              (`fail2ban-server`; `crowdsec` and its bouncer); *peak MiB*: their `VmHWM`.\n"
         );
         md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::net::IpAddr;
+
+    use super::side_cell;
+    use crate::attack_lab::scenario::{Measured, Pass, Scenario};
+
+    /// A measurement with `attackers` attacking addresses and nothing else happening.
+    fn measured(attackers: usize) -> Measured {
+        Measured {
+            scenario: Scenario::Hydra,
+            attackers: (0..attackers)
+                .map(|i| IpAddr::from([198, 51, 100, u8::try_from(i + 2).expect("few")]))
+                .collect(),
+            pass: Pass::Enforce,
+            block: None,
+            first_drop_s: None,
+            detectors: BTreeSet::new(),
+            malicious_answered: 7,
+            malicious_sent: None,
+            benign_sent: 10,
+            benign_refused: 0,
+            benign_sources_refused: BTreeSet::new(),
+            benign_covered: Vec::new(),
+            cpu_s: 0.0,
+            peak_rss_kib: 0,
+            wall_s: 0.0,
+            attack_s: 0.0,
+            tool_summary: None,
+            first_malicious_ns: 0,
+        }
+    }
+
+    #[test]
+    fn side_by_side_cells_say_blocked_alerted_or_missed() {
+        assert_eq!(side_cell(None), "not run");
+        let mut m = measured(1);
+        assert_eq!(side_cell(Some(&m)), "no (7 answered)");
+        m.detectors.insert("session_rotation".to_owned());
+        assert_eq!(side_cell(Some(&m)), "alert only (7 answered)");
+        m.block = Some((1.26, vec!["brute_force".to_owned()]));
+        assert_eq!(side_cell(Some(&m)), "1.3 s, 7 answered");
+        m.benign_refused = 2;
+        assert_eq!(
+            side_cell(Some(&m)),
+            "1.3 s, 7 answered, **2 benign refused**"
+        );
+        let mut quiet = measured(0);
+        assert_eq!(side_cell(Some(&quiet)), "–");
+        quiet.benign_refused = 1;
+        assert_eq!(side_cell(Some(&quiet)), "**1 benign refused**");
     }
 }
