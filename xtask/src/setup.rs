@@ -19,16 +19,17 @@ const APT_PACKAGES: [&str; 19] = [
     "bpftool",
     "xdp-tools",
     "clang-19",
-    "python3",
     "valgrind",
     // systemd-analyze, which checks the packaged unit (no service is started).
     "systemd",
     // The pseudo-terminal `tests/tests/e2e_control.rs` drives `apisensor top --live` in.
     "tmux",
-    // The lab's comparison: fail2ban and CrowdSec read nginx's access log.
+    // The lab's comparison: fail2ban and CrowdSec read nginx's logs and ban through nftables
+    // (in the lab's server namespace), which the block monitor reads with `nft`.
     "fail2ban",
     "crowdsec",
     "crowdsec-firewall-bouncer",
+    "nftables",
 ];
 /// The cargo-deb that `cargo xtask dist` builds the Debian package with (builds on rustc 1.95).
 const CARGO_DEB_VERSION: &str = "3.8.0";
