@@ -66,13 +66,26 @@ impl BlockMonitor {
                 Ok(r) => r,
                 Err(e) => return Some(e),
             };
+            // A read may fail now and then (a map or set changing under it); reads that never
+            // succeed are the measurement's failure.
+            let (mut read_once, mut last_error) = (false, None);
             // Bounded by the scenario: it stops the monitor; the count bounds a lost stop.
             for _ in 0..100_000 {
                 if stop2.load(Ordering::Relaxed) {
                     break;
                 }
                 let now = clock::unix_ns();
-                if let Ok(blocks) = read() {
+                let blocks = match read() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        last_error = Some(e);
+                        thread::sleep(POLL);
+                        continue;
+                    }
+                };
+                read_once = true;
+                {
+                    // Held only while updating, not over the sleep.
                     let mut seen = seen2
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -92,7 +105,11 @@ impl BlockMonitor {
                 }
                 thread::sleep(POLL);
             }
-            None
+            if read_once {
+                None
+            } else {
+                last_error.map(|e| format!("the block monitor never read its source: {e}"))
+            }
         });
         Self {
             stop,
@@ -123,10 +140,10 @@ impl BlockMonitor {
     /// Stops polling; returns every block seen, or why the maps could not be read.
     pub fn finish(mut self) -> Result<Vec<SeenBlock>, String> {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take()
-            && let Ok(Some(error)) = h.join()
-        {
-            return Err(error);
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(Some(error))) => return Err(error),
+            Some(Err(_)) => return Err("the block monitor's thread panicked".to_owned()),
+            _ => {}
         }
         Ok(self.seen())
     }
