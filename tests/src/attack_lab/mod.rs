@@ -21,6 +21,9 @@
 //! - [`overhead`]: wrk through nginx with the agent attached, a bare `XDP_PASS` program
 //!   attached (the veth's floor) and nothing attached, interleaved.
 //! - [`scorecard`]: the markdown scorecard.
+//!
+//! [`version`] reads an installed tool's version for the notes of the scorecard, the overhead
+//! run and the comparison.
 pub mod attacks;
 pub mod benign;
 pub mod bpf_stats;
@@ -33,3 +36,21 @@ pub mod scenario;
 pub mod scorecard;
 pub mod topology;
 pub mod traffic;
+
+use std::process::Command;
+
+/// The first line a program prints for `args` (its version), or `?`.
+pub fn version(program: &str, args: &[&str]) -> String {
+    Command::new(program).args(args).output().ok().map_or_else(
+        || "?".to_owned(),
+        |o| {
+            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&o.stderr));
+            text.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("?")
+                .to_owned()
+        },
+    )
+}

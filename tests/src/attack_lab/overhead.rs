@@ -30,9 +30,9 @@ use crate::lab::Lab;
 
 use super::bpf_stats::{self, ProgCounters, StatsOn};
 use super::measure::Usage;
-use super::scorecard::version;
 use super::topology::Testbed;
 use super::traffic;
+use super::version;
 
 /// Rounds of one run per variant.
 const ROUNDS: usize = 12;

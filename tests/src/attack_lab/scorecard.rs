@@ -1,11 +1,11 @@
 //! The scorecard (`docs/SCORECARD.md`): one table of what every scenario measured, with the
 //! command that reproduces it, the date, the machine, the tools' versions and notes.
 use std::fmt::Write as _;
-use std::process::Command;
 
 use super::others::Other;
 use super::overhead::Overhead;
 use super::scenario::{Measured, Pass};
+use super::version;
 
 /// The command that reproduces the scorecard.
 pub const COMMAND: &str = "cargo xtask lab --scorecard";
@@ -18,22 +18,6 @@ pub struct Scorecard<'a> {
     pub others: &'a [Measured],
     /// The overhead run, if it ran.
     pub overhead: Option<&'a Overhead>,
-}
-
-/// The first line a program prints for `args` (its version), or `?`.
-pub fn version(program: &str, args: &[&str]) -> String {
-    Command::new(program).args(args).output().ok().map_or_else(
-        || "?".to_owned(),
-        |o| {
-            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&o.stderr));
-            text.lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("?")
-                .to_owned()
-        },
-    )
 }
 
 /// One tool's table: a row per scenario; `drops` adds the first-drop column (the agent's

@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::measure::SeenBlock;
-use super::scorecard::version;
 use super::topology::Testbed;
+use super::version;
 
 /// `CrowdSec`'s firewall bouncer's shipped `update_frequency`, seconds.
 pub const BOUNCER_DEFAULT_POLL_S: u32 = 10;
