@@ -907,12 +907,11 @@ fn ns_command(ns: &str, program: &str, args: &[&str]) -> Command {
 ///
 /// If the program cannot be started.
 pub fn run_in_ns(ns: &str, program: &str, args: &[&str], timeout: Duration) -> Output {
-    let mut cmd = ns_command(ns, program, args);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    run_bounded(cmd, timeout, &format!("{program} in {ns}"))
+    output_bounded(
+        ns_command(ns, program, args),
+        timeout,
+        &format!("{program} in {ns}"),
+    )
 }
 
 /// Runs `cmd` to completion with its output captured, killing it (and its process group)
