@@ -914,6 +914,23 @@ pub fn run_in_ns(ns: &str, program: &str, args: &[&str], timeout: Duration) -> O
     )
 }
 
+/// [`run_in_ns`], which must succeed.
+///
+/// # Panics
+///
+/// If the program cannot be started or does not exit successfully (with its stderr).
+pub fn run_in_ns_ok(ns: &str, program: &str, args: &[&str], timeout: Duration) -> Output {
+    let out = run_in_ns(ns, program, args, timeout);
+    assert!(
+        out.status.success(),
+        "`{program} {}` in {ns} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    out
+}
+
 /// Runs `cmd` to completion with its output captured, killing it (and its process group)
 /// after `timeout`.
 ///

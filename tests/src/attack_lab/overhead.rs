@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use sensor_common::program_names;
 
 use crate::agent;
-use crate::lab::Lab;
+use crate::lab::{Lab, run_in_ns_ok};
 
 use super::bpf_stats::{self, ProgCounters, StatsOn};
 use super::measure::Usage;
@@ -224,17 +224,11 @@ fn parse_xdp(json: &str) -> Result<Option<XdpProg>, String> {
 ///
 /// If `ip` fails or prints something else than expected.
 fn xdp_on_server(lab: &Lab) -> Option<XdpProg> {
-    let out = lab.run(
+    let out = run_in_ns_ok(
         lab.server_ns(),
         "ip",
         &["-j", "-d", "link", "show", "dev", lab.server_if()],
         Duration::from_secs(10),
-    );
-    assert!(
-        out.status.success(),
-        "ip link show {} failed: {}",
-        lab.server_if(),
-        String::from_utf8_lossy(&out.stderr).trim()
     );
     parse_xdp(&String::from_utf8_lossy(&out.stdout))
         .unwrap_or_else(|e| panic!("ip link show {}: {e}", lab.server_if()))
@@ -314,14 +308,7 @@ fn set_floor(lab: &Lab, obj: Option<&Path>) {
         Some(obj) => args.extend(["obj", path_text(obj), "sec", "xdp"]),
         None => args.push("off"),
     }
-    let out = lab.run(lab.server_ns(), "ip", &args, Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "ip {} failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    run_in_ns_ok(lab.server_ns(), "ip", &args, Duration::from_secs(30));
 }
 
 /// A lab path as a command-line argument.

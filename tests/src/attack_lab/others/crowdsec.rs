@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::lab::run_in_ns;
+use crate::lab::{run_in_ns, run_in_ns_ok};
 
 use super::super::topology::Testbed;
 use super::{CLIENT_TIMEOUT, Other, Running, copy_dir, read_or_note, tail, wait_ready};
@@ -119,14 +119,7 @@ pub fn start(bed: &mut Testbed, poll_s: u32) -> Running {
 fn cscli(ns: &str, config: &str, args: &[&str]) -> String {
     let mut all = vec!["-c", config];
     all.extend_from_slice(args);
-    let out = run_in_ns(ns, "cscli", &all, CLIENT_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "`cscli {}` failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let out = run_in_ns_ok(ns, "cscli", &all, CLIENT_TIMEOUT);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
