@@ -146,7 +146,8 @@ pub struct SensorSettings {
     pub resp_capture_len: u32,
     /// Pending ring bytes at which the kernel wakes the reader.
     pub wakeup_bytes: u32,
-    /// The reader's drain period, in milliseconds (bounds event latency below the threshold).
+    /// The reader's longest drain period, in milliseconds (bounds event latency below the
+    /// threshold); it drains every `reader::BUSY_PERIOD` while records arrive.
     pub drain_interval_ms: u64,
     /// How often expired blocks are deleted from the maps, in seconds.
     pub purge_interval_s: u64,
