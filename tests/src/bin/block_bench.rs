@@ -241,8 +241,9 @@ fn report(trials: &[Trial], benign_sent: u32, benign_refused: u32) -> String {
          fetches `/` after every fifth attempt. *To block*: from the kernel's timestamp of the \
          attacker's first request (the agent's transaction log) to the block in the map (the \
          agent's `written_ns`). *Decision to map*: from the kernel timestamp of the response \
-         that crossed the threshold to the block in the map (ring transport, the 5 ms drain \
-         timer, detection, policy and the map write). *Answered*: attempts that got their 401.\n"
+         that crossed the threshold to the block in the map (ring transport, the drain timer \
+         (1 ms while records arrive, 5 ms idle), detection, policy and the map write). \
+         *Answered*: attempts that got their 401.\n"
     );
     let _ = writeln!(
         md,

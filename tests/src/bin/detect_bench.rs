@@ -1178,7 +1178,8 @@ fn latency_markdown(runs: &[LatencyRun]) -> String {
          decision is timed from `clock::unix_ns()` taken when its crossing transaction is \
          handed to detection (it stands for the kernel's timestamp of the response) to just \
          after `Verdicts::apply` returned. Not included: the ring transport and the agent's \
-         5 ms drain timer; the live figure is measured in the lab (`block_bench`). The policy \
+         drain timer (1 ms while busy, 5 ms idle); the live figure is measured in the lab \
+         (`block_bench`). The policy \
          runs once with its defaults (600 new blocks per minute: refusals are expected and \
          counted) and once with `max_new_blocks_per_min` and `max_active_blocks` raised to \
          {}.\n",

@@ -73,6 +73,7 @@ use sensor_user::{
     config::Config,
     event,
     loader::{self, LoadOptions},
+    reader::DrainPeriod,
     verdict::Verdicts,
 };
 
@@ -106,7 +107,8 @@ const SEGMENT_PAYLOAD: usize = 1024;
 const BLOCK_TTL: Duration = Duration::from_hours(1);
 /// Seed of the prefix generator and of the latency jitter, so every run uses the same keys.
 const SEED: u64 = 0x6170_6973_656e_736f;
-/// The drain period of the agent's reader.
+/// The agent's configured (idle) drain period, `drain_interval_ms`: its reader drains every
+/// `reader::BUSY_PERIOD` while records arrive and backs off to this (`reader::DrainPeriod`).
 const DRAIN_PERIOD: Duration = Duration::from_millis(5);
 /// The smallest `wakeup_bytes` the agent's configuration accepts.
 const WAKEUP_CONFIG_MIN: u32 = 4096;
@@ -733,7 +735,8 @@ fn drain(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Consumer {
     /// As the agent's reader (`reader.rs`): sleep until the ring's descriptor is readable (the
-    /// kernel's forced wakeups) or the drain period passes, then drain everything.
+    /// kernel's forced wakeups) or its adaptive drain period (`reader::DrainPeriod`) passes, then
+    /// drain everything.
     Agent,
     /// Spin on the ring: the consumer touches the ring's positions after every record, the
     /// worst case for the producer's cache.
@@ -800,7 +803,9 @@ impl DrainThread {
             let cpu_start = thread_cpu_ns();
             let mut d = Drained::default();
             let poller = EdgePoller::new(ring.as_raw_fd())?;
-            let mut next_tick = Instant::now() + DRAIN_PERIOD;
+            let mut period = DrainPeriod::new(DRAIN_PERIOD);
+            let mut next_tick = Instant::now() + period.get();
+            let mut timer_drain = false;
             loop {
                 // Read the flag before draining, so the drain after a stop sees every record
                 // submitted before it.
@@ -817,15 +822,18 @@ impl DrainThread {
                     Consumer::Busy if n == 0 => std::hint::spin_loop(),
                     Consumer::Busy => {}
                     Consumer::Agent => {
-                        // As `reader.rs`: drain on a kernel wakeup or on the timer's tick, with
-                        // a stop check at least every period.
-                        while !poller.wait(millis_until(next_tick))
-                            && Instant::now() < next_tick
-                            && !flag.load(Ordering::Acquire)
-                        {}
-                        while next_tick <= Instant::now() {
-                            next_tick += DRAIN_PERIOD;
+                        // As `reader.rs`: drain on a kernel wakeup or on the timer, whose next
+                        // period a timer drain sets from what it found, with a stop check at
+                        // least every period.
+                        if timer_drain {
+                            period.after_drain(usize::try_from(n).unwrap_or(usize::MAX));
+                            next_tick = Instant::now() + period.get();
                         }
+                        let mut woke = false;
+                        while !woke && Instant::now() < next_tick && !flag.load(Ordering::Acquire) {
+                            woke = poller.wait(millis_until(next_tick));
+                        }
+                        timer_drain = !woke;
                     }
                 }
             }
@@ -872,7 +880,11 @@ impl SleepingConsumer {
             let _ = prepare_thread(cpu);
             let poller = EdgePoller::new(ring.as_raw_fd())?;
             let mut d = Drained::default();
-            let mut next_tick = Instant::now() + DRAIN_PERIOD;
+            let mut period = match mode {
+                WakeMode::Timer(idle) => DrainPeriod::new(idle),
+                WakeMode::EpollOnly => DrainPeriod::new(DRAIN_PERIOD),
+            };
+            let mut next_tick = Instant::now() + period.get();
             while !flag.load(Ordering::Acquire) {
                 let timeout_ms = match mode {
                     // A bounded sleep only to notice the stop flag; a timeout never drains.
@@ -880,19 +892,16 @@ impl SleepingConsumer {
                     WakeMode::Timer(_) => millis_until(next_tick),
                 };
                 let woke = poller.wait(timeout_ms);
-                let tick = match mode {
-                    WakeMode::Timer(period) if Instant::now() >= next_tick => {
-                        while next_tick <= Instant::now() {
-                            next_tick += period;
-                        }
-                        true
-                    }
-                    _ => false,
-                };
+                let tick = matches!(mode, WakeMode::Timer(_)) && Instant::now() >= next_tick;
                 if woke || tick {
-                    drain(&mut ring, &mut d, |ev| {
+                    let n = drain(&mut ring, &mut d, |ev| {
                         let _ = tx.send(boot_ns().saturating_sub(ev.header.ts_ns));
                     });
+                    // As `reader.rs`: a timer drain sets the next period from what it found.
+                    if tick {
+                        period.after_drain(usize::try_from(n).unwrap_or(usize::MAX));
+                        next_tick = Instant::now() + period.get();
+                    }
                 }
             }
             Ok(ring)
@@ -1957,11 +1966,13 @@ fn report(
          `RingBuf::next()` and decodes every record as the agent does; in the real-agent row the \
          agent drains its own ring (below). The agent-like consumer waits as the agent's reader does \
          (`epoll` on the ring's descriptor, edge-triggered as tokio's `AsyncFd` registers it: woken \
-         by the kernel's forced wakeups, or by the {} ms drain period) and then drains everything; \
+         by the kernel's forced wakeups, or by its drain timer: {} ms while records arrive, backing \
+         off to {} ms) and then drains everything; \
          the busy-polling one spins on the ring, which moves the ring's consumer position between \
          the CPUs after every record. Per run of {} packets \
          (medians over runs); wakeups are the kernel's forced wakeups (`req_wakeups`), losses are \
          `req_ring_full`:\n",
+        sensor_user::reader::BUSY_PERIOD.as_millis(),
         DRAIN_PERIOD.as_millis(),
         o.repeat
     );
@@ -2019,9 +2030,9 @@ fn report(
     let _ = writeln!(
         m,
         "\nReal agent: the release `apisensor run --dry-run` with the configuration \
-         `[sensor] ports = [80]` (every other setting its default: wakeup_bytes {}, a {} ms drain \
-         period, detection on, deciding without blocking), started in the test lab's server \
-         namespace and attached to its veth (XDP mode {}); nothing is sent to it. The case runs the \
+         `[sensor] ports = [80]` (every other setting its default: wakeup_bytes {}, drain_interval_ms {} \
+         (1 ms while records arrive), detection on, deciding without blocking), started in the \
+         test lab's server namespace and attached to its veth (XDP mode {}); nothing is sent to it. The case runs the \
          agent's own loaded XDP program (the one that uses its pinned `REQ_EVENTS`) on the same \
          frame, so the agent drains the ring with its real reader and pipeline (decoding, flow \
          table and reassembly, HTTP, detection). Its threads are not pinned and keep nice 0 (the \
@@ -2077,7 +2088,8 @@ fn report(
         let mode = match l.mode {
             WakeMode::EpollOnly => "(a) epoll wakeups only".to_owned(),
             WakeMode::Timer(p) => format!(
-                "(b) {} ms drain timer + threshold wakeup (agent)",
+                "(b) drain timer ({} ms busy, {} ms idle) + threshold wakeup (agent)",
+                sensor_user::reader::BUSY_PERIOD.as_millis(),
                 p.as_millis()
             ),
         };
