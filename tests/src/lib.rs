@@ -28,6 +28,17 @@ pub fn sample_api_bin() -> std::path::PathBuf {
     workspace_bin("sample-api", "sample-api")
 }
 
+/// Path of the overhead run's sampling floor, `target/<profile>/overhead_sampler`, built like
+/// [`apisensor_bin`]'s.
+///
+/// # Panics
+///
+/// If it has not been built (`cargo build -p apisensor-tests --bin overhead_sampler`; `cargo
+/// xtask lab` and `cargo xtask test` do).
+pub fn overhead_sampler_bin() -> std::path::PathBuf {
+    workspace_bin("overhead_sampler", "apisensor-tests")
+}
+
 /// The binary `name` of workspace package `package`, next to the running test's directory.
 fn workspace_bin(name: &str, package: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current_exe");

@@ -25,6 +25,8 @@ pub fn run(mut args: Vec<String>, scorecard: bool) -> anyhow::Result<()> {
         "--bin",
         "lab",
         "--bin",
+        "overhead_sampler",
+        "--bin",
         "apisensor",
         "--bin",
         "sample-api",

@@ -64,8 +64,8 @@ enum Command {
         /// `--compare`, the overhead run, and write docs/SCORECARD.md.
         #[arg(long)]
         scorecard: bool,
-        /// Only the overhead run (wrk with the agent attached, a bare `XDP_PASS` program
-        /// attached, and nothing attached); prints its section instead of writing a file.
+        /// Only the overhead run (wrk with the agent attached, a minimal sampler attached, a
+        /// bare `XDP_PASS` program attached, and nothing attached); prints its section instead of writing a file.
         #[arg(long, conflicts_with_all = ["scenarios", "short", "compare", "scorecard"])]
         overhead_only: bool,
     },

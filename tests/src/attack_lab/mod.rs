@@ -18,8 +18,9 @@
 //! - [`scenario`]: the scenario list and the run of one (the agent enforcing, or another tool).
 //! - [`others`]: fail2ban and `CrowdSec` enforcing live in comparison passes.
 //! - [`bpf_stats`]: the kernel's run counts and times of the agent's programs.
-//! - [`overhead`]: wrk through nginx with the agent attached, a bare `XDP_PASS` program
-//!   attached (the veth's floor) and nothing attached, interleaved.
+//! - [`overhead`]: wrk through nginx with the agent attached, the sampling floor attached, a
+//!   bare `XDP_PASS` program attached (the veth's floor) and nothing attached, interleaved.
+//! - [`floors`]: the overhead run's two floors (the bare `XDP_PASS`, the minimal sampler).
 //! - [`scorecard`]: the markdown scorecard.
 //!
 //! [`version`] reads an installed tool's version for the notes of the scorecard, the overhead
@@ -28,6 +29,7 @@ pub mod attacks;
 pub mod benign;
 pub mod bpf_stats;
 pub mod client;
+pub mod floors;
 pub mod measure;
 pub mod netns;
 pub mod others;

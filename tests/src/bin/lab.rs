@@ -6,9 +6,9 @@
 //! its default poll and at 1 s) enforcing live while the agent only reports (`--dry-run`).
 //! `--scorecard` implies `--compare`; the overhead run follows, and the markdown scorecard is
 //! written to FILE. `--overhead-only` runs only the overhead run (wrk with the agent attached, a
-//! bare `XDP_PASS` program attached, and nothing attached) and prints its scorecard section to
-//! stdout; it takes no scenario and no `--scorecard`. An interrupt (Ctrl-C) stops the running
-//! scenario and tears its lab down.
+//! minimal sampler attached, a bare `XDP_PASS` program attached, and nothing attached) and
+//! prints its scorecard section to stdout; it takes no scenario and no `--scorecard`. An
+//! interrupt (Ctrl-C) stops the running scenario and tears its lab down.
 use std::process::ExitCode;
 
 use apisensor_tests::attack_lab::others::Other;
@@ -104,7 +104,9 @@ fn main() -> ExitCode {
     };
     traffic::handle_interrupts();
     if args.overhead_only {
-        eprintln!("lab: overhead: wrk with the agent attached, a bare XDP_PASS and nothing");
+        eprintln!(
+            "lab: overhead: wrk with the agent, a minimal sampler, a bare XDP_PASS and nothing"
+        );
         let o = overhead::run();
         if traffic::interrupted() {
             eprintln!("lab: interrupted; the lab was torn down");
@@ -140,7 +142,9 @@ fn main() -> ExitCode {
         }
     }
     let overhead = (args.scorecard.is_some() && !traffic::interrupted()).then(|| {
-        eprintln!("lab: overhead: wrk with the agent attached, a bare XDP_PASS and nothing");
+        eprintln!(
+            "lab: overhead: wrk with the agent, a minimal sampler, a bare XDP_PASS and nothing"
+        );
         overhead::run()
     });
     if traffic::interrupted() {
