@@ -6,7 +6,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use apisensor_tests::attack_lab::floors::{self, SAMPLER_PROG, Sampler, XDP_PASS_PROG};
+use apisensor_tests::attack_lab::bpf_stats;
+use apisensor_tests::attack_lab::floors::{
+    self, SAMPLER_PROG, SAMPLER_TC_PROG, Sampler, XDP_PASS_PROG,
+};
 use apisensor_tests::lab::{Lab, run_in_ns_ok};
 
 /// The port the sampler watches, nginx's.
@@ -59,6 +62,9 @@ fn the_sampling_floor_records_each_request_and_response_and_the_xdp_floor_attach
         link.contains("xdp ") && link.contains(SAMPLER_PROG) && !link.contains("xdpgeneric"),
         "the sampler is not attached natively: {link}"
     );
+    // The overhead run's breakdown finds both programs by these names.
+    let loaded = bpf_stats::programs(&[SAMPLER_PROG, SAMPLER_TC_PROG]);
+    assert_eq!(loaded.map(|p| p.len()), Ok(2));
     let v4 = lab.server_v4();
     let v6 = lab.server_v6();
     requests(

@@ -41,6 +41,8 @@ pub const XDP_PASS_PROG: &str = "xdp_pass";
 const SAMPLER_SOURCE: &str = include_str!("sampler.bpf.c");
 /// The sampling floor's XDP program as the kernel names it.
 pub const SAMPLER_PROG: &str = "sampler_xdp";
+/// The sampling floor's TC program as the kernel names it.
+pub const SAMPLER_TC_PROG: &str = "sampler_tc";
 /// The compiler of both floors (`cargo xtask setup` installs it).
 pub const CLANG: &str = "clang-19";
 /// How long the sampler may take to attach.
@@ -119,6 +121,11 @@ pub struct Sampled {
 }
 
 impl Sampler {
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Starts `overhead_sampler` on the server's veth with `obj` and waits until it says its
     /// programs are attached.
     ///

@@ -22,7 +22,7 @@ use crate::agent;
 use crate::lab::{Lab, run_in_ns_ok};
 
 use super::bpf_stats::{self, ProgCounters, StatsOn};
-use super::floors::{self, CLANG, SAMPLER_PROG, Sampled, Sampler, XDP_PASS_PROG};
+use super::floors::{self, CLANG, SAMPLER_PROG, SAMPLER_TC_PROG, Sampled, Sampler, XDP_PASS_PROG};
 use super::measure::Usage;
 use super::topology::{HTTP_PORT, Testbed};
 use super::traffic;
@@ -115,17 +115,20 @@ pub struct Overhead {
     /// Where an attached run's time goes, from one more run with the kernel's BPF statistics
     /// on (not among the timed runs), or why it could not be measured.
     pub breakdown: Result<Breakdown, String>,
+    /// The same for the sampling floor.
+    pub sampler_breakdown: Result<Breakdown, String>,
 }
 
-/// Where an attached run's time goes.
+/// Where the time of a run of the agent or of the sampling floor goes.
 #[derive(Debug, Clone)]
 pub struct Breakdown {
     /// Requests wrk completed.
     pub requests: f64,
-    /// The agent's programs' runs and nanoseconds during the run.
+    /// The kernel programs' runs and nanoseconds during the run.
     pub programs: Vec<ProgCounters>,
-    /// The agent's userspace and system CPU seconds during the run.
-    pub agent_cpu_s: f64,
+    /// The user-space process's (the agent's or the sampler's) user and system CPU seconds
+    /// during the run.
+    pub user_cpu_s: f64,
 }
 
 /// The medians of one variant's runs.
@@ -345,6 +348,7 @@ pub fn run() -> Overhead {
         sampler_requests: 0.0,
         errors: Vec::new(),
         breakdown: Err("not run".to_owned()),
+        sampler_breakdown: Err("not run".to_owned()),
     };
     let mut on = OnVeth {
         agent: Some(bed.agent),
@@ -398,7 +402,15 @@ pub fn run() -> Overhead {
         if let Some(s) = on.switch(&mut bed, Variant::Attached) {
             o.add_sampled(s);
         }
-        o.breakdown = breakdown(&mut bed, on.agent.expect("the agent runs"), &url);
+        let agent = on.agent.expect("the agent runs");
+        let names = [program_names::XDP_INGRESS, program_names::TC_EGRESS];
+        o.breakdown = breakdown(&mut bed, &names, agent, &url);
+        on.switch(&mut bed, Variant::Sampler);
+        let sampler = on.sampler.as_ref().expect("the sampler runs").pid();
+        let names = [SAMPLER_PROG, SAMPLER_TC_PROG];
+        o.sampler_breakdown = breakdown(&mut bed, &names, sampler, &url);
+        // Its records of the statistics run are not the timed runs': not added.
+        on.switch(&mut bed, Variant::Detached);
     }
     // The agent and the sampler (on an interrupt) are stopped by the Testbed's drop; the XDP
     // floor is detached here (the namespace's removal, which deletes the veth, would also
@@ -409,13 +421,12 @@ pub fn run() -> Overhead {
     o
 }
 
-/// One more attached run, with the kernel's BPF statistics on: the agent's programs' runs and
-/// time, and its CPU.
-fn breakdown(bed: &mut Testbed, agent: u32, url: &str) -> Result<Breakdown, String> {
-    let names = [program_names::XDP_INGRESS, program_names::TC_EGRESS];
+/// One more run with the kernel's BPF statistics on: the runs and time of the programs
+/// `names`, and the CPU of process `pid`.
+fn breakdown(bed: &mut Testbed, names: &[&str], pid: u32, url: &str) -> Result<Breakdown, String> {
     let _stats = StatsOn::new()?;
-    let before = bpf_stats::programs(&names)?;
-    let cpu_before = Usage::of(agent).cpu_s;
+    let before = bpf_stats::programs(names)?;
+    let cpu_before = Usage::of(pid).cpu_s;
     let run = bed.run_tool(
         "wrk",
         &[
@@ -431,13 +442,13 @@ fn breakdown(bed: &mut Testbed, agent: u32, url: &str) -> Result<Breakdown, Stri
         Duration::from_secs(u64::from(RUN_S) + 10),
         &mut || false,
     );
-    let agent_cpu_s = Usage::of(agent).cpu_s - cpu_before;
-    let after = bpf_stats::programs(&names)?;
+    let user_cpu_s = Usage::of(pid).cpu_s - cpu_before;
+    let after = bpf_stats::programs(names)?;
     let wrk = parse_wrk(&run.stdout).ok_or_else(|| format!("wrk: {}", run.stderr))?;
     Ok(Breakdown {
         requests: wrk.rps * f64::from(RUN_S),
         programs: bpf_stats::delta(&before, &after),
-        agent_cpu_s,
+        user_cpu_s,
     })
 }
 
@@ -471,43 +482,57 @@ impl Overhead {
         }
     }
 
-    /// Where the attached run's time goes, per request.
+    /// Where the time of the agent's and of the sampling floor's runs goes, per request.
     fn write_breakdown(&self, md: &mut String) {
-        let b = match &self.breakdown {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = writeln!(md, "\nWhere the time goes: not measured ({e}).");
-                return;
-            }
-        };
-        let programs: Vec<String> = b
-            .programs
-            .iter()
-            .map(|p| {
-                #[expect(clippy::cast_precision_loss, reason = "counts for display")]
-                let (runs, ns) = (p.runs as f64, p.ns as f64);
-                format!(
-                    "`{}` ran {:.1} times per request, {:.0} ns a run",
-                    p.name,
-                    runs / b.requests,
-                    ns / runs.max(1.0)
-                )
-            })
-            .collect();
-        #[expect(clippy::cast_precision_loss, reason = "nanoseconds for display")]
-        let kernel_ns: f64 = b.programs.iter().map(|p| p.ns as f64).sum::<f64>() / b.requests;
-        let _ = writeln!(
+        let _ = write!(
             md,
-            "\nWhere the time goes, from one more attached run with the kernel's BPF statistics \
-             on (`kernel.bpf_stats_enabled`, which adds its own clock reads to every program \
-             run, so this run is not among the timed ones): {:.0} requests; {}; in all \
-             {:.2} µs of the agent's kernel programs and {:.2} µs of the agent's own CPU per \
-             request.",
-            b.requests,
-            programs.join("; "),
-            kernel_ns / 1e3,
-            b.agent_cpu_s * 1e6 / b.requests,
+            "\nWhere the time goes, from one more run of the agent and then one of the sampling \
+             floor with the kernel's BPF statistics on (`kernel.bpf_stats_enabled`, which adds \
+             its own clock reads to every program run, so these runs are not among the timed \
+             ones). "
         );
+        for (who, process, b) in [
+            ("The agent", "the agent's own", &self.breakdown),
+            (
+                "The sampling floor",
+                "its consumer's",
+                &self.sampler_breakdown,
+            ),
+        ] {
+            let b = match b {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = write!(md, "{who}: not measured ({e}). ");
+                    continue;
+                }
+            };
+            let programs: Vec<String> = b
+                .programs
+                .iter()
+                .map(|p| {
+                    #[expect(clippy::cast_precision_loss, reason = "counts for display")]
+                    let (runs, ns) = (p.runs as f64, p.ns as f64);
+                    format!(
+                        "`{}` ran {:.1} times per request, {:.0} ns a run",
+                        p.name,
+                        runs / b.requests,
+                        ns / runs.max(1.0)
+                    )
+                })
+                .collect();
+            #[expect(clippy::cast_precision_loss, reason = "nanoseconds for display")]
+            let kernel_ns: f64 = b.programs.iter().map(|p| p.ns as f64).sum::<f64>() / b.requests;
+            let _ = write!(
+                md,
+                "{who}: {:.0} requests; {}; in all {:.2} µs of kernel programs and {:.2} µs of \
+                 {process} CPU per request. ",
+                b.requests,
+                programs.join("; "),
+                kernel_ns / 1e3,
+                b.user_cpu_s * 1e6 / b.requests,
+            );
+        }
+        md.push('\n');
     }
 
     /// Adds what a stopped sampling floor drained.
