@@ -84,13 +84,13 @@ pub static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
 pub static PORTS: Array<u8> = Array::with_max_entries(capacity::PORTS, 0);
 
 /// Ingress records (`RequestEvent`, or a bare `EventHeader` for SYN/FIN/RST). Written by XDP,
-/// drained by the agent. Full: the record is not written, the packet still passes, and
-/// `ReqRingFull` counts the loss.
+/// drained by the agent, its only reader (see ARCHITECTURE.md, Pins). Full: the record is not
+/// written, the packet still passes, and `ReqRingFull` counts the loss.
 #[map]
 pub static REQ_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::REQ_RING_BYTES, 0);
 
 /// Egress records (`ResponseEvent`, or a bare `EventHeader` for FIN/RST). Written by TC,
-/// drained by the agent. Full: loss counted in `RespRingFull`.
+/// drained by the agent, its only reader. Full: loss counted in `RespRingFull`.
 #[map]
 pub static RESP_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::RESP_RING_BYTES, 0);
 
