@@ -44,23 +44,28 @@ pub enum Variant {
     /// The agent: its XDP and TC programs, its ring buffer and its userspace.
     Attached,
     /// The sampling floor: a record per request and response, drained and discarded.
-    Sampler,
+    SamplingFloor,
     /// The XDP floor: a bare `XDP_PASS` program, natively, and nothing else.
-    Floor,
+    XdpFloor,
     /// Nothing.
     Detached,
 }
 
 impl Variant {
     /// Every variant, in the order of the scorecard's table.
-    const ALL: [Self; 4] = [Self::Attached, Self::Sampler, Self::Floor, Self::Detached];
+    const ALL: [Self; 4] = [
+        Self::Attached,
+        Self::SamplingFloor,
+        Self::XdpFloor,
+        Self::Detached,
+    ];
 
     /// Its name in the scorecard's list of runs and in error lines.
     fn name(self) -> &'static str {
         match self {
             Self::Attached => "attached",
-            Self::Sampler => "sampling floor",
-            Self::Floor => "XDP floor",
+            Self::SamplingFloor => "sampling floor",
+            Self::XdpFloor => "XDP floor",
             Self::Detached => "detached",
         }
     }
@@ -69,8 +74,8 @@ impl Variant {
     fn program(self) -> Option<&'static str> {
         match self {
             Self::Attached => Some(program_names::XDP_INGRESS),
-            Self::Sampler => Some(SAMPLER_PROG),
-            Self::Floor => Some(XDP_PASS_PROG),
+            Self::SamplingFloor => Some(SAMPLER_PROG),
+            Self::XdpFloor => Some(XDP_PASS_PROG),
             Self::Detached => None,
         }
     }
@@ -80,7 +85,7 @@ impl Variant {
 /// (Williams' design for four), so every variant opens one round in four and follows every
 /// other variant exactly once per four rounds.
 const ORDERS: [[Variant; 4]; 4] = {
-    use Variant::{Attached as A, Detached as D, Floor as F, Sampler as S};
+    use Variant::{Attached as A, Detached as D, SamplingFloor as S, XdpFloor as F};
     [[A, S, D, F], [S, F, A, D], [F, D, S, A], [D, A, F, S]]
 };
 
@@ -282,13 +287,13 @@ impl OnVeth {
             removed = true;
         }
         let mut sampled = None;
-        if to != Variant::Sampler
+        if to != Variant::SamplingFloor
             && let Some(s) = self.sampler.take()
         {
             sampled = Some(s.stop(&mut bed.lab));
             removed = true;
         }
-        if to != Variant::Floor && self.floor {
+        if to != Variant::XdpFloor && self.floor {
             floors::set_xdp_pass(&bed.lab, None);
             self.floor = false;
             removed = true;
@@ -300,10 +305,10 @@ impl OnVeth {
             Variant::Attached if self.agent.is_none() => {
                 self.agent = Some(agent::start(&mut bed.lab, &bed.pin, &bed.files, &[]));
             }
-            Variant::Sampler if self.sampler.is_none() => {
+            Variant::SamplingFloor if self.sampler.is_none() => {
                 self.sampler = Some(Sampler::start(&mut bed.lab, &self.sampler_obj));
             }
-            Variant::Floor if !self.floor => {
+            Variant::XdpFloor if !self.floor => {
                 floors::set_xdp_pass(&bed.lab, Some(&self.floor_obj));
                 self.floor = true;
             }
@@ -385,7 +390,7 @@ pub fn run() -> Overhead {
             }
             match parse_wrk(&run.stdout) {
                 Some(r) => {
-                    if variant == Variant::Sampler {
+                    if variant == Variant::SamplingFloor {
                         o.sampler_requests += r.rps * f64::from(RUN_S);
                     }
                     o.runs_mut(variant).push(r);
@@ -405,7 +410,7 @@ pub fn run() -> Overhead {
         let agent = on.agent.expect("the agent runs");
         let names = [program_names::XDP_INGRESS, program_names::TC_EGRESS];
         o.breakdown = breakdown(&mut bed, &names, agent, &url);
-        on.switch(&mut bed, Variant::Sampler);
+        on.switch(&mut bed, Variant::SamplingFloor);
         let sampler = on.sampler.as_ref().expect("the sampler runs").pid();
         let names = [SAMPLER_PROG, SAMPLER_TC_PROG];
         o.sampler_breakdown = breakdown(&mut bed, &names, sampler, &url);
@@ -457,8 +462,8 @@ impl Overhead {
     pub fn runs(&self, variant: Variant) -> &[WrkRun] {
         match variant {
             Variant::Attached => &self.attached,
-            Variant::Sampler => &self.sampler,
-            Variant::Floor => &self.floor,
+            Variant::SamplingFloor => &self.sampler,
+            Variant::XdpFloor => &self.floor,
             Variant::Detached => &self.detached,
         }
     }
@@ -467,8 +472,8 @@ impl Overhead {
     fn runs_mut(&mut self, variant: Variant) -> &mut Vec<WrkRun> {
         match variant {
             Variant::Attached => &mut self.attached,
-            Variant::Sampler => &mut self.sampler,
-            Variant::Floor => &mut self.floor,
+            Variant::SamplingFloor => &mut self.sampler,
+            Variant::XdpFloor => &mut self.floor,
             Variant::Detached => &mut self.detached,
         }
     }
