@@ -14,10 +14,9 @@ use aya::Ebpf;
 use aya::maps::{MapData, RingBuf};
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
+use sensor_user::config::SensorSettings;
 use sensor_user::reader::DrainPeriod;
 
-/// The idle drain period: the agent's default `drain_interval_ms`.
-const IDLE_MS: u64 = 5;
 /// Where a record keeps its payload length (`struct record` in `sampler.bpf.c`).
 const PAYLOAD_LEN_OFFSET: usize = 44;
 
@@ -65,7 +64,9 @@ fn run(object: &str, iface: &str) -> anyhow::Result<(u64, u64)> {
     let mut resp = ring(&mut ebpf, "resp_ring")?;
     eprintln!("sampler attached");
     let (mut req_n, mut resp_n, mut payload_bytes) = (0, 0, 0);
-    let mut period = DrainPeriod::new(std::time::Duration::from_millis(IDLE_MS));
+    // The agent's drain schedule at its default configuration.
+    let idle = std::time::Duration::from_millis(SensorSettings::default().drain_interval_ms);
+    let mut period = DrainPeriod::new(idle);
     let mut next = Instant::now() + period.get();
     while !traffic::interrupted() {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
