@@ -22,7 +22,7 @@ const APT_PACKAGES: [&str; 19] = [
     "valgrind",
     // systemd-analyze, which checks the packaged unit (no service is started).
     "systemd",
-    // The pseudo-terminal `tests/tests/e2e_control.rs` drives `apisensor top --live` in.
+    // The pseudo-terminal the integration test `e2e_control` drives `apisensor top --live` in.
     "tmux",
     // The lab's comparison: fail2ban and CrowdSec read nginx's logs and ban through nftables
     // (in the lab's server namespace), which the block monitor reads with `nft`.

@@ -25,7 +25,7 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         "--exclude",
         "sensor-ebpf",
     ])?;
-    // The Debian package, which `tests/tests/package.rs` installs into a scratch root.
+    // The Debian package, which `tests/tests/integration/package.rs` installs into a scratch root.
     crate::dist::run()?;
     // Network namespaces, XDP attach and BPF_PROG_TEST_RUN: one at a time.
     cargo(&["test", "-p", "apisensor-tests", "--", "--test-threads=1"])
