@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::decide::{Decision, Policy};
 use crate::detect::baseline::{BaselineError, BaselineSnapshot};
 use crate::detect::{Detection, Finding, Flow, Packets};
-use crate::http::conn::RequestEnd;
+use crate::http::conn::{RequestEnd, Watch};
 use crate::http::{ProxyVia, RequestFingerprint, Transaction};
 use crate::segment::Segment;
 
@@ -57,7 +57,7 @@ pub struct Pipeline {
     transactions: Vec<Box<Transaction>>,
     /// Findings made by the current input.
     findings: Vec<Finding>,
-    /// Requests that ended with the current input (while watching).
+    /// Requests that ended with the current input at addresses blocked by connection.
     ended: Vec<RequestEnd>,
     /// Packets and SYNs come from the kernel's counters (live), not from SYN segments
     /// (replay).
@@ -100,8 +100,6 @@ impl Pipeline {
         self.detection.reconfigure(config.detect.clone());
         self.policy.reconfigure(config.policy.clone(), trusted);
         self.detecting = config.detect.enabled;
-        self.analyzer
-            .set_watching(self.detecting && self.policy.watches_requests());
     }
 
     /// Turns detection off (or back on, if the configuration enables it).
@@ -131,10 +129,19 @@ impl Pipeline {
 
     /// One segment.
     pub fn on_segment(&mut self, seg: &Segment<'_>, sink: &mut impl Sink) {
-        self.analyzer.on_segment(seg, &mut self.transactions);
-        self.analyzer.take_ended(&mut self.ended);
-        if !self.ended.is_empty() {
-            self.match_requests(sink);
+        if self.detecting && self.policy.watches_requests() {
+            let policy = &self.policy;
+            let watch = Watch {
+                clients: &|client| policy.watches_requests_from(client),
+                ended: &mut self.ended,
+            };
+            self.analyzer
+                .on_segment_watching(seg, &mut self.transactions, watch);
+            if !self.ended.is_empty() {
+                self.match_requests(sink);
+            }
+        } else {
+            self.analyzer.on_segment(seg, &mut self.transactions);
         }
         if self.detecting
             && !self.kernel_counts
@@ -231,15 +238,12 @@ impl Pipeline {
     }
 
     /// Hands out what the last input made: each transaction, then the findings it made and
-    /// the decisions on them, in order; then asks the analyzer for requests as they end while
-    /// some address is blocked by connection.
+    /// the decisions on them, in order.
     fn emit(&mut self, sink: &mut impl Sink) {
         if self.transactions.is_empty() && self.findings.is_empty() {
             return;
         }
         self.emit_made(sink);
-        self.analyzer
-            .set_watching(self.detecting && self.policy.watches_requests());
     }
 
     fn emit_made(&mut self, sink: &mut impl Sink) {

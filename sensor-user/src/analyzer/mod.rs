@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use sensor_common::tcp_flags;
 
-use crate::http::conn::RequestEnd;
+use crate::http::conn::{RequestEnd, Watch};
 use crate::http::{
     Catalogue, ConnMeta, HttpConfig, HttpConn, Reuse, Transaction, TransportFingerprint,
 };
@@ -310,10 +310,6 @@ pub struct Analyzer {
     /// Transactions handed back by the caller ([`Analyzer::recycle`]), and idle connection
     /// buffers, reused for the next transactions.
     reuse: Reuse,
-    /// Whether requests are reported as they end ([`Analyzer::set_watching`]).
-    watching: bool,
-    /// Requests that ended since [`Analyzer::take_ended`] was last called.
-    ended: Vec<RequestEnd>,
 }
 
 impl Analyzer {
@@ -338,8 +334,6 @@ impl Analyzer {
             catalogue: Catalogue::new(),
             cataloguing: true,
             reuse: Reuse::default(),
-            watching: false,
-            ended: Vec::new(),
         }
     }
 
@@ -350,7 +344,21 @@ impl Analyzer {
     /// Completed transactions are pushed to `out` and recorded in the catalogue.
     pub fn on_segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Box<Transaction>>) {
         let first_new = out.len();
-        self.segment(seg, out);
+        self.segment(seg, out, None);
+        self.record(out, first_new);
+    }
+
+    /// [`Analyzer::on_segment`] that also reports each request of a client `watch` names as
+    /// the request ends (before its response, usually), with its fingerprints: what blocking a
+    /// connection as its request arrives needs.
+    pub fn on_segment_watching(
+        &mut self,
+        seg: &Segment<'_>,
+        out: &mut Vec<Box<Transaction>>,
+        watch: Watch<'_>,
+    ) {
+        let first_new = out.len();
+        self.segment(seg, out, Some(watch));
         self.record(out, first_new);
     }
 
@@ -431,21 +439,6 @@ impl Analyzer {
         self.http = Arc::new(cfg.http.clone());
     }
 
-    /// Reports requests as they end ([`Analyzer::take_ended`]), or stops: on while some
-    /// address is blocked by connection.
-    pub fn set_watching(&mut self, on: bool) {
-        self.watching = on;
-        if !on {
-            self.ended.clear();
-        }
-    }
-
-    /// Moves the requests that ended since the last call into `into` (nothing unless
-    /// watching).
-    pub fn take_ended(&mut self, into: &mut Vec<RequestEnd>) {
-        into.append(&mut self.ended);
-    }
-
     /// Whether `port` is a monitored server port.
     pub fn is_monitored(&self, port: u16) -> bool {
         self.ports
@@ -476,7 +469,12 @@ impl Analyzer {
     }
 
     /// [`Analyzer::on_segment`] without the bookkeeping of emitted transactions.
-    fn segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Box<Transaction>>) {
+    fn segment(
+        &mut self,
+        seg: &Segment<'_>,
+        out: &mut Vec<Box<Transaction>>,
+        watch: Option<Watch<'_>>,
+    ) {
         self.counters.segments += 1;
         let Some((dir, client, server)) = self.direction(seg) else {
             self.counters.unmonitored += 1;
@@ -538,12 +536,18 @@ impl Analyzer {
         }
         if seg.payload_len > 0 {
             let (ts, counters, reuse) = (seg.ts_ns, &mut self.counters, &mut self.reuse);
-            let first_ended = self.ended.len();
-            let mut ended = (self.watching && dir == Dir::ToServer).then_some(&mut self.ended);
+            let mut watch = watch.filter(|_| dir == Dir::ToServer);
+            let first_ended = watch.as_ref().map_or(0, |w| w.ended.len());
             let mut sink = |chunk: Chunk<'_>| {
                 count_chunk(counters, chunk);
-                match ended.as_deref_mut() {
-                    Some(e) => http.on_chunk_watching(dir, ts, chunk, out, reuse, e),
+                match watch.as_mut() {
+                    Some(w) => {
+                        let w = Watch {
+                            clients: w.clients,
+                            ended: &mut *w.ended,
+                        };
+                        http.on_chunk_watching(dir, ts, chunk, out, reuse, w);
+                    }
                     None => http.on_chunk_reusing(dir, ts, chunk, out, reuse),
                 }
             };
@@ -558,7 +562,9 @@ impl Analyzer {
             }
             self.buffered = self.buffered.saturating_sub(before) + stream.memory();
             self.counters.buffer_pressure += u64::from(pressure);
-            stamp_ended(self.ended.get_mut(first_ended..), transport);
+            if let Some(w) = watch {
+                stamp_ended(w.ended.get_mut(first_ended..), transport);
+            }
         }
         if fin {
             stream.set_fin(data_seq.wrapping_add(seg.payload_len));

@@ -10,6 +10,7 @@ use sensor_common::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
 use super::{Analyzer, AnalyzerConfig, AnalyzerCounters};
 use crate::http::Transaction;
+use crate::http::conn::Watch;
 use crate::segment::Segment;
 
 /// Client ISN used by the scenarios.
@@ -916,4 +917,44 @@ fn global_buffer_cap_flushes_the_stream_that_exceeds_it() {
         "everything flushed at the end"
     );
     assert_eq!(c.lost_bytes, 2 * 99, "holes before both segments");
+}
+
+/// Watching reports a request as it ends, before its response, with its fingerprint, and
+/// only the requests of the clients it names: the others are not even fingerprinted.
+#[test]
+fn watching_reports_the_named_clients_requests_as_they_end() {
+    let (watched, server) = endpoints(0);
+    let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+    let (mut out, mut ended) = (Vec::new(), Vec::new());
+    // Flow 0 from the watched IPv4 client, flow 100 from an IPv6 one: each sends a request.
+    for f in [0, 100] {
+        let steps: [Wire; 4] = [
+            (true, SYN, 0, b""),
+            (false, SYN | ACK, 0, b""),
+            (true, ACK, 1, b""),
+            (true, PSH | ACK, 1, REQ.as_bytes()),
+        ];
+        for (ms, (to_server, flags, rel_seq, data)) in (0u64..).zip(steps) {
+            let watch = Watch {
+                clients: &|client| client == watched.ip(),
+                ended: &mut ended,
+            };
+            let seg = segment(f, ms, to_server, flags, rel_seq, data);
+            analyzer.on_segment_watching(&seg, &mut out, watch);
+        }
+    }
+    assert!(out.is_empty(), "nothing answered yet: {out:?}");
+    assert_eq!(ended.len(), 1, "one request reported: {ended:?}");
+    let r = &ended[0];
+    assert_eq!(
+        (r.client, r.peer, r.server),
+        (watched.ip(), watched, server)
+    );
+    assert!(r.fingerprint.is_some(), "its fingerprint: {r:?}");
+    // Not watching: the same request is parsed, and nothing is reported.
+    analyzer.on_segment(
+        &segment(1, 10, true, PSH | ACK, 1, REQ.as_bytes()),
+        &mut out,
+    );
+    assert_eq!(ended.len(), 1);
 }

@@ -569,6 +569,12 @@ impl Policy {
         !self.marked.is_empty()
     }
 
+    /// Whether `client`'s requests must be matched against marks as they arrive: it is blocked
+    /// by connection. The others' requests need not even be fingerprinted.
+    pub fn watches_requests_from(&self, client: IpAddr) -> bool {
+        self.marked.contains(&IpNet::from(client.to_canonical()))
+    }
+
     /// A request from `client` whose client shape is `shape`
     /// (`Detection::client_key`) arrived on the connection `flow`, its response not yet sent:
     /// while the address is blocked by connection and the shape is one of its marks, the

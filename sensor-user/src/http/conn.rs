@@ -217,8 +217,16 @@ pub(super) struct Out<'a> {
     done: &'a mut Vec<Box<Transaction>>,
     /// Spent records and buffers.
     reuse: &'a mut Reuse,
-    /// Requests that ended, when asked for.
-    ended: Option<&'a mut Vec<RequestEnd>>,
+    /// Requests that end, when asked for.
+    watch: Option<Watch<'a>>,
+}
+
+/// Which requests to report as they end, and where ([`HttpConn::on_chunk_watching`]).
+pub struct Watch<'a> {
+    /// Whether a request of this client (as its transaction names it) is reported.
+    pub clients: &'a dyn Fn(IpAddr) -> bool,
+    /// Where the reported requests go.
+    pub ended: &'a mut Vec<RequestEnd>,
 }
 
 impl Out<'_> {
@@ -267,13 +275,13 @@ impl HttpConn {
             &mut Out {
                 done,
                 reuse,
-                ended: None,
+                watch: None,
             },
         );
     }
 
-    /// [`HttpConn::on_chunk_reusing`] that also pushes each request that ends to `ended`, as
-    /// it ends (before its response, usually).
+    /// [`HttpConn::on_chunk_reusing`] that also reports each request of a client `watch` names,
+    /// as the request ends (before its response, usually).
     pub fn on_chunk_watching(
         &mut self,
         dir: Dir,
@@ -281,12 +289,12 @@ impl HttpConn {
         chunk: Chunk<'_>,
         done: &mut Vec<Box<Transaction>>,
         reuse: &mut Reuse,
-        ended: &mut Vec<RequestEnd>,
+        watch: Watch<'_>,
     ) {
         let out = &mut Out {
             done,
             reuse,
-            ended: Some(ended),
+            watch: Some(watch),
         };
         self.on_chunk_out(dir, ts_ns, chunk, out);
     }
@@ -320,7 +328,7 @@ impl HttpConn {
         let out = &mut Out {
             done,
             reuse,
-            ended: None,
+            watch: None,
         };
         for dir in [Dir::ToServer, Dir::ToClient] {
             let incomplete = incomplete_flag(dir);
@@ -1291,8 +1299,10 @@ impl HttpConn {
             {
                 p.tx.account = Some(account);
             }
-            if let Some(ended) = out.ended.as_deref_mut() {
-                ended.push(RequestEnd {
+            if let Some(w) = out.watch.as_mut()
+                && (w.clients)(p.tx.client)
+            {
+                w.ended.push(RequestEnd {
                     ts_ns: p.tx.ts_ns,
                     client: p.tx.client,
                     peer: p.tx.peer,
