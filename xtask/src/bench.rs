@@ -40,8 +40,6 @@ pub fn run(fuzz_seconds: u64) -> anyhow::Result<()> {
         "sample-api",
         "-p",
         "apisensor-tests",
-        "-p",
-        "sample-api",
     ])?;
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;

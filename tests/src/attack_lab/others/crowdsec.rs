@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::lab::{run_in_ns, run_in_ns_ok};
 
 use super::super::topology::Testbed;
-use super::{CLIENT_TIMEOUT, Other, Running, copy_dir, read_or_note, tail, wait_ready};
+use super::{BanReasons, CLIENT_TIMEOUT, Other, Running, copy_dir, read_or_note, tail, wait_ready};
 
 /// The local API's address in the server namespace (the bouncer's shipped `api_url`).
 const LAPI: &str = "127.0.0.1:8080";
@@ -107,7 +107,7 @@ pub fn start(bed: &mut Testbed, poll_s: u32) -> Running {
     Running {
         other: Other::CrowdSec { poll_s },
         pids: vec![crowdsec, bouncer],
-        crowdsec_config: Some(config),
+        reasons: BanReasons::Alerts(config),
     }
 }
 

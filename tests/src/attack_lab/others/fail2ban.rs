@@ -13,7 +13,7 @@ use std::process::Output;
 use crate::lab::run_in_ns;
 
 use super::super::topology::Testbed;
-use super::{CLIENT_TIMEOUT, Other, Running, copy_dir, read_or_note, tail, wait_ready};
+use super::{BanReasons, CLIENT_TIMEOUT, Other, Running, copy_dir, read_or_note, tail, wait_ready};
 
 /// The shipped nginx jails enabled.
 const JAILS: [&str; 4] = [
@@ -101,7 +101,7 @@ pub fn start(bed: &mut Testbed) -> Running {
     Running {
         other: Other::Fail2ban,
         pids: vec![pid],
-        crowdsec_config: None,
+        reasons: BanReasons::JailOfSet,
     }
 }
 

@@ -107,29 +107,36 @@ pub struct Running {
     pub other: Other,
     /// Its processes (stopped with the lab).
     pub pids: Vec<u32>,
-    /// `CrowdSec`'s configuration file (for `cscli`), if it is `CrowdSec`.
-    crowdsec_config: Option<PathBuf>,
+    /// Where its bans' reasons are read.
+    reasons: BanReasons,
+}
+
+/// Where a running tool's bans' reasons are read.
+#[derive(Debug)]
+enum BanReasons {
+    /// fail2ban: the jail, from the nftables set's name.
+    JailOfSet,
+    /// `CrowdSec`: the scenario of the source's alert, from `cscli` with this configuration.
+    Alerts(PathBuf),
 }
 
 impl Running {
     /// The rule behind each address's ban: fail2ban's jail (from the set's name), `CrowdSec`'s
     /// scenario (from its alerts); the set's name if nothing better is known.
     pub fn rules(&self, bed: &Testbed, seen: &[SeenBlock]) -> BTreeMap<IpAddr, String> {
-        let alerts = self
-            .crowdsec_config
-            .as_ref()
-            .map(|c| crowdsec::alert_scenarios(bed, c))
-            .unwrap_or_default();
+        let alerts = match &self.reasons {
+            BanReasons::JailOfSet => BTreeMap::new(),
+            BanReasons::Alerts(config) => crowdsec::alert_scenarios(bed, config),
+        };
         seen.iter()
             .map(|b| {
                 let addr = b.net.addr();
                 let set = b.set.clone().unwrap_or_default();
-                let rule = alerts
-                    .get(&addr)
-                    .cloned()
-                    .or_else(|| fail2ban::jail_of_set(&set).map(str::to_owned))
-                    .unwrap_or(set);
-                (addr, rule)
+                let rule = match self.reasons {
+                    BanReasons::JailOfSet => fail2ban::jail_of_set(&set).map(str::to_owned),
+                    BanReasons::Alerts(_) => alerts.get(&addr).cloned(),
+                };
+                (addr, rule.unwrap_or(set))
             })
             .collect()
     }
