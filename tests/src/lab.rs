@@ -318,6 +318,24 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// Waits until a process started by [`Lab::spawn`] has written `text` to stderr (tcpdump's
+    /// "listening on", say).
+    ///
+    /// # Panics
+    ///
+    /// If it has not within `within`, with what it wrote.
+    pub fn wait_for_stderr(&self, pid: u32, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.stderr_of(pid).contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "pid {pid} did not write {text:?} within {within:?}: {}",
+                self.stderr_of(pid)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether a process started by [`Lab::spawn`] is still running; reaps it if it exited.
     pub fn is_running(&mut self, pid: u32) -> bool {
         self.tracked
@@ -713,6 +731,38 @@ impl Lab {
             &args,
             timeout + Duration::from_secs(5),
         )
+    }
+
+    /// One request with curl from `src` ([`Lab::curl`] with `extra`): the HTTP status, or
+    /// `None` if it got no answer (dropped, refused, timed out).
+    pub fn status(&self, src: IpAddr, url: &str, extra: &[&str], timeout: Duration) -> Option<u16> {
+        let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+        args.extend_from_slice(extra);
+        let out = self.curl(src, url, &args, timeout);
+        let code: u16 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (out.status.success() && code != 0).then_some(code)
+    }
+
+    /// One login attempt at nginx's `/login` on `server`, from `src` on a new connection, as
+    /// `account`: accepted if `ok` (the `X-Test-Login: ok` header), refused otherwise. The
+    /// HTTP status, or `None` if it got no answer.
+    pub fn login(
+        &self,
+        src: IpAddr,
+        server: IpAddr,
+        account: &str,
+        ok: bool,
+        timeout: Duration,
+    ) -> Option<u16> {
+        let body = format!("username={account}&password=guess");
+        let mut extra = vec!["-X", "POST", "-d", &body];
+        if ok {
+            extra.extend_from_slice(&["-H", "X-Test-Login: ok"]);
+        }
+        self.status(src, &format!("http://{server}:80/login"), &extra, timeout)
     }
 }
 

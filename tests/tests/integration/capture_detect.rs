@@ -107,15 +107,8 @@ impl Recording {
 
     /// Waits (bounded) for tcpdump's banner, then sends UDP probes until the file holds one.
     fn wait_until_capturing(&self) {
-        let deadline = Instant::now() + CAPTURE_SETTLE;
-        while !self.lab.stderr_of(self.tcpdump).contains("listening on") {
-            assert!(
-                Instant::now() < deadline,
-                "tcpdump did not start: {}",
-                self.lab.stderr_of(self.tcpdump)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.lab
+            .wait_for_stderr(self.tcpdump, "listening on", CAPTURE_SETTLE);
         self.probe_until_written();
     }
 

@@ -130,17 +130,7 @@ fn url(ip: IpAddr, path: &str) -> String {
 
 /// One request; returns the HTTP status, or None if it failed (dropped, timed out).
 fn get(lab: &Lab, src: IpAddr, target: &str, timeout: Duration) -> Option<u16> {
-    let out = lab.curl(
-        src,
-        target,
-        &["-o", "/dev/null", "-w", "%{http_code}"],
-        timeout,
-    );
-    let code: u16 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (out.status.success() && code != 0).then_some(code)
+    lab.status(src, target, &[], timeout)
 }
 
 /// A request from `src` to the server's `/` is dropped (times out after 500 ms).
@@ -216,15 +206,7 @@ fn scenario(f: &Family) {
         ],
         None,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lab.stderr_of(tcpdump).contains("listening on") {
-        assert!(
-            Instant::now() < deadline,
-            "tcpdump did not start: {}",
-            lab.stderr_of(tcpdump)
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    lab.wait_for_stderr(tcpdump, "listening on", Duration::from_secs(10));
 
     // A request appears as an ingress event with its request line, and its response head as
     // an egress event from TC.

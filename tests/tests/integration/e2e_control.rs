@@ -25,35 +25,6 @@ const ATTEMPTS: u32 = 60;
 /// Its pace.
 const PACE: Duration = Duration::from_millis(50);
 
-/// One login attempt from `src` on a new connection: the status, or None if unanswered.
-fn login(lab: &Lab, src: IpAddr, server: IpAddr, account: &str, ok: bool) -> Option<u16> {
-    let body = format!("username={account}&password=guess");
-    let mut extra = vec![
-        "-X",
-        "POST",
-        "-d",
-        &body,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ];
-    if ok {
-        extra.extend_from_slice(&["-H", "X-Test-Login: ok"]);
-    }
-    let out = lab.curl(
-        src,
-        &format!("http://{server}:80/login"),
-        &extra,
-        Duration::from_millis(500),
-    );
-    let code: u16 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (out.status.success() && code != 0).then_some(code)
-}
-
 /// Runs the CLI (root namespace) with `args` and the pin directory.
 fn cli(pin: &PinDir, args: &[&str]) -> Output {
     Command::new(apisensor_bin())
@@ -166,15 +137,24 @@ fn investigation_commands_answer_from_the_running_agent() {
     let mut follower = Reaped(follower);
 
     // A user who mistypes once, then logs in; then the brute forcer until refused.
-    assert_eq!(login(&lab, user, server, "carol", false), Some(401));
-    assert_eq!(login(&lab, user, server, "carol", true), Some(200));
+    assert_eq!(
+        lab.login(user, server, "carol", false, Duration::from_millis(500)),
+        Some(401)
+    );
+    assert_eq!(
+        lab.login(user, server, "carol", true, Duration::from_millis(500)),
+        Some(200)
+    );
     let start = Instant::now();
     let mut refused = false;
     for i in 0..ATTEMPTS {
         if let Some(wait) = (start + PACE * i).checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        if login(&lab, attacker, server, "admin", false).is_none() {
+        if lab
+            .login(attacker, server, "admin", false, Duration::from_millis(500))
+            .is_none()
+        {
             refused = true;
             break;
         }

@@ -24,51 +24,9 @@ const ATTEMPTS: u32 = 60;
 /// Its pace: one attempt per 50 ms (20 per second).
 const PACE: Duration = Duration::from_millis(50);
 
-/// One login attempt from `src` on a new connection; the HTTP status, or None if it got no
-/// answer (dropped).
-fn login(
-    lab: &Lab,
-    src: IpAddr,
-    server: IpAddr,
-    account: &str,
-    ok: bool,
-    timeout: Duration,
-) -> Option<u16> {
-    let body = format!("username={account}&password=guess");
-    let mut extra = vec![
-        "-X",
-        "POST",
-        "-d",
-        &body,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ];
-    if ok {
-        extra.extend_from_slice(&["-H", "X-Test-Login: ok"]);
-    }
-    let out = lab.curl(src, &format!("http://{server}:80/login"), &extra, timeout);
-    let code: u16 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (out.status.success() && code != 0).then_some(code)
-}
-
 /// `GET /` from `src`: the status, or None if it got no answer.
 fn get(lab: &Lab, src: IpAddr, server: IpAddr, timeout: Duration) -> Option<u16> {
-    let out = lab.curl(
-        src,
-        &format!("http://{server}:80/"),
-        &["-o", "/dev/null", "-w", "%{http_code}"],
-        timeout,
-    );
-    let code: u16 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (out.status.success() && code != 0).then_some(code)
+    lab.status(src, &format!("http://{server}:80/"), &[], timeout)
 }
 
 #[test]
@@ -105,40 +63,18 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         ],
         None,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lab.stderr_of(tcpdump).contains("listening on") {
-        assert!(
-            Instant::now() < deadline,
-            "tcpdump did not start: {}",
-            lab.stderr_of(tcpdump)
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    lab.wait_for_stderr(tcpdump, "listening on", Duration::from_secs(10));
     let server = IpAddr::V4(lab.server_v4());
     let attacker = IpAddr::V4(lab.client_v4());
     let neighbour = IpAddr::V4(lab.client_v4_alt());
 
     // The neighbour logs in (and once mistypes) before the attack: a benign history.
     assert_eq!(
-        login(
-            &lab,
-            neighbour,
-            server,
-            "carol",
-            false,
-            Duration::from_secs(3)
-        ),
+        lab.login(neighbour, server, "carol", false, Duration::from_secs(3)),
         Some(401)
     );
     assert_eq!(
-        login(
-            &lab,
-            neighbour,
-            server,
-            "carol",
-            true,
-            Duration::from_secs(3)
-        ),
+        lab.login(neighbour, server, "carol", true, Duration::from_secs(3)),
         Some(200)
     );
 
@@ -151,14 +87,8 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        let Some(status) = login(
-            &lab,
-            attacker,
-            server,
-            "admin",
-            false,
-            Duration::from_millis(400),
-        ) else {
+        let Some(status) = lab.login(attacker, server, "admin", false, Duration::from_millis(400))
+        else {
             refused_after = Some(start.elapsed());
             break;
         };
@@ -184,14 +114,7 @@ fn brute_force_is_blocked_in_the_kernel_and_lapses_after_kill_9() {
         Some(200)
     );
     assert_eq!(
-        login(
-            &lab,
-            neighbour,
-            server,
-            "carol",
-            true,
-            Duration::from_secs(3)
-        ),
+        lab.login(neighbour, server, "carol", true, Duration::from_secs(3)),
         Some(200)
     );
     assert_eq!(

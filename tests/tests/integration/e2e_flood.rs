@@ -54,17 +54,7 @@ const MIN_FLOOD_FINDINGS: usize = 30;
 
 /// `GET /` from `src`: the status, or None if it got no answer.
 fn get(lab: &Lab, src: IpAddr, server: IpAddr, timeout: Duration) -> Option<u16> {
-    let out = lab.curl(
-        src,
-        &format!("http://{server}:80/"),
-        &["-o", "/dev/null", "-w", "%{http_code}"],
-        timeout,
-    );
-    let code: u16 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (out.status.success() && code != 0).then_some(code)
+    lab.status(src, &format!("http://{server}:80/"), &[], timeout)
 }
 
 /// The MAC address of interface `dev` in namespace `ns`.

@@ -25,14 +25,7 @@ const BENIGN: u32 = 5;
 
 /// One request from `src`: the HTTP status, or None if it got no answer.
 fn request(lab: &Lab, src: IpAddr, url: &str, extra: &[&str], timeout: Duration) -> Option<u16> {
-    let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}"];
-    args.extend_from_slice(extra);
-    let out = lab.curl(src, url, &args, timeout);
-    let code: u16 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (out.status.success() && code != 0).then_some(code)
+    lab.status(src, url, extra, timeout)
 }
 
 /// One scrape of the endpoint from inside the server namespace.

@@ -16,26 +16,7 @@ use apisensor_tests::{
 
 /// A failed login from `src` on a new connection: its status, `None` when unanswered.
 fn fail_login(lab: &Lab, src: IpAddr, server: IpAddr) -> Option<u16> {
-    let out = lab.curl(
-        src,
-        &format!("http://{server}:80/login"),
-        &[
-            "-X",
-            "POST",
-            "-d",
-            "username=admin&password=guess",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ],
-        Duration::from_millis(800),
-    );
-    let code: u16 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (out.status.success() && code != 0).then_some(code)
+    lab.login(src, server, "admin", false, Duration::from_millis(800))
 }
 
 /// Sends SIGHUP to `pid` and waits (bounded) until its stderr shows `expect` once more than
