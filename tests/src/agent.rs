@@ -1,6 +1,7 @@
 //! The agent under test: its pin directory (removed, with its lock files, on drop), its files
 //! in the lab, its start (bounded wait until it reports it is ready) and its event lines.
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,37 @@ impl PinDir {
     /// Never for the paths [`PinDir::new`] makes (they are ASCII).
     pub fn as_str(&self) -> &str {
         self.0.to_str().expect("utf-8 path")
+    }
+
+    /// Runs the CLI with `args` on these pins, in the root namespace (where bpffs is).
+    ///
+    /// # Panics
+    ///
+    /// If the binary cannot be run.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(apisensor_bin())
+            .args(args)
+            .args(["--pin-dir", self.as_str()])
+            .output()
+            .expect("run apisensor")
+    }
+
+    /// [`PinDir::cli`] that must succeed: its standard output (also printed, for the test's
+    /// log).
+    ///
+    /// # Panics
+    ///
+    /// If it fails, with what it wrote.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("$ apisensor {}\n{stdout}", args.join(" "));
+        assert!(
+            out.status.success(),
+            "apisensor {args:?} failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
     }
 }
 

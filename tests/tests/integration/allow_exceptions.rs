@@ -7,9 +7,9 @@
 //!
 //! Runs as root (bpffs, map creation). Nothing is attached and no traffic is sent; the pin
 //! directory is private to the test and removed by a guard, also on failure.
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
-use apisensor_tests::{agent::PinDir, apisensor_bin};
+use apisensor_tests::agent::PinDir;
 use ipnet::IpNet;
 use sensor_common::capacity;
 use sensor_user::{
@@ -28,21 +28,6 @@ const ID: u64 = 0x0123_4567_89ab_cdef;
 
 fn net(s: &str) -> IpNet {
     s.parse().expect("net")
-}
-
-/// Runs the CLI on the test's pins and returns its standard output.
-fn cli_ok(pin: &PinDir, args: &[&str]) -> String {
-    let out = Command::new(apisensor_bin())
-        .args(args)
-        .args(["--pin-dir", pin.as_str()])
-        .output()
-        .expect("run apisensor");
-    assert!(
-        out.status.success(),
-        "apisensor {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A kernel block decision of the policy's shape.
@@ -76,7 +61,7 @@ fn block(id: u64, target: &str, exceptions: &[&str], renewal: bool) -> Decision 
 /// `allow list --json` as (net, hits, verdict id, ttl left).
 fn listed(pin: &PinDir) -> Vec<(String, Option<u64>, Option<u64>)> {
     let json: serde_json::Value =
-        serde_json::from_str(&cli_ok(pin, &["allow", "list", "--json"])).expect("json");
+        serde_json::from_str(&pin.cli_ok(&["allow", "list", "--json"])).expect("json");
     json.as_array()
         .expect("an array")
         .iter()
@@ -113,7 +98,7 @@ fn setup(tag: &str) -> (PinDir, Verdicts, u64) {
     let mut v = Verdicts::open_pinned(pin.path()).expect("pinned maps");
     let now = clock::boot_ns();
     // The operator's entry, permanent.
-    cli_ok(&pin, &["allow", "add", "198.51.100.64/28"]);
+    pin.cli_ok(&["allow", "add", "198.51.100.64/28"]);
     let d = block(
         ID,
         "198.51.100.0/24",
@@ -148,7 +133,7 @@ fn exceptions_are_written_with_their_block_and_listed() {
             _ => panic!("{n}: origin {origin:?} and TTL {ttl:?} go together"),
         }
     }
-    let table = cli_ok(&pin, &["allow", "list"]);
+    let table = pin.cli_ok(&["allow", "list"]);
     assert!(
         table.lines().any(|l| l.starts_with("198.51.100.7/32")
             && l.contains(&format!("{:016x}", id | 1))
@@ -159,7 +144,7 @@ fn exceptions_are_written_with_their_block_and_listed() {
         "{table}"
     );
     assert!(
-        cli_ok(&pin, &["blocks", "list"]).contains("198.51.100.0/24"),
+        pin.cli_ok(&["blocks", "list"]).contains("198.51.100.0/24"),
         "the block is written"
     );
     assert_eq!(
@@ -214,20 +199,17 @@ fn exceptions_are_withdrawn_renewed_replaced_and_purged() {
             .expect("write"),
         ExceptionWrite::Written
     );
-    cli_ok(
-        &pin,
-        &[
-            "blocks",
-            "add",
-            "198.51.100.9",
-            "--ttl",
-            "1m",
-            "--reason",
-            "by hand",
-        ],
-    );
+    pin.cli_ok(&[
+        "blocks",
+        "add",
+        "198.51.100.9",
+        "--ttl",
+        "1m",
+        "--reason",
+        "by hand",
+    ]);
     assert_eq!(nets(&pin), ["198.51.100.7/32", "198.51.100.64/28"]);
-    cli_ok(&pin, &["blocks", "rm", "198.51.100.9"]);
+    pin.cli_ok(&["blocks", "rm", "198.51.100.9"]);
 
     // A renewal of the prefix block renews its exceptions (the same id, TTL from the renewal).
     let later = now + 300 * S;
@@ -249,12 +231,12 @@ fn exceptions_are_withdrawn_renewed_replaced_and_purged() {
             .expect("write"),
         ExceptionWrite::Written
     );
-    cli_ok(&pin, &["allow", "add", "203.0.113.0/24"]);
+    pin.cli_ok(&["allow", "add", "203.0.113.0/24"]);
     assert_eq!(
         nets(&pin),
         ["198.51.100.7/32", "198.51.100.64/28", "203.0.113.0/24"]
     );
-    cli_ok(&pin, &["allow", "rm", "203.0.113.0/24"]);
+    pin.cli_ok(&["allow", "rm", "203.0.113.0/24"]);
 
     // The purge deletes lapsed exceptions (and blocks); the operator's entry stays.
     assert_eq!(
@@ -269,6 +251,6 @@ fn exceptions_are_withdrawn_renewed_replaced_and_purged() {
     );
     assert_eq!(listed(&pin), [("198.51.100.64/28".to_owned(), None, None)]);
     assert!(v.blocks(now).expect("blocks").is_empty());
-    cli_ok(&pin, &["allow", "rm", "198.51.100.64/28"]);
+    pin.cli_ok(&["allow", "rm", "198.51.100.64/28"]);
     assert_eq!(v.refresh_in_use().expect("refresh").allow, 0);
 }

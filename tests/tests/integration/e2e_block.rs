@@ -7,35 +7,16 @@
 use std::{
     net::IpAddr,
     path::PathBuf,
-    process::{Command, Output},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use apisensor_tests::{agent::PinDir, apisensor_bin, lab::Lab};
 
-/// Runs the CLI in the root namespace (where bpffs is) and returns its output.
-fn cli(pin: &PinDir, args: &[&str]) -> Output {
-    Command::new(apisensor_bin())
-        .args(args)
-        .args(["--pin-dir", pin.as_str()])
-        .output()
-        .expect("run apisensor")
-}
-
-fn cli_ok(pin: &PinDir, args: &[&str]) -> String {
-    let out = cli(pin, args);
-    assert!(
-        out.status.success(),
-        "apisensor {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn counter(pin: &PinDir, name: &str) -> u64 {
     let json: serde_json::Value =
-        serde_json::from_str(&cli_ok(pin, &["stats", "--json"])).expect("stats json");
+        serde_json::from_str(&pin.cli_ok(&["stats", "--json"])).expect("stats json");
     json[name]
         .as_u64()
         .unwrap_or_else(|| panic!("no counter {name} in {json}"))
@@ -293,15 +274,12 @@ fn scenario(f: &Family) {
 
     // Block the client: its next request is dropped at once; its other address is served.
     let t_added = sensor_user::clock::boot_ns();
-    cli_ok(
-        &pin,
-        &[
-            "blocks", "add", &client, "--ttl", "60s", "--reason", "e2e test",
-        ],
-    );
+    pin.cli_ok(&[
+        "blocks", "add", &client, "--ttl", "60s", "--reason", "e2e test",
+    ]);
     assert_dropped(&lab, f.client, f, "blocked client served");
     let top: serde_json::Value =
-        serde_json::from_str(&cli_ok(&pin, &["top", "--json", "-n", "10"])).expect("top json");
+        serde_json::from_str(&pin.cli_ok(&["top", "--json", "-n", "10"])).expect("top json");
     let row = top
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["source"] == client.as_str()))
@@ -310,7 +288,7 @@ fn scenario(f: &Family) {
     // The block's own record of its latest drop: curl sent one SYN (its 500 ms timeout is
     // shorter than the first retransmission), so the latest drop is the first one.
     let listed: serde_json::Value =
-        serde_json::from_str(&cli_ok(&pin, &["blocks", "list", "--json"])).expect("json");
+        serde_json::from_str(&pin.cli_ok(&["blocks", "list", "--json"])).expect("json");
     let hit_ago_ms = listed[0]["last_hit_ago_ms"]
         .as_u64()
         .unwrap_or_else(|| panic!("no drop recorded: {listed}"));
@@ -327,23 +305,20 @@ fn scenario(f: &Family) {
     );
     assert_served(&lab, f.client_alt, f, "second address");
     let list: serde_json::Value =
-        serde_json::from_str(&cli_ok(&pin, &["blocks", "list", "--json"])).expect("json");
+        serde_json::from_str(&pin.cli_ok(&["blocks", "list", "--json"])).expect("json");
     assert_eq!(list[0]["text"], "e2e test", "{list}");
     assert!(list[0]["hits"].as_u64() >= Some(1), "{list}");
     assert!(list[0]["ttl_left_s"].as_u64() > Some(50), "{list}");
 
     // Unblock: served again.
-    cli_ok(&pin, &["blocks", "rm", &client]);
+    pin.cli_ok(&["blocks", "rm", &client]);
     assert_served(&lab, f.client, f, "after rm");
 
     // A prefix block covering both addresses, one of them allowlisted: that one is never dropped.
-    cli_ok(&pin, &["allow", "add", &alt]);
-    cli_ok(
-        &pin,
-        &[
-            "blocks", "add", f.prefix, "--ttl", "60s", "--reason", "prefix",
-        ],
-    );
+    pin.cli_ok(&["allow", "add", &alt]);
+    pin.cli_ok(&[
+        "blocks", "add", f.prefix, "--ttl", "60s", "--reason", "prefix",
+    ]);
     let allowed_before = counter(&pin, "xdp_pass_allowlisted");
     let prefix_before = counter(&pin, "xdp_drop_prefix_block");
     assert_dropped(&lab, f.client, f, "prefix-blocked client served");
@@ -352,8 +327,8 @@ fn scenario(f: &Family) {
     }
     assert!(counter(&pin, "xdp_pass_allowlisted") > allowed_before);
     assert!(counter(&pin, "xdp_drop_prefix_block") > prefix_before);
-    cli_ok(&pin, &["blocks", "rm", f.prefix]);
-    cli_ok(&pin, &["allow", "rm", &alt]);
+    pin.cli_ok(&["blocks", "rm", f.prefix]);
+    pin.cli_ok(&["allow", "rm", &alt]);
 
     // A second agent on the same pins is refused with a clear error.
     let second = lab.run(
@@ -394,16 +369,10 @@ fn scenario(f: &Family) {
 
     // Blocks survive a restart; a 2 s block expires by the kernel's clock while the agent is
     // stopped (the restarted agent purges nothing during its first period).
-    cli_ok(
-        &pin,
-        &[
-            "blocks", "add", &client, "--ttl", "60s", "--reason", "survives",
-        ],
-    );
-    cli_ok(
-        &pin,
-        &["blocks", "add", &alt, "--ttl", "2s", "--reason", "expires"],
-    );
+    pin.cli_ok(&[
+        "blocks", "add", &client, "--ttl", "60s", "--reason", "survives",
+    ]);
+    pin.cli_ok(&["blocks", "add", &alt, "--ttl", "2s", "--reason", "expires"]);
     assert_dropped(&lab, f.client_alt, f, "2 s block not active");
     let status = lab.stop(agent.pid);
     assert!(status.success(), "agent did not exit cleanly: {status:?}");
@@ -435,7 +404,7 @@ fn scenario(f: &Family) {
     thread::sleep(Duration::from_millis(2500));
     let agent2 = start_agent(&mut lab, &pin, 2, f.agent_args);
     let expired_before = counter(&pin, "xdp_pass_expired_block");
-    let listed = cli_ok(&pin, &["blocks", "list"]);
+    let listed = pin.cli_ok(&["blocks", "list"]);
     assert!(
         listed.contains("expired") && listed.contains("survives"),
         "{listed}"
@@ -523,7 +492,7 @@ fn cli_errors_are_one_clear_line() {
         "{err}"
     );
     for (args, want) in cases {
-        let out = cli(&pin, args);
+        let out = pin.cli(args);
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");

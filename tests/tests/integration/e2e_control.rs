@@ -25,33 +25,11 @@ const ATTEMPTS: u32 = 60;
 /// Its pace.
 const PACE: Duration = Duration::from_millis(50);
 
-/// Runs the CLI (root namespace) with `args` and the pin directory.
-fn cli(pin: &PinDir, args: &[&str]) -> Output {
-    Command::new(apisensor_bin())
-        .args(args)
-        .args(["--pin-dir", pin.as_str()])
-        .output()
-        .expect("run apisensor")
-}
-
-/// Runs the CLI and expects success; its standard output.
-fn ok(pin: &PinDir, args: &[&str]) -> String {
-    let out = cli(pin, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("$ apisensor {}\n{stdout}", args.join(" "));
-    assert!(
-        out.status.success(),
-        "apisensor {args:?} failed: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// Runs the CLI with `--json` and parses its output.
 fn json(pin: &PinDir, args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();
     all.push("--json");
-    let text = ok(pin, &all);
+    let text = pin.cli_ok(&all);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("apisensor {all:?}: {e}: {text}"))
 }
 
@@ -182,7 +160,7 @@ fn investigation_commands_answer_from_the_running_agent() {
     );
 
     // status
-    let text = ok(&pin, &["status"]);
+    let text = pin.cli_ok(&["status"]);
     let version = env!("CARGO_PKG_VERSION");
     for want in ["version", version, "uptime", "brute_force", "ring losses"] {
         assert!(text.contains(want), "status lacks {want:?}:\n{text}");
@@ -198,7 +176,7 @@ fn investigation_commands_answer_from_the_running_agent() {
     assert_eq!(status["kernel"]["ring_losses"], 0, "{status}");
 
     // sources: the brute forcer's row with its decision, above the user's.
-    let text = ok(&pin, &["sources"]);
+    let text = pin.cli_ok(&["sources"]);
     let line = text
         .lines()
         .find(|l| l.starts_with(&attacker.to_string()))
@@ -226,7 +204,7 @@ fn investigation_commands_answer_from_the_running_agent() {
     assert_eq!(recent.as_array().map(Vec::len), Some(1), "{recent}");
 
     // sources show: kernel counters and block TTL beside findings and decisions.
-    let text = ok(&pin, &["sources", "show", &attacker.to_string()]);
+    let text = pin.cli_ok(&["sources", "show", &attacker.to_string()]);
     let blocked = format!("block {attacker}/32");
     for want in [
         blocked.as_str(),
@@ -257,7 +235,7 @@ fn investigation_commands_answer_from_the_running_agent() {
     );
 
     // accounts show: from the account back to the address.
-    let text = ok(&pin, &["accounts", "show", "admin"]);
+    let text = pin.cli_ok(&["accounts", "show", "admin"]);
     assert!(text.contains(&attacker.to_string()), "{text}");
     let account = json(&pin, &["accounts", "show", "admin"]);
     assert_eq!(
@@ -270,18 +248,18 @@ fn investigation_commands_answer_from_the_running_agent() {
     let carol = json(&pin, &["accounts", "show", "carol"]);
     assert_eq!(carol["logins"][0]["source"], user.to_string(), "{carol}");
     assert!(carol["logins"][0]["session"].is_string(), "{carol}");
-    let text = ok(&pin, &["accounts", "show", "carol"]);
+    let text = pin.cli_ok(&["accounts", "show", "carol"]);
     assert!(text.contains("successful logins"), "{text}");
-    let missing = cli(&pin, &["accounts", "show", "nobody"]);
+    let missing = pin.cli(&["accounts", "show", "nobody"]);
     assert!(!missing.status.success());
 
     // findings
-    let text = ok(&pin, &["findings"]);
+    let text = pin.cli_ok(&["findings"]);
     assert!(
         text.contains("brute_force") && text.contains("block"),
         "{text}"
     );
-    let lines = ok(&pin, &["findings", "--json"]);
+    let lines = pin.cli_ok(&["findings", "--json"]);
     assert!(
         lines
             .lines()
@@ -291,7 +269,7 @@ fn investigation_commands_answer_from_the_running_agent() {
     );
 
     // endpoints: /login with its failures.
-    let text = ok(&pin, &["endpoints"]);
+    let text = pin.cli_ok(&["endpoints"]);
     assert!(
         text.lines()
             .any(|l| l.starts_with("POST") && l.contains("/login")),
@@ -319,7 +297,7 @@ fn investigation_commands_answer_from_the_running_agent() {
         Some(24),
         "{ttps}"
     );
-    let text = ok(&pin, &["ttps"]);
+    let text = pin.cli_ok(&["ttps"]);
     assert!(
         text.contains(&fingerprint) && text.contains("per hour"),
         "{text}"
@@ -395,13 +373,13 @@ fn investigation_commands_answer_from_the_running_agent() {
     let stopped = lab.stop(agent);
     assert!(stopped.success(), "{stopped:?}");
     assert!(!socket.exists(), "the socket outlived the agent");
-    let out = cli(&pin, &["sources"]);
+    let out = pin.cli(&["sources"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("the agent is not running (no control socket at"),
         "{stderr}"
     );
-    assert!(ok(&pin, &["top"]).contains(&attacker.to_string()));
+    assert!(pin.cli_ok(&["top"]).contains(&attacker.to_string()));
     let session = Tmux(format!("apisensor-control-off-{}", std::process::id()));
     tmux(&[
         "new-session",
