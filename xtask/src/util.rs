@@ -28,7 +28,7 @@ pub fn status(cmd: &mut Command) -> anyhow::Result<()> {
         .status()
         .with_context(|| format!("cannot start {shown}"))?;
     if !st.success() {
-        bail!("{shown} failed: {st}");
+        bail!("{shown} failed: {st}{}", free_space_note());
     }
     Ok(())
 }
@@ -51,4 +51,24 @@ pub fn exec(program: &Path, args: &[String]) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
     let err = Command::new(program).args(args).exec();
     Err(err).with_context(|| format!("cannot exec {}", program.display()))
+}
+
+/// How much room is left on the target directory's disk, for failure messages: a full disk
+/// kills the linker with SIGBUS, which says nothing about disks. Empty if it cannot be read.
+fn free_space_note() -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = target_dir();
+    let dir = if dir.exists() { dir } else { root() };
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return String::new();
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is writable; statvfs fills it when it returns 0.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return String::new();
+    }
+    // SAFETY: statvfs returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    let free_mib = st.f_bavail.saturating_mul(st.f_frsize) >> 20;
+    format!(" ({free_mib} MiB free on the disk of {})", dir.display())
 }
