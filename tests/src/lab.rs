@@ -746,6 +746,26 @@ impl Lab {
         (out.status.success() && code != 0).then_some(code)
     }
 
+    /// Checks that each of `tools` can be run in the client namespace.
+    ///
+    /// # Panics
+    ///
+    /// If one cannot, naming it and `cargo xtask setup`, which installs it.
+    pub fn require_tools(&self, tools: &[&str]) {
+        for tool in tools {
+            let out = self.run(
+                &self.client_ns,
+                "sh",
+                &["-c", &format!("command -v {tool}")],
+                Duration::from_secs(5),
+            );
+            assert!(
+                out.status.success(),
+                "this test needs `{tool}` (install it with `cargo xtask setup`)"
+            );
+        }
+    }
+
     /// One login attempt at nginx's `/login` on `server`, from `src` on a new connection, as
     /// `account`: accepted if `ok` (the `X-Test-Login: ok` header), refused otherwise. The
     /// HTTP status, or `None` if it got no answer.

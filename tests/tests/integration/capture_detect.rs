@@ -64,18 +64,8 @@ impl Recording {
     /// (bounded) until tcpdump really captures.
     fn start(tag: &str, tools: &[&str]) -> Recording {
         let mut lab = Lab::new(tag);
-        for tool in ["tcpdump", "curl", "bash"].iter().chain(tools) {
-            let out = lab.run(
-                lab.client_ns(),
-                "sh",
-                &["-c", &format!("command -v {tool}")],
-                Duration::from_secs(5),
-            );
-            assert!(
-                out.status.success(),
-                "this test needs `{tool}` (install it with `cargo xtask setup`)"
-            );
-        }
+        lab.require_tools(&["tcpdump", "curl", "bash"]);
+        lab.require_tools(tools);
         lab.start_nginx(PORT);
         let path = lab.tmp_dir().join("capture.pcap");
         let path_s = path.to_str().expect("lab paths are UTF-8").to_owned();

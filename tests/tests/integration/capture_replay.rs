@@ -60,18 +60,7 @@ struct Sent {
 #[test]
 fn captures_from_real_tools_replay_to_what_the_tools_sent() {
     let mut lab = Lab::new("cap");
-    for tool in ["tcpdump", "dumpcap", "curl", "wrk", "bash"] {
-        let out = lab.run(
-            lab.client_ns(),
-            "sh",
-            &["-c", &format!("command -v {tool}")],
-            Duration::from_secs(5),
-        );
-        assert!(
-            out.status.success(),
-            "this test needs `{tool}` (install it with `cargo xtask setup`)"
-        );
-    }
+    lab.require_tools(&["tcpdump", "dumpcap", "curl", "wrk", "bash"]);
     lab.start_nginx(PORT);
     let mut captures = start_captures(&mut lab);
     wait_until_capturing(&lab, &captures);
